@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -38,12 +39,50 @@ type NodeConfig struct {
 
 // Node is one simulated Kvrocks node.
 type Node struct {
-	cfg  NodeConfig
-	id   string
-	ks   *keyspace.Keyspace
-	mu   sync.Mutex
-	addr string
+	cfg NodeConfig
+	ks  *keyspace.Keyspace
+	log *slog.Logger
+
+	// view is the cluster as this node knows it; viewMu serializes changes.
+	view   atomic.Pointer[clusterView]
+	viewMu sync.Mutex
+	gen    uint64 // topology generation counter, guarded by viewMu
+
+	failover failoverMachine
+	// inflightWrites counts writes between their failover/pause check and the
+	// end of their execution, so a pause can wait for them to land.
+	inflightWrites atomic.Int64
+	pause          pauseGate
+	loading        atomic.Bool // replica mid full sync
+	replLog        replLog
+	streams        streamSet // replicas streaming from me
+	link           replicaLinkHolder
+
+	mu        sync.Mutex // guards addr, run, startedAt
+	addr      string
+	run       *nodeRun
+	startedAt time.Time
+
+	clientsMu    sync.Mutex
+	clients      map[*session]struct{}
+	closedCmds   int64 // commands of closed sessions, guarded by clientsMu
+	nextClientID atomic.Int64
+	totalConns   atomic.Int64
+	syncFull     atomic.Int64 // full resyncs served as a master
+	syncPartial  atomic.Int64 // partial resyncs served as a master
+
+	// beforePauseWrite, if set (tests only), runs when a CLUSTERX FAILOVER
+	// has passed check_slave, just before writes are paused.
+	beforePauseWrite func()
+}
+
+// nodeRun is one life of the node between Start and Kill: everything it
+// started stops when stop closes, and wg counts it.
+type nodeRun struct {
+	ln   net.Listener
 	srv  *redcon.Server
+	stop chan struct{}
+	wg   sync.WaitGroup
 }
 
 // NewNode makes a node without starting it.
@@ -60,7 +99,20 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Node{cfg: cfg, id: id, ks: keyspace.New(), addr: cfg.Addr}, nil
+	n := &Node{
+		cfg:     cfg,
+		ks:      keyspace.New(),
+		log:     cfg.Logger,
+		addr:    cfg.Addr,
+		clients: map[*session]struct{}{},
+	}
+	// Like a Kvrocks process that has no SETNODEID yet, MYID answers empty
+	// until the controller pushes the id; the configured id is already used
+	// to find this node in a topology.
+	n.view.Store(newClusterView(id, false))
+	n.replLog.init(n.ks.Sequence())
+	n.ks.SetJournal(n.journal)
+	return n, nil
 }
 
 // StartNode makes and starts a node.
@@ -72,52 +124,98 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	return n, n.Start()
 }
 
-// Start listens and serves. After Kill it listens again on the same address.
+// Start listens and serves. After Kill it listens again on the same address,
+// with the keyspace, its sequence and the last applied topology kept, as a
+// Kvrocks process restarted on its data directory would; in-memory state
+// (failover state, TAKEOVER, pauses, replication links) starts afresh.
 func (n *Node) Start() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.run != nil {
+		return errors.New("kvsim: node already running")
+	}
 	ln, err := net.Listen("tcp", n.addr)
 	if err != nil {
 		return fmt.Errorf("kvsim: listen %s: %w", n.addr, err)
 	}
 	n.addr = ln.Addr().String()
-	n.srv = redcon.NewServer(n.addr, n.serve, nil, nil)
-	go n.srv.Serve(ln)
+	n.startedAt = time.Now()
+	run := &nodeRun{ln: ln, stop: make(chan struct{})}
+	run.srv = redcon.NewServer(n.addr, n.serve,
+		func(conn redcon.Conn) bool {
+			run.wg.Add(1) // Serve's own count keeps the group above zero here
+			n.addSession(conn)
+			return true
+		},
+		func(conn redcon.Conn, _ error) {
+			n.removeSession(conn)
+			run.wg.Done()
+		})
+	n.run = run
+
+	n.viewMu.Lock()
+	v := *n.view.Load()
+	v.migratedTo, v.takeover = "", false
+	n.view.Store(&v)
+	n.failover.reset()
+	n.pause.reset()
+	n.link.stop() // a link a last command of the previous life started
+	n.retargetReplication(run, &v)
+	n.viewMu.Unlock()
+
+	run.wg.Add(1)
+	go func() {
+		defer run.wg.Done()
+		_ = run.srv.Serve(ln)
+	}()
+	n.log.Info("kvsim node started", "addr", n.addr, "id", v.myID)
 	return nil
 }
 
-// Kill stops the node abruptly: the listener and every connection close.
-// The keyspace and the topology are kept, as a process restarted on its data
-// directory would find them.
+// Kill stops the node abruptly: the listener, every client connection, the
+// replication links in both directions and every background goroutine stop
+// before it returns. The keyspace and the topology are kept.
 func (n *Node) Kill() {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.srv != nil {
-		n.srv.Close()
-		n.srv = nil
+	run := n.run
+	n.run = nil
+	n.mu.Unlock()
+	if run == nil {
+		return
 	}
+	close(run.stop)
+	// Closing the listener ourselves also works before Serve has begun,
+	// when redcon's Close would report "not serving" and do nothing; Serve
+	// then returns and closes every connection it accepted.
+	_ = run.ln.Close()
+	_ = run.srv.Close()
+	n.viewMu.Lock()
+	n.link.stop()
+	n.viewMu.Unlock()
+	n.streams.closeAll()
+	run.wg.Wait()
+	n.loading.Store(false)
+	n.log.Info("kvsim node killed", "addr", n.Addr())
 }
 
 // Addr is the node's host:port.
 func (n *Node) Addr() string { n.mu.Lock(); defer n.mu.Unlock(); return n.addr }
 
-// ID is the node's 40-character id.
-func (n *Node) ID() string { return n.id }
+// ID is the node's 40-character id (the latest CLUSTERX SETNODEID, if any).
+func (n *Node) ID() string { return n.view.Load().myID }
 
 // Keyspace exposes the node's data, for tests.
 func (n *Node) Keyspace() *keyspace.Keyspace { return n.ks }
 
-func (n *Node) serve(conn redcon.Conn, cmd redcon.Command) {
-	c := keyspace.Lookup(cmd.Args[0])
-	if c == nil {
-		conn.WriteError("ERR unknown command")
-		return
-	}
-	conn.WriteRaw(n.ks.Exec(nil, c, cmd.Args))
+// currentRun is the running life of the node, nil after Kill.
+func (n *Node) currentRun() *nodeRun {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.run
 }
 
 func randomID() string {
 	var b [20]byte
-	rand.Read(b[:])
+	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }

@@ -1,0 +1,217 @@
+package kvsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// pickReplica chooses the replica of shard s to promote: preferred if given,
+// else the reachable one reporting role:slave with the highest sequence.
+func (c *Controller) pickReplica(ctx context.Context, s ShardTopology, preferred string) (NodeRef, error) {
+	if preferred != "" {
+		for _, r := range s.Replicas {
+			if r.ID == preferred {
+				return r, nil
+			}
+		}
+		return NodeRef{}, fmt.Errorf("%w: %s is not a replica of master %s", ErrNoReplica, preferred, s.Master.ID)
+	}
+	best, bestSeq, found := NodeRef{}, int64(-1), false
+	for _, r := range s.Replicas {
+		fields, err := c.info(ctx, r) // role is in Replication, sequence in Keyspace
+		if err != nil {
+			c.log.Warn("replica skipped", "id", r.ID, "addr", r.Addr, "err", err)
+			continue
+		}
+		seq, err := fieldInt(fields, "sequence")
+		if fields["role"] != "slave" || err != nil {
+			c.log.Warn("replica skipped", "id", r.ID, "addr", r.Addr, "role", fields["role"], "err", err)
+			continue
+		}
+		if seq > bestSeq {
+			best, bestSeq, found = r, seq, true
+		}
+	}
+	if !found {
+		return NodeRef{}, fmt.Errorf("%w: shard of master %s", ErrNoReplica, s.Master.ID)
+	}
+	return best, nil
+}
+
+func (c *Controller) shard(t Topology, shard int) (ShardTopology, error) {
+	if shard < 0 || shard >= len(t.Shards) {
+		return ShardTopology{}, fmt.Errorf("%w %d (the cluster has %d)", ErrNoShard, shard, len(t.Shards))
+	}
+	return t.Shards[shard], nil
+}
+
+// FailoverShard runs kvrocks-controller's manual failover on shard: CLIENT
+// PAUSE <PauseTimeout> WRITE on the master; poll INFO replication on master
+// and replica until the replica's slave_repl_offset reaches the master's
+// master_repl_offset (past SyncTimeout: CLIENT UNPAUSE and fail, unless
+// Force); commit the topology one version up with master and replica swapped;
+// push it to every node in parallel; CLIENT UNPAUSE the old master.
+func (c *Controller) FailoverShard(ctx context.Context, shard int, opts FailoverOptions) error {
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	t := c.Topology()
+	s, err := c.shard(t, shard)
+	if err != nil {
+		return err
+	}
+	replica, err := c.pickReplica(ctx, s, opts.Replica)
+	if err != nil {
+		return err
+	}
+	next, err := t.withPromoted(shard, replica.ID)
+	if err != nil {
+		return err
+	}
+	log := c.log.With("shard", shard, "old_master", s.Master.Addr, "new_master", replica.Addr)
+	log.Info("manual failover started")
+	if _, err := c.do(ctx, s.Master, "CLIENT", "PAUSE", strconv.FormatInt(opts.PauseTimeout.Milliseconds(), 10), "WRITE"); err != nil {
+		return fmt.Errorf("failover shard %d: %w", shard, err)
+	}
+	// Unpause on a fresh context: ctx may be what ended the failover.
+	unpause := func() {
+		uctx, cancel := context.WithTimeout(context.Background(), c.cfg.CommandTimeout)
+		defer cancel()
+		if _, err := c.do(uctx, s.Master, "CLIENT", "UNPAUSE"); err != nil {
+			log.Warn("CLIENT UNPAUSE failed", "err", err)
+		}
+	}
+	defer unpause()
+	if err := c.waitSync(ctx, s.Master, replica, opts); err != nil {
+		if !opts.Force {
+			log.Warn("manual failover abandoned", "err", err)
+			return fmt.Errorf("failover shard %d: %w", shard, err)
+		}
+		log.Warn("replica not caught up, forcing failover", "err", err)
+	}
+	if err := c.commit(ctx, next); err != nil {
+		return fmt.Errorf("failover shard %d: %w", shard, err)
+	}
+	log.Info("manual failover done", "version", next.Version)
+	return nil
+}
+
+// waitSync polls INFO replication on master and replica until the replica's
+// applied offset reaches the master's, within opts.SyncTimeout.
+func (c *Controller) waitSync(ctx context.Context, master, replica NodeRef, opts FailoverOptions) error {
+	ctx, cancel := context.WithTimeout(ctx, opts.SyncTimeout)
+	defer cancel()
+	tick := time.NewTicker(opts.PollInterval)
+	defer tick.Stop()
+	var lastErr error
+	for {
+		caughtUp, err := c.replicaCaughtUp(ctx, master, replica)
+		if caughtUp {
+			return nil
+		}
+		if err != nil {
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			if lastErr != nil {
+				return fmt.Errorf("%w within %v: %s: %w", ErrSyncTimeout, opts.SyncTimeout, replica.Addr, lastErr)
+			}
+			return fmt.Errorf("%w within %v: %s", ErrSyncTimeout, opts.SyncTimeout, replica.Addr)
+		case <-tick.C:
+		}
+	}
+}
+
+// replicaCaughtUp reads INFO replication from both nodes at once and compares
+// the replica's slave_repl_offset (the master's slaveN offset lags) with the
+// master's master_repl_offset.
+func (c *Controller) replicaCaughtUp(ctx context.Context, master, replica NodeRef) (bool, error) {
+	var (
+		wg                 sync.WaitGroup
+		mFields, rFields   map[string]string
+		mErr, rErr         error
+		masterOff, replOff int64
+	)
+	wg.Add(2)
+	go func() { defer wg.Done(); mFields, mErr = c.info(ctx, master, "replication") }()
+	go func() { defer wg.Done(); rFields, rErr = c.info(ctx, replica, "replication") }()
+	wg.Wait()
+	if err := errors.Join(mErr, rErr); err != nil {
+		return false, err
+	}
+	switch {
+	case mFields["role"] != "master":
+		return false, fmt.Errorf("%s has role %q, not master", master.Addr, mFields["role"])
+	case rFields["role"] != "slave":
+		return false, fmt.Errorf("%s has role %q, not slave", replica.Addr, rFields["role"])
+	case rFields["master_link_status"] != "up":
+		return false, fmt.Errorf("%s master_link_status is %q", replica.Addr, rFields["master_link_status"])
+	}
+	masterOff, mErr = fieldInt(mFields, "master_repl_offset")
+	replOff, rErr = fieldInt(rFields, "slave_repl_offset")
+	if err := errors.Join(mErr, rErr); err != nil {
+		return false, err
+	}
+	if replOff < masterOff {
+		return false, fmt.Errorf("%s slave_repl_offset %d < master_repl_offset %d", replica.Addr, replOff, masterOff)
+	}
+	return true, nil
+}
+
+// ServerFailover drives the in-server graceful failover (CLUSTERX FAILOVER,
+// kvrocks#3295) of shard: it sends CLUSTERX FAILOVER <replica-id> <timeout-ms>
+// to the master, polls its cluster_failover_state until success or failed and,
+// on success, commits and pushes the swapped topology one version up, as a
+// controller would after it. The wait is bounded by ctx and by timeout plus
+// the longest check_slave phase (3 s) plus CommandTimeout.
+func (c *Controller) ServerFailover(ctx context.Context, shard int, timeout time.Duration) error {
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	t := c.Topology()
+	s, err := c.shard(t, shard)
+	if err != nil {
+		return err
+	}
+	replica, err := c.pickReplica(ctx, s, "")
+	if err != nil {
+		return err
+	}
+	next, err := t.withPromoted(shard, replica.ID)
+	if err != nil {
+		return err
+	}
+	log := c.log.With("shard", shard, "old_master", s.Master.Addr, "new_master", replica.Addr)
+	if _, err := c.do(ctx, s.Master, "CLUSTERX", "FAILOVER", replica.ID, strconv.FormatInt(timeout.Milliseconds(), 10)); err != nil {
+		return fmt.Errorf("%w: %w", ErrFailoverRejected, err)
+	}
+	log.Info("server failover started", "timeout", timeout)
+	waitCtx, cancel := context.WithTimeout(ctx, timeout+3*time.Second+c.cfg.CommandTimeout)
+	defer cancel()
+	tick := time.NewTicker(c.cfg.Failover.PollInterval)
+	defer tick.Stop()
+	for {
+		fields, err := c.clusterInfo(waitCtx, s.Master)
+		if err == nil {
+			switch fields["cluster_failover_state"] {
+			case "success":
+				log.Info("server failover succeeded")
+				return c.commit(ctx, next)
+			case "failed":
+				log.Warn("server failover failed")
+				return fmt.Errorf("%w on %s", ErrServerFailover, s.Master.Addr)
+			}
+		}
+		select {
+		case <-waitCtx.Done():
+			return fmt.Errorf("%w: %s did not finish: %w (last poll: %v)", ErrServerFailover, s.Master.Addr, waitCtx.Err(), err)
+		case <-tick.C:
+		}
+	}
+}

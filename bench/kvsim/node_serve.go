@@ -1,0 +1,208 @@
+package kvsim
+
+import (
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/redcon"
+
+	"kvproxy/bench/kvsim/keyspace"
+)
+
+// session is the per-connection state.
+type session struct {
+	id       int64
+	addr     string
+	created  time.Time
+	authed   bool
+	readonly bool         // READONLY: a replica serves reads of its master's slots
+	name     atomicString // read by CLIENT LIST from other connections
+	commands atomic.Int64 // per session: no cache line shared between connections
+	out      []byte       // reply buffer reused across commands
+}
+
+func (n *Node) addSession(conn redcon.Conn) {
+	s := &session{
+		id:      n.nextClientID.Add(1),
+		addr:    conn.RemoteAddr(),
+		created: time.Now(),
+		authed:  n.cfg.Password == "",
+	}
+	conn.SetContext(s)
+	n.totalConns.Add(1)
+	n.clientsMu.Lock()
+	n.clients[s] = struct{}{}
+	n.clientsMu.Unlock()
+}
+
+func (n *Node) removeSession(conn redcon.Conn) {
+	if s, ok := conn.Context().(*session); ok {
+		n.clientsMu.Lock()
+		delete(n.clients, s)
+		n.closedCmds += s.commands.Load()
+		n.clientsMu.Unlock()
+	}
+}
+
+// replPsyncCommand is the internal command a replica sends to its master to
+// start streaming; no client sends it and COMMAND never lists it.
+const replPsyncCommand = "__kvsim_psync"
+
+// serve handles one command. redcon calls it from the connection's goroutine
+// and flushes the replies after each batch.
+func (n *Node) serve(conn redcon.Conn, cmd redcon.Command) {
+	s, _ := conn.Context().(*session)
+	if s == nil || len(cmd.Args) == 0 {
+		return
+	}
+	s.commands.Add(1)
+	args := cmd.Args
+	dataCmd := keyspace.Lookup(args[0])
+	var lname string
+	if dataCmd == nil {
+		lname = strings.ToLower(string(args[0]))
+	}
+	if !s.authed && !authExempt(lname) {
+		conn.WriteError("NOAUTH Authentication required.")
+		return
+	}
+	if dataCmd != nil {
+		if dataCmd.Write {
+			if !n.beginWrite() {
+				return
+			}
+			defer n.inflightWrites.Add(-1)
+		} else if !n.pause.wait(n, false) {
+			return
+		}
+		n.execData(conn, s, dataCmd, args)
+		return
+	}
+	if !pauseExempt(lname) && !n.pause.wait(n, false) {
+		return
+	}
+	n.execControl(conn, s, lname, args)
+}
+
+// authExempt lists what a connection may send before AUTH (as Kvrocks: AUTH,
+// QUIT, HELLO).
+func authExempt(lname string) bool {
+	return lname == "auth" || lname == "quit" || lname == "hello"
+}
+
+// pauseExempt lists the commands an ALL pause does not block. Redis blocks
+// every client command (even INFO and CLIENT UNPAUSE) during CLIENT PAUSE ALL;
+// here connection setup, CLIENT (so an operator or the controller can always
+// UNPAUSE), the simulator's own KVSIM admin commands and the internal
+// replication handshake go through, so a pause can never deadlock the
+// controller that set it or stall replication. INFO and CLUSTER do block, as
+// in Redis: a controller polling them waits at most the pause's length.
+func pauseExempt(lname string) bool {
+	switch lname {
+	case "auth", "hello", "quit", "client", "kvsim", replPsyncCommand:
+		return true
+	}
+	return false
+}
+
+// beginWrite waits out a write-blocking CLIENT PAUSE and counts the write as
+// in flight (the caller ends it), so a pause or a failover that starts later
+// can wait for it to land. False if the node is killed meanwhile.
+func (n *Node) beginWrite() bool {
+	for {
+		n.inflightWrites.Add(1)
+		if !n.pause.blocks(true) {
+			return true
+		}
+		n.inflightWrites.Add(-1)
+		if !n.pause.wait(n, true) {
+			return false
+		}
+	}
+}
+
+// execData runs a data command through the checks of spec section 2, in order.
+func (n *Node) execData(conn redcon.Conn, s *session, cmd *keyspace.Command, args [][]byte) {
+	if !cmd.ArityOK(len(args)) {
+		s.out = keyspace.AppendArityError(s.out[:0], cmd)
+		conn.WriteRaw(s.out)
+		return
+	}
+	if n.loading.Load() {
+		conn.WriteError("LOADING kvrocks is restoring the db from backup")
+		return
+	}
+	write := cmd.Write
+	v := n.view.Load()
+	slot, keyed, cross := commandSlot(cmd, args)
+	if !keyed {
+		if write && v.isReplica() {
+			conn.WriteError("READONLY You can't write against a read only slave.")
+			return
+		}
+		s.out = n.ks.Exec(s.out[:0], cmd, args)
+		conn.WriteRaw(s.out)
+		return
+	}
+	if cross {
+		conn.WriteError("CROSSSLOT Attempted to access keys that don't hash to the same slot")
+		return
+	}
+	owner := v.slots[slot]
+	if owner == nil {
+		conn.WriteError("CLUSTERDOWN Hash slot not served")
+		return
+	}
+	if write && n.failover.blocksWrites() {
+		conn.WriteError("TRYAGAIN Failover in progress")
+		return
+	}
+	switch {
+	case v.owns(owner):
+		if v.migratedTo != "" {
+			conn.WriteError(movedError(slot, v.migratedTo))
+			return
+		}
+	case v.takeover && v.masterOwns(owner):
+	case !write && s.readonly && v.masterOwns(owner):
+	default:
+		conn.WriteError(movedError(slot, owner.addr))
+		return
+	}
+	s.out = n.ks.Exec(s.out[:0], cmd, args)
+	conn.WriteRaw(s.out)
+}
+
+// commandSlot is the slot of cmd's keys, walking the key positions as
+// Command.Keys does but without allocating: keyed is false for a keyless
+// command, cross true if the keys span slots.
+func commandSlot(cmd *keyspace.Command, args [][]byte) (slot int, keyed, cross bool) {
+	if cmd.FirstKey == 0 {
+		return 0, false, false
+	}
+	last := cmd.LastKey
+	if last < 0 {
+		last += len(args)
+	}
+	for i := cmd.FirstKey; i <= last && i < len(args); i += max(cmd.Step, 1) {
+		s := hashSlot(args[i])
+		if !keyed {
+			slot, keyed = s, true
+		} else if s != slot {
+			return slot, true, true
+		}
+	}
+	return slot, keyed, false
+}
+
+func movedError(slot int, addr string) string {
+	return "MOVED " + strconv.Itoa(slot) + " " + addr
+}
+
+// wrongArityError is Redis 7's arity error, naming the command in lower case
+// (the keyspace formats its own commands' with keyspace.AppendArityError).
+func wrongArityError(name []byte) string {
+	return "ERR wrong number of arguments for '" + strings.ToLower(string(name)) + "' command"
+}

@@ -1,0 +1,92 @@
+package loadgen
+
+import (
+	"encoding/binary"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseStatCPUTicks(t *testing.T) {
+	// utime is field 14 and stime field 15; the command name may hold
+	// spaces and parentheses.
+	const tail = " R 27328 27328 4534 0 -1 4194304 99 0 0 0 1234 56 7 8 20 0 1 0 110922 3133440 393\n"
+	for _, comm := range []string{"(cat)", "(my prog)", "(a) b (c))", "()"} {
+		ticks, err := parseStatCPUTicks([]byte("27330 " + comm + tail))
+		if assert.NoError(t, err, comm) {
+			assert.Equal(t, uint64(1234+56), ticks, comm)
+		}
+	}
+	for name, line := range map[string]string{
+		"no comm":        "27330 cat R 1 2 3 4 5 6 7 8 9 10 11 12 13",
+		"too short":      "27330 (cat) R 27328 27328 4534 0 -1 4194304 99 0 0 0 1234",
+		"utime negative": "27330 (cat) R 27328 27328 4534 0 -1 4194304 99 0 0 0 -1 56",
+		"stime garbage":  "27330 (cat) R 27328 27328 4534 0 -1 4194304 99 0 0 0 1 x",
+	} {
+		_, err := parseStatCPUTicks([]byte(line))
+		assert.Error(t, err, name)
+	}
+}
+
+func FuzzParseStatCPUTicks(f *testing.F) {
+	f.Add([]byte("27330 (cat) R 27328 27328 4534 0 -1 4194304 99 0 0 0 1234 56 7 8 20 0 1 0 110922"))
+	if b, err := os.ReadFile("/proc/self/stat"); err == nil {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, stat []byte) {
+		parseStatCPUTicks(stat) // must not panic
+	})
+}
+
+func TestAuxvValue(t *testing.T) {
+	vector := func(word int, pairs ...uint64) []byte {
+		b := make([]byte, 0, len(pairs)*word)
+		for _, v := range pairs {
+			if word == 4 {
+				b = binary.LittleEndian.AppendUint32(b, uint32(v))
+			} else {
+				b = binary.LittleEndian.AppendUint64(b, v)
+			}
+		}
+		return b
+	}
+	for _, word := range []int{4, 8} {
+		auxv := vector(word, 6, 4096, atClockTick, 100, 25, 7, 0, 0)
+		v, err := auxvValue(auxv, atClockTick, word, binary.LittleEndian)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(100), v)
+
+		_, err = auxvValue(auxv, 99, word, binary.LittleEndian)
+		assert.Error(t, err, "a key that is absent")
+		// Entries after the terminating AT_NULL do not count.
+		_, err = auxvValue(vector(word, 0, 0, atClockTick, 100), atClockTick, word, binary.LittleEndian)
+		assert.Error(t, err, "a key after AT_NULL")
+		_, err = auxvValue(auxv[:word], atClockTick, word, binary.LittleEndian)
+		assert.Error(t, err, "a truncated vector")
+	}
+}
+
+func TestCPUTimeOfThisProcessGrows(t *testing.T) {
+	before, err := CPUTime(os.Getpid())
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, before, time.Duration(0))
+	sink := 0
+	require.Eventually(t, func() bool {
+		// Burn a few milliseconds of CPU per check: the kernel counts ticks.
+		for start := time.Now(); time.Since(start) < 5*time.Millisecond; {
+			sink++
+		}
+		now, err := CPUTime(os.Getpid())
+		return err == nil && now > before
+	}, 30*time.Second, time.Millisecond)
+	assert.Positive(t, sink)
+}
+
+func TestCPUTimeOfAMissingProcess(t *testing.T) {
+	// Linux pids never exceed 2^22 (PID_MAX_LIMIT).
+	_, err := CPUTime(1 << 30)
+	assert.Error(t, err)
+}
