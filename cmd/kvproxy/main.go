@@ -1,0 +1,223 @@
+// Command kvproxy runs the RESP proxy in front of a Kvrocks cluster or a
+// Redis Cluster:
+//
+//	kvproxy --seeds 10.0.0.1:6666,10.0.0.2:6666 [--listen 127.0.0.1:6380] [flags]
+//	kvproxy --demo
+//
+// Every flag has an environment variable (KVPROXY_ + the flag in upper case,
+// '-' as '_'); the flag wins. --demo starts a simulated Kvrocks cluster on
+// loopback and proxies it. SIGINT or SIGTERM shut down gracefully; a second
+// one ends the process at once.
+//
+// Exit status: 0 after a graceful shutdown, 1 when serving failed, 2 when
+// the proxy could not start (bad flag, port in use, no seed answering), with
+// one line on stderr saying why.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"kvproxy/bench/kvsim"
+	"kvproxy/proxy"
+	"kvproxy/router"
+)
+
+const (
+	exitOK      = 0
+	exitServing = 1
+	exitStartup = 2
+)
+
+// startupTimeout bounds loading the topology from the seeds.
+const startupTimeout = 30 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Once the first signal started the graceful shutdown, restore the
+	// default action so a second one ends the process at once.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run starts the proxy as args and env say and serves until ctx ends, then
+// shuts down gracefully. It returns the exit status.
+func run(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) int {
+	opts, err := parseOptions(args, env)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage())
+		return exitOK
+	}
+	if err != nil {
+		startupFailed(stderr, err)
+		return exitStartup
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: opts.logLevel}))
+	// go-redis (the router's control plane) logs on its own; keep it for
+	// debugging so a startup failure stays one line.
+	redis.SetLogger(goRedisLog{logger.With("component", "go-redis")})
+
+	// cleanup undoes the steps taken so far, last first.
+	var cleanup []func()
+	closeAll := func() {
+		for i := len(cleanup) - 1; i >= 0; i-- {
+			cleanup[i]()
+		}
+		cleanup = nil
+	}
+	defer closeAll()
+
+	ln, err := net.Listen("tcp", opts.listen)
+	if err != nil {
+		startupFailed(stderr, fmt.Errorf("cannot listen on %s: %w", opts.listen, err))
+		return exitStartup
+	}
+	// Serve owns the listener once it runs; closing it twice is harmless.
+	cleanup = append(cleanup, func() { _ = ln.Close() })
+	announce := opts.announce
+	if announce == "" {
+		announce = announceAddr(ln.Addr().(*net.TCPAddr), logger)
+	}
+
+	seeds := opts.seeds
+	var sim *kvsim.Cluster
+	if opts.demo {
+		cfg := kvsim.DefaultClusterConfig()
+		cfg.Password = opts.backendPassword
+		cfg.Logger = logger
+		if sim, err = kvsim.StartCluster(cfg); err != nil {
+			startupFailed(stderr, fmt.Errorf("demo cluster: %w", err))
+			return exitStartup
+		}
+		cleanup = append(cleanup, sim.Close)
+		for _, n := range sim.Nodes() {
+			seeds = append(seeds, n.Addr())
+		}
+	}
+
+	rcfg := router.DefaultConfig()
+	rcfg.Seeds = seeds
+	rcfg.Password = opts.backendPassword
+	rcfg.ConnsPerNode = opts.backendConns
+	rcfg.MaxBulkLen = opts.maxBulkLen
+	rcfg.Logger = logger
+	startCtx, cancel := context.WithTimeout(ctx, startupTimeout)
+	rt, err := router.New(startCtx, rcfg)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			logger.Info("interrupted while starting: stopped")
+			return exitOK
+		}
+		startupFailed(stderr, err)
+		return exitStartup
+	}
+	cleanup = append(cleanup, func() { _ = rt.Close() })
+
+	pcfg := proxy.DefaultConfig()
+	pcfg.ListenAddr = ln.Addr().String()
+	pcfg.AnnounceAddr = announce
+	pcfg.Password = opts.password
+	pcfg.MaxBulkLen = opts.maxBulkLen
+	pcfg.Logger = logger.With("component", "proxy")
+	srv, err := proxy.New(pcfg, rt)
+	if err != nil {
+		startupFailed(stderr, err)
+		return exitStartup
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info("kvproxy serving", "listen", ln.Addr().String(), "announce", announce,
+		"masters", rt.Masters(), "client_auth", opts.password != "")
+	if sim != nil {
+		printDemo(stdout, sim, announce, opts.password != "")
+	}
+
+	code := exitOK
+	select {
+	case <-ctx.Done():
+		logger.Info("signal received: shutting down gracefully")
+	case err := <-served:
+		logger.Error("serving stopped", "err", err)
+		code = exitServing
+	}
+	if err := srv.Close(); err != nil {
+		logger.Warn("closing the client listener", "err", err)
+	}
+	if code == exitOK {
+		// Close returns after Serve did; this only collects its result.
+		<-served
+	}
+	closeAll()
+	logger.Info("shutdown complete")
+	return code
+}
+
+// startupFailed prints err as the one line a failed start leaves on stderr.
+func startupFailed(stderr io.Writer, err error) {
+	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	fmt.Fprintln(stderr, "kvproxy: "+msg)
+}
+
+// announceAddr is the address clients are told to use when --announce is
+// not given: the listen address, or loopback when listening on every
+// interface (no single address is right then).
+func announceAddr(addr *net.TCPAddr, logger *slog.Logger) string {
+	port := strconv.Itoa(addr.Port)
+	if !addr.IP.IsUnspecified() {
+		return net.JoinHostPort(addr.IP.String(), port)
+	}
+	announce := net.JoinHostPort("127.0.0.1", port)
+	logger.Warn("listening on every interface: CLUSTER SLOTS will name loopback; set --announce to an address clients can reach",
+		"announce", announce)
+	return announce
+}
+
+// printDemo tells the user what the demo started and how to try it.
+func printDemo(w io.Writer, sim *kvsim.Cluster, announce string, clientAuth bool) {
+	host, port, _ := net.SplitHostPort(announce)
+	cli := "redis-cli -p " + port
+	if host != "127.0.0.1" && host != "localhost" {
+		cli = "redis-cli -h " + host + " -p " + port
+	}
+	if clientAuth {
+		cli += " --askpass"
+	}
+	master := sim.Masters()[0]
+	replica := sim.ReplicasOf(master.ID())[0]
+	fmt.Fprintln(w, "kvproxy demo: a simulated Kvrocks cluster (3 shards x 1 replica) on loopback:")
+	fmt.Fprint(w, sim.Table())
+	fmt.Fprintf(w, "\nkvproxy listens on %s. Try:\n", announce)
+	fmt.Fprintf(w, "  %s SET greeting hello\n", cli)
+	fmt.Fprintf(w, "  %s GET greeting\n", cli)
+	fmt.Fprintf(w, "  %s CLUSTER SLOTS\n", cli)
+	fmt.Fprintf(w, "\nGraceful failover of shard 0 (master %s to replica %s), an admin command for\n", master.Addr(), replica.Addr())
+	fmt.Fprintln(w, "the failover feature; the proxy does not intercept it yet:")
+	fmt.Fprintf(w, "  %s CLUSTERX FAILOVER %s\n", cli, replica.ID())
+	fmt.Fprintln(w, "\nCtrl-C stops the proxy and the cluster.")
+}
+
+// goRedisLog sends go-redis' internal messages to slog at debug level.
+type goRedisLog struct{ log *slog.Logger }
+
+func (l goRedisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...))
+}

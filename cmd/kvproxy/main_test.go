@@ -1,0 +1,350 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"kvproxy/bench/kvsim"
+	"kvproxy/proxy"
+)
+
+// noEnv is an empty environment.
+func noEnv(string) string { return "" }
+
+// envOf serves vars as the environment.
+func envOf(vars map[string]string) func(string) string {
+	return func(name string) string { return vars[name] }
+}
+
+func TestEnvName(t *testing.T) {
+	assert.Equal(t, "KVPROXY_LISTEN", envName("listen"))
+	assert.Equal(t, "KVPROXY_BACKEND_CONNS", envName("backend-conns"))
+	assert.Equal(t, "KVPROXY_MAX_BULK_LEN", envName("max-bulk-len"))
+}
+
+func TestParseOptionsDefaults(t *testing.T) {
+	o, err := parseOptions([]string{"--seeds", "10.0.0.1:6666"}, noEnv)
+	require.NoError(t, err)
+	assert.Equal(t, options{
+		listen:       "127.0.0.1:6380",
+		seeds:        []string{"10.0.0.1:6666"},
+		backendConns: 4,
+		logLevel:     slog.LevelInfo,
+		maxBulkLen:   proxy.DefaultMaxBulkLen,
+	}, o)
+
+	o, err = parseOptions([]string{"--demo"}, noEnv)
+	require.NoError(t, err)
+	assert.True(t, o.demo)
+	assert.Empty(t, o.seeds)
+}
+
+func TestParseOptionsEveryFlag(t *testing.T) {
+	args := []string{
+		"--listen", ":7000", "--seeds", " a:1, b:2 ,,c:3", "--password", "pw", "--backend-password", "bpw",
+		"--backend-conns", "8", "--announce", "proxy.example:7000", "--log-level", "WARN", "--max-bulk-len", "1024",
+	}
+	o, err := parseOptions(args, noEnv)
+	require.NoError(t, err)
+	assert.Equal(t, options{
+		listen:          ":7000",
+		seeds:           []string{"a:1", "b:2", "c:3"},
+		password:        "pw",
+		backendPassword: "bpw",
+		backendConns:    8,
+		announce:        "proxy.example:7000",
+		logLevel:        slog.LevelWarn,
+		maxBulkLen:      1024,
+	}, o)
+}
+
+func TestParseOptionsEnvironment(t *testing.T) {
+	env := map[string]string{
+		"KVPROXY_LISTEN":           "127.0.0.1:7001",
+		"KVPROXY_SEEDS":            "s:1,t:2",
+		"KVPROXY_PASSWORD":         "pw",
+		"KVPROXY_BACKEND_PASSWORD": "bpw",
+		"KVPROXY_BACKEND_CONNS":    "2",
+		"KVPROXY_ANNOUNCE":         "h:7001",
+		"KVPROXY_LOG_LEVEL":        "debug",
+		"KVPROXY_MAX_BULK_LEN":     "99",
+	}
+	o, err := parseOptions(nil, envOf(env))
+	require.NoError(t, err)
+	assert.Equal(t, options{
+		listen:          "127.0.0.1:7001",
+		seeds:           []string{"s:1", "t:2"},
+		password:        "pw",
+		backendPassword: "bpw",
+		backendConns:    2,
+		announce:        "h:7001",
+		logLevel:        slog.LevelDebug,
+		maxBulkLen:      99,
+	}, o)
+
+	t.Run("flag wins over env", func(t *testing.T) {
+		o, err := parseOptions([]string{"--backend-conns", "6", "--seeds", "u:3", "--log-level", "error"}, envOf(env))
+		require.NoError(t, err)
+		assert.Equal(t, 6, o.backendConns)
+		assert.Equal(t, []string{"u:3"}, o.seeds)
+		assert.Equal(t, slog.LevelError, o.logLevel)
+		assert.Equal(t, "pw", o.password, "settings without a flag still come from the environment")
+	})
+	t.Run("demo from env", func(t *testing.T) {
+		o, err := parseOptions(nil, envOf(map[string]string{"KVPROXY_DEMO": "true"}))
+		require.NoError(t, err)
+		assert.True(t, o.demo)
+	})
+	t.Run("empty env value is unset", func(t *testing.T) {
+		o, err := parseOptions([]string{"--seeds", "a:1"}, envOf(map[string]string{"KVPROXY_LISTEN": ""}))
+		require.NoError(t, err)
+		assert.Equal(t, "127.0.0.1:6380", o.listen)
+	})
+}
+
+func TestParseOptionsRejects(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"unknown flag", []string{"--bogus"}, nil, "flag provided but not defined: -bogus"},
+		{"positional argument", []string{"--seeds", "a:1", "extra"}, nil, `unexpected argument "extra"`},
+		{"no seeds", nil, nil, "no --seeds"},
+		{"blank seeds", []string{"--seeds", " , "}, nil, "no --seeds"},
+		{"seeds with demo", []string{"--demo", "--seeds", "a:1"}, nil, "--seeds and --demo exclude each other"},
+		{"seeds with demo from env", []string{"--demo"}, map[string]string{"KVPROXY_SEEDS": "a:1"}, "--seeds and --demo"},
+		{"seed without port", []string{"--seeds", "a"}, nil, `--seeds: "a": want host:port`},
+		{"seed without host", []string{"--seeds", ":1"}, nil, "missing host"},
+		{"seed port zero", []string{"--seeds", "a:0"}, nil, "bad port"},
+		{"backend conns zero", []string{"--seeds", "a:1", "--backend-conns", "0"}, nil, "--backend-conns 0"},
+		{"backend conns not a number", []string{"--seeds", "a:1", "--backend-conns", "many"}, nil, "-backend-conns"},
+		{"max bulk len negative", []string{"--seeds", "a:1", "--max-bulk-len", "-1"}, nil, "--max-bulk-len -1"},
+		{"bad log level", []string{"--seeds", "a:1", "--log-level", "loud"}, nil, `--log-level "loud"`},
+		{"bad listen", []string{"--seeds", "a:1", "--listen", "6380"}, nil, `--listen "6380"`},
+		{"listen port out of range", []string{"--seeds", "a:1", "--listen", ":70000"}, nil, "bad port"},
+		{"announce without host", []string{"--seeds", "a:1", "--announce", ":6380"}, nil, `--announce ":6380": missing host`},
+		{"bad env value", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_BACKEND_CONNS": "x"},
+			`KVPROXY_BACKEND_CONNS="x" is not a valid --backend-conns`},
+		{"bad env bool", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_DEMO": "maybe"}, "KVPROXY_DEMO"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseOptions(tt.args, envOf(tt.env))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.NotContains(t, err.Error(), "\n")
+		})
+	}
+}
+
+func TestRunHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"-h"}, noEnv, &stdout, &stderr)
+	assert.Equal(t, exitOK, code)
+	assert.Empty(t, stderr.String())
+	for _, name := range []string{"listen", "seeds", "password", "backend-password", "backend-conns",
+		"announce", "log-level", "max-bulk-len", "demo"} {
+		assert.Contains(t, stdout.String(), "--"+name)
+		assert.Contains(t, stdout.String(), envName(name))
+	}
+}
+
+// refusedAddr returns the address of a listener that was closed: dialling
+// it is refused at once.
+func refusedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+func TestRunStartupFailures(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { busy.Close() })
+	refused := refusedAddr(t)
+
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"bad flag", []string{"--listne", "127.0.0.1:0"}, nil, "flag provided but not defined: -listne"},
+		{"no seeds", []string{"--listen", "127.0.0.1:0"}, nil, "no --seeds"},
+		{"bad env", nil, map[string]string{"KVPROXY_MAX_BULK_LEN": "big"}, "KVPROXY_MAX_BULK_LEN"},
+		{"port in use", []string{"--listen", busy.Addr().String(), "--seeds", refused}, nil,
+			"cannot listen on " + busy.Addr().String()},
+		{"unreachable seed", []string{"--listen", "127.0.0.1:0", "--seeds", refused}, nil, refused},
+		{"unreachable seeds from env", nil, map[string]string{"KVPROXY_LISTEN": "127.0.0.1:0", "KVPROXY_SEEDS": refused},
+			"connection refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tt.args, envOf(tt.env), &stdout, &stderr)
+			assert.Equal(t, exitStartup, code)
+			assert.Empty(t, stdout.String())
+			lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+			require.Len(t, lines, 1, "stderr: %q", stderr.String())
+			assert.True(t, strings.HasPrefix(lines[0], "kvproxy: "), lines[0])
+			assert.Contains(t, lines[0], tt.want)
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer that run's logger and the test may use at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+var servingLine = regexp.MustCompile(`msg="kvproxy serving" listen=(\S+)`)
+
+// runInBackground starts run with a cancellable context; it returns the
+// address the proxy listens on (from its log) and a function that stops it
+// and returns its exit code. The proxy is stopped in t.Cleanup too.
+func runInBackground(t *testing.T, args []string, env func(string) string) (addr string, stdout, stderr *syncBuffer, stop func() int) {
+	t.Helper()
+	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan int, 1)
+	go func() { exited <- run(ctx, args, env, stdout, stderr) }()
+	var once sync.Once
+	code := -1
+	stop = func() int {
+		once.Do(func() {
+			cancel()
+			select {
+			case code = <-exited:
+			case <-time.After(30 * time.Second):
+				t.Error("run did not return within 30s of its context ending")
+			}
+		})
+		return code
+	}
+	t.Cleanup(func() { stop() })
+	require.Eventually(t, func() bool {
+		select {
+		case code := <-exited:
+			exited <- code
+			return true
+		default:
+		}
+		return servingLine.MatchString(stderr.String())
+	}, 20*time.Second, 10*time.Millisecond)
+	m := servingLine.FindStringSubmatch(stderr.String())
+	require.NotNil(t, m, "run ended before serving; stderr:\n%s", stderr.String())
+	return m[1], stdout, stderr, stop
+}
+
+func newClient(t *testing.T, addr, password string) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, Password: password, Protocol: 2, MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestRunDemo runs the demo in-process: it starts a kvsim cluster, serves
+// through the proxy, prints the node table and the failover line, and shuts
+// everything down when its context ends.
+func TestRunDemo(t *testing.T) {
+	addr, stdout, stderr, stop := runInBackground(t, []string{"--demo", "--listen", "127.0.0.1:0"}, noEnv)
+	ctx := context.Background()
+	c := newClient(t, addr, "")
+	require.NoError(t, c.Set(ctx, "demo-key", "demo-value", 0).Err())
+	assert.Equal(t, "demo-value", c.Get(ctx, "demo-key").Val())
+
+	out := stdout.String()
+	assert.Contains(t, out, "topology version 1")
+	assert.Equal(t, 3, strings.Count(out, " master "), out)
+	assert.Equal(t, 3, strings.Count(out, " slave "), out)
+	_, port, _ := net.SplitHostPort(addr)
+	assert.Regexp(t, `redis-cli -p `+port+` CLUSTERX FAILOVER [0-9a-f]{40}\n`, out)
+	assert.Contains(t, out, "admin command")
+
+	assert.Equal(t, exitOK, stop())
+	assert.Contains(t, stderr.String(), "shutdown complete")
+	_, err := net.DialTimeout("tcp", addr, time.Second)
+	assert.Error(t, err, "the proxy still listens after shutdown")
+}
+
+// TestRunWiresFlags runs against a password-protected kvsim cluster with
+// settings from both flags and the environment, and checks that each
+// reaches the proxy.
+func TestRunWiresFlags(t *testing.T) {
+	cfg := kvsim.DefaultClusterConfig()
+	cfg.Shards, cfg.Replicas = 2, 0
+	cfg.Password = "backend-secret"
+	sim, err := kvsim.StartCluster(cfg)
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+
+	env := envOf(map[string]string{
+		"KVPROXY_PASSWORD":         "client-secret",
+		"KVPROXY_BACKEND_PASSWORD": "backend-secret",
+		"KVPROXY_ANNOUNCE":         "proxy.invalid:7777",
+		"KVPROXY_LOG_LEVEL":        "error", // overridden below: the serving line is logged at info
+	})
+	args := []string{"--listen", "127.0.0.1:0", "--seeds", refusedAddr(t) + "," + sim.Nodes()[1].Addr(),
+		"--log-level", "info", "--backend-conns", "1"}
+	addr, stdout, _, stop := runInBackground(t, args, env)
+	assert.Empty(t, stdout.String(), "only --demo prints on stdout")
+	ctx := context.Background()
+
+	err = newClient(t, addr, "").Ping(ctx).Err()
+	require.Error(t, err)
+	assert.True(t, strings.HasPrefix(err.Error(), "NOAUTH"), err.Error())
+
+	c := newClient(t, addr, "client-secret")
+	for _, key := range []string{"a", "b", "c", "d"} {
+		require.NoError(t, c.Set(ctx, key, "v-"+key, 0).Err())
+	}
+	assert.Equal(t, []any{"v-a", "v-b", "v-c", "v-d"}, c.MGet(ctx, "a", "b", "c", "d").Val())
+	slots, err := c.ClusterSlots(ctx).Result()
+	require.NoError(t, err)
+	require.Len(t, slots, 1)
+	require.NotEmpty(t, slots[0].Nodes)
+	assert.Equal(t, "proxy.invalid:7777", slots[0].Nodes[0].Addr)
+
+	assert.Equal(t, exitOK, stop())
+}
+
+func TestAnnounceAddr(t *testing.T) {
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	assert.Equal(t, "10.1.2.3:7000", announceAddr(&net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 7000}, logger))
+	assert.Equal(t, "[::1]:7000", announceAddr(&net.TCPAddr{IP: net.IPv6loopback, Port: 7000}, logger))
+	assert.Empty(t, logs.String())
+
+	assert.Equal(t, "127.0.0.1:7000", announceAddr(&net.TCPAddr{IP: net.IPv4zero, Port: 7000}, logger))
+	assert.Equal(t, "127.0.0.1:7001", announceAddr(&net.TCPAddr{IP: net.IPv6unspecified, Port: 7001}, logger))
+	assert.Equal(t, 2, strings.Count(logs.String(), "set --announce"), "listening everywhere warns")
+}

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+
+	"kvproxy/proxy"
+)
+
+// envPrefix starts the environment variable of every flag: --backend-conns
+// is KVPROXY_BACKEND_CONNS.
+const envPrefix = "KVPROXY_"
+
+// defaultBackendConns is the number of multiplexed connections per backend
+// node when --backend-conns is not given.
+const defaultBackendConns = 4
+
+// options is the command line once parsed and checked.
+type options struct {
+	listen          string
+	seeds           []string
+	password        string
+	backendPassword string
+	backendConns    int
+	// announce is empty when the listen address is to be announced.
+	announce   string
+	logLevel   slog.Level
+	maxBulkLen int
+	demo       bool
+}
+
+// envName is the environment variable that sets flag name.
+func envName(name string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// newFlagSet declares every flag into o. The flag package prints nothing:
+// run reports a bad command line as one line of its own.
+func newFlagSet(o *options, seeds, logLevel *string) *flag.FlagSet {
+	fs := flag.NewFlagSet("kvproxy", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:6380", "`host:port` the proxy accepts clients on")
+	fs.StringVar(seeds, "seeds", "", "comma-separated `host:port` list of cluster nodes; any node of the cluster will do")
+	fs.StringVar(&o.password, "password", "", "password clients must give with AUTH (empty: no AUTH needed)")
+	fs.StringVar(&o.backendPassword, "backend-password", "", "password the proxy sends with AUTH to every cluster node")
+	fs.IntVar(&o.backendConns, "backend-conns", defaultBackendConns, "multiplexed connections per cluster node")
+	fs.StringVar(&o.announce, "announce", "", "`host:port` CLUSTER SLOTS and CLUSTER NODES report for the proxy (default: the listen address)")
+	fs.StringVar(logLevel, "log-level", "info", "log level on stderr: debug, info, warn or error")
+	fs.IntVar(&o.maxBulkLen, "max-bulk-len", proxy.DefaultMaxBulkLen, "largest bulk string, in bytes, accepted from a client or a cluster node")
+	fs.BoolVar(&o.demo, "demo", false, "start a simulated Kvrocks cluster (3 shards x 1 replica) on free loopback ports and proxy it")
+	return fs
+}
+
+// usage is what -h prints.
+func usage() string {
+	var o options
+	var seeds, logLevel string
+	fs := newFlagSet(&o, &seeds, &logLevel)
+	var b strings.Builder
+	b.WriteString("usage: kvproxy --seeds host:port[,host:port...] [flags]\n")
+	b.WriteString("       kvproxy --demo [flags]\n\n")
+	b.WriteString("kvproxy is a RESP proxy in front of a Kvrocks cluster or a Redis Cluster.\n")
+	b.WriteString("Every flag can also be set through its environment variable; the flag wins.\n\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		name, text := flag.UnquoteUsage(f)
+		fmt.Fprintf(&b, "  %s  (env %s)\n", strings.TrimSpace("--"+f.Name+" "+name), envName(f.Name))
+		fmt.Fprintf(&b, "        %s", text)
+		if f.DefValue != "" && f.DefValue != "false" {
+			fmt.Fprintf(&b, " (default %s)", f.DefValue)
+		}
+		b.WriteString("\n")
+	})
+	return b.String()
+}
+
+// parseOptions reads the environment (through env), then the command line
+// args, which win, and checks the result. It returns flag.ErrHelp for -h.
+func parseOptions(args []string, env func(string) string) (options, error) {
+	var o options
+	var seeds, logLevel string
+	fs := newFlagSet(&o, &seeds, &logLevel)
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		value := env(envName(f.Name))
+		if value == "" || envErr != nil {
+			return
+		}
+		if err := fs.Set(f.Name, value); err != nil {
+			envErr = fmt.Errorf("environment variable %s=%q is not a valid --%s (%v)", envName(f.Name), value, f.Name, err)
+		}
+	})
+	if envErr != nil {
+		return options{}, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return options{}, err
+		}
+		return options{}, fmt.Errorf("%v (see kvproxy -h)", err)
+	}
+	if fs.NArg() > 0 {
+		return options{}, fmt.Errorf("unexpected argument %q: every setting is a --flag (see kvproxy -h)", fs.Arg(0))
+	}
+	for _, s := range strings.Split(seeds, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			o.seeds = append(o.seeds, s)
+		}
+	}
+	level, err := parseLevel(logLevel)
+	if err != nil {
+		return options{}, err
+	}
+	o.logLevel = level
+	return o, o.validate()
+}
+
+// parseLevel accepts the four slog level names, in any case.
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+}
+
+// validate reports the first setting that cannot work, naming its flag.
+func (o options) validate() error {
+	switch {
+	case o.demo && len(o.seeds) > 0:
+		return errors.New("--seeds and --demo exclude each other: --demo proxies a cluster of its own")
+	case !o.demo && len(o.seeds) == 0:
+		return errors.New("no --seeds: name at least one cluster node as host:port (or try --demo)")
+	case o.backendConns < 1:
+		return fmt.Errorf("--backend-conns %d: want at least 1", o.backendConns)
+	case o.maxBulkLen < 1:
+		return fmt.Errorf("--max-bulk-len %d: want at least 1", o.maxBulkLen)
+	}
+	if err := checkAddr(o.listen, false); err != nil {
+		return fmt.Errorf("--listen %q: %v", o.listen, err)
+	}
+	for _, s := range o.seeds {
+		if err := checkAddr(s, true); err != nil {
+			return fmt.Errorf("--seeds: %q: %v", s, err)
+		}
+	}
+	if o.announce != "" {
+		if err := checkAddr(o.announce, true); err != nil {
+			return fmt.Errorf("--announce %q: %v", o.announce, err)
+		}
+	}
+	return nil
+}
+
+// checkAddr accepts host:port with a numeric port; needHost is for addresses
+// that are dialled rather than listened on.
+func checkAddr(addr string, needHost bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port")
+	}
+	if needHost && host == "" {
+		return errors.New("missing host")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || needHost && n == 0 {
+		return fmt.Errorf("bad port %q", port)
+	}
+	return nil
+}

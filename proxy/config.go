@@ -1,0 +1,129 @@
+package proxy
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Config says how the proxy serves its clients. Start from DefaultConfig;
+// every field must hold a valid value (Validate): zero is never read as "use
+// the default".
+type Config struct {
+	// ListenAddr is the host:port the command line listens on. Serve takes
+	// its listener from the caller, so the Server itself only reports it.
+	ListenAddr string
+	// Password, when not empty, must be given with AUTH (or HELLO ... AUTH)
+	// before any other command is served.
+	Password string
+	// AnnounceAddr is the host:port the proxy advertises in CLUSTER SLOTS,
+	// CLUSTER NODES and INFO, so cluster-aware clients keep talking to the
+	// proxy. It must be reachable by the clients.
+	AnnounceAddr string
+	// MaxBulkLen is the largest bulk string a client may send (Redis'
+	// proto-max-bulk-len); a longer one closes the connection with an error.
+	MaxBulkLen int
+	// MaxArgs is the largest number of arguments in one command; more closes
+	// the connection with an error.
+	MaxArgs int
+	// MaxRequestBytes bounds the bytes of one command as it is received (Redis'
+	// client-query-buffer-limit), so a client cannot make the proxy buffer an
+	// endless request; beyond it the connection is closed with an error.
+	MaxRequestBytes int64
+	// MaxPipeline is how many of a client's pipelined commands are sent to
+	// the backends as one batch; a longer pipeline is served in several
+	// batches, in order, so the requests and replies held per client stay
+	// bounded.
+	MaxPipeline int
+	// MaxOutputBytes is how many reply bytes are buffered for one client
+	// before they are written out; writing blocks while the client does not
+	// read, so a client's pending output stays under this plus one reply.
+	// A subscriber whose pending messages would pass it is disconnected, as
+	// Redis' client-output-buffer-limit pubsub does.
+	MaxOutputBytes int
+	// MaxBlockingConns is how many blocking commands (BLPOP, XREAD BLOCK,
+	// WAIT ...) may wait at once, each on a backend connection of its own;
+	// past it they are refused with an error.
+	MaxBlockingConns int
+	// ShutdownTimeout bounds how long Close waits for in-flight batches
+	// before it cancels them and closes every client connection.
+	ShutdownTimeout time.Duration
+	// Logger receives connection-level events (protocol errors, shutdown);
+	// nothing is logged per request unless its level is Debug.
+	Logger *slog.Logger
+}
+
+// Defaults mirror Redis where Redis has a setting.
+const (
+	// DefaultMaxBulkLen is Redis' default proto-max-bulk-len.
+	DefaultMaxBulkLen = 512 << 20
+	// DefaultMaxArgs allows a million arguments, far more than any real
+	// client sends, while bounding the per-command argument table.
+	DefaultMaxArgs = 1 << 20
+	// DefaultMaxRequestBytes is Redis' default client-query-buffer-limit.
+	DefaultMaxRequestBytes = 1 << 30
+)
+
+// DefaultConfig returns a Config listening on 127.0.0.1:6380 with Redis'
+// limits.
+func DefaultConfig() Config {
+	return Config{
+		ListenAddr:       "127.0.0.1:6380",
+		AnnounceAddr:     "127.0.0.1:6380",
+		MaxBulkLen:       DefaultMaxBulkLen,
+		MaxArgs:          DefaultMaxArgs,
+		MaxRequestBytes:  DefaultMaxRequestBytes,
+		MaxPipeline:      1024,
+		MaxOutputBytes:   1 << 20,
+		MaxBlockingConns: 1000,
+		ShutdownTimeout:  10 * time.Second,
+		Logger:           slog.New(slog.DiscardHandler),
+	}
+}
+
+// Validate reports the first field that holds an unusable value.
+func (c *Config) Validate() error {
+	if err := checkHostPort(c.ListenAddr, false); err != nil {
+		return errors.New("proxy: Config.ListenAddr: " + err.Error())
+	}
+	if err := checkHostPort(c.AnnounceAddr, true); err != nil {
+		return errors.New("proxy: Config.AnnounceAddr: " + err.Error())
+	}
+	checks := []struct {
+		ok   bool
+		rule string
+	}{
+		{c.MaxBulkLen > 0, "MaxBulkLen must be positive"},
+		{c.MaxArgs > 0, "MaxArgs must be positive"},
+		{c.MaxRequestBytes > 0, "MaxRequestBytes must be positive"},
+		{c.MaxPipeline > 0, "MaxPipeline must be positive"},
+		{c.MaxOutputBytes > 0, "MaxOutputBytes must be positive"},
+		{c.MaxBlockingConns > 0, "MaxBlockingConns must be positive"},
+		{c.ShutdownTimeout > 0, "ShutdownTimeout must be positive"},
+		{c.Logger != nil, "Logger must not be nil"},
+	}
+	for _, check := range checks {
+		if !check.ok {
+			return errors.New("proxy: Config." + check.rule)
+		}
+	}
+	return nil
+}
+
+// checkHostPort accepts host:port with a numeric port. An address clients
+// dial (the announce address) needs a host; a listen address may omit it.
+func checkHostPort(addr string, needHost bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if needHost && host == "" {
+		return errors.New("missing host in " + strconv.Quote(addr))
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return errors.New("bad port in " + strconv.Quote(addr))
+	}
+	return nil
+}

@@ -1,0 +1,9 @@
+//go:build !unix
+
+package proxy
+
+import "net"
+
+// peerHungUp cannot watch a socket without reading it on this platform: a
+// client's hang-up shows once the blocking command ends.
+func peerHungUp(net.Conn) bool { return false }

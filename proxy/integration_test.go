@@ -1,0 +1,383 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"kvproxy/bench/cluster"
+	"kvproxy/bench/kvsim"
+	"kvproxy/router"
+)
+
+var _ Backend = (*router.Router)(nil)
+
+// clusterProxy is a real Redis Cluster behind a router behind a Server.
+type clusterProxy struct {
+	cluster *cluster.Cluster
+	router  *router.Router
+	addr    string
+}
+
+func startClusterProxy(t *testing.T) *clusterProxy {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end: runs without -short")
+	}
+	c := cluster.Start(t, cluster.Options{Masters: 3, ReplicasPerMaster: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := router.DefaultConfig()
+	cfg.Seeds = c.Addrs()
+	r, err := router.New(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, r.Close()) })
+	_, addr := startProxy(t, r, nil)
+	return &clusterProxy{cluster: c, router: r, addr: addr}
+}
+
+// A command template: "$1", "$2", ... stand for keys; "$tag" for the key
+// group's hash tag. The same template runs through the proxy with one set of
+// keys and directly on the owning master with a twin set.
+type fidelityStep struct {
+	args []string
+}
+
+func step(args ...string) fidelityStep { return fidelityStep{args: args} }
+
+// fidelityGroups are command sequences per data type. Replies must not
+// depend on time or on a server's hash seed: set members are integers
+// (sorted intsets), stream ids are explicit, expiry is absolute.
+var fidelityGroups = [][]fidelityStep{
+	{ // strings
+		step("SET", "$1", "hello"), step("GET", "$1"), step("APPEND", "$1", " world"), step("STRLEN", "$1"),
+		step("GETRANGE", "$1", "0", "4"), step("SETRANGE", "$1", "1", "EY"), step("SUBSTR", "$1", "0", "3"),
+		step("INCR", "$2"), step("INCRBY", "$2", "10"), step("DECR", "$2"), step("DECRBY", "$2", "3"),
+		step("INCRBYFLOAT", "$3", "1.5"), step("GETSET", "$1", "new"), step("GETDEL", "$1"), step("GET", "$1"),
+		step("SETNX", "$4", "a"), step("SETNX", "$4", "b"), step("SETEX", "$5", "1000", "v"),
+		step("PSETEX", "$6", "1000000", "v"), step("GETEX", "$5", "PERSIST"), step("MSET", "$1", "x", "$4", "y"),
+		step("MGET", "$1", "$4", "$7"), step("MSETNX", "$7", "1", "$8", "2"), step("LCS", "$1", "$4"),
+		step("INCR", "$1"), step("SET", "$1", "v", "NX"), step("SET", "$1", "v2", "XX", "GET"), step("GET"),
+	},
+	{ // lists
+		step("RPUSH", "$1", "a", "b", "c"), step("LPUSH", "$1", "z"), step("LRANGE", "$1", "0", "-1"),
+		step("LLEN", "$1"), step("LINDEX", "$1", "1"), step("LSET", "$1", "0", "y"),
+		step("LINSERT", "$1", "BEFORE", "b", "x"), step("LREM", "$1", "1", "x"), step("LPOS", "$1", "c"),
+		step("LTRIM", "$1", "0", "10"), step("LPOP", "$1"), step("RPOP", "$1"), step("RPUSHX", "$1", "d"),
+		step("LPUSHX", "$1", "e"), step("LMOVE", "$1", "$2", "LEFT", "RIGHT"), step("RPOPLPUSH", "$1", "$2"),
+		step("LMPOP", "2", "$3", "$2", "LEFT"), step("LRANGE", "$2", "0", "-1"), step("GET", "$1"),
+		step("SORT", "$2", "ALPHA"), step("SORT_RO", "$2", "ALPHA", "DESC"),
+	},
+	{ // hashes
+		step("HSET", "$1", "f1", "v1", "f2", "v2"), step("HGET", "$1", "f1"), step("HMGET", "$1", "f1", "nope"),
+		step("HGETALL", "$1"), step("HKEYS", "$1"), step("HVALS", "$1"), step("HLEN", "$1"),
+		step("HEXISTS", "$1", "f2"), step("HDEL", "$1", "f2"), step("HINCRBY", "$1", "n", "3"),
+		step("HINCRBYFLOAT", "$1", "fl", "0.5"), step("HSETNX", "$1", "f1", "x"), step("HSTRLEN", "$1", "f1"),
+		step("HMSET", "$1", "a", "1"), step("HSCAN", "$1", "0"), step("HRANDFIELD", "$2"),
+	},
+	{ // sets
+		step("SADD", "$1", "1", "2", "3"), step("SMEMBERS", "$1"), step("SISMEMBER", "$1", "2"),
+		step("SMISMEMBER", "$1", "1", "9"), step("SCARD", "$1"), step("SREM", "$1", "3"),
+		step("SADD", "$2", "2", "5"), step("SINTER", "$1", "$2"), step("SUNION", "$1", "$2"),
+		step("SDIFF", "$1", "$2"), step("SINTERSTORE", "$3", "$1", "$2"), step("SUNIONSTORE", "$3", "$1", "$2"),
+		step("SDIFFSTORE", "$3", "$1", "$2"), step("SMOVE", "$1", "$2", "1"), step("SINTERCARD", "2", "$1", "$2"),
+		step("SSCAN", "$2", "0"), step("SADD", "$4", "7"), step("SPOP", "$4"), step("SADD", "$5", "9"), step("SRANDMEMBER", "$5", "-2"),
+	},
+	{ // sorted sets
+		step("ZADD", "$1", "1", "a", "2", "b", "3", "c"), step("ZRANGE", "$1", "0", "-1", "WITHSCORES"),
+		step("ZREVRANGE", "$1", "0", "-1"), step("ZRANGEBYSCORE", "$1", "1", "2"),
+		step("ZREVRANGEBYSCORE", "$1", "3", "2"), step("ZRANGEBYLEX", "$1", "-", "+"),
+		step("ZREVRANGEBYLEX", "$1", "+", "-"), step("ZLEXCOUNT", "$1", "-", "+"), step("ZCOUNT", "$1", "1", "2"),
+		step("ZCARD", "$1"), step("ZSCORE", "$1", "b"), step("ZMSCORE", "$1", "a", "zz"),
+		step("ZINCRBY", "$1", "2.5", "a"), step("ZRANK", "$1", "a"), step("ZREVRANK", "$1", "a"),
+		step("ZADD", "$2", "1", "a", "5", "e"), step("ZUNIONSTORE", "$3", "2", "$1", "$2"),
+		step("ZINTERSTORE", "$3", "2", "$1", "$2"), step("ZDIFFSTORE", "$3", "2", "$1", "$2"),
+		step("ZUNION", "2", "$1", "$2", "WITHSCORES"), step("ZINTER", "2", "$1", "$2"), step("ZDIFF", "2", "$1", "$2"),
+		step("ZRANGESTORE", "$3", "$1", "0", "1"), step("ZINTERCARD", "2", "$1", "$2"), step("ZSCAN", "$1", "0"),
+		step("ZREM", "$1", "c"), step("ZREMRANGEBYSCORE", "$2", "5", "5"), step("ZADD", "$2", "0", "p", "0", "q"),
+		step("ZREMRANGEBYLEX", "$2", "[p", "[p"), step("ZREMRANGEBYRANK", "$2", "0", "0"),
+		step("ZPOPMIN", "$1"), step("ZPOPMAX", "$1"), step("ZMPOP", "1", "$3", "MIN"),
+	},
+	{ // keys and expiry
+		step("SET", "$1", "v"), step("EXISTS", "$1", "$2"), step("TYPE", "$1"), step("EXPIRE", "$1", "1000"),
+		step("PEXPIRE", "$1", "1000000"), step("EXPIREAT", "$1", "4000000000"), step("EXPIRETIME", "$1"),
+		step("PEXPIREAT", "$1", "4000000000000"), step("PEXPIRETIME", "$1"), step("PERSIST", "$1"), step("TTL", "$1"),
+		step("PTTL", "$1"), step("RENAME", "$1", "$2"), step("RENAMENX", "$2", "$3"), step("COPY", "$2", "$4"),
+		step("DUMP", "$4"), step("OBJECT", "ENCODING", "$4"), step("TOUCH", "$2", "$4"), step("UNLINK", "$4"),
+		step("DEL", "$2", "$3"), step("TYPE", "$2"), step("TTL", "$9"),
+	},
+	{ // streams
+		step("XADD", "$1", "1-1", "f", "v"), step("XADD", "$1", "2-1", "f", "w"), step("XLEN", "$1"),
+		step("XRANGE", "$1", "-", "+"), step("XREVRANGE", "$1", "+", "-", "COUNT", "1"),
+		step("XREAD", "COUNT", "10", "STREAMS", "$1", "0"), step("XGROUP", "CREATE", "$1", "g", "0"),
+		step("XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "STREAMS", "$1", ">"), step("XACK", "$1", "g", "1-1"),
+		step("XPENDING", "$1", "g"), step("XCLAIM", "$1", "g", "c2", "0", "1-1"),
+		step("XAUTOCLAIM", "$1", "g", "c3", "0", "0-0"), step("XDEL", "$1", "2-1"),
+		step("XTRIM", "$1", "MAXLEN", "10"), step("XINFO", "STREAM", "$1"), step("XINFO", "GROUPS", "$1"),
+		step("XSETID", "$1", "5-0"), step("XADD", "$1", "4-0", "f", "v"),
+	},
+	{ // HyperLogLog
+		step("PFADD", "$1", "a", "b", "c"), step("PFCOUNT", "$1"), step("PFADD", "$2", "c", "d"),
+		step("PFMERGE", "$3", "$1", "$2"), step("PFCOUNT", "$3"), step("PFCOUNT", "$1", "$2"),
+	},
+	{ // geo
+		step("GEOADD", "$1", "13.361389", "38.115556", "Palermo", "15.087269", "37.502669", "Catania"),
+		step("GEODIST", "$1", "Palermo", "Catania", "km"), step("GEOPOS", "$1", "Palermo", "Nowhere"),
+		step("GEOHASH", "$1", "Palermo"), step("GEOSEARCH", "$1", "FROMLONLAT", "15", "37", "BYRADIUS", "200", "km", "ASC"),
+		step("GEORADIUS", "$1", "15", "37", "200", "km", "WITHDIST", "ASC"),
+		step("GEORADIUS_RO", "$1", "15", "37", "200", "km", "ASC"),
+		step("GEORADIUSBYMEMBER", "$1", "Palermo", "300", "km", "ASC"),
+		step("GEORADIUSBYMEMBER_RO", "$1", "Palermo", "300", "km", "ASC"),
+		step("GEOSEARCHSTORE", "$2", "$1", "FROMMEMBER", "Palermo", "BYBOX", "400", "400", "km"),
+	},
+	{ // bitmaps
+		step("SETBIT", "$1", "7", "1"), step("GETBIT", "$1", "7"), step("BITCOUNT", "$1"), step("BITPOS", "$1", "1"),
+		step("SETBIT", "$2", "6", "1"), step("BITOP", "OR", "$3", "$1", "$2"), step("GET", "$3"),
+		step("BITFIELD", "$1", "INCRBY", "u8", "0", "3", "GET", "u8", "0"), step("BITFIELD_RO", "$1", "GET", "u4", "0"),
+	},
+	{ // scripts, errors and what the proxy answers itself
+		step("EVAL", "return redis.call('get', KEYS[1])", "1", "$1"),
+		step("EVAL", "return {KEYS[1], ARGV[1]}", "1", "$1", "arg"),
+		step("EVAL_RO", "return redis.call('exists', KEYS[1])", "1", "$1"),
+		step("SCRIPT", "LOAD", "return 1"), step("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
+		step("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "1", "$1"),
+		step("SCRIPT", "EXISTS", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "ffffffffffffffffffffffffffffffffffffffff"),
+		step("SET", "$1", "text"), step("INCR", "$1"), step("LPUSH", "$1", "x"), step("GET"), step("SET", "$1"),
+		step("PING"), step("PING", "hello"), step("ECHO", "echo"), step("SELECT", "0"), step("READWRITE"),
+	},
+}
+
+// keyFor names key n of group g: the tag decides the slot, and twin keys
+// differ from proxy keys only in the tag's first letter, so replies that
+// echo a key can be compared after swapping that letter back.
+func keyFor(twin bool, g, n int) string {
+	letter := "p"
+	if twin {
+		letter = "q"
+	}
+	return fmt.Sprintf("{%s%02d}key%d", letter, g, n)
+}
+
+func expand(tmpl []string, twin bool, g int) []string {
+	out := make([]string, len(tmpl))
+	for i, a := range tmpl {
+		if n, err := strconv.Atoi(strings.TrimPrefix(a, "$")); err == nil && strings.HasPrefix(a, "$") {
+			out[i] = keyFor(twin, g, n)
+		} else {
+			out[i] = a
+		}
+	}
+	return out
+}
+
+// TestRepliesMatchTheOwningNode sends each command through the proxy and its
+// twin straight to the master that owns the twin key, and compares the raw
+// reply bytes.
+func TestRepliesMatchTheOwningNode(t *testing.T) {
+	cp := startClusterProxy(t)
+	proxyConn := dialResp(t, cp.addr)
+	direct := map[string]*respConn{}
+	names := map[string]bool{}
+	for g, group := range fidelityGroups {
+		twinTag := keyFor(true, g, 0)[:5]
+		proxyTag := keyFor(false, g, 0)[:5]
+		owner := cp.cluster.MasterForKey(keyFor(true, g, 0))
+		require.NotNil(t, owner)
+		if direct[owner.Addr] == nil {
+			direct[owner.Addr] = dialResp(t, owner.Addr)
+		}
+		for _, st := range group {
+			names[strings.ToLower(st.args[0])] = true
+			viaProxy := proxyConn.do(expand(st.args, false, g)...)
+			straight := direct[owner.Addr].do(expand(st.args, true, g)...)
+			straight = strings.ReplaceAll(straight, twinTag, proxyTag)
+			assert.Equal(t, straight, viaProxy, "%q", st.args)
+		}
+	}
+	assert.GreaterOrEqual(t, len(names), 100, "distinct commands compared")
+}
+
+// TestFanOutMatchesTheNodes checks the merged commands against what the
+// masters hold.
+func TestFanOutMatchesTheNodes(t *testing.T) {
+	cp := startClusterProxy(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := dialResp(t, cp.addr)
+	var keys []string
+	for i := range 200 {
+		keys = append(keys, "fan:"+strconv.Itoa(i))
+	}
+	mset := []string{"MSET"}
+	for _, k := range keys {
+		mset = append(mset, k, "v:"+k)
+	}
+	require.Equal(t, "+OK\r\n", c.do(mset...))
+
+	var onNodes []string
+	var total int64
+	for _, m := range cp.cluster.Masters() {
+		nodeKeys, err := m.Client().Keys(ctx, "*").Result()
+		require.NoError(t, err)
+		require.NotEmpty(t, nodeKeys, "every master holds some keys")
+		onNodes = append(onNodes, nodeKeys...)
+		n, err := m.Client().DBSize(ctx).Result()
+		require.NoError(t, err)
+		total += n
+	}
+	assert.ElementsMatch(t, keys, onNodes)
+	assert.Equal(t, ":"+strconv.FormatInt(total, 10)+"\r\n", c.do("DBSIZE"))
+	assert.ElementsMatch(t, keys, parseBulkArray(t, c.do("KEYS", "fan:*")))
+
+	var scanned []string
+	cursor := "0"
+	for round := 0; ; round++ {
+		require.Less(t, round, 1000, "SCAN does not terminate")
+		next, page := parseScanReply(t, c.do("SCAN", cursor, "COUNT", "17"))
+		scanned = append(scanned, page...)
+		if cursor = next; cursor == "0" {
+			break
+		}
+	}
+	slices.Sort(scanned)
+	assert.Equal(t, len(keys), len(slices.Compact(scanned)), "SCAN returns every key")
+	assert.ElementsMatch(t, keys, slices.Compact(scanned))
+
+	mget := append([]string{"MGET"}, keys...)
+	values := parseBulkArray(t, c.do(mget...))
+	for i, k := range keys {
+		assert.Equal(t, "v:"+k, values[i])
+	}
+	assert.Contains(t, keys, strings.Split(c.do("RANDOMKEY"), "\r\n")[1])
+	assert.Equal(t, ":"+strconv.Itoa(len(keys))+"\r\n", c.do(append([]string{"EXISTS"}, keys...)...))
+	assert.Equal(t, ":100\r\n", c.do(append([]string{"DEL"}, keys[:100]...)...))
+	assert.Equal(t, "+OK\r\n", c.do("FLUSHALL"))
+	assert.Equal(t, ":0\r\n", c.do("DBSIZE"))
+	for _, m := range cp.cluster.Masters() {
+		assert.Zero(t, m.Client().DBSize(ctx).Val())
+	}
+
+	nodes := c.do("PROXY", "NODES")
+	for _, n := range cp.cluster.Nodes() {
+		assert.Contains(t, nodes, n.ID+" "+n.Addr+"@")
+	}
+}
+
+// TestGoRedisThroughTheProxy drives the proxy with go-redis v9 default
+// options: it opens with HELLO 3 and must fall back to RESP2.
+func TestGoRedisThroughTheProxy(t *testing.T) {
+	cp := startClusterProxy(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client := goRedisClient(t, cp.addr)
+	for i := range 50 {
+		k := "gr:" + strconv.Itoa(i)
+		require.NoError(t, client.Set(ctx, k, i, 0).Err())
+		assert.Equal(t, strconv.Itoa(i), client.Get(ctx, k).Val())
+		// The key really sits on its owning master.
+		assert.Equal(t, strconv.Itoa(i), cp.cluster.MasterForKey(k).Client().Get(ctx, k).Val())
+	}
+	pipe := client.Pipeline()
+	for i := range 100 {
+		pipe.Incr(ctx, "gr:counter:"+strconv.Itoa(i%7))
+	}
+	cmds, err := pipe.Exec(ctx)
+	require.NoError(t, err)
+	assert.Len(t, cmds, 100)
+	assert.Equal(t, "15", client.Get(ctx, "gr:counter:0").Val())
+}
+
+// TestRedisCLIThroughTheProxy runs redis-cli against the proxy.
+func TestRedisCLIThroughTheProxy(t *testing.T) {
+	cp := startClusterProxy(t)
+	bin, err := exec.LookPath("redis-cli")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redis-cli is required when CI=true: %v", err)
+		}
+		t.Skip("redis-cli not installed")
+	}
+	host, port, _ := strings.Cut(cp.addr, ":")
+	run := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bin, append([]string{"-h", host, "-p", port}, args...)...).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		return string(bytes.TrimSpace(out))
+	}
+	assert.Equal(t, "PONG", run("PING"))
+	assert.Equal(t, "OK", run("MSET", "cli:a", "1", "cli:b", "2", "cli:c", "3"))
+	assert.Equal(t, "1\n2\n3", run("MGET", "cli:a", "cli:b", "cli:c"))
+	assert.Equal(t, "3", run("DEL", "cli:a", "cli:b", "cli:c"))
+	assert.Contains(t, run("INFO", "proxy"), "backend_masters:3")
+	// Cluster mode: redis-cli follows CLUSTER SLOTS back to the proxy.
+	assert.Equal(t, "OK", run("-c", "SET", "cli:d", "4"))
+	assert.Equal(t, "4", run("-c", "GET", "cli:d"))
+}
+
+// TestKvsimClusterThroughTheProxy runs the proxy in front of the simulated
+// Kvrocks cluster, whose SCAN cursors use all 64 bits.
+func TestKvsimClusterThroughTheProxy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: runs without -short")
+	}
+	kc, err := kvsim.StartCluster(kvsim.DefaultClusterConfig())
+	require.NoError(t, err)
+	t.Cleanup(kc.Close)
+	var seeds []string
+	for _, m := range kc.Masters() {
+		seeds = append(seeds, m.Addr())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := router.DefaultConfig()
+	cfg.Seeds = seeds
+	r, err := router.New(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, r.Close()) })
+	_, addr := startProxy(t, r, nil)
+	c := dialResp(t, addr)
+
+	mset := []string{"MSET"}
+	var keys []string
+	for i := range 60 {
+		k := "kv:" + strconv.Itoa(i)
+		keys = append(keys, k)
+		mset = append(mset, k, "v"+k)
+	}
+	require.Equal(t, "+OK\r\n", c.do(mset...))
+	values := parseBulkArray(t, c.do(append([]string{"MGET"}, keys...)...))
+	for i, k := range keys {
+		assert.Equal(t, "v"+k, values[i])
+	}
+	assert.ElementsMatch(t, keys, parseBulkArray(t, c.do("KEYS", "kv:*")))
+
+	var scanned []string
+	cursor := "0"
+	for round := 0; ; round++ {
+		require.Less(t, round, 1000, "SCAN does not terminate")
+		next, page := parseScanReply(t, c.do("SCAN", cursor, "COUNT", "7"))
+		scanned = append(scanned, page...)
+		if cursor = next; cursor == "0" {
+			break
+		}
+	}
+	assert.ElementsMatch(t, keys, scanned)
+
+	nodes := c.do("PROXY", "NODES")
+	for _, m := range kc.Masters() {
+		assert.Contains(t, nodes, m.ID()+" "+m.Addr()+"@")
+	}
+	assert.Equal(t, ":60\r\n", c.do(append([]string{"DEL"}, keys...)...))
+}

@@ -1,0 +1,350 @@
+package proxy
+
+import (
+	"crypto/subtle"
+	"strconv"
+	"strings"
+	"time"
+
+	"kvproxy/router"
+)
+
+// Commands the proxy answers itself: connection state, introspection, and
+// the cluster view that keeps cluster-aware clients on the proxy.
+
+// redisVersion is the Redis version whose behaviour the proxy presents.
+const redisVersion = "7.0.15"
+
+// localCommands maps the commands answered in place to their handlers. They
+// are all keyless, so only keyless commands look here.
+var localCommands = map[*CommandInfo]func(*session, [][]byte){
+	LookupCommand([]byte("ping")):      (*session).ping,
+	LookupCommand([]byte("echo")):      (*session).echo,
+	LookupCommand([]byte("quit")):      (*session).quitCommand,
+	LookupCommand([]byte("auth")):      (*session).auth,
+	LookupCommand([]byte("hello")):     (*session).hello,
+	LookupCommand([]byte("select")):    (*session).selectDB,
+	LookupCommand([]byte("reset")):     (*session).reset,
+	LookupCommand([]byte("readonly")):  (*session).ok,
+	LookupCommand([]byte("readwrite")): (*session).ok,
+	LookupCommand([]byte("asking")):    (*session).ok,
+	LookupCommand([]byte("command")):   (*session).command,
+	LookupCommand([]byte("client")):    (*session).client,
+	LookupCommand([]byte("cluster")):   (*session).cluster,
+	LookupCommand([]byte("info")):      (*session).info,
+}
+
+func (s *session) ok(_ [][]byte) {
+	mark := len(s.local)
+	s.local = appendSimple(s.local, "OK")
+	s.localReply(mark)
+}
+
+func (s *session) ping(args [][]byte) {
+	mark := len(s.local)
+	switch len(args) {
+	case 1:
+		s.local = appendSimple(s.local, "PONG")
+	case 2:
+		s.local = appendBulk(s.local, args[1])
+	default:
+		s.local = appendError(s.local, wrongArgsError("ping"))
+	}
+	s.localReply(mark)
+}
+
+func (s *session) echo(args [][]byte) {
+	mark := len(s.local)
+	s.local = appendBulk(s.local, args[1])
+	s.localReply(mark)
+}
+
+func (s *session) quitCommand(_ [][]byte) {
+	s.ok(nil)
+	s.quit = true
+}
+
+func (s *session) selectDB(args [][]byte) {
+	db, ok := parseInt64(args[1])
+	switch {
+	case !ok:
+		s.replyError("ERR value is not an integer or out of range")
+	case db != 0:
+		s.replyError("ERR DB index is out of range")
+	default:
+		s.ok(nil)
+	}
+}
+
+// reset returns the connection to its initial state, as Redis' RESET does.
+func (s *session) reset(_ [][]byte) {
+	s.name = nil
+	s.setAuthenticated(!s.srv.needsPassword)
+	mark := len(s.local)
+	s.local = appendSimple(s.local, "RESET")
+	s.localReply(mark)
+}
+
+func (s *session) setAuthenticated(authed bool) {
+	s.authed = authed
+	s.netConn.authenticated.Store(authed)
+}
+
+const (
+	errWrongPass = "WRONGPASS invalid username-password pair or user is disabled."
+	errNoPass    = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
+)
+
+// checkCredentials reports whether user and password open the proxy; the
+// only user is Redis' "default".
+func (s *session) checkCredentials(user, password []byte) bool {
+	if string(user) != "default" {
+		return false
+	}
+	if !s.srv.needsPassword {
+		return true // like Redis' default user with nopass
+	}
+	return subtle.ConstantTimeCompare(password, []byte(s.srv.cfg.Password)) == 1
+}
+
+func (s *session) auth(args [][]byte) {
+	switch len(args) {
+	case 2:
+		if !s.srv.needsPassword {
+			s.replyError(errNoPass)
+			return
+		}
+		s.authenticate([]byte("default"), args[1])
+	case 3:
+		s.authenticate(args[1], args[2])
+	default:
+		s.replyError("ERR syntax error")
+	}
+}
+
+func (s *session) authenticate(user, password []byte) {
+	if !s.checkCredentials(user, password) {
+		s.replyError(errWrongPass)
+		return
+	}
+	s.setAuthenticated(true)
+	s.ok(nil)
+}
+
+// hello accepts protocol 2 only (replies are passed through from the
+// backends as RESP2) and answers like Redis' HELLO 2.
+func (s *session) hello(args [][]byte) {
+	if len(args) >= 2 {
+		version, ok := parseInt64(args[1])
+		switch {
+		case !ok:
+			s.replyError("ERR Protocol version is not an integer or out of range")
+			return
+		case version != 2:
+			s.replyError("NOPROTO unsupported protocol version")
+			return
+		}
+	}
+	var user, password, name []byte
+	for i := 2; i < len(args); i++ {
+		more := len(args) - 1 - i
+		switch {
+		case equalFold(args[i], "auth") && more >= 2:
+			user, password = args[i+1], args[i+2]
+			i += 2
+		case equalFold(args[i], "setname") && more >= 1:
+			name = args[i+1]
+			i++
+		default:
+			s.replyError("ERR Syntax error in HELLO option '" + string(appendSanitized(nil, args[i], 128)) + "'")
+			return
+		}
+	}
+	if user != nil {
+		if !s.checkCredentials(user, password) {
+			s.replyError(errWrongPass)
+			return
+		}
+		s.setAuthenticated(true)
+	}
+	if !s.authed {
+		s.replyError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+		return
+	}
+	if name != nil {
+		if !validClientName(name) {
+			s.replyError(errBadClientName)
+			return
+		}
+		s.name = append(s.name[:0], name...)
+	}
+	mark := len(s.local)
+	s.local = appendArray(s.local, 14)
+	s.local = appendBulkString(s.local, "server")
+	s.local = appendBulkString(s.local, "redis")
+	s.local = appendBulkString(s.local, "version")
+	s.local = appendBulkString(s.local, redisVersion)
+	s.local = appendBulkString(s.local, "proto")
+	s.local = appendInt(s.local, 2)
+	s.local = appendBulkString(s.local, "id")
+	s.local = appendInt(s.local, s.id)
+	s.local = appendBulkString(s.local, "mode")
+	s.local = appendBulkString(s.local, "cluster")
+	s.local = appendBulkString(s.local, "role")
+	s.local = appendBulkString(s.local, "master")
+	s.local = appendBulkString(s.local, "modules")
+	s.local = appendArray(s.local, 0)
+	s.localReply(mark)
+}
+
+const errBadClientName = "ERR Client names cannot contain spaces, newlines or special characters."
+
+// validClientName applies Redis' rule: printable ASCII without spaces.
+func validClientName(name []byte) bool {
+	for _, c := range name {
+		if c < '!' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// subcommand finds the subcommand a container command names, answering the
+// error itself when there is none or its arity is wrong.
+func (s *session) subcommand(info *CommandInfo, args [][]byte) *CommandInfo {
+	sub := info.Subcommand(args[1])
+	if sub == nil {
+		s.replyError(unknownSubcommandError(args))
+		return nil
+	}
+	if !sub.ArityOK(len(args)) {
+		s.replyError(wrongArgsError(sub.Name))
+		return nil
+	}
+	s.lastCommand = sub.Name
+	return sub
+}
+
+// client answers the CLIENT subcommands about the client's own connection.
+func (s *session) client(args [][]byte) {
+	if equalFold(args[1], "setinfo") {
+		// Redis 7.2's CLIENT SETINFO, which client libraries send on
+		// connect; the attributes are accepted and not kept.
+		switch {
+		case len(args) != 4:
+			s.replyError(wrongArgsError("client|setinfo"))
+		case !equalFold(args[2], "lib-name") && !equalFold(args[2], "lib-ver"):
+			s.replyError("ERR Unrecognized option '" + string(appendSanitized(nil, args[2], 128)) + "'")
+		default:
+			s.ok(nil)
+		}
+		return
+	}
+	sub := s.subcommand(LookupCommand(args[0]), args)
+	if sub == nil {
+		return
+	}
+	mark := len(s.local)
+	switch sub.Name {
+	case "client|id":
+		s.local = appendInt(s.local, s.id)
+	case "client|getname":
+		if len(s.name) == 0 {
+			s.local = appendNullBulk(s.local)
+		} else {
+			s.local = appendBulk(s.local, s.name)
+		}
+	case "client|setname":
+		if !validClientName(args[2]) {
+			s.local = appendError(s.local, errBadClientName)
+		} else {
+			s.name = append(s.name[:0], args[2]...)
+			s.local = appendSimple(s.local, "OK")
+		}
+	case "client|info", "client|list":
+		s.local = appendBulkString(s.local, s.clientInfoLine())
+	default:
+		s.local = appendError(s.local, unsupportedError(args))
+	}
+	s.localReply(mark)
+}
+
+// clientInfoLine describes the connection in Redis' CLIENT INFO format.
+func (s *session) clientInfoLine() string {
+	now := time.Now()
+	var b strings.Builder
+	b.WriteString("id=" + itoa(s.id))
+	b.WriteString(" addr=" + s.remoteAddr())
+	b.WriteString(" laddr=" + s.localAddr())
+	b.WriteString(" fd=-1 name=" + string(s.name))
+	b.WriteString(" age=" + itoa(int64(now.Sub(s.created)/time.Second)))
+	b.WriteString(" idle=" + itoa(s.idleSeconds(now)))
+	b.WriteString(" flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r")
+	b.WriteString(" cmd=" + s.lastCommand)
+	b.WriteString(" user=default redir=-1 resp=2\n")
+	return b.String()
+}
+
+// cluster presents the proxy as a cluster of one master that owns every
+// slot, so cluster-aware clients send everything to the proxy.
+func (s *session) cluster(args [][]byte) {
+	sub := s.subcommand(LookupCommand(args[0]), args)
+	if sub == nil {
+		return
+	}
+	srv := s.srv
+	mark := len(s.local)
+	switch sub.Name {
+	case "cluster|info":
+		s.local = appendBulkString(s.local, "cluster_state:ok\r\n"+
+			"cluster_slots_assigned:16384\r\n"+
+			"cluster_slots_ok:16384\r\n"+
+			"cluster_slots_pfail:0\r\n"+
+			"cluster_slots_fail:0\r\n"+
+			"cluster_known_nodes:1\r\n"+
+			"cluster_size:1\r\n"+
+			"cluster_current_epoch:1\r\n"+
+			"cluster_my_epoch:1\r\n")
+	case "cluster|slots":
+		s.local = appendArray(s.local, 1)
+		s.local = appendArray(s.local, 3)
+		s.local = appendInt(s.local, 0)
+		s.local = appendInt(s.local, 16383)
+		s.local = appendArray(s.local, 3)
+		s.local = appendBulkString(s.local, srv.announceHost)
+		s.local = appendInt(s.local, int64(srv.announcePort))
+		s.local = appendBulkString(s.local, srv.nodeID)
+	case "cluster|nodes":
+		s.local = appendBulkString(s.local, srv.nodeID+" "+srv.cfg.AnnounceAddr+"@"+strconv.Itoa(srv.announcePort+10000)+
+			" myself,master - 0 0 1 connected 0-16383\n")
+	case "cluster|shards":
+		s.local = appendArray(s.local, 1)
+		s.local = appendArray(s.local, 4)
+		s.local = appendBulkString(s.local, "slots")
+		s.local = appendArray(s.local, 2)
+		s.local = appendInt(s.local, 0)
+		s.local = appendInt(s.local, 16383)
+		s.local = appendBulkString(s.local, "nodes")
+		s.local = appendArray(s.local, 1)
+		s.local = appendArray(s.local, 14)
+		for _, field := range [][2]string{{"id", srv.nodeID}, {"port", ""}, {"ip", srv.announceHost},
+			{"endpoint", srv.announceHost}, {"role", "master"}, {"replication-offset", ""}, {"health", "online"}} {
+			s.local = appendBulkString(s.local, field[0])
+			switch field[0] {
+			case "port":
+				s.local = appendInt(s.local, int64(srv.announcePort))
+			case "replication-offset":
+				s.local = appendInt(s.local, 0)
+			default:
+				s.local = appendBulkString(s.local, field[1])
+			}
+		}
+	case "cluster|myid":
+		s.local = appendBulkString(s.local, srv.nodeID)
+	case "cluster|keyslot":
+		s.local = appendInt(s.local, int64(router.Slot(args[2])))
+	default:
+		s.local = appendError(s.local, unsupportedError(args))
+	}
+	s.localReply(mark)
+}

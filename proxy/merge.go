@@ -1,0 +1,346 @@
+package proxy
+
+import (
+	"math/rand/v2"
+	"strconv"
+
+	"github.com/tidwall/redcon"
+
+	"kvproxy/router"
+)
+
+// Replies the merges write as they are.
+var (
+	replyOK       = []byte("+OK\r\n")
+	replyNullBulk = []byte("$-1\r\n")
+)
+
+// Fan-out: commands that act on the whole keyspace run on every master and
+// their replies are merged into the one reply a single server would give.
+
+var (
+	cmdScriptExists = LookupCommand([]byte("script")).Subcommand([]byte("exists"))
+	cmdDBSIZE       = LookupCommand([]byte("dbsize"))
+	cmdKEYS         = LookupCommand([]byte("keys"))
+	cmdSCAN         = LookupCommand([]byte("scan"))
+	cmdFLUSHDB      = LookupCommand([]byte("flushdb"))
+	cmdFLUSHALL     = LookupCommand([]byte("flushall"))
+	cmdRANDOMKEY    = LookupCommand([]byte("randomkey"))
+)
+
+// fanoutSame are keyless commands that change every master's script or
+// function cache: they run everywhere and the first error, else the first
+// reply, answers. SCRIPT EXISTS runs everywhere too, but its answers are
+// combined (mergeScriptExists).
+var fanoutSame = map[*CommandInfo]bool{
+	LookupCommand([]byte("script")).Subcommand([]byte("load")):      true,
+	LookupCommand([]byte("script")).Subcommand([]byte("flush")):     true,
+	LookupCommand([]byte("function")).Subcommand([]byte("load")):    true,
+	LookupCommand([]byte("function")).Subcommand([]byte("delete")):  true,
+	LookupCommand([]byte("function")).Subcommand([]byte("flush")):   true,
+	LookupCommand([]byte("function")).Subcommand([]byte("restore")): true,
+}
+
+func (s *session) fanout(cmd *CommandInfo, c *redcon.Command) {
+	switch cmd {
+	case cmdDBSIZE:
+		s.fanoutAll(c.Raw, true, mergeSum, 0)
+	case cmdKEYS:
+		s.fanoutAll(c.Raw, true, mergeConcat, 0)
+	case cmdFLUSHDB, cmdFLUSHALL:
+		s.fanoutAll(c.Raw, false, mergeOK, 0)
+	case cmdRANDOMKEY:
+		if n := len(s.mastersList()); n > 0 {
+			s.fanoutAll(c.Raw, true, mergeRandomKey, rand.IntN(n))
+		} else {
+			s.replyError(errNoMasters)
+		}
+	case cmdSCAN:
+		s.scan(c.Args)
+	default:
+		s.replyError(unsupportedError(c.Args))
+	}
+}
+
+// fanoutAll sends raw to every master; kind merges the replies.
+func (s *session) fanoutAll(raw []byte, readOnly bool, kind replyKind, aux int) {
+	masters := s.mastersList()
+	if len(masters) == 0 {
+		s.replyError(errNoMasters)
+		return
+	}
+	first := len(s.reqs)
+	for _, addr := range masters {
+		q, _ := s.newRequest()
+		q.Raw = raw
+		q.Addr = addr
+		q.ReadOnly = readOnly
+	}
+	s.entries = append(s.entries, entry{kind: kind, from: first, to: len(s.reqs), aux: aux})
+}
+
+// scan walks the masters one after the other; the proxy cursor says which
+// master is being walked and where (scanCursors).
+func (s *session) scan(args [][]byte) {
+	cursor, ok := parseUint64(args[1])
+	if !ok {
+		s.replyError("ERR invalid cursor")
+		return
+	}
+	masters := s.mastersList()
+	if len(masters) == 0 {
+		s.replyError(errNoMasters)
+		return
+	}
+	if len(masters) > scanMaxMasters {
+		s.replyError("ERR SCAN through kvproxy supports at most " + strconv.Itoa(scanMaxMasters) + " masters")
+		return
+	}
+	pos, ok := s.srv.scanCursors.decode(cursor)
+	if !ok {
+		s.replyError("ERR invalid cursor")
+		return
+	}
+	if pos.master >= len(masters) {
+		// The masters changed under a cursor: the walk is over.
+		mark := len(s.local)
+		s.local = append(s.local, "*2\r\n$1\r\n0\r\n*0\r\n"...)
+		s.localReply(mark)
+		return
+	}
+	q, i := s.newRequest()
+	buf := appendArray(s.owned[i][:0], len(args))
+	buf = appendBulk(buf, args[0])
+	buf = appendBulkString(buf, pos.cursor)
+	for _, arg := range args[2:] {
+		buf = appendBulk(buf, arg)
+	}
+	s.owned[i] = buf
+	q.Raw = buf
+	q.Addr = masters[pos.master]
+	q.ReadOnly = true
+	s.entries = append(s.entries, entry{kind: mergeScan, from: i, to: i + 1, aux: pos.master})
+}
+
+// writeMerged writes the reply of a split or fanned-out command.
+func (s *session) writeMerged(e *entry) {
+	parts := s.reqs[e.from:e.to]
+	if e.kind != mergeRandomKey {
+		// A part that failed fails the whole command, as on a single
+		// server: the first error in part order is the answer.
+		for _, q := range parts {
+			if isErrorReply(q.Reply) {
+				s.write(q.Reply)
+				return
+			}
+		}
+	}
+	switch e.kind {
+	case mergeSum:
+		var sum int64
+		for _, q := range parts {
+			line, _, ok := replyLine(q.Reply)
+			n, isInt := parseInt64(line)
+			if !ok || q.Reply[0] != ':' || !isInt {
+				s.writeUnexpected(q.Reply)
+				return
+			}
+			sum += n
+		}
+		s.scratch = appendInt(s.scratch[:0], sum)
+		s.write(s.scratch)
+	case mergeOK:
+		for _, q := range parts {
+			if string(q.Reply) != "+OK\r\n" {
+				s.write(q.Reply)
+				return
+			}
+		}
+		s.write(replyOK)
+	case mergeMGET:
+		s.writeMGET(e, parts)
+	case mergeConcat:
+		s.writeConcat(parts)
+	case mergeScan:
+		s.writeScan(e, parts[0].Reply)
+	case mergeRandomKey:
+		s.writeRandomKey(e, parts)
+	case mergeSame:
+		s.write(parts[0].Reply)
+	case mergeScriptExists:
+		s.writeScriptExists(parts)
+	}
+}
+
+// writeScriptExists says a script exists only where every master has it,
+// since EVALSHA may reach any of them.
+func (s *session) writeScriptExists(parts []*router.Request) {
+	s.spans = s.spans[:0]
+	count := -1
+	for _, q := range parts {
+		n, ok := s.elements(q.Reply)
+		if !ok || (count >= 0 && n != count) {
+			s.writeUnexpected(q.Reply)
+			return
+		}
+		count = n
+	}
+	s.scratch = appendArray(s.scratch[:0], count)
+	for i := range count {
+		exists := int64(1)
+		for p, q := range parts {
+			sp := s.spans[p*count+i]
+			if string(q.Reply[sp.from:sp.to]) != ":1\r\n" {
+				exists = 0
+			}
+		}
+		s.scratch = appendInt(s.scratch, exists)
+	}
+	s.write(s.scratch)
+}
+
+// writeUnexpected answers with an error when a backend reply does not have
+// the shape the merge needs.
+func (s *session) writeUnexpected(reply []byte) {
+	s.scratch = appendError(s.scratch[:0], "ERR kvproxy: unexpected backend reply while merging: "+summarize(reply))
+	s.write(s.scratch)
+}
+
+// summarize quotes the start of a reply for an error message.
+func summarize(reply []byte) string {
+	const max = 40
+	if len(reply) > max {
+		reply = reply[:max]
+	}
+	return strconv.Quote(string(reply))
+}
+
+// elements splits the array reply into its elements, appended to s.spans;
+// ok is false when reply is not a well-formed array of count elements.
+func (s *session) elements(reply []byte) (count int, ok bool) {
+	line, pos, ok := replyLine(reply)
+	if !ok || reply[0] != '*' {
+		return 0, false
+	}
+	n, isInt := parseInt64(line)
+	if !isInt || n < 0 {
+		return 0, false
+	}
+	for range n {
+		s.scanner.Reset()
+		size, err := s.scanner.Scan(reply[pos:])
+		if err != nil || size == 0 {
+			return 0, false
+		}
+		s.spans = append(s.spans, span{pos, pos + size})
+		pos += size
+	}
+	return int(n), pos == len(reply)
+}
+
+// writeMGET puts the values of every part back in the order of the keys.
+func (s *session) writeMGET(e *entry, parts []*router.Request) {
+	s.spans = s.spans[:0]
+	// An extra last start marks the end of the last part.
+	starts := s.partStarts[:0]
+	for _, q := range parts {
+		starts = append(starts, len(s.spans))
+		if _, ok := s.elements(q.Reply); !ok {
+			s.partStarts = starts
+			s.writeUnexpected(q.Reply)
+			return
+		}
+	}
+	starts = append(starts, len(s.spans))
+	s.partStarts = starts
+	keys := (e.keysTo - e.keysFrom) / 2
+	for k := range keys {
+		part := s.keyMap[e.keysFrom+2*k]
+		if starts[part]+s.keyMap[e.keysFrom+2*k+1] >= starts[part+1] {
+			// Fewer values than keys: the reply cannot be merged.
+			s.writeUnexpected(parts[part].Reply)
+			return
+		}
+	}
+	s.scratch = appendArray(s.scratch[:0], keys)
+	s.write(s.scratch)
+	for k := range keys {
+		part := s.keyMap[e.keysFrom+2*k]
+		sp := s.spans[starts[part]+s.keyMap[e.keysFrom+2*k+1]]
+		s.write(parts[part].Reply[sp.from:sp.to])
+	}
+}
+
+// writeConcat joins the arrays of every master (KEYS).
+func (s *session) writeConcat(parts []*router.Request) {
+	total := 0
+	for _, q := range parts {
+		line, _, ok := replyLine(q.Reply)
+		n, isInt := parseInt64(line)
+		if !ok || q.Reply[0] != '*' || !isInt || n < 0 {
+			s.writeUnexpected(q.Reply)
+			return
+		}
+		total += int(n)
+	}
+	s.scratch = appendArray(s.scratch[:0], total)
+	s.write(s.scratch)
+	for _, q := range parts {
+		_, body, _ := replyLine(q.Reply)
+		s.write(q.Reply[body:])
+	}
+}
+
+// writeScan rewrites one master's SCAN page with the proxy cursor.
+func (s *session) writeScan(e *entry, reply []byte) {
+	s.spans = s.spans[:0]
+	if n, ok := s.elements(reply); !ok || n != 2 {
+		s.writeUnexpected(reply)
+		return
+	}
+	cursorFrame := reply[s.spans[0].from:s.spans[0].to]
+	_, next, ok := replyLine(cursorFrame)
+	if !ok || cursorFrame[0] != '$' {
+		s.writeUnexpected(reply)
+		return
+	}
+	backendCursor := cursorFrame[next : len(cursorFrame)-2]
+	var cursor uint64
+	switch {
+	case string(backendCursor) != "0":
+		cursor = s.srv.scanCursors.encode(scanPosition{master: e.aux, cursor: string(backendCursor)})
+	case e.aux+1 < len(s.masters):
+		cursor = uint64(e.aux + 1) // the next master, from its start
+	default:
+		cursor = 0 // every master walked
+	}
+	var digits [20]byte
+	s.scratch = appendArray(s.scratch[:0], 2)
+	s.scratch = appendBulk(s.scratch, strconv.AppendUint(digits[:0], cursor, 10))
+	s.write(s.scratch)
+	s.write(reply[s.spans[1].from:s.spans[1].to])
+}
+
+// writeRandomKey answers with the first key found, starting from a random
+// master; nil when every master is empty, an error when none had a key and
+// one failed.
+func (s *session) writeRandomKey(e *entry, parts []*router.Request) {
+	var firstError []byte
+	for k := range parts {
+		q := parts[(e.aux+k)%len(parts)]
+		switch {
+		case isErrorReply(q.Reply):
+			if firstError == nil {
+				firstError = q.Reply
+			}
+		case len(q.Reply) > 0 && q.Reply[0] == '$' && string(q.Reply) != string(replyNullBulk):
+			s.write(q.Reply)
+			return
+		}
+	}
+	if firstError != nil {
+		s.write(firstError)
+		return
+	}
+	s.write(replyNullBulk)
+}

@@ -1,0 +1,588 @@
+package proxy
+
+import (
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/tidwall/redcon"
+
+	"kvproxy/router"
+)
+
+// replyKind says where the reply to one client command comes from.
+type replyKind uint8
+
+const (
+	// replyLocal: the proxy made it, in session.local[from:to].
+	replyLocal replyKind = iota
+	// replyRouted: the backend's reply to reqs[from], passed through.
+	replyRouted
+	// The others merge the replies of reqs[from:to].
+	mergeSum       // integers added (DEL, EXISTS, DBSIZE, ...)
+	mergeOK        // +OK when every part says OK (MSET, FLUSHDB, ...)
+	mergeMGET      // array elements put back in argument order
+	mergeConcat    // arrays joined (KEYS)
+	mergeScan      // one master's SCAN page with the cursor rewritten
+	mergeRandomKey // the first non-nil RANDOMKEY from a random master on
+	mergeSame      // the first error, else the first reply (SCRIPT LOAD, ...)
+	// mergeScriptExists: 1 where every master has the script.
+	mergeScriptExists
+)
+
+// entry is one client command of the chunk being served.
+type entry struct {
+	kind     replyKind
+	from, to int
+	// keysFrom and keysTo delimit the command's part of session.keyMap
+	// (mergeMGET).
+	keysFrom, keysTo int
+	// aux: the master index of a SCAN page, the starting master of
+	// RANDOMKEY.
+	aux int
+}
+
+// keyRef places one key of a command being split by slot.
+type keyRef struct {
+	slot  uint16
+	order int // position among the command's keys
+	arg   int // index in args
+}
+
+// span is an element of a backend reply, as byte offsets.
+type span struct{ from, to int }
+
+// session is one client connection. Its buffers are reused from batch to
+// batch, so serving a pipeline does not allocate in steady state.
+type session struct {
+	srv     *Server
+	conn    redcon.Conn
+	netConn *guardConn
+	flush   func() error
+	// writeDirect writes to the client's socket past redcon's buffer; nil
+	// when the connection is not a redcon one (tests).
+	writeDirect func([]byte) (int, error)
+	id          int64
+	created     time.Time
+	name        []byte
+	authed      bool
+	quit        bool
+	// lastCommand names the latest command, for CLIENT INFO/LIST.
+	lastCommand string
+	lastActive  time.Time
+
+	batch   []redcon.Command
+	entries []entry
+	// reqs are the requests of the chunk, in the order their commands came;
+	// pool[i] is reused as reqs[i], and owned[i] is its buffer for
+	// commands the proxy rewrites.
+	reqs  []*router.Request
+	pool  []*router.Request
+	owned [][]byte
+	// local holds the replies the proxy makes for the chunk.
+	local []byte
+	// Scratch space for key positions, slot splitting and merging.
+	keyIdx []int
+	refs   []keyRef
+	keyMap []int
+	spans  []span
+	// partStarts[g] is the index in spans of merge part g's first element.
+	partStarts []int
+	scratch    []byte
+	scanner    *router.Scanner
+	masters    []string
+	// unflushed counts reply bytes written since the last flush.
+	unflushed int
+
+	// Dedicated-connection state (tx.go, blocking.go, pubsub.go).
+	tx  txState
+	sub *subscriber
+	// lastSlot is the slot of the latest routed command, -1 after a keyless
+	// one: WAIT goes to that master.
+	lastSlot int
+}
+
+func newSession(srv *Server, conn redcon.Conn, g *guardConn) *session {
+	s := &session{
+		srv:     srv,
+		conn:    conn,
+		netConn: g,
+		id:      srv.nextClientID.Add(1),
+		created: time.Now(),
+		authed:  !srv.needsPassword,
+		// Replies reach a merge complete, already bounded by the router.
+		scanner:  router.NewScanner(math.MaxInt),
+		tx:       txState{slot: -1},
+		lastSlot: -1,
+	}
+	s.lastActive = s.created
+	s.flush = func() error { return nil }
+	if w := redcon.BaseWriter(conn); w != nil {
+		s.flush = w.Flush
+		s.writeDirect = g.Conn.Write
+	}
+	return s
+}
+
+// serve answers a client's batch, at most MaxPipeline commands per trip to
+// the backends.
+func (s *session) serve(cmds []redcon.Command) {
+	s.unflushed = 0
+	s.lastActive = time.Now()
+	for len(cmds) > 0 && !s.quit {
+		n := min(len(cmds), s.srv.cfg.MaxPipeline)
+		s.serveChunk(cmds[:n])
+		cmds = cmds[n:]
+	}
+	if s.quit {
+		_ = s.conn.Close()
+	}
+}
+
+func (s *session) serveChunk(cmds []redcon.Command) {
+	s.masters = nil
+	for i := range cmds {
+		if s.quit {
+			break // QUIT: what follows is not served
+		}
+		s.classify(&cmds[i])
+	}
+	s.runPending()
+}
+
+// runPending sends the requests recorded so far and writes every reply in
+// order. A command served over a dedicated connection calls it first, so its
+// reply follows those of the commands before it.
+func (s *session) runPending() {
+	s.srv.stats.commandsProcessed.Add(int64(len(s.entries)))
+	if len(s.reqs) > 0 {
+		s.srv.backend.Do(s.srv.ctx, s.reqs)
+	}
+	for i := range s.entries {
+		s.writeReply(&s.entries[i])
+	}
+	for i, q := range s.reqs {
+		q.Raw = nil // do not pin the client's command buffers
+		// A one-off huge reply or command must not stay allocated for the
+		// life of the connection.
+		if cap(q.Reply) > maxKeptBuffer {
+			q.Reply = nil
+		}
+		if cap(s.owned[i]) > maxKeptBuffer {
+			s.owned[i] = nil
+		}
+	}
+	if cap(s.local) > maxKeptBuffer {
+		s.local = nil
+	}
+	s.entries = s.entries[:0]
+	s.reqs = s.reqs[:0]
+	s.local = s.local[:0]
+	s.keyMap = s.keyMap[:0]
+}
+
+// maxKeptBuffer is the largest per-session buffer kept for reuse.
+const maxKeptBuffer = 64 << 10
+
+// write sends reply bytes to the client, flushing once MaxOutputBytes are
+// pending so a client's output stays bounded. A reply that large on its own
+// goes straight to the socket, after what is pending, rather than being
+// copied into redcon's buffer first.
+func (s *session) write(b []byte) {
+	if len(b) >= s.srv.cfg.MaxOutputBytes && s.writeDirect != nil {
+		if s.flush() == nil {
+			_, _ = s.writeDirect(b)
+		}
+		s.unflushed = 0
+		return
+	}
+	s.conn.WriteRaw(b)
+	s.unflushed += len(b)
+	if s.unflushed >= s.srv.cfg.MaxOutputBytes {
+		_ = s.flush()
+		s.unflushed = 0
+	}
+}
+
+// newRequest appends a request for the chunk and returns it with its index.
+func (s *session) newRequest() (*router.Request, int) {
+	i := len(s.reqs)
+	if i == len(s.pool) {
+		s.pool = append(s.pool, &router.Request{})
+		s.owned = append(s.owned, nil)
+	}
+	q := s.pool[i]
+	q.Raw, q.Slot, q.Addr, q.ReadOnly = nil, -1, "", false
+	q.Reply = q.Reply[:0]
+	s.reqs = append(s.reqs, q)
+	return q, i
+}
+
+// localReply records a reply the proxy made: the bytes appended to s.local
+// since mark.
+func (s *session) localReply(mark int) {
+	s.entries = append(s.entries, entry{kind: replyLocal, from: mark, to: len(s.local)})
+}
+
+// replyError answers the current command with an error; msg carries its
+// prefix.
+func (s *session) replyError(msg string) {
+	mark := len(s.local)
+	s.local = appendError(s.local, msg)
+	s.localReply(mark)
+}
+
+// Commands that need special treatment, found once.
+var (
+	cmdMGET   = LookupCommand([]byte("mget"))
+	cmdMSET   = LookupCommand([]byte("mset"))
+	cmdDEL    = LookupCommand([]byte("del"))
+	cmdEXISTS = LookupCommand([]byte("exists"))
+	cmdUNLINK = LookupCommand([]byte("unlink"))
+	cmdTOUCH  = LookupCommand([]byte("touch"))
+	cmdAUTH   = LookupCommand([]byte("auth"))
+	cmdHELLO  = LookupCommand([]byte("hello"))
+	cmdQUIT   = LookupCommand([]byte("quit"))
+	cmdRESET  = LookupCommand([]byte("reset"))
+)
+
+// dedicatedFlags mark commands that need a dedicated backend connection
+// (served when the Backend is a DedicatedBackend) or an operator (refused).
+const dedicatedFlags = FlagTransaction | FlagBlocking | FlagPubSub | FlagAdmin
+
+// classify decides how one command is answered and records it: answered in
+// place, routed by slot, split across slots or fanned out to every master.
+func (s *session) classify(c *redcon.Command) {
+	switch {
+	case s.tx.inMulti:
+		s.queueCommand(c)
+	case s.sub != nil:
+		s.subscriberCommand(c)
+	default:
+		s.classifyCommand(c)
+	}
+}
+
+// classifyCommand classifies a command outside MULTI and subscriber mode.
+func (s *session) classifyCommand(c *redcon.Command) {
+	args := c.Args
+	info := LookupCommand(args[0])
+	if info == nil {
+		s.lastCommand = ""
+		if equalFold(args[0], "proxy") {
+			if !s.authed {
+				s.replyError(errNoAuth)
+				return
+			}
+			s.proxyCommand(args)
+			return
+		}
+		s.replyError(unknownCommandError(args))
+		return
+	}
+	s.lastCommand = info.Name
+	if !info.ArityOK(len(args)) {
+		s.replyError(wrongArgsError(info.Name))
+		return
+	}
+	if !s.authed && info != cmdAUTH && info != cmdHELLO && info != cmdQUIT && info != cmdRESET {
+		s.replyError(errNoAuth)
+		return
+	}
+	if info.Flags&FlagKeyless != 0 {
+		if handler := localCommands[info]; handler != nil {
+			handler(s, args)
+			return
+		}
+	}
+	cmd := info
+	if info.IsContainer() {
+		cmd = info.Subcommand(args[1])
+		if cmd == nil {
+			s.replyError(unknownSubcommandError(args))
+			return
+		}
+		if !cmd.ArityOK(len(args)) {
+			s.replyError(wrongArgsError(cmd.Name))
+			return
+		}
+		s.lastCommand = cmd.Name
+	}
+	if cmd.Flags&dedicatedFlags != 0 && !nonBlockingRead(cmd, args) && !routedPubSub(cmd) {
+		switch {
+		case cmd.Flags&FlagAdmin != 0 || s.srv.dedicated == nil:
+			s.replyError(unsupportedError(args))
+		case cmd.Flags&FlagTransaction != 0:
+			s.transactionCommand(cmd, c)
+		case cmd.Flags&FlagBlocking != 0:
+			s.blockingCommand(cmd, c)
+		default:
+			s.pubSubCommand(cmd, c)
+		}
+		return
+	}
+	if cmd.Flags&FlagKeyless != 0 {
+		switch {
+		case cmd.Flags&FlagFanout != 0:
+			s.fanout(cmd, c)
+		case fanoutSame[cmd]:
+			s.fanoutAll(c.Raw, false, mergeSame, 0)
+		case cmd == cmdScriptExists:
+			s.fanoutAll(c.Raw, true, mergeScriptExists, 0)
+		default:
+			s.routeKeyless(c.Raw, cmd.Flags&FlagReadOnly != 0)
+		}
+		return
+	}
+	s.keyIdx = cmd.KeyIndexes(args, s.keyIdx[:0])
+	switch len(s.keyIdx) {
+	case 0:
+		s.routeKeyless(c.Raw, cmd.Flags&FlagReadOnly != 0)
+		return
+	case 1:
+		s.route(c.Raw, int(router.Slot(args[s.keyIdx[0]])), cmd.Flags&FlagReadOnly != 0)
+		return
+	}
+	slot := router.Slot(args[s.keyIdx[0]])
+	for _, k := range s.keyIdx[1:] {
+		if router.Slot(args[k]) != slot {
+			if splittable(cmd) {
+				s.split(cmd, args)
+			} else {
+				s.replyError("CROSSSLOT Keys in request don't hash to the same slot")
+			}
+			return
+		}
+	}
+	s.route(c.Raw, int(slot), cmd.Flags&FlagReadOnly != 0)
+}
+
+// route sends the command unchanged to the master of slot.
+func (s *session) route(raw []byte, slot int, readOnly bool) {
+	q, i := s.newRequest()
+	q.Raw = raw
+	q.Slot = slot
+	q.ReadOnly = readOnly
+	s.lastSlot = slot
+	s.entries = append(s.entries, entry{kind: replyRouted, from: i, to: i + 1})
+}
+
+// routeKeyless sends a command without keys to one master, the same one for
+// the whole session so its commands stay in order.
+func (s *session) routeKeyless(raw []byte, readOnly bool) {
+	masters := s.mastersList()
+	if len(masters) == 0 {
+		s.replyError(errNoMasters)
+		return
+	}
+	q, i := s.newRequest()
+	q.Raw = raw
+	q.Addr = masters[int(s.id)%len(masters)]
+	q.ReadOnly = readOnly
+	s.lastSlot = -1
+	s.entries = append(s.entries, entry{kind: replyRouted, from: i, to: i + 1})
+}
+
+const errNoAuth = "NOAUTH Authentication required."
+
+// errNoMasters answers commands that need a master when none is known.
+const errNoMasters = "CLUSTERDOWN The cluster is down"
+
+func (s *session) mastersList() []string {
+	if s.masters == nil {
+		s.masters = s.srv.backend.Masters()
+	}
+	return s.masters
+}
+
+var (
+	cmdXREAD      = LookupCommand([]byte("xread"))
+	cmdXREADGROUP = LookupCommand([]byte("xreadgroup"))
+)
+
+// nonBlockingRead reports an XREAD or XREADGROUP without BLOCK: it answers at
+// once, so it is routed like any other command.
+func nonBlockingRead(cmd *CommandInfo, args [][]byte) bool {
+	if cmd != cmdXREAD && cmd != cmdXREADGROUP {
+		return false
+	}
+	// Options are skipped by their widths, as a group or consumer may be
+	// named "block".
+	for i := 1; i < len(args); i++ {
+		switch arg := args[i]; {
+		case equalFold(arg, "block"):
+			return false
+		case equalFold(arg, "count"):
+			i++
+		case equalFold(arg, "group"):
+			i += 2
+		case equalFold(arg, "streams"):
+			return true
+		}
+	}
+	return true
+}
+
+// splittable commands are split by slot and their replies merged.
+func splittable(cmd *CommandInfo) bool {
+	return cmd == cmdMGET || cmd == cmdMSET || cmd == cmdDEL || cmd == cmdEXISTS || cmd == cmdUNLINK || cmd == cmdTOUCH
+}
+
+// split sends one sub-command per slot and merges the replies in argument
+// order.
+func (s *session) split(cmd *CommandInfo, args [][]byte) {
+	step := 1
+	if cmd == cmdMSET {
+		step = 2
+		if len(args)%2 == 0 {
+			s.replyError(wrongArgsError(cmd.Name)) // a key without a value
+			return
+		}
+	}
+	s.refs = s.refs[:0]
+	for order, k := range s.keyIdx {
+		s.refs = append(s.refs, keyRef{slot: router.Slot(args[k]), order: order, arg: k})
+	}
+	// Stable: a key repeated in MSET keeps its order, so the last value wins.
+	slices.SortStableFunc(s.refs, func(a, b keyRef) int { return int(a.slot) - int(b.slot) })
+
+	first := len(s.reqs)
+	keysFrom := len(s.keyMap)
+	s.keyMap = slices.Grow(s.keyMap, 2*len(s.refs))[:keysFrom+2*len(s.refs)]
+	for start := 0; start < len(s.refs); {
+		end := start + 1
+		for end < len(s.refs) && s.refs[end].slot == s.refs[start].slot {
+			end++
+		}
+		q, i := s.newRequest()
+		buf := appendArray(s.owned[i][:0], 1+(end-start)*step)
+		buf = appendBulk(buf, args[0])
+		for j, ref := range s.refs[start:end] {
+			for a := ref.arg; a < ref.arg+step; a++ {
+				buf = appendBulk(buf, args[a])
+			}
+			// Where this key's answer sits: request i-first, element j.
+			s.keyMap[keysFrom+2*ref.order] = i - first
+			s.keyMap[keysFrom+2*ref.order+1] = j
+		}
+		s.owned[i] = buf
+		q.Raw = buf
+		q.Slot = int(s.refs[start].slot)
+		q.ReadOnly = cmd.Flags&FlagReadOnly != 0
+		start = end
+	}
+	kind := mergeSum
+	switch cmd {
+	case cmdMGET:
+		kind = mergeMGET
+	case cmdMSET:
+		kind = mergeOK
+	}
+	s.entries = append(s.entries, entry{kind: kind, from: first, to: len(s.reqs), keysFrom: keysFrom, keysTo: len(s.keyMap)})
+}
+
+// writeReply writes the reply of one command to the client.
+func (s *session) writeReply(e *entry) {
+	switch e.kind {
+	case replyLocal:
+		s.write(s.local[e.from:e.to])
+	case replyRouted:
+		s.write(s.reqs[e.from].Reply)
+	default:
+		s.writeMerged(e)
+	}
+}
+
+// idleSeconds is the idle time CLIENT INFO reports.
+func (s *session) idleSeconds(now time.Time) int64 {
+	return int64(now.Sub(s.lastActive) / time.Second)
+}
+
+// localAddr is the proxy side of the client's connection.
+func (s *session) localAddr() string {
+	if a := s.netConn.LocalAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// remoteAddr is the client side of the connection.
+func (s *session) remoteAddr() string {
+	return s.conn.RemoteAddr()
+}
+
+// unknownCommandError is Redis 7's wording, arguments quoted after the name
+// until 128 bytes of them are shown.
+func unknownCommandError(args [][]byte) string {
+	b := []byte("ERR unknown command '")
+	b = appendSanitized(b, args[0], 128)
+	b = append(b, "', with args beginning with: "...)
+	shown := 0
+	for _, arg := range args[1:] {
+		if shown >= 128 {
+			break
+		}
+		before := len(b)
+		b = append(b, '\'')
+		b = appendSanitized(b, arg, 128-shown)
+		b = append(b, "' "...)
+		shown += len(b) - before
+	}
+	return string(b)
+}
+
+// appendSanitized appends at most limit bytes of s with line breaks blanked,
+// as Redis does to keep error replies on one line.
+func appendSanitized(b, s []byte, limit int) []byte {
+	if len(s) > limit {
+		s = s[:limit]
+	}
+	for _, c := range s {
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+func wrongArgsError(name string) string {
+	return "ERR wrong number of arguments for '" + name + "' command"
+}
+
+func unknownSubcommandError(args [][]byte) string {
+	b := []byte("ERR unknown subcommand '")
+	b = appendSanitized(b, args[1], 128)
+	b = append(b, "'. Try "...)
+	b = appendUpper(b, args[0])
+	b = append(b, " HELP."...)
+	return string(b)
+}
+
+func unsupportedError(args [][]byte) string {
+	b := []byte("ERR command '")
+	b = appendUpper(b, args[0])
+	if info := LookupCommand(args[0]); info != nil && info.IsContainer() && len(args) > 1 {
+		b = append(b, ' ')
+		b = appendUpper(b, args[1])
+	}
+	b = append(b, "' is not supported by kvproxy"...)
+	return string(b)
+}
+
+func appendUpper(b, s []byte) []byte {
+	for _, c := range s[:min(len(s), 128)] {
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+// itoa is strconv.Itoa for int64.
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

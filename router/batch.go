@@ -1,0 +1,160 @@
+package router
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// callStatus is how a call's latest send ended.
+type callStatus uint8
+
+const (
+	callPending callStatus = iota
+	// callReplied: the backend's reply is in req.Reply.
+	callReplied
+	// callUnsent: failed before any byte was written; safe to resend.
+	callUnsent
+	// callLost: written, then the connection failed: it may have run.
+	callLost
+	// callFinal: req.Reply holds the final reply made by the router.
+	callFinal
+)
+
+// call is one Request's journey through Do: its latest status and what the
+// redirect rounds taught about where to send it next.
+type call struct {
+	req *Request
+	b   *batch
+	// status is written by whoever completes the call and read by Do after
+	// the batch's completion signal.
+	status callStatus
+	// failure is the reply to give if a failed send is not retried; nil
+	// means "backend unavailable".
+	failure []byte
+	// sentTo is the node of the latest send.
+	sentTo *node
+	// conn is the connection the current round queues the call on; only Do
+	// reads or writes it.
+	conn *backendConn
+	// target overrides the slot table for the next send (ASK, a MOVED of a
+	// keyless request); asking sends ASKING first.
+	target *node
+	asking bool
+	// redirects and retries count hops and resends against their bounds.
+	redirects, retries int
+}
+
+// completeLocked stores a backend reply; the reader calls it with b.mu held (see
+// completeCalls).
+func (cl *call) completeLocked(frame []byte) {
+	if cl.b.abandoned {
+		return
+	}
+	cl.req.Reply = append(cl.req.Reply[:0], frame...)
+	cl.status = callReplied
+}
+
+// fail records a failed send and counts the call done.
+func (cl *call) fail(status callStatus, failure []byte) {
+	b := cl.b
+	b.mu.Lock()
+	if !b.abandoned {
+		cl.status, cl.failure = status, failure
+	}
+	b.mu.Unlock()
+	b.doneN(1)
+}
+
+// finish gives the call its final reply without sending it.
+func (cl *call) finish(reply []byte) {
+	cl.req.Reply = append(cl.req.Reply[:0], reply...)
+	cl.status = callFinal
+}
+
+// batch is the state of one Do call. Batches are pooled; one abandoned on a
+// cancelled context is left to the garbage collector, because late replies
+// may still reach it.
+type batch struct {
+	calls []call
+	// active holds the indexes of the calls sent in the current round.
+	active []int
+	// remaining counts the calls of the round not completed yet, plus one
+	// held by Do while dispatching.
+	remaining atomic.Int32
+	done      chan struct{}
+
+	// mu orders late replies against abandonment.
+	mu        sync.Mutex
+	abandoned bool
+
+	// Per-round scratch space, reused.
+	touched  []*backendConn
+	admitted []*node
+	refusals [][]byte // the gate's answer for each admitted node
+	patches  []slotPatch
+}
+
+// slotPatch records a MOVED: slot now lives at addr, said node from.
+type slotPatch struct {
+	slot       int
+	addr, from string
+}
+
+var batchPool = sync.Pool{New: func() any { return &batch{done: make(chan struct{}, 1)} }}
+
+func getBatch(reqs []*Request) *batch {
+	b := batchPool.Get().(*batch)
+	if cap(b.calls) < len(reqs) {
+		b.calls = make([]call, len(reqs))
+		b.active = make([]int, 0, len(reqs))
+	}
+	b.calls = b.calls[:len(reqs)]
+	for i, req := range reqs {
+		b.calls[i] = call{req: req, b: b}
+	}
+	return b
+}
+
+func putBatch(b *batch) {
+	clear(b.calls)
+	clear(b.touched)
+	clear(b.admitted)
+	clear(b.refusals)
+	clear(b.patches)
+	b.touched, b.admitted, b.refusals, b.patches = b.touched[:0], b.admitted[:0], b.refusals[:0], b.patches[:0]
+	batchPool.Put(b)
+}
+
+// doneN counts n calls of the round complete and wakes Do after the last.
+func (b *batch) doneN(n int) {
+	if b.remaining.Add(int32(-n)) == 0 {
+		b.done <- struct{}{}
+	}
+}
+
+// completeCalls hands replies to their calls, taking each batch's lock once
+// per run of consecutive calls from the same batch, and waking each batch
+// once.
+func completeCalls(calls []*call, frames []frameSpan, buf []byte) {
+	var cur *batch
+	run := 0
+	for i, cl := range calls {
+		if cl == nil { // the reply to ASKING
+			continue
+		}
+		if cl.b != cur {
+			if cur != nil {
+				cur.mu.Unlock()
+				cur.doneN(run)
+			}
+			cur, run = cl.b, 0
+			cur.mu.Lock()
+		}
+		cl.completeLocked(buf[frames[i].from:frames[i].to])
+		run++
+	}
+	if cur != nil {
+		cur.mu.Unlock()
+		cur.doneN(run)
+	}
+}

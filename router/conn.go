@@ -1,0 +1,441 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// Reconnection backoff of one backend connection: the first redial after a
+// failure waits minReconnectBackoff, each further failure doubles the wait up
+// to maxReconnectBackoff. Requests arriving meanwhile fail at once as never
+// sent, so a dead node costs neither a dial per request nor a storm.
+const (
+	minReconnectBackoff = 50 * time.Millisecond
+	maxReconnectBackoff = 2 * time.Second
+	// stableConnAge is how long a connection must have lived for its loss
+	// to reset the backoff and allow an immediate redial.
+	stableConnAge = time.Second
+)
+
+// Read buffer sizes: a connection starts with readBufSize and shrinks back to
+// it after a reply larger than maxIdleReadBuf passed through.
+const (
+	readBufSize    = 16 << 10
+	maxIdleReadBuf = 1 << 20
+)
+
+// askingCmd precedes a command redirected by ASK, on the same connection.
+var askingCmd = []byte("*1\r\n$6\r\nASKING\r\n")
+
+// node is one backend server and its pool of pipelined connections.
+type node struct {
+	addr string
+	// host is addr's host, the host of a MOVED/ASK whose target has none.
+	host  string
+	conns []*backendConn
+}
+
+// connFor picks the connection of a slot; slot -1 (keyless) uses the first.
+func (n *node) connFor(slot int) *backendConn {
+	if slot < 0 {
+		return n.conns[0]
+	}
+	return n.conns[slot%len(n.conns)]
+}
+
+type connState uint8
+
+const (
+	// stateConnecting: a goroutine is dialling; requests queue up.
+	stateConnecting connState = iota
+	// stateUp: requests are written as they come.
+	stateUp
+	// stateDown: the last dial or the connection failed; requests fail at
+	// once until retryAt, then the next request starts a redial.
+	stateDown
+)
+
+// backendConn is one multiplexed, pipelined connection to a node. Callers
+// append commands to wbuf and the FIFO under mu and write the buffer
+// themselves when no write is in progress ("flush combining": no writer
+// goroutine, no hand-off). One reader goroutine per network connection splits
+// reply frames and completes the FIFO's head.
+type backendConn struct {
+	r    *Router
+	node *node
+
+	mu      sync.Mutex
+	state   connState
+	closed  bool
+	nc      net.Conn
+	wbuf    []byte
+	spare   []byte // the buffer of the write in progress, reused next time
+	writing bool
+	fifo    callQueue
+	// sent counts the calls at the head of fifo whose bytes were handed to
+	// Write: if the connection dies, they may have run.
+	sent int
+	// progress is when the head of fifo started waiting or the last reply
+	// arrived: the reader declares the connection stalled ReadTimeout later.
+	progress time.Time
+	retryAt  time.Time
+	backoff  time.Duration
+	// connectedAt is when the current or last connection was established.
+	connectedAt time.Time
+}
+
+func newBackendConn(r *Router, n *node) *backendConn {
+	return &backendConn{r: r, node: n, state: stateDown}
+}
+
+// enqueueLocked queues cl behind the connection's earlier requests, or fails
+// it at once as never sent. The caller holds c.mu and calls flush afterwards.
+func (c *backendConn) enqueueLocked(cl *call) {
+	if c.state == stateDown {
+		switch {
+		case c.closed || c.r.closed.Load():
+			cl.fail(callUnsent, replyShuttingDown)
+			return
+		case time.Now().Before(c.retryAt):
+			cl.fail(callUnsent, nil)
+			return
+		}
+		c.startConnectLocked()
+	}
+	if c.fifo.n >= c.r.cfg.MaxPending {
+		cl.fail(callUnsent, replyQueueFull)
+		return
+	}
+	if cl.asking {
+		c.wbuf = append(c.wbuf, askingCmd...)
+		c.fifo.push(nil)
+	}
+	c.wbuf = append(c.wbuf, cl.req.Raw...)
+	c.fifo.push(cl)
+}
+
+// startConnectLocked dials in the background; requests queue meanwhile.
+func (c *backendConn) startConnectLocked() {
+	c.state = stateConnecting
+	c.r.wg.Add(1)
+	go c.connectAndServe()
+}
+
+// preconnect starts dialling a new connection, so the first requests for a
+// node (e.g. one learnt from MOVED) find it connected or connecting.
+func (c *backendConn) preconnect() {
+	c.mu.Lock()
+	if c.state == stateDown && !c.closed && !c.r.closed.Load() && c.backoff == 0 {
+		c.startConnectLocked()
+	}
+	c.mu.Unlock()
+}
+
+// flush writes the queued bytes unless another caller is already writing
+// (that caller will pick them up before it stops).
+func (c *backendConn) flush() {
+	c.mu.Lock()
+	if c.writing {
+		c.mu.Unlock()
+		return
+	}
+	c.writing = true
+	// The connection may be replaced while the lock is released; whatever
+	// is queued goes to the current one.
+	for c.state == stateUp && len(c.wbuf) > 0 {
+		nc, buf := c.nc, c.wbuf
+		c.wbuf, c.spare = c.spare[:0], nil
+		if c.sent == 0 {
+			c.progress = time.Now()
+		}
+		c.sent = c.fifo.n
+		c.mu.Unlock()
+		_, err := nc.Write(buf)
+		c.mu.Lock()
+		c.spare = buf[:0]
+		if err != nil {
+			c.breakLocked(nc, fmt.Errorf("write: %w", err))
+		}
+	}
+	c.writing = false
+	c.mu.Unlock()
+}
+
+// breakLocked closes nc, if it is still the current connection, and fails
+// every queued request: those already written as "lost" (they may have run),
+// the rest as never sent.
+func (c *backendConn) breakLocked(nc net.Conn, cause error) {
+	if c.nc != nc || nc == nil {
+		return
+	}
+	_ = nc.Close()
+	c.nc = nil
+	if time.Since(c.connectedAt) < stableConnAge {
+		// A server that accepts and then drops connections gets redialled
+		// no faster than one that refuses them.
+		c.dialFailedLocked()
+	} else {
+		c.state, c.retryAt, c.backoff = stateDown, time.Time{}, 0
+	}
+	if !c.closed {
+		c.r.counters.connsLost.Add(1)
+		c.r.log.Warn("backend connection lost", "addr", c.node.addr, "pending", c.fifo.n, "err", cause)
+		c.r.triggerRefresh()
+	}
+	c.failQueueLocked()
+}
+
+// dialFailedLocked backs off: the next dial waits twice as long as the last.
+func (c *backendConn) dialFailedLocked() {
+	c.state = stateDown
+	c.backoff = min(max(2*c.backoff, minReconnectBackoff), maxReconnectBackoff)
+	c.retryAt = time.Now().Add(c.backoff)
+}
+
+func (c *backendConn) failQueueLocked() {
+	var reply []byte
+	if c.closed {
+		reply = replyShuttingDown
+	}
+	for i := 0; c.fifo.n > 0; i++ {
+		cl := c.fifo.pop()
+		if cl == nil {
+			continue
+		}
+		if i < c.sent {
+			cl.fail(callLost, reply)
+		} else {
+			cl.fail(callUnsent, reply)
+		}
+	}
+	c.sent = 0
+	c.wbuf = c.wbuf[:0]
+}
+
+// close fails everything queued and stops the reader; used by Router.Close.
+func (c *backendConn) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	if c.nc != nil {
+		c.breakLocked(c.nc, ErrClosed)
+		return
+	}
+	c.failQueueLocked()
+}
+
+// connectAndServe dials, authenticates, writes what queued up meanwhile and
+// then reads replies until the connection fails.
+func (c *backendConn) connectAndServe() {
+	defer c.r.wg.Done()
+	nc, err := c.r.dial(c.r.ctx, c.node.addr)
+	c.mu.Lock()
+	if err == nil && c.closed {
+		_ = nc.Close()
+		err = ErrClosed
+	}
+	if err != nil {
+		c.dialFailedLocked()
+		if !c.closed {
+			c.r.counters.dialFailures.Add(1)
+			c.r.log.Warn("backend dial failed", "addr", c.node.addr, "retry_in", c.backoff, "err", err)
+			c.r.triggerRefresh()
+		}
+		c.failQueueLocked()
+		c.mu.Unlock()
+		return
+	}
+	c.nc, c.state, c.connectedAt = nc, stateUp, time.Now()
+	c.mu.Unlock()
+	c.flush()
+	c.readLoop(nc)
+}
+
+// readLoop splits the reply stream into frames and completes the FIFO's
+// head with each, until a read fails, the stream is malformed, or replies
+// stall for ReadTimeout while requests are outstanding.
+func (c *backendConn) readLoop(nc net.Conn) {
+	scanner := NewScanner(c.r.cfg.MaxBulkLen)
+	timeout := c.r.cfg.ReadTimeout
+	buf := make([]byte, 0, readBufSize)
+	var frames []frameSpan
+	var calls []*call
+	var renewAt time.Time
+	start := 0 // offset of the first byte not yet consumed
+	for {
+		if len(buf) == cap(buf) {
+			buf = compactOrGrow(buf, start)
+			start = 0
+		}
+		now := time.Now()
+		if now.After(renewAt) {
+			// Renewing the deadline on every read would cost a timer
+			// update per batch; a quarter of the timeout is precise enough.
+			_ = nc.SetReadDeadline(now.Add(timeout))
+			renewAt = now.Add(timeout / 4)
+		}
+		n, err := nc.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			if isTimeout(err) && !c.stalled(timeout) {
+				renewAt = time.Time{}
+				continue
+			}
+			c.fail(nc, fmt.Errorf("read: %w", err))
+			return
+		}
+		frames = frames[:0]
+		for start < len(buf) {
+			size, err := scanner.Scan(buf[start:])
+			if err != nil {
+				c.fail(nc, err)
+				return
+			}
+			if size == 0 {
+				break
+			}
+			frames = append(frames, frameSpan{start, start + size})
+			start += size
+		}
+		if len(frames) > 0 {
+			var ok bool
+			if calls, ok = c.popReplied(calls[:0], len(frames)); !ok {
+				c.fail(nc, fmt.Errorf("%w: reply without a request", ErrProtocol))
+				return
+			}
+			completeCalls(calls, frames, buf)
+			clear(calls)
+		}
+		if start == len(buf) {
+			start = 0
+			buf = buf[:0]
+			if cap(buf) > maxIdleReadBuf {
+				buf = make([]byte, 0, readBufSize)
+			}
+		}
+	}
+}
+
+type frameSpan struct{ from, to int }
+
+// compactOrGrow makes room at the end of a full buffer whose bytes before
+// start are consumed.
+func compactOrGrow(buf []byte, start int) []byte {
+	if start > 0 {
+		return buf[:copy(buf, buf[start:])]
+	}
+	grown := make([]byte, len(buf), 2*cap(buf))
+	copy(grown, buf)
+	return grown
+}
+
+// popReplied removes the n oldest requests from the FIFO; it reports false if
+// fewer were written, i.e. the server replied to nothing.
+func (c *backendConn) popReplied(calls []*call, n int) ([]*call, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n > c.sent {
+		return calls, false
+	}
+	for range n {
+		calls = append(calls, c.fifo.pop())
+	}
+	c.sent -= n
+	c.progress = time.Now()
+	return calls, true
+}
+
+// stalled reports whether requests have waited ReadTimeout with no reply.
+func (c *backendConn) stalled(timeout time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sent > 0 && time.Since(c.progress) >= timeout
+}
+
+func (c *backendConn) fail(nc net.Conn, cause error) {
+	c.mu.Lock()
+	c.breakLocked(nc, cause)
+	c.mu.Unlock()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// dial connects to addr and authenticates when a password is configured.
+func (r *Router) dial(ctx context.Context, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: r.cfg.DialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if r.cfg.Password == "" {
+		return nc, nil
+	}
+	if err := authenticate(nc, r.cfg.Password, r.cfg.DialTimeout); err != nil {
+		_ = nc.Close()
+		return nil, fmt.Errorf("%s: %w", addr, err)
+	}
+	return nc, nil
+}
+
+// authenticate sends AUTH and expects +OK. The server sends nothing else
+// before the reply, so reading up to its line end consumes exactly it.
+func authenticate(nc net.Conn, password string, timeout time.Duration) error {
+	if err := nc.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	cmd := fmt.Appendf(nil, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password)
+	if _, err := nc.Write(cmd); err != nil {
+		return fmt.Errorf("AUTH: %w", err)
+	}
+	var line []byte
+	var chunk [64]byte
+	for len(line) < 512 {
+		n, err := nc.Read(chunk[:])
+		line = append(line, chunk[:n]...)
+		if len(line) >= 2 && line[len(line)-2] == '\r' && line[len(line)-1] == '\n' {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("AUTH: %w", err)
+		}
+	}
+	if string(line) != "+OK\r\n" {
+		return fmt.Errorf("AUTH refused: %q", line)
+	}
+	return nc.SetDeadline(time.Time{})
+}
+
+// callQueue is a FIFO ring of calls; nil entries stand for ASKING, whose
+// reply is dropped.
+type callQueue struct {
+	buf  []*call
+	head int
+	n    int
+}
+
+func (q *callQueue) push(cl *call) {
+	if q.n == len(q.buf) {
+		grown := make([]*call, max(64, 2*len(q.buf)))
+		for i := range q.n {
+			grown[i] = q.buf[(q.head+i)&(len(q.buf)-1)]
+		}
+		q.buf, q.head = grown, 0
+	}
+	q.buf[(q.head+q.n)&(len(q.buf)-1)] = cl
+	q.n++
+}
+
+func (q *callQueue) pop() *call {
+	cl := q.buf[q.head]
+	q.buf[q.head] = nil
+	q.head = (q.head + 1) & (len(q.buf) - 1)
+	q.n--
+	return cl
+}

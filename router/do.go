@@ -1,0 +1,332 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+)
+
+// Do sends every request (pipelined, each backend connection in order) and
+// returns once every request has its Reply. MOVED and ASK are followed,
+// rejections that prove the command did not run are retried within bounds,
+// and transport failures become RESP error replies. ctx bounds the wait.
+//
+// Requests are sent in rounds: all of them first, then, in index order,
+// those that came back redirected or rejected, at most MaxRedirects hops and
+// MaxRetries resends each. When ctx ends first, the unanswered requests get
+// an ERR reply and the router never touches any of them again, so the caller
+// may reuse them at once. Do may be called concurrently.
+func (r *Router) Do(ctx context.Context, reqs []*Request) {
+	if r.closed.Load() {
+		for _, q := range reqs {
+			q.Reply = append(q.Reply[:0], replyShuttingDown...)
+		}
+		return
+	}
+	b := getBatch(reqs)
+	b.active = b.active[:0]
+	for i := range reqs {
+		b.active = append(b.active, i)
+	}
+	backoff := r.cfg.RetryBackoff
+	for len(b.active) > 0 {
+		r.dispatch(ctx, b)
+		if !b.wait(ctx) {
+			return // abandoned: late replies may still reach b
+		}
+		var o roundOutcome
+		next := b.active[:0]
+		for _, i := range b.active {
+			if r.settle(&b.calls[i], &o) {
+				next = append(next, i)
+			}
+		}
+		b.active = next
+		if len(b.patches) > 0 {
+			r.patch(b.patches)
+			clear(b.patches)
+			b.patches = b.patches[:0]
+		}
+		if o.refresh {
+			r.triggerRefresh()
+		}
+		if len(b.active) == 0 {
+			break
+		}
+		if o.awaitRefresh {
+			r.awaitRefresh(ctx)
+		}
+		if o.backoff {
+			if !sleepCtx(ctx, backoff) {
+				b.finishActive(ctxReply(ctx))
+				break
+			}
+			backoff = min(2*backoff, r.cfg.MaxRetryBackoff)
+		}
+		if ctx.Err() != nil {
+			b.finishActive(ctxReply(ctx))
+			break
+		}
+	}
+	putBatch(b)
+}
+
+// roundOutcome collects what a round's replies ask of the next round.
+type roundOutcome struct {
+	refresh, awaitRefresh, backoff bool
+}
+
+// dispatch sends the round's calls: it picks each call's node, consults the
+// gate once per node, queues the calls on their connections (one lock per
+// connection) and then writes every touched connection.
+func (r *Router) dispatch(ctx context.Context, b *batch) {
+	t := r.table.Load()
+	b.remaining.Store(int32(len(b.active)) + 1)
+	clear(b.admitted)
+	clear(b.refusals)
+	b.admitted, b.refusals = b.admitted[:0], b.refusals[:0]
+	for _, i := range b.active {
+		cl := &b.calls[i]
+		cl.status, cl.failure = callPending, nil
+		n := cl.target
+		switch {
+		case n != nil:
+		case cl.req.Slot >= 0 && cl.req.Slot < SlotCount:
+			if n = t.owner[cl.req.Slot]; n == nil {
+				r.triggerRefresh()
+				cl.finish(replyNotServed)
+				b.doneN(1)
+				continue
+			}
+		case cl.req.Slot == -1 && cl.req.Addr != "":
+			n = r.nodeOf(cl.req.Addr)
+		default:
+			cl.finish(replyNoRoute)
+			b.doneN(1)
+			continue
+		}
+		cl.sentTo = n
+		if r.cfg.Gate != nil {
+			if refusal := r.admit(ctx, b, n); refusal != nil {
+				cl.finish(refusal)
+				b.doneN(1)
+			}
+		}
+	}
+	// Queue each connection's calls under one lock, in index order. Once
+	// queued, a call's status belongs to the reader: only cl.conn, which Do
+	// owns, says which calls to queue.
+	for _, i := range b.active {
+		cl := &b.calls[i]
+		cl.conn = nil
+		if cl.status == callPending {
+			cl.conn = cl.sentTo.connFor(cl.req.Slot)
+			b.touch(cl.conn)
+		}
+	}
+	for _, c := range b.touched {
+		c.mu.Lock()
+		for _, i := range b.active {
+			if cl := &b.calls[i]; cl.conn == c {
+				c.enqueueLocked(cl)
+			}
+		}
+		c.mu.Unlock()
+	}
+	for _, c := range b.touched {
+		c.flush()
+	}
+	clear(b.touched)
+	b.touched = b.touched[:0]
+}
+
+// admit asks the gate about n once per round and remembers the answer: nil
+// to send, else the reply for every call to n.
+func (r *Router) admit(ctx context.Context, b *batch, n *node) []byte {
+	for k, a := range b.admitted {
+		if a == n {
+			return b.refusals[k]
+		}
+	}
+	var refusal []byte
+	if err := r.cfg.Gate.Admit(ctx, n.addr); err != nil {
+		refusal = fmt.Appendf(nil, "-%s\r\n", err.Error())
+	}
+	b.admitted = append(b.admitted, n)
+	b.refusals = append(b.refusals, refusal)
+	return refusal
+}
+
+func (b *batch) touch(c *backendConn) {
+	for _, t := range b.touched {
+		if t == c {
+			return
+		}
+	}
+	b.touched = append(b.touched, c)
+}
+
+// wait blocks until the round completes; on ctx expiry it abandons the batch
+// and answers every unfinished call with an error. It reports false then.
+func (b *batch) wait(ctx context.Context) bool {
+	if b.remaining.Add(-1) == 0 {
+		return true
+	}
+	select {
+	case <-b.done:
+		return true
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.abandoned = true
+	reply := ctxReply(ctx)
+	for _, i := range b.active {
+		cl := &b.calls[i]
+		switch {
+		case cl.status == callFinal, cl.status == callReplied && !isRedirect(cl.req.Reply):
+		case cl.failure != nil: // failed for good: queue full, shutting down
+			cl.finish(cl.failure)
+		case cl.status == callLost && !cl.req.ReadOnly:
+			cl.finish(replyLost)
+		default:
+			cl.finish(reply)
+		}
+	}
+	return false
+}
+
+// finishActive answers every call still to be resent with reply.
+func (b *batch) finishActive(reply []byte) {
+	for _, i := range b.active {
+		b.calls[i].finish(reply)
+	}
+	b.active = b.active[:0]
+}
+
+func ctxReply(ctx context.Context) []byte {
+	if ctx.Err() == context.DeadlineExceeded {
+		return []byte("-ERR proxy timed out waiting for the backend\r\n")
+	}
+	return []byte("-ERR request cancelled\r\n")
+}
+
+// settle decides what a completed call needs next; it reports true if the
+// call must be sent again.
+func (r *Router) settle(cl *call, o *roundOutcome) bool {
+	switch cl.status {
+	case callFinal:
+		return false
+	case callUnsent:
+		if cl.failure != nil {
+			cl.finish(cl.failure)
+			return false
+		}
+		o.backoff = true
+		return r.retry(cl, fmt.Appendf(nil, "-ERR backend %s is unavailable\r\n", cl.sentTo.addr))
+	case callLost:
+		if cl.failure != nil {
+			cl.finish(cl.failure)
+			return false
+		}
+		if !cl.req.ReadOnly {
+			r.counters.lost.Add(1)
+			cl.finish(replyLost)
+			return false
+		}
+		return r.retry(cl, replyLost)
+	}
+	reply := cl.req.Reply
+	if len(reply) == 0 || reply[0] != '-' {
+		return false
+	}
+	kind, slot, addr := parseRedirect(reply, cl.sentTo.host)
+	switch kind {
+	case redirectMoved:
+		r.counters.moved.Add(1)
+		return r.redirect(cl, kind, slot, addr, o)
+	case redirectAsk:
+		r.counters.ask.Add(1)
+		return r.redirect(cl, kind, slot, addr, o)
+	}
+	switch string(errorCode(reply)) {
+	case "TRYAGAIN", "LOADING", "MASTERDOWN":
+		o.backoff = true
+	case "CLUSTERDOWN", "READONLY":
+		o.backoff, o.refresh = true, true
+	default:
+		return false
+	}
+	r.counters.rejected.Add(1)
+	return r.retry(cl, nil)
+}
+
+// retry counts a resend; once MaxRetries is spent the call keeps its reply,
+// or gets final if not nil.
+func (r *Router) retry(cl *call, final []byte) bool {
+	cl.retries++
+	if cl.retries > r.cfg.MaxRetries {
+		if final != nil {
+			cl.finish(final)
+		}
+		return false
+	}
+	r.counters.resent.Add(1)
+	cl.target, cl.asking = nil, false
+	return true
+}
+
+// redirect follows MOVED (patching the table for keyed requests) or ASK.
+func (r *Router) redirect(cl *call, kind redirectKind, slot int, addr string, o *roundOutcome) bool {
+	if addr == cl.sentTo.addr {
+		// A node redirecting to itself serves the slot no more and knows no
+		// better owner (Kvrocks does this for slots dropped from its
+		// topology): only a reload can help.
+		o.awaitRefresh, o.backoff = true, true
+		cl.target, cl.asking = nil, false
+		return r.retry(cl, fmt.Appendf(nil, "-CLUSTERDOWN slot %d is not served: %s redirects it to itself\r\n", slot, addr))
+	}
+	cl.redirects++
+	if cl.redirects > r.cfg.MaxRedirects {
+		o.refresh = true
+		cl.finish(fmt.Appendf(nil, "-CLUSTERDOWN slot %d: more than %d redirects, last to %s\r\n", slot, r.cfg.MaxRedirects, addr))
+		return false
+	}
+	cl.asking = kind == redirectAsk
+	if kind == redirectMoved && cl.req.Slot == slot {
+		cl.target = nil
+		o.refresh = true
+		cl.b.patches = append(cl.b.patches, slotPatch{slot, addr, cl.sentTo.addr})
+		return true
+	}
+	cl.target = r.nodeOf(addr)
+	return true
+}
+
+// errorCode returns the first word of an error reply ("-TRYAGAIN ..." →
+// "TRYAGAIN").
+func errorCode(reply []byte) []byte {
+	end := bytes.IndexAny(reply, " \r")
+	if end < 1 {
+		return nil
+	}
+	return reply[1:end]
+}
+
+// isRedirect reports whether reply is a MOVED or ASK, which a client must
+// never see.
+func isRedirect(reply []byte) bool {
+	return bytes.HasPrefix(reply, []byte("-MOVED ")) || bytes.HasPrefix(reply, []byte("-ASK "))
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

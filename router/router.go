@@ -1,0 +1,470 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Request is one client command on its way to a backend. The proxy fills the
+// command fields; the router fills Reply. A Request is reused by its session
+// from batch to batch, so Reply's capacity is kept.
+type Request struct {
+	// Raw is the command, RESP-encoded; it is sent verbatim.
+	Raw []byte
+	// Slot is the hash slot of the command's keys, or -1 for a command aimed
+	// at one node (Addr).
+	Slot int
+	// Addr names the backend for a Slot -1 request (a fan-out to one master).
+	Addr string
+	// ReadOnly marks commands that are safe to resend after a connection was
+	// lost with the request already sent.
+	ReadOnly bool
+	// Reply is the raw RESP reply once Do returns: the backend's own bytes, or
+	// a RESP error made by the router (never a redirect, never a Go error).
+	Reply []byte
+}
+
+// ErrClosed is returned by calls on a Router after Close.
+var ErrClosed = errors.New("router: closed")
+
+// Gate is the seam through which the failover logic holds traffic to a
+// shard. Do consults it once per (round, node) before sending anything to
+// that node, so one caller's requests to a node stay in order even if a hold
+// starts mid-batch. Admit returns nil to send now, possibly after waiting
+// (bounded by ctx and the gate's own budget), or an error whose message is
+// the RESP error every request of the round for that node gets instead, so
+// it must start with a Redis-style prefix such as "TRYAGAIN".
+type Gate interface {
+	Admit(ctx context.Context, addr string) error
+}
+
+// Replies the router makes itself.
+var (
+	replyShuttingDown = []byte("-ERR proxy is shutting down\r\n")
+	replyQueueFull    = []byte("-ERR proxy backend queue is full, try again later\r\n")
+	replyLost         = []byte("-ERR backend connection lost after the command was sent: the command may have run\r\n")
+	replyNotServed    = []byte("-CLUSTERDOWN Hash slot not served\r\n")
+	replyNoRoute      = []byte("-ERR request has neither a valid slot nor a backend address\r\n")
+)
+
+// Router routes requests by slot to the shard masters of a Kvrocks cluster
+// or a Redis Cluster.
+type Router struct {
+	cfg Config
+	log *slog.Logger
+
+	// ctx is cancelled by Close; it stops the refresh loop and dials.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+
+	table atomic.Pointer[slotTable]
+	// tableMu serialises table writers (reloads and MOVED patches).
+	tableMu sync.Mutex
+
+	mu    sync.Mutex
+	nodes map[string]*node
+	// refreshed is closed and replaced after every reload; reloading is
+	// true while one runs.
+	refreshed chan struct{}
+	reloading bool
+
+	refreshTrigger chan struct{}
+
+	counters counters
+}
+
+// New loads the topology from the first seed that answers, connects to every
+// master and starts the periodic refresh. It fails if no seed answers.
+func New(ctx context.Context, cfg Config) (*Router, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	r := &Router{
+		cfg:            cfg,
+		log:            cfg.Logger.With("component", "router"),
+		ctx:            rctx,
+		cancel:         cancel,
+		nodes:          make(map[string]*node),
+		refreshed:      make(chan struct{}),
+		refreshTrigger: make(chan struct{}, 1),
+	}
+	var errs []error
+	for _, seed := range cfg.Seeds {
+		view, err := r.fetchView(ctx, seed)
+		if err == nil {
+			r.applyView(view)
+			r.counters.reloads.Add(1)
+			break
+		}
+		errs = append(errs, err)
+	}
+	if r.table.Load() == nil {
+		cancel()
+		return nil, fmt.Errorf("router: no seed returned the cluster topology: %w", joinOneLine(errs))
+	}
+	r.wg.Add(1)
+	go r.refreshLoop()
+	return r, nil
+}
+
+// Close stops the refresh, fails every queued request and closes every
+// backend connection. Do calls after Close answer with an ERR reply.
+func (r *Router) Close() error {
+	if r.closed.Swap(true) {
+		return nil
+	}
+	r.cancel()
+	r.mu.Lock()
+	nodes := make([]*node, 0, len(r.nodes))
+	for _, n := range r.nodes {
+		nodes = append(nodes, n)
+	}
+	r.mu.Unlock()
+	for _, n := range nodes {
+		for _, c := range n.conns {
+			c.close()
+		}
+	}
+	r.wg.Wait()
+	return nil
+}
+
+// nodeOf returns the node for addr, creating it (and starting to dial its
+// connections) on first use, so a node learnt from MOVED is dialled before
+// the redirected requests reach it.
+func (r *Router) nodeOf(addr string) *node {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := r.nodes[addr]; n != nil {
+		return n
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	n := &node{addr: addr, host: host, conns: make([]*backendConn, r.cfg.ConnsPerNode)}
+	for i := range n.conns {
+		n.conns[i] = newBackendConn(r, n)
+	}
+	r.nodes[addr] = n
+	if !r.closed.Load() {
+		for _, c := range n.conns {
+			c.preconnect()
+		}
+	}
+	return n
+}
+
+// MasterOf returns the address of the master serving slot, or "" if none
+// does or slot is out of range.
+func (r *Router) MasterOf(slot int) string {
+	if slot < 0 || slot >= SlotCount {
+		return ""
+	}
+	if n := r.table.Load().owner[slot]; n != nil {
+		return n.addr
+	}
+	return ""
+}
+
+// Masters returns the address of every node serving slots, in the order of
+// their first slot (stable between topology changes). The slice is shared:
+// do not modify it.
+func (r *Router) Masters() []string {
+	return r.table.Load().masters
+}
+
+// Topology returns a snapshot of the router's view of the cluster.
+func (r *Router) Topology() Topology {
+	t := r.table.Load()
+	topo := Topology{Epoch: t.epoch}
+	for _, addr := range t.masters {
+		info := NodeInfo{Addr: addr, Role: "master", Slots: t.rangesOf(addr)}
+		for _, n := range t.nodes {
+			if n.addr == addr {
+				info.ID, info.MasterID = n.id, n.masterID
+				if !n.master {
+					info.Role = "replica"
+				}
+				break
+			}
+		}
+		topo.Nodes = append(topo.Nodes, info)
+	}
+	for _, n := range t.nodes {
+		if slices.Contains(t.masters, n.addr) {
+			continue
+		}
+		info := NodeInfo{ID: n.id, Addr: n.addr, Role: "master", MasterID: n.masterID}
+		if !n.master {
+			info.Role = "replica"
+		}
+		topo.Nodes = append(topo.Nodes, info)
+	}
+	return topo
+}
+
+// DialNode opens a dedicated connection to addr, authenticated when the
+// Config has a password, for the proxy's transactions, blocking commands and
+// Pub/Sub. The caller owns and closes it.
+func (r *Router) DialNode(ctx context.Context, addr string) (net.Conn, error) {
+	if r.closed.Load() {
+		return nil, ErrClosed
+	}
+	return r.dial(ctx, addr)
+}
+
+// fetchView reads the cluster's epoch, slot owners and nodes from addr
+// through the control-plane client.
+func (r *Router) fetchView(ctx context.Context, addr string) (*clusterView, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", addr, err)
+	}
+	client := redis.NewClient(&redis.Options{
+		Addr:            addr,
+		Password:        r.cfg.Password,
+		Protocol:        2,
+		DialTimeout:     r.cfg.DialTimeout,
+		DialerRetries:   1, // a dead node must cost one DialTimeout, not five
+		ReadTimeout:     r.cfg.ReadTimeout,
+		WriteTimeout:    r.cfg.ReadTimeout,
+		MaxRetries:      -1,
+		PoolSize:        1,
+		DisableIdentity: true,
+	})
+	defer client.Close()
+	info, err := client.ClusterInfo(ctx).Result()
+	if err != nil {
+		return nil, fmt.Errorf("%s: CLUSTER INFO: %w", addr, err)
+	}
+	epoch, err := parseClusterEpoch(info)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", addr, err)
+	}
+	slots, err := client.ClusterSlots(ctx).Result()
+	if err != nil {
+		return nil, fmt.Errorf("%s: CLUSTER SLOTS: %w", addr, err)
+	}
+	view := &clusterView{epoch: epoch}
+	for _, s := range slots {
+		if len(s.Nodes) == 0 {
+			return nil, fmt.Errorf("%s: CLUSTER SLOTS range %d-%d has no node", addr, s.Start, s.End)
+		}
+		owner, err := withHost(s.Nodes[0].Addr, host)
+		if err != nil {
+			return nil, fmt.Errorf("%s: CLUSTER SLOTS: %w", addr, err)
+		}
+		view.owners = append(view.owners, slotOwner{SlotRange{s.Start, s.End}, owner, s.Nodes[0].ID})
+	}
+	if err := validateOwners(view.owners); err != nil {
+		return nil, fmt.Errorf("%s: CLUSTER SLOTS: %w", addr, err)
+	}
+	text, err := client.ClusterNodes(ctx).Result()
+	if err != nil {
+		return nil, fmt.Errorf("%s: CLUSTER NODES: %w", addr, err)
+	}
+	if view.nodes, err = parseClusterNodes(text, host); err != nil {
+		return nil, fmt.Errorf("%s: %w", addr, err)
+	}
+	return view, nil
+}
+
+// joinOneLine joins errors like errors.Join, but on one line ("; "), so a
+// command line can print it as one.
+func joinOneLine(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return oneLineErrors(errs)
+}
+
+type oneLineErrors []error
+
+func (e oneLineErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (e oneLineErrors) Unwrap() []error { return e }
+
+// withHost fills in the host of addr when it has none.
+func withHost(addr, host string) (string, error) {
+	h, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	if h == "" {
+		h = host
+	}
+	return net.JoinHostPort(h, port), nil
+}
+
+// applyView installs a reloaded topology. At the current epoch, slots
+// patched by MOVED keep their patched owner: Kvrocks' CLUSTER SLOTS stays
+// stale after a failover until the controller pushes a new version. A newer
+// epoch replaces everything; so does an older one, which reload only passes
+// when every node reported it (the cluster was rebuilt).
+func (r *Router) applyView(view *clusterView) {
+	r.tableMu.Lock()
+	defer r.tableMu.Unlock()
+	cur := r.table.Load()
+	nt := &slotTable{epoch: view.epoch, nodes: view.nodes}
+	for _, o := range view.owners {
+		n := r.nodeOf(o.addr)
+		for s := o.Start; s <= o.End; s++ {
+			nt.owner[s] = n
+		}
+	}
+	if cur != nil && view.epoch == cur.epoch {
+		for s := range nt.owner {
+			if cur.patched[s] {
+				nt.owner[s], nt.patched[s] = cur.owner[s], true
+			}
+		}
+	}
+	nt.masters = distinctOwners(&nt.owner)
+	r.table.Store(nt)
+	if cur == nil || cur.epoch != nt.epoch || !slices.Equal(cur.masters, nt.masters) {
+		r.log.Info("topology loaded", "epoch", nt.epoch, "masters", nt.masters)
+	}
+}
+
+// patch applies the MOVED redirects of one round in one new table, unless
+// another caller already applied them all.
+func (r *Router) patch(patches []slotPatch) {
+	r.tableMu.Lock()
+	defer r.tableMu.Unlock()
+	cur := r.table.Load()
+	for _, p := range patches {
+		if n := cur.owner[p.slot]; n == nil || n.addr != p.addr {
+			r.table.Store(cur.withPatches(patches, r.nodeOf))
+			return
+		}
+	}
+}
+
+// triggerRefresh asks for a reload; requests coalesce.
+func (r *Router) triggerRefresh() {
+	select {
+	case r.refreshTrigger <- struct{}{}:
+	default:
+	}
+}
+
+// awaitRefresh triggers a reload and waits until one that started after the
+// call has finished, bounded by ctx and ReadTimeout.
+func (r *Router) awaitRefresh(ctx context.Context) {
+	timer := time.NewTimer(r.cfg.ReadTimeout)
+	defer timer.Stop()
+	r.mu.Lock()
+	refreshed, running := r.refreshed, r.reloading
+	r.mu.Unlock()
+	r.triggerRefresh()
+	for {
+		select {
+		case <-refreshed:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		case <-r.ctx.Done():
+			return
+		}
+		if !running {
+			return
+		}
+		// That reload began before the call; the trigger queued another.
+		r.mu.Lock()
+		refreshed, running = r.refreshed, false
+		r.mu.Unlock()
+	}
+}
+
+// refreshLoop reloads the topology periodically and on request, at most once
+// per RefreshCooldown for requested reloads.
+func (r *Router) refreshLoop() {
+	defer r.wg.Done()
+	ticker := time.NewTicker(r.cfg.RefreshInterval)
+	defer ticker.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-ticker.C:
+		case <-r.refreshTrigger:
+			if wait := r.cfg.RefreshCooldown - time.Since(last); wait > 0 {
+				select {
+				case <-r.ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
+		}
+		r.mu.Lock()
+		r.reloading = true
+		r.mu.Unlock()
+		r.reload()
+		last = time.Now()
+		r.mu.Lock()
+		r.reloading = false
+		close(r.refreshed)
+		r.refreshed = make(chan struct{})
+		r.mu.Unlock()
+	}
+}
+
+// reload fetches the topology from the current masters, then the seeds, and
+// installs the first answer at the current epoch or a newer one. A node that
+// reports an older epoch has not received the latest topology yet; its view
+// is used only if no node knows better.
+func (r *Router) reload() {
+	cur := r.table.Load()
+	candidates := slices.Clone(cur.masters)
+	for _, s := range r.cfg.Seeds {
+		if !slices.Contains(candidates, s) {
+			candidates = append(candidates, s)
+		}
+	}
+	var errs []error
+	var behind *clusterView
+	for _, addr := range candidates {
+		view, err := r.fetchView(r.ctx, addr)
+		switch {
+		case err == nil && view.epoch >= cur.epoch:
+			r.applyView(view)
+			r.counters.reloads.Add(1)
+			return
+		case err == nil:
+			if behind == nil || view.epoch > behind.epoch {
+				behind = view
+			}
+		case r.ctx.Err() != nil:
+			return
+		default:
+			errs = append(errs, err)
+		}
+	}
+	if behind != nil {
+		r.log.Warn("every node reports an older cluster epoch: taking its topology", "epoch", behind.epoch, "was", cur.epoch)
+		r.applyView(behind)
+		r.counters.reloads.Add(1)
+		return
+	}
+	r.counters.reloadFailures.Add(1)
+	r.log.Warn("topology reload failed", "err", joinOneLine(errs))
+}

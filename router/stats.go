@@ -1,0 +1,41 @@
+package router
+
+import "sync/atomic"
+
+// Stats counts what the router did since New. Every field only grows.
+type Stats struct {
+	// Moved and Ask count redirect replies followed.
+	Moved, Ask uint64
+	// Rejected counts replies proving a command did not run (TRYAGAIN,
+	// CLUSTERDOWN, LOADING, MASTERDOWN, READONLY), each resent or returned.
+	Rejected uint64
+	// Resent counts requests sent again after a rejection or a failed send.
+	Resent uint64
+	// Lost counts writes answered with "the command may have run" because
+	// their connection died after they were sent.
+	Lost uint64
+	// ConnsLost counts backend connections that failed after connecting;
+	// DialFailures counts failed dials (including AUTH).
+	ConnsLost, DialFailures uint64
+	// Reloads and ReloadFailures count topology reloads.
+	Reloads, ReloadFailures uint64
+}
+
+// counters are the live values behind Stats; none is touched on the path of
+// a request that succeeds at once.
+type counters struct {
+	moved, ask, rejected, resent, lost atomic.Uint64
+	connsLost, dialFailures            atomic.Uint64
+	reloads, reloadFailures            atomic.Uint64
+}
+
+// Stats returns a snapshot of the router's counters.
+func (r *Router) Stats() Stats {
+	c := &r.counters
+	return Stats{
+		Moved: c.moved.Load(), Ask: c.ask.Load(), Rejected: c.rejected.Load(),
+		Resent: c.resent.Load(), Lost: c.lost.Load(),
+		ConnsLost: c.connsLost.Load(), DialFailures: c.dialFailures.Load(),
+		Reloads: c.reloads.Load(), ReloadFailures: c.reloadFailures.Load(),
+	}
+}

@@ -1,0 +1,192 @@
+package router
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// SlotRange is an inclusive range of hash slots.
+type SlotRange struct {
+	Start, End int
+}
+
+// NodeInfo describes one cluster node as the router sees it.
+type NodeInfo struct {
+	// ID is the node's 40-character cluster id ("" when unknown, e.g. a node
+	// learnt only from a MOVED).
+	ID string
+	// Addr is host:port.
+	Addr string
+	// Role is "master" or "replica", as the cluster reported it.
+	Role string
+	// MasterID is the id of a replica's master; "" for a master.
+	MasterID string
+	// Slots are the ranges this node serves in the router's slot table,
+	// which includes what MOVED replies taught since the last reload.
+	Slots []SlotRange
+}
+
+// Topology is a read-only snapshot of the router's view of the cluster.
+type Topology struct {
+	// Epoch is the cluster's current epoch (Kvrocks: topology version) at
+	// the last reload.
+	Epoch int64
+	// Nodes lists the masters that serve slots, in slot order, then the
+	// other known nodes in the order the cluster listed them.
+	Nodes []NodeInfo
+}
+
+// clusterNode is one line of CLUSTER NODES.
+type clusterNode struct {
+	id, addr, masterID string
+	master             bool
+}
+
+// parseClusterNodes reads CLUSTER NODES output, Redis or Kvrocks flavour.
+// hostOfReplier replaces an empty host (Redis prints ":0" for a node without
+// an address yet). Slot fields are ignored: CLUSTER SLOTS is the source of
+// slot ownership.
+func parseClusterNodes(text, hostOfReplier string) ([]clusterNode, error) {
+	var nodes []clusterNode
+	for line := range strings.Lines(text) {
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			return nil, fmt.Errorf("CLUSTER NODES line has %d fields, want at least 8: %q", len(f), line)
+		}
+		addr := f[1]
+		if i := strings.IndexAny(addr, "@,"); i >= 0 {
+			addr = addr[:i]
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("CLUSTER NODES line has a bad address %q", f[1])
+		}
+		if port == "0" || strings.Contains(f[2], "noaddr") || strings.Contains(f[2], "handshake") {
+			continue // not reachable yet: nothing to route to
+		}
+		if host == "" {
+			host = hostOfReplier
+		}
+		n := clusterNode{id: f[0], addr: net.JoinHostPort(host, port)}
+		for flag := range strings.SplitSeq(f[2], ",") {
+			switch flag {
+			case "master":
+				n.master = true
+			case "slave", "replica":
+				if f[3] != "-" {
+					n.masterID = f[3]
+				}
+			}
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, nil
+}
+
+// parseClusterEpoch returns cluster_current_epoch from CLUSTER INFO.
+func parseClusterEpoch(text string) (int64, error) {
+	for line := range strings.Lines(text) {
+		value, ok := strings.CutPrefix(line, "cluster_current_epoch:")
+		if !ok {
+			continue
+		}
+		epoch, err := strconv.ParseInt(strings.TrimRight(value, "\r\n"), 10, 64)
+		if err != nil || epoch < 0 {
+			return 0, fmt.Errorf("CLUSTER INFO has a bad cluster_current_epoch %q", strings.TrimSpace(value))
+		}
+		return epoch, nil
+	}
+	return 0, errors.New("CLUSTER INFO has no cluster_current_epoch")
+}
+
+// redirectKind classifies a reply that redirects a keyed command.
+type redirectKind uint8
+
+const (
+	notRedirect redirectKind = iota
+	redirectMoved
+	redirectAsk
+)
+
+// parseRedirect recognises "-MOVED <slot> <host:port>" and "-ASK <slot>
+// <host:port>" error replies. An empty host means the host of the node that
+// replied, hostOfReplier.
+func parseRedirect(reply []byte, hostOfReplier string) (kind redirectKind, slot int, addr string) {
+	var rest []byte
+	switch {
+	case bytes.HasPrefix(reply, []byte("-MOVED ")):
+		kind, rest = redirectMoved, reply[len("-MOVED "):]
+	case bytes.HasPrefix(reply, []byte("-ASK ")):
+		kind, rest = redirectAsk, reply[len("-ASK "):]
+	default:
+		return notRedirect, 0, ""
+	}
+	rest, ok := bytes.CutSuffix(rest, []byte("\r\n"))
+	if !ok {
+		return notRedirect, 0, ""
+	}
+	slotText, target, ok := bytes.Cut(rest, []byte(" "))
+	if !ok {
+		return notRedirect, 0, ""
+	}
+	if len(slotText) == 0 || len(slotText) > 5 || !allDigits(slotText) {
+		return notRedirect, 0, ""
+	}
+	slot, _ = strconv.Atoi(string(slotText))
+	if slot >= SlotCount {
+		return notRedirect, 0, ""
+	}
+	host, port, err := net.SplitHostPort(string(target))
+	if err != nil || port == "" || strings.ContainsAny(port, " \r\n") || strings.ContainsAny(host, " \r\n") {
+		return notRedirect, 0, ""
+	}
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		return notRedirect, 0, ""
+	}
+	if host == "" {
+		host = hostOfReplier
+	}
+	return kind, slot, net.JoinHostPort(host, port)
+}
+
+// slotOwner is one range of CLUSTER SLOTS: its master's address and id.
+type slotOwner struct {
+	SlotRange
+	addr, id string
+}
+
+// clusterView is what one reload read from one node.
+type clusterView struct {
+	epoch  int64
+	owners []slotOwner
+	nodes  []clusterNode
+}
+
+// validateOwners checks that the ranges are in bounds and do not overlap.
+// Adjacent ranges of one node need not be merged (Kvrocks does not).
+func validateOwners(owners []slotOwner) error {
+	var seen [SlotCount]bool
+	for _, o := range owners {
+		if o.Start < 0 || o.End >= SlotCount || o.Start > o.End {
+			return fmt.Errorf("slot range %d-%d is out of bounds", o.Start, o.End)
+		}
+		if o.addr == "" {
+			return fmt.Errorf("slot range %d-%d has no master address", o.Start, o.End)
+		}
+		for s := o.Start; s <= o.End; s++ {
+			if seen[s] {
+				return fmt.Errorf("slot %d is listed twice", s)
+			}
+			seen[s] = true
+		}
+	}
+	return nil
+}

@@ -1,0 +1,265 @@
+package router
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseClusterNodesKvrocks(t *testing.T) {
+	// Kvrocks: hash order, bare \n, unmerged adjacent ranges, replicas with
+	// their master's id.
+	text := "" +
+		"2222222222222222222222222222222222222222 127.0.0.1:30002@40002 slave 1111111111111111111111111111111111111111 0 0 3 connected\n" +
+		"1111111111111111111111111111111111111111 127.0.0.1:30001@40001 myself,master - 0 0 3 connected 0-100 101-199 200-8191\n" +
+		"3333333333333333333333333333333333333333 127.0.0.1:30003@40003 master - 0 0 3 connected 8192-16383\n"
+	nodes, err := parseClusterNodes(text, "127.0.0.1")
+	require.NoError(t, err)
+	assert.Equal(t, []clusterNode{
+		{id: strings.Repeat("2", 40), addr: "127.0.0.1:30002", masterID: strings.Repeat("1", 40)},
+		{id: strings.Repeat("1", 40), addr: "127.0.0.1:30001", master: true},
+		{id: strings.Repeat("3", 40), addr: "127.0.0.1:30003", master: true},
+	}, nodes)
+}
+
+func TestParseClusterNodesRedis(t *testing.T) {
+	// Redis 7: hostname after a comma, failing and address-less nodes,
+	// migration markers in the slot list, an empty host.
+	text := "" +
+		"e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001,node-1 myself,master - 0 1426238316232 1 connected 0-5460 [5461->-67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1]\n" +
+		"67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 :30002@31002 master - 0 1426238316232 2 connected 5461-10922\n" +
+		"292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master,fail - 1426238316232 1426238316232 3 disconnected 10923-16383\n" +
+		"6ec23923021cf3ffec47632106199cb7f496ce01 127.0.0.1:30005@31005 slave 67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 0 1426238316232 5 connected\n" +
+		"824fe116063bc5fcf9f4ffd895bc17aee7731ac3 :0@0 handshake - 0 0 0 disconnected\n"
+	nodes, err := parseClusterNodes(text, "10.0.0.9")
+	require.NoError(t, err)
+	require.Len(t, nodes, 4)
+	assert.Equal(t, clusterNode{id: "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca", addr: "127.0.0.1:30001", master: true}, nodes[0])
+	assert.Equal(t, "10.0.0.9:30002", nodes[1].addr)
+	assert.True(t, nodes[2].master)
+	assert.Equal(t, clusterNode{id: "6ec23923021cf3ffec47632106199cb7f496ce01", addr: "127.0.0.1:30005", masterID: "67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1"}, nodes[3])
+}
+
+func TestParseClusterNodesRejectsGarbage(t *testing.T) {
+	for _, text := range []string{
+		"too few fields\n",
+		"id noport master - 0 0 1 connected\n",
+	} {
+		_, err := parseClusterNodes(text, "h")
+		assert.Error(t, err, "%q", text)
+	}
+}
+
+func TestParseClusterEpoch(t *testing.T) {
+	epoch, err := parseClusterEpoch("cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_current_epoch:7\r\ncluster_my_epoch:7\r\n")
+	require.NoError(t, err)
+	assert.Equal(t, int64(7), epoch)
+	epoch, err = parseClusterEpoch("cluster_state:ok\ncluster_current_epoch:12") // no final line end
+	require.NoError(t, err)
+	assert.Equal(t, int64(12), epoch)
+	for _, bad := range []string{"", "cluster_state:ok\r\n", "cluster_current_epoch:x\r\n", "cluster_current_epoch:-1\r\n"} {
+		_, err := parseClusterEpoch(bad)
+		assert.Error(t, err, "%q", bad)
+	}
+}
+
+func TestParseRedirect(t *testing.T) {
+	tests := []struct {
+		reply string
+		kind  redirectKind
+		slot  int
+		addr  string
+	}{
+		{"-MOVED 3999 127.0.0.1:6381\r\n", redirectMoved, 3999, "127.0.0.1:6381"},
+		{"-ASK 0 10.1.2.3:7000\r\n", redirectAsk, 0, "10.1.2.3:7000"},
+		{"-MOVED 16383 :6379\r\n", redirectMoved, 16383, "192.168.0.5:6379"},
+		{"-MOVED 12 [::1]:7001\r\n", redirectMoved, 12, "[::1]:7001"},
+		{"-MOVED 12 node-1.example:7001\r\n", redirectMoved, 12, "node-1.example:7001"},
+		{"-MOVED 16384 127.0.0.1:6381\r\n", notRedirect, 0, ""},
+		{"-MOVED -1 127.0.0.1:6381\r\n", notRedirect, 0, ""},
+		{"-MOVED +1 127.0.0.1:6381\r\n", notRedirect, 0, ""},
+		{"-MOVED 1 127.0.0.1\r\n", notRedirect, 0, ""},
+		{"-MOVED 1 127.0.0.1:0\r\n", notRedirect, 0, ""},
+		{"-MOVED 1 127.0.0.1:6381", notRedirect, 0, ""},
+		{"-MOVED 1\r\n", notRedirect, 0, ""},
+		{"-MOVEDX 1 a:1\r\n", notRedirect, 0, ""},
+		{"-TRYAGAIN Failover in progress\r\n", notRedirect, 0, ""},
+		{"+MOVED 1 a:1\r\n", notRedirect, 0, ""},
+	}
+	for _, tt := range tests {
+		kind, slot, addr := parseRedirect([]byte(tt.reply), "192.168.0.5")
+		assert.Equal(t, tt.kind, kind, "%q", tt.reply)
+		assert.Equal(t, tt.slot, slot, "%q", tt.reply)
+		assert.Equal(t, tt.addr, addr, "%q", tt.reply)
+	}
+}
+
+func TestValidateOwners(t *testing.T) {
+	assert.NoError(t, validateOwners([]slotOwner{{SlotRange{0, 100}, "a:1", "x"}, {SlotRange{101, 16383}, "a:1", "x"}}))
+	assert.Error(t, validateOwners([]slotOwner{{SlotRange{0, 100}, "a:1", "x"}, {SlotRange{100, 200}, "b:1", "y"}}), "overlap")
+	assert.Error(t, validateOwners([]slotOwner{{SlotRange{5, 4}, "a:1", "x"}}), "reversed")
+	assert.Error(t, validateOwners([]slotOwner{{SlotRange{0, 16384}, "a:1", "x"}}), "out of range")
+	assert.Error(t, validateOwners([]slotOwner{{SlotRange{0, 1}, "", "x"}}), "no address")
+}
+
+func TestTablePatchCopiesAndKeepsTheOriginal(t *testing.T) {
+	a, b := &node{addr: "a:1"}, &node{addr: "b:1"}
+	t0 := &slotTable{epoch: 3}
+	for s := range t0.owner {
+		t0.owner[s] = a
+	}
+	t0.masters = distinctOwners(&t0.owner)
+	nodes := map[string]*node{"a:1": a, "b:1": b}
+	t1 := t0.withPatches([]slotPatch{{10, "b:1", "a:1"}, {11, "b:1", "a:1"}, {11, "a:1", "b:1"}, {16383, "b:1", "a:1"}}, func(addr string) *node { return nodes[addr] })
+
+	assert.Same(t, a, t0.owner[10], "the original table is immutable")
+	assert.False(t, t0.patched[10])
+	assert.Same(t, b, t1.owner[10])
+	assert.Same(t, a, t1.owner[11], "the last patch of a slot wins")
+	assert.True(t, t1.patched[10] && t1.patched[11] && t1.patched[16383])
+	assert.Equal(t, []string{"a:1", "b:1"}, t1.masters)
+	assert.Equal(t, []SlotRange{{10, 10}, {16383, 16383}}, t1.rangesOf("b:1"))
+	assert.Equal(t, []SlotRange{{0, 9}, {11, 16382}}, t1.rangesOf("a:1"))
+	assert.Equal(t, int64(3), t1.epoch)
+}
+
+func TestMovedToOwnReplicaMovesTheWholeShard(t *testing.T) {
+	a, b, c := &node{addr: "a:1"}, &node{addr: "b:1"}, &node{addr: "c:1"}
+	nodes := map[string]*node{"a:1": a, "b:1": b, "c:1": c}
+	t0 := &slotTable{nodes: []clusterNode{
+		{id: "A", addr: "a:1", master: true},
+		{id: "B", addr: "b:1", master: true},
+		{id: "C", addr: "c:1", masterID: "A"},
+	}}
+	for s := range t0.owner {
+		t0.owner[s] = a
+		if s >= 8192 {
+			t0.owner[s] = b
+		}
+	}
+	nodeOf := func(addr string) *node { return nodes[addr] }
+
+	failover := t0.withPatches([]slotPatch{{5, "c:1", "a:1"}}, nodeOf)
+	assert.Equal(t, []SlotRange{{0, 8191}}, failover.rangesOf("c:1"), "a's replica took every slot of a")
+	assert.Equal(t, []string{"c:1", "b:1"}, failover.masters)
+
+	migration := t0.withPatches([]slotPatch{{5, "b:1", "a:1"}}, nodeOf)
+	assert.Equal(t, []SlotRange{{0, 4}, {6, 8191}}, migration.rangesOf("a:1"), "a migration moves one slot")
+}
+
+func TestApplyViewKeepsPatchesUntilTheEpochGrows(t *testing.T) {
+	r := &Router{cfg: testConfig("a:1"), nodes: map[string]*node{}}
+	r.cfg.Logger = DefaultConfig().Logger
+	r.log = r.cfg.Logger
+	r.closed.Store(true) // no dialling in this unit test
+	view := func(epoch int64, owner string) *clusterView {
+		return &clusterView{epoch: epoch, owners: []slotOwner{{SlotRange{0, SlotCount - 1}, owner, "id"}}}
+	}
+	r.applyView(view(5, "a:1"))
+	r.patch([]slotPatch{{42, "b:1", "a:1"}})
+	require.Equal(t, "b:1", r.MasterOf(42))
+
+	r.applyView(view(5, "a:1"))
+	assert.Equal(t, "b:1", r.MasterOf(42), "same epoch: the patch stays")
+	assert.Equal(t, "a:1", r.MasterOf(43))
+	assert.Equal(t, int64(5), r.Topology().Epoch)
+
+	r.applyView(view(6, "c:1"))
+	assert.Equal(t, "c:1", r.MasterOf(42), "a newer epoch is authoritative")
+	assert.Equal(t, []string{"c:1"}, r.Masters())
+
+	r.patch([]slotPatch{{42, "b:1", "c:1"}})
+	r.applyView(view(1, "a:1"))
+	assert.Equal(t, "a:1", r.MasterOf(42), "an older epoch everywhere means a rebuilt cluster")
+	assert.Equal(t, int64(1), r.Topology().Epoch)
+}
+
+func TestConfigValidate(t *testing.T) {
+	cfg := DefaultConfig()
+	assert.ErrorContains(t, cfg.Validate(), "seed")
+	cfg.Seeds = []string{"127.0.0.1:7000"}
+	require.NoError(t, cfg.Validate())
+
+	bad := []func(*Config){
+		func(c *Config) { c.Seeds = []string{"no-port"} },
+		func(c *Config) { c.ConnsPerNode = 0 },
+		func(c *Config) { c.DialTimeout = 0 },
+		func(c *Config) { c.ReadTimeout = 0 },
+		func(c *Config) { c.RefreshInterval = 0 },
+		func(c *Config) { c.RefreshCooldown = 0 },
+		func(c *Config) { c.MaxRedirects = 0 },
+		func(c *Config) { c.MaxRetries = -1 },
+		func(c *Config) { c.RetryBackoff = 0 },
+		func(c *Config) { c.MaxRetryBackoff = c.RetryBackoff - 1 },
+		func(c *Config) { c.MaxBulkLen = 0 },
+		func(c *Config) { c.MaxPending = 0 },
+		func(c *Config) { c.Logger = nil },
+	}
+	for i, mutate := range bad {
+		c := cfg
+		mutate(&c)
+		assert.Error(t, c.Validate(), "case %d", i)
+	}
+}
+
+func TestCallQueueIsFIFOAcrossGrowth(t *testing.T) {
+	var q callQueue
+	calls := make([]call, 300)
+	next := 0
+	for i := range calls {
+		q.push(&calls[i])
+		if i%3 == 0 { // interleave pops so the ring wraps
+			require.Same(t, &calls[next], q.pop())
+			next++
+		}
+	}
+	for q.n > 0 {
+		require.Same(t, &calls[next], q.pop())
+		next++
+	}
+	assert.Equal(t, len(calls), next)
+}
+
+func FuzzParseClusterNodes(f *testing.F) {
+	f.Add("1111111111111111111111111111111111111111 127.0.0.1:30001@40001 myself,master - 0 0 3 connected 0-100 101-16383\n")
+	f.Add("2 127.0.0.1:30002@40002,host slave 1 0 0 3 connected\n")
+	f.Add(":0@0 handshake - 0 0 0 disconnected\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		nodes, err := parseClusterNodes(text, "h")
+		if err != nil {
+			return
+		}
+		for _, n := range nodes {
+			if n.addr == "" || strings.ContainsAny(n.addr, " \n") {
+				t.Fatalf("bad address %q", n.addr)
+			}
+		}
+	})
+}
+
+func FuzzParseClusterEpoch(f *testing.F) {
+	f.Add("cluster_state:ok\r\ncluster_current_epoch:7\r\n")
+	f.Add("cluster_current_epoch:99999999999999999999\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		if epoch, err := parseClusterEpoch(text); err == nil && epoch < 0 {
+			t.Fatalf("negative epoch %d", epoch)
+		}
+	})
+}
+
+func FuzzParseRedirect(f *testing.F) {
+	f.Add([]byte("-MOVED 3999 127.0.0.1:6381\r\n"))
+	f.Add([]byte("-ASK 1 :7000\r\n"))
+	f.Add([]byte("-MOVED 1 [::1]:7000\r\n"))
+	f.Fuzz(func(t *testing.T, reply []byte) {
+		kind, slot, addr := parseRedirect(reply, "h")
+		if kind == notRedirect {
+			return
+		}
+		if slot < 0 || slot >= SlotCount || addr == "" || strings.ContainsAny(addr, " \r\n") {
+			t.Fatalf("%q parsed as slot %d addr %q", reply, slot, addr)
+		}
+	})
+}
