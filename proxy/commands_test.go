@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"kvproxy/bench/loadgen"
 )
 
 func args(words ...string) [][]byte {
@@ -418,7 +421,10 @@ func TestCommandTableMatchesRedis(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
-	client := startRedisServer(t)
+	server := loadgen.StartRedis(t, loadgen.RedisOptions{})
+	// RESP2: the COMMAND parser below reads key specs as flat arrays.
+	client := redis.NewClient(&redis.Options{Addr: server.Addr(), Protocol: 2, MaxRetries: -1})
+	t.Cleanup(func() { _ = client.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 

@@ -3,7 +3,10 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"os"
 	"os/exec"
 	"slices"
@@ -12,11 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"kvproxy/bench/cluster"
 	"kvproxy/bench/kvsim"
+	"kvproxy/bench/kvsim/keyspace"
 	"kvproxy/router"
 )
 
@@ -29,7 +34,9 @@ type clusterProxy struct {
 	addr    string
 }
 
-func startClusterProxy(t *testing.T) *clusterProxy {
+// startClusterProxy starts a 3 x 1 Redis Cluster and a proxy in front of it;
+// edits, if any, change the router's Config first.
+func startClusterProxy(t *testing.T, edits ...func(*router.Config)) *clusterProxy {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
@@ -39,6 +46,9 @@ func startClusterProxy(t *testing.T) *clusterProxy {
 	defer cancel()
 	cfg := router.DefaultConfig()
 	cfg.Seeds = c.Addrs()
+	for _, edit := range edits {
+		edit(&cfg)
+	}
 	r, err := router.New(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, r.Close()) })
@@ -180,94 +190,193 @@ func expand(tmpl []string, twin bool, g int) []string {
 	return out
 }
 
-// TestRepliesMatchTheOwningNode sends each command through the proxy and its
-// twin straight to the master that owns the twin key, and compares the raw
-// reply bytes.
-func TestRepliesMatchTheOwningNode(t *testing.T) {
-	cp := startClusterProxy(t)
-	proxyConn := dialResp(t, cp.addr)
+// compareWithOwners sends each step of groups through the proxy at
+// proxyAddr and its twin straight to the master at ownerOf(twin key), and
+// compares the raw reply bytes. It returns the lower-case names of the
+// commands compared.
+func compareWithOwners(t *testing.T, proxyAddr string, ownerOf func(key string) string, groups [][]fidelityStep) map[string]bool {
+	t.Helper()
+	proxyConn := dialResp(t, proxyAddr)
 	direct := map[string]*respConn{}
 	names := map[string]bool{}
-	for g, group := range fidelityGroups {
+	for g, group := range groups {
 		twinTag := keyFor(true, g, 0)[:5]
 		proxyTag := keyFor(false, g, 0)[:5]
-		owner := cp.cluster.MasterForKey(keyFor(true, g, 0))
-		require.NotNil(t, owner)
-		if direct[owner.Addr] == nil {
-			direct[owner.Addr] = dialResp(t, owner.Addr)
+		owner := ownerOf(keyFor(true, g, 0))
+		if direct[owner] == nil {
+			direct[owner] = dialResp(t, owner)
 		}
 		for _, st := range group {
 			names[strings.ToLower(st.args[0])] = true
 			viaProxy := proxyConn.do(expand(st.args, false, g)...)
-			straight := direct[owner.Addr].do(expand(st.args, true, g)...)
+			straight := direct[owner].do(expand(st.args, true, g)...)
 			straight = strings.ReplaceAll(straight, twinTag, proxyTag)
 			assert.Equal(t, straight, viaProxy, "%q", st.args)
 		}
 	}
+	return names
+}
+
+// TestRepliesMatchTheOwningNode sends each command through the proxy and its
+// twin straight to the Redis Cluster master that owns the twin key, and
+// compares the raw replies.
+func TestRepliesMatchTheOwningNode(t *testing.T) {
+	cp := startClusterProxy(t)
+	names := compareWithOwners(t, cp.addr, func(key string) string {
+		owner := cp.cluster.MasterForKey(key)
+		require.NotNil(t, owner, key)
+		return owner.Addr
+	}, fidelityGroups)
 	assert.GreaterOrEqual(t, len(names), 100, "distinct commands compared")
 }
 
-// TestFanOutMatchesTheNodes checks the merged commands against what the
-// masters hold.
-func TestFanOutMatchesTheNodes(t *testing.T) {
-	cp := startClusterProxy(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+// checkFanOut sends the commands the proxy fans out to every master or
+// splits across slots, and compares each merged reply with what a
+// cluster-aware client computes from the masters themselves: per-key
+// commands sent to ownerOf(key), keyless ones to every master. It returns
+// the lower-case names of the commands checked.
+func checkFanOut(t *testing.T, proxyAddr string, masters []string, ownerOf func(key string) string) map[string]bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c := dialResp(t, cp.addr)
-	var keys []string
-	for i := range 200 {
-		keys = append(keys, "fan:"+strconv.Itoa(i))
+	clients := map[string]*redis.Client{}
+	for _, addr := range masters {
+		clients[addr] = redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+		t.Cleanup(func() { _ = clients[addr].Close() })
 	}
+	owner := func(key string) *redis.Client {
+		t.Helper()
+		client := clients[ownerOf(key)]
+		require.NotNil(t, client, "the owner of %s is not a master", key)
+		return client
+	}
+	c := dialResp(t, proxyAddr)
+	checked := map[string]bool{}
+	do := func(args ...string) string {
+		t.Helper()
+		checked[strings.ToLower(args[0])] = true
+		return c.do(args...)
+	}
+	// onMasters returns every key the masters hold, their DBSIZE total and
+	// the fewest keys one master holds.
+	onMasters := func() (keys []string, total, fewest int64) {
+		t.Helper()
+		fewest = math.MaxInt64
+		for _, m := range clients {
+			nodeKeys, err := m.Keys(ctx, "*").Result()
+			require.NoError(t, err)
+			n, err := m.DBSize(ctx).Result()
+			require.NoError(t, err)
+			keys = append(keys, nodeKeys...)
+			total += n
+			fewest = min(fewest, n)
+		}
+		return keys, total, fewest
+	}
+	onNodes, _, _ := onMasters()
+	require.Empty(t, onNodes, "the fan-out checks need an empty cluster")
+	// existing counts, per key and duplicates included, the keys the
+	// masters hold, as EXISTS, DEL and UNLINK do.
+	existing := func(keys []string) int {
+		t.Helper()
+		n := 0
+		for _, k := range keys {
+			found, err := owner(k).Exists(ctx, k).Result()
+			require.NoError(t, err)
+			n += int(found)
+		}
+		return n
+	}
+
+	var keys []string
 	mset := []string{"MSET"}
-	for _, k := range keys {
+	for i := range 200 {
+		k := "fan:" + strconv.Itoa(i)
+		keys = append(keys, k)
 		mset = append(mset, k, "v:"+k)
 	}
-	require.Equal(t, "+OK\r\n", c.do(mset...))
-
-	var onNodes []string
-	var total int64
-	for _, m := range cp.cluster.Masters() {
-		nodeKeys, err := m.Client().Keys(ctx, "*").Result()
-		require.NoError(t, err)
-		require.NotEmpty(t, nodeKeys, "every master holds some keys")
-		onNodes = append(onNodes, nodeKeys...)
-		n, err := m.Client().DBSize(ctx).Result()
-		require.NoError(t, err)
-		total += n
+	require.Equal(t, "+OK\r\n", do(mset...))
+	for _, k := range keys {
+		assert.Equal(t, "v:"+k, owner(k).Get(ctx, k).Val(), "MSET stored %s on its owner", k)
 	}
-	assert.ElementsMatch(t, keys, onNodes)
-	assert.Equal(t, ":"+strconv.FormatInt(total, 10)+"\r\n", c.do("DBSIZE"))
-	assert.ElementsMatch(t, keys, parseBulkArray(t, c.do("KEYS", "fan:*")))
 
+	onNodes, total, fewest := onMasters()
+	assert.ElementsMatch(t, keys, onNodes)
+	assert.NotZero(t, fewest, "every master holds some keys")
+	assert.Equal(t, ":"+strconv.FormatInt(total, 10)+"\r\n", do("DBSIZE"))
+	assert.ElementsMatch(t, onNodes, parseBulkArray(t, do("KEYS", "fan:*")))
 	var scanned []string
 	cursor := "0"
 	for round := 0; ; round++ {
 		require.Less(t, round, 1000, "SCAN does not terminate")
-		next, page := parseScanReply(t, c.do("SCAN", cursor, "COUNT", "17"))
+		next, page := parseScanReply(t, do("SCAN", cursor, "COUNT", "7"))
 		scanned = append(scanned, page...)
 		if cursor = next; cursor == "0" {
 			break
 		}
 	}
-	slices.Sort(scanned)
-	assert.Equal(t, len(keys), len(slices.Compact(scanned)), "SCAN returns every key")
-	assert.ElementsMatch(t, keys, slices.Compact(scanned))
+	assert.ElementsMatch(t, onNodes, scanned, "SCAN returns every key once")
+	assert.Contains(t, onNodes, strings.Split(do("RANDOMKEY"), "\r\n")[1])
 
-	mget := append([]string{"MGET"}, keys...)
-	values := parseBulkArray(t, c.do(mget...))
-	for i, k := range keys {
-		assert.Equal(t, "v:"+k, values[i])
+	// Every other key is missing, and one is asked twice.
+	probe := []string{keys[0]}
+	for i, k := range keys[:60] {
+		probe = append(probe, k, "fan:missing:"+strconv.Itoa(i))
 	}
-	assert.Contains(t, keys, strings.Split(c.do("RANDOMKEY"), "\r\n")[1])
-	assert.Equal(t, ":"+strconv.Itoa(len(keys))+"\r\n", c.do(append([]string{"EXISTS"}, keys...)...))
-	assert.Equal(t, ":100\r\n", c.do(append([]string{"DEL"}, keys[:100]...)...))
-	assert.Equal(t, "+OK\r\n", c.do("FLUSHALL"))
-	assert.Equal(t, ":0\r\n", c.do("DBSIZE"))
+	want := fmt.Sprintf("*%d\r\n", len(probe))
+	for _, k := range probe {
+		v, err := owner(k).Get(ctx, k).Result()
+		if errors.Is(err, redis.Nil) {
+			want += "$-1\r\n"
+			continue
+		}
+		require.NoError(t, err)
+		want += fmt.Sprintf("$%d\r\n%s\r\n", len(v), v)
+	}
+	assert.Equal(t, want, do(append([]string{"MGET"}, probe...)...))
+	assert.Equal(t, fmt.Sprintf(":%d\r\n", existing(probe)), do(append([]string{"EXISTS"}, probe...)...))
+	assert.Equal(t, fmt.Sprintf(":%d\r\n", existing(probe)), do(append([]string{"TOUCH"}, probe...)...))
+
+	deleted := append(slices.Clone(keys[:100]), "fan:missing:0")
+	wantDeleted := existing(deleted)
+	assert.Equal(t, fmt.Sprintf(":%d\r\n", wantDeleted), do(append([]string{"DEL"}, deleted...)...))
+	assert.Zero(t, existing(deleted), "DEL left keys on the masters")
+	unlinked := keys[100:150]
+	wantUnlinked := existing(unlinked)
+	assert.Equal(t, fmt.Sprintf(":%d\r\n", wantUnlinked), do(append([]string{"UNLINK"}, unlinked...)...))
+	assert.Zero(t, existing(unlinked), "UNLINK left keys on the masters")
+	onNodes, total, _ = onMasters()
+	assert.ElementsMatch(t, keys[150:], onNodes)
+	assert.Equal(t, ":"+strconv.FormatInt(total, 10)+"\r\n", do("DBSIZE"))
+
+	assert.Equal(t, "+OK\r\n", do("FLUSHDB"))
+	onNodes, total, _ = onMasters()
+	assert.Empty(t, onNodes, "FLUSHDB left keys on the masters")
+	assert.Equal(t, ":0\r\n", do("DBSIZE"))
+	assert.Zero(t, total)
+	require.Equal(t, "+OK\r\n", do(mset...))
+	assert.Equal(t, "+OK\r\n", do("FLUSHALL"))
+	onNodes, _, _ = onMasters()
+	assert.Empty(t, onNodes, "FLUSHALL left keys on the masters")
+	assert.Equal(t, "$-1\r\n", do("RANDOMKEY"))
+	return checked
+}
+
+// TestFanOutMatchesTheNodes checks the merged commands against what the
+// Redis Cluster masters hold.
+func TestFanOutMatchesTheNodes(t *testing.T) {
+	cp := startClusterProxy(t)
+	var masters []string
 	for _, m := range cp.cluster.Masters() {
-		assert.Zero(t, m.Client().DBSize(ctx).Val())
+		masters = append(masters, m.Addr)
 	}
+	checkFanOut(t, cp.addr, masters, func(key string) string {
+		owner := cp.cluster.MasterForKey(key)
+		require.NotNil(t, owner, key)
+		return owner.Addr
+	})
 
-	nodes := c.do("PROXY", "NODES")
+	nodes := dialResp(t, cp.addr).do("PROXY", "NODES")
 	for _, n := range cp.cluster.Nodes() {
 		assert.Contains(t, nodes, n.ID+" "+n.Addr+"@")
 	}
@@ -326,58 +435,86 @@ func TestRedisCLIThroughTheProxy(t *testing.T) {
 	assert.Equal(t, "4", run("-c", "GET", "cli:d"))
 }
 
-// TestKvsimClusterThroughTheProxy runs the proxy in front of the simulated
-// Kvrocks cluster, whose SCAN cursors use all 64 bits.
-func TestKvsimClusterThroughTheProxy(t *testing.T) {
+// kvsimProxy is a simulated Kvrocks cluster behind a router behind a Server.
+type kvsimProxy struct {
+	sim     *kvsim.Cluster
+	masters []string // addresses
+	addr    string
+}
+
+func startKvsimProxy(t *testing.T) *kvsimProxy {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
-	kc, err := kvsim.StartCluster(kvsim.DefaultClusterConfig())
+	sim, err := kvsim.StartCluster(kvsim.DefaultClusterConfig())
 	require.NoError(t, err)
-	t.Cleanup(kc.Close)
-	var seeds []string
-	for _, m := range kc.Masters() {
-		seeds = append(seeds, m.Addr())
-	}
+	t.Cleanup(sim.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	var masters []string
+	for _, m := range sim.Masters() {
+		masters = append(masters, m.Addr())
+	}
 	cfg := router.DefaultConfig()
-	cfg.Seeds = seeds
+	cfg.Seeds = masters
 	r, err := router.New(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, r.Close()) })
 	_, addr := startProxy(t, r, nil)
-	c := dialResp(t, addr)
+	return &kvsimProxy{sim: sim, masters: masters, addr: addr}
+}
 
-	mset := []string{"MSET"}
-	var keys []string
-	for i := range 60 {
-		k := "kv:" + strconv.Itoa(i)
-		keys = append(keys, k)
-		mset = append(mset, k, "v"+k)
-	}
-	require.Equal(t, "+OK\r\n", c.do(mset...))
-	values := parseBulkArray(t, c.do(append([]string{"MGET"}, keys...)...))
-	for i, k := range keys {
-		assert.Equal(t, "v"+k, values[i])
-	}
-	assert.ElementsMatch(t, keys, parseBulkArray(t, c.do("KEYS", "kv:*")))
+// ownerOf returns the address of the master that owns key.
+func (kp *kvsimProxy) ownerOf(key string) string {
+	return kp.sim.MasterOfSlot(int(router.Slot([]byte(key)))).Addr()
+}
 
-	var scanned []string
-	cursor := "0"
-	for round := 0; ; round++ {
-		require.Less(t, round, 1000, "SCAN does not terminate")
-		next, page := parseScanReply(t, c.do("SCAN", cursor, "COUNT", "7"))
-		scanned = append(scanned, page...)
-		if cursor = next; cursor == "0" {
-			break
+// kvsimControl are the commands of the fidelity script that a kvsim node
+// answers outside its keyspace.
+var kvsimControl = map[string]bool{"ping": true, "echo": true, "select": true, "readwrite": true}
+
+// kvsimGroups is fidelityGroups without the steps whose command kvsim does
+// not implement; both sides run the same shortened script, so each group
+// keeps its index and thus its keys.
+func kvsimGroups() [][]fidelityStep {
+	groups := make([][]fidelityStep, len(fidelityGroups))
+	for g, group := range fidelityGroups {
+		for _, st := range group {
+			if keyspace.Lookup([]byte(st.args[0])) != nil || kvsimControl[strings.ToLower(st.args[0])] {
+				groups[g] = append(groups[g], st)
+			}
 		}
 	}
-	assert.ElementsMatch(t, keys, scanned)
+	return groups
+}
 
-	nodes := c.do("PROXY", "NODES")
-	for _, m := range kc.Masters() {
+// TestRepliesMatchTheKvsimNodes runs the fan-out checks and the fidelity
+// script (less what kvsim does not implement) over a simulated Kvrocks
+// cluster, whose SCAN cursors use all 64 bits. Between them they must cover
+// every command kvsim implements.
+func TestRepliesMatchTheKvsimNodes(t *testing.T) {
+	kp := startKvsimProxy(t)
+	compared := map[string]bool{}
+	// Fan-out first: it needs the cluster empty, and leaves it so.
+	t.Run("fan-out", func(t *testing.T) {
+		maps.Copy(compared, checkFanOut(t, kp.addr, kp.masters, kp.ownerOf))
+	})
+	t.Run("owning node", func(t *testing.T) {
+		maps.Copy(compared, compareWithOwners(t, kp.addr, kp.ownerOf, kvsimGroups()))
+	})
+	var missed []string
+	forEachCommand(func(c *CommandInfo) {
+		if keyspace.Lookup([]byte(c.Name)) != nil && !compared[c.Name] {
+			missed = append(missed, c.Name)
+		}
+	})
+	assert.Empty(t, missed, "commands kvsim implements that were not compared")
+	assert.GreaterOrEqual(t, len(compared), 100, "distinct commands compared")
+	t.Logf("%d distinct commands compared", len(compared))
+
+	nodes := dialResp(t, kp.addr).do("PROXY", "NODES")
+	for _, m := range kp.sim.Masters() {
 		assert.Contains(t, nodes, m.ID()+" "+m.Addr()+"@")
 	}
-	assert.Equal(t, ":60\r\n", c.do(append([]string{"DEL"}, keys...)...))
 }

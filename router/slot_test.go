@@ -7,9 +7,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"kvproxy/bench/loadgen"
 )
 
 // crc16Reference computes CRC16-XMODEM bit by bit, independently of the table.
@@ -117,7 +118,10 @@ func TestSlotMatchesRedisClusterKeyslot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
-	client := startRedisServer(t, clusterArgs(t)...)
+	// CLUSTER KEYSLOT needs cluster mode.
+	server := loadgen.StartRedis(t, loadgen.RedisOptions{Cluster: true})
+	client := redis.NewClient(&redis.Options{Addr: server.Addr(), Protocol: 2, MaxRetries: -1})
+	t.Cleanup(func() { _ = client.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 

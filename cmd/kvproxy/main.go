@@ -132,13 +132,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	}
 	cleanup = append(cleanup, func() { _ = rt.Close() })
 
-	pcfg := proxy.DefaultConfig()
-	pcfg.ListenAddr = ln.Addr().String()
-	pcfg.AnnounceAddr = announce
-	pcfg.Password = opts.password
-	pcfg.MaxBulkLen = opts.maxBulkLen
-	pcfg.Logger = logger.With("component", "proxy")
-	srv, err := proxy.New(pcfg, rt)
+	srv, err := proxy.New(proxyConfig(opts, ln.Addr().String(), announce, logger), rt)
 	if err != nil {
 		startupFailed(stderr, err)
 		return exitStartup
@@ -169,6 +163,19 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	closeAll()
 	logger.Info("shutdown complete")
 	return code
+}
+
+// proxyConfig is the proxy's Config for opts, serving on listen and
+// announcing announce.
+func proxyConfig(opts options, listen, announce string, logger *slog.Logger) proxy.Config {
+	cfg := proxy.DefaultConfig()
+	cfg.ListenAddr = listen
+	cfg.AnnounceAddr = announce
+	cfg.Password = opts.password
+	cfg.MaxBulkLen = opts.maxBulkLen
+	cfg.MaxBlockingConns = opts.maxBlockingConns
+	cfg.Logger = logger.With("component", "proxy")
+	return cfg
 }
 
 // startupFailed prints err as the one line a failed start leaves on stderr.

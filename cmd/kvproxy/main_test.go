@@ -31,17 +31,19 @@ func TestEnvName(t *testing.T) {
 	assert.Equal(t, "KVPROXY_LISTEN", envName("listen"))
 	assert.Equal(t, "KVPROXY_BACKEND_CONNS", envName("backend-conns"))
 	assert.Equal(t, "KVPROXY_MAX_BULK_LEN", envName("max-bulk-len"))
+	assert.Equal(t, "KVPROXY_MAX_BLOCKING_CONNS", envName("max-blocking-conns"))
 }
 
 func TestParseOptionsDefaults(t *testing.T) {
 	o, err := parseOptions([]string{"--seeds", "10.0.0.1:6666"}, noEnv)
 	require.NoError(t, err)
 	assert.Equal(t, options{
-		listen:       "127.0.0.1:6380",
-		seeds:        []string{"10.0.0.1:6666"},
-		backendConns: 4,
-		logLevel:     slog.LevelInfo,
-		maxBulkLen:   proxy.DefaultMaxBulkLen,
+		listen:           "127.0.0.1:6380",
+		seeds:            []string{"10.0.0.1:6666"},
+		backendConns:     4,
+		logLevel:         slog.LevelInfo,
+		maxBulkLen:       proxy.DefaultMaxBulkLen,
+		maxBlockingConns: proxy.DefaultConfig().MaxBlockingConns,
 	}, o)
 
 	o, err = parseOptions([]string{"--demo"}, noEnv)
@@ -54,49 +56,55 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 	args := []string{
 		"--listen", ":7000", "--seeds", " a:1, b:2 ,,c:3", "--password", "pw", "--backend-password", "bpw",
 		"--backend-conns", "8", "--announce", "proxy.example:7000", "--log-level", "WARN", "--max-bulk-len", "1024",
+		"--max-blocking-conns", "7",
 	}
 	o, err := parseOptions(args, noEnv)
 	require.NoError(t, err)
 	assert.Equal(t, options{
-		listen:          ":7000",
-		seeds:           []string{"a:1", "b:2", "c:3"},
-		password:        "pw",
-		backendPassword: "bpw",
-		backendConns:    8,
-		announce:        "proxy.example:7000",
-		logLevel:        slog.LevelWarn,
-		maxBulkLen:      1024,
+		listen:           ":7000",
+		seeds:            []string{"a:1", "b:2", "c:3"},
+		password:         "pw",
+		backendPassword:  "bpw",
+		backendConns:     8,
+		announce:         "proxy.example:7000",
+		logLevel:         slog.LevelWarn,
+		maxBulkLen:       1024,
+		maxBlockingConns: 7,
 	}, o)
 }
 
 func TestParseOptionsEnvironment(t *testing.T) {
 	env := map[string]string{
-		"KVPROXY_LISTEN":           "127.0.0.1:7001",
-		"KVPROXY_SEEDS":            "s:1,t:2",
-		"KVPROXY_PASSWORD":         "pw",
-		"KVPROXY_BACKEND_PASSWORD": "bpw",
-		"KVPROXY_BACKEND_CONNS":    "2",
-		"KVPROXY_ANNOUNCE":         "h:7001",
-		"KVPROXY_LOG_LEVEL":        "debug",
-		"KVPROXY_MAX_BULK_LEN":     "99",
+		"KVPROXY_LISTEN":             "127.0.0.1:7001",
+		"KVPROXY_SEEDS":              "s:1,t:2",
+		"KVPROXY_PASSWORD":           "pw",
+		"KVPROXY_BACKEND_PASSWORD":   "bpw",
+		"KVPROXY_BACKEND_CONNS":      "2",
+		"KVPROXY_ANNOUNCE":           "h:7001",
+		"KVPROXY_LOG_LEVEL":          "debug",
+		"KVPROXY_MAX_BULK_LEN":       "99",
+		"KVPROXY_MAX_BLOCKING_CONNS": "3",
 	}
 	o, err := parseOptions(nil, envOf(env))
 	require.NoError(t, err)
 	assert.Equal(t, options{
-		listen:          "127.0.0.1:7001",
-		seeds:           []string{"s:1", "t:2"},
-		password:        "pw",
-		backendPassword: "bpw",
-		backendConns:    2,
-		announce:        "h:7001",
-		logLevel:        slog.LevelDebug,
-		maxBulkLen:      99,
+		listen:           "127.0.0.1:7001",
+		seeds:            []string{"s:1", "t:2"},
+		password:         "pw",
+		backendPassword:  "bpw",
+		backendConns:     2,
+		announce:         "h:7001",
+		logLevel:         slog.LevelDebug,
+		maxBulkLen:       99,
+		maxBlockingConns: 3,
 	}, o)
 
 	t.Run("flag wins over env", func(t *testing.T) {
-		o, err := parseOptions([]string{"--backend-conns", "6", "--seeds", "u:3", "--log-level", "error"}, envOf(env))
+		o, err := parseOptions([]string{"--backend-conns", "6", "--seeds", "u:3", "--log-level", "error",
+			"--max-blocking-conns", "5"}, envOf(env))
 		require.NoError(t, err)
 		assert.Equal(t, 6, o.backendConns)
+		assert.Equal(t, 5, o.maxBlockingConns)
 		assert.Equal(t, []string{"u:3"}, o.seeds)
 		assert.Equal(t, slog.LevelError, o.logLevel)
 		assert.Equal(t, "pw", o.password, "settings without a flag still come from the environment")
@@ -132,6 +140,11 @@ func TestParseOptionsRejects(t *testing.T) {
 		{"backend conns zero", []string{"--seeds", "a:1", "--backend-conns", "0"}, nil, "--backend-conns 0"},
 		{"backend conns not a number", []string{"--seeds", "a:1", "--backend-conns", "many"}, nil, "-backend-conns"},
 		{"max bulk len negative", []string{"--seeds", "a:1", "--max-bulk-len", "-1"}, nil, "--max-bulk-len -1"},
+		{"max blocking conns zero", []string{"--seeds", "a:1", "--max-blocking-conns", "0"}, nil, "--max-blocking-conns 0"},
+		{"max blocking conns from env negative", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_MAX_BLOCKING_CONNS": "-2"},
+			"--max-blocking-conns -2"},
+		{"max blocking conns not a number", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_MAX_BLOCKING_CONNS": "lots"},
+			`KVPROXY_MAX_BLOCKING_CONNS="lots" is not a valid --max-blocking-conns`},
 		{"bad log level", []string{"--seeds", "a:1", "--log-level", "loud"}, nil, `--log-level "loud"`},
 		{"bad listen", []string{"--seeds", "a:1", "--listen", "6380"}, nil, `--listen "6380"`},
 		{"listen port out of range", []string{"--seeds", "a:1", "--listen", ":70000"}, nil, "bad port"},
@@ -156,7 +169,7 @@ func TestRunHelp(t *testing.T) {
 	assert.Equal(t, exitOK, code)
 	assert.Empty(t, stderr.String())
 	for _, name := range []string{"listen", "seeds", "password", "backend-password", "backend-conns",
-		"announce", "log-level", "max-bulk-len", "demo"} {
+		"announce", "log-level", "max-bulk-len", "max-blocking-conns", "demo"} {
 		assert.Contains(t, stdout.String(), "--"+name)
 		assert.Contains(t, stdout.String(), envName(name))
 	}
@@ -335,6 +348,21 @@ func TestRunWiresFlags(t *testing.T) {
 	assert.Equal(t, "proxy.invalid:7777", slots[0].Nodes[0].Addr)
 
 	assert.Equal(t, exitOK, stop())
+}
+
+// TestProxyConfigFromOptions checks that every option meant for the proxy
+// reaches its Config, and that the result is valid.
+func TestProxyConfigFromOptions(t *testing.T) {
+	o, err := parseOptions([]string{"--seeds", "a:1", "--password", "pw", "--max-bulk-len", "2048",
+		"--max-blocking-conns", "9"}, noEnv)
+	require.NoError(t, err)
+	cfg := proxyConfig(o, "127.0.0.1:7000", "proxy.example:7000", slog.New(slog.DiscardHandler))
+	require.NoError(t, cfg.Validate())
+	assert.Equal(t, "127.0.0.1:7000", cfg.ListenAddr)
+	assert.Equal(t, "proxy.example:7000", cfg.AnnounceAddr)
+	assert.Equal(t, "pw", cfg.Password)
+	assert.Equal(t, 2048, cfg.MaxBulkLen)
+	assert.Equal(t, 9, cfg.MaxBlockingConns)
 }
 
 func TestAnnounceAddr(t *testing.T) {

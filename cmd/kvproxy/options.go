@@ -32,7 +32,9 @@ type options struct {
 	announce   string
 	logLevel   slog.Level
 	maxBulkLen int
-	demo       bool
+	// maxBlockingConns is proxy.Config.MaxBlockingConns.
+	maxBlockingConns int
+	demo             bool
 }
 
 // envName is the environment variable that sets flag name.
@@ -53,6 +55,8 @@ func newFlagSet(o *options, seeds, logLevel *string) *flag.FlagSet {
 	fs.StringVar(&o.announce, "announce", "", "`host:port` CLUSTER SLOTS and CLUSTER NODES report for the proxy (default: the listen address)")
 	fs.StringVar(logLevel, "log-level", "info", "log level on stderr: debug, info, warn or error")
 	fs.IntVar(&o.maxBulkLen, "max-bulk-len", proxy.DefaultMaxBulkLen, "largest bulk string, in bytes, accepted from a client or a cluster node")
+	fs.IntVar(&o.maxBlockingConns, "max-blocking-conns", proxy.DefaultConfig().MaxBlockingConns,
+		"blocking commands (BLPOP, XREAD BLOCK, WAIT ...) that may wait at once, each on a cluster connection of its own; more are refused")
 	fs.BoolVar(&o.demo, "demo", false, "start a simulated Kvrocks cluster (3 shards x 1 replica) on free loopback ports and proxy it")
 	return fs
 }
@@ -146,6 +150,8 @@ func (o options) validate() error {
 		return fmt.Errorf("--backend-conns %d: want at least 1", o.backendConns)
 	case o.maxBulkLen < 1:
 		return fmt.Errorf("--max-bulk-len %d: want at least 1", o.maxBulkLen)
+	case o.maxBlockingConns < 1:
+		return fmt.Errorf("--max-blocking-conns %d: want at least 1", o.maxBlockingConns)
 	}
 	if err := checkAddr(o.listen, false); err != nil {
 		return fmt.Errorf("--listen %q: %v", o.listen, err)
