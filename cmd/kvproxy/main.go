@@ -102,7 +102,12 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	if opts.demo {
 		cfg := kvsim.DefaultClusterConfig()
 		cfg.Password = opts.backendPassword
+		// The simulator's own start-up chatter would bury the node table the
+		// demo prints; its warnings still show, and --log-level debug shows all.
 		cfg.Logger = logger
+		if opts.logLevel > slog.LevelDebug {
+			cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: max(opts.logLevel, slog.LevelWarn)}))
+		}
 		if sim, err = kvsim.StartCluster(cfg); err != nil {
 			startupFailed(stderr, fmt.Errorf("demo cluster: %w", err))
 			return exitStartup
