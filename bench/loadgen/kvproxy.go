@@ -1,0 +1,108 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// kvproxyPackage is the import path of kvproxy's main package.
+const kvproxyPackage = "kvproxy/cmd/kvproxy"
+
+// BuildKvproxy compiles kvproxy into dir/kvproxy with the go command found
+// in PATH and returns the binary's path. The working directory must be
+// inside the kvproxy module (as it is under go test and go run).
+func BuildKvproxy(ctx context.Context, dir string) (string, error) {
+	goBin, err := lookBinary("", "go")
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "kvproxy")
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, kvproxyPackage)
+	cmd.SysProcAttr = dieWithParent()
+	if output, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("loadgen: go build %s (run from inside the kvproxy module): %w: %s",
+			kvproxyPackage, err, strings.TrimSpace(string(output)))
+	}
+	return out, nil
+}
+
+// KvproxyOptions configures a kvproxy process.
+type KvproxyOptions struct {
+	// Binary is the kvproxy executable (see BuildKvproxy); required, since
+	// kvproxy is not installed system-wide.
+	Binary string
+	// Seeds are cluster nodes' host:port addresses; at least one.
+	Seeds []string
+	// ExtraArgs are more flags, after the ones LaunchKvproxy sets (a later
+	// flag wins, so they may override --log-level).
+	ExtraArgs []string
+}
+
+// Kvproxy is a running kvproxy listening on a loopback port.
+type Kvproxy struct {
+	proc      *process
+	addr      string
+	dir       string
+	closeOnce sync.Once
+}
+
+// LaunchKvproxy starts kvproxy with --seeds, --listen on a free loopback
+// port and --log-level warn, and returns once it answers PING. Its log
+// (stderr) is kept in a temporary directory and quoted when it fails to
+// start. ctx bounds the start only; Close stops it. It also dies with this
+// process.
+func LaunchKvproxy(ctx context.Context, opts KvproxyOptions) (*Kvproxy, error) {
+	if opts.Binary == "" {
+		return nil, errors.New("loadgen: KvproxyOptions.Binary is empty")
+	}
+	if len(opts.Seeds) == 0 {
+		return nil, errors.New("loadgen: KvproxyOptions.Seeds is empty")
+	}
+	bin, err := lookBinary(opts.Binary, "kvproxy")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "loadgen-kvproxy-")
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+	proc, addr, err := launchOnFreePort(ctx, "", func() (*process, string, error) {
+		port, err := freePort()
+		if err != nil {
+			return nil, "", err
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		args := append([]string{"--listen", addr, "--seeds", strings.Join(opts.Seeds, ","), "--log-level", "warn"},
+			opts.ExtraArgs...)
+		p, err := startProcess(dir, "kvproxy.log", bin, args...)
+		return p, addr, err
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return &Kvproxy{proc: proc, addr: addr, dir: dir}, nil
+}
+
+// Addr is kvproxy's listen address.
+func (k *Kvproxy) Addr() string { return k.addr }
+
+// Pid is kvproxy's process id, for CPUTime.
+func (k *Kvproxy) Pid() int { return k.proc.cmd.Process.Pid }
+
+// Close kills kvproxy and removes its directory. It may be called more than
+// once.
+func (k *Kvproxy) Close() {
+	k.closeOnce.Do(func() {
+		k.proc.kill()
+		os.RemoveAll(k.dir)
+	})
+}
