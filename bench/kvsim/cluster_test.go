@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"regexp"
 	"runtime"
@@ -108,31 +107,6 @@ func port(t *testing.T, n *Node) string {
 	return p
 }
 
-// freeConsecutivePorts returns the first of count consecutive loopback ports
-// that were free a moment ago, taken below the kernel's ephemeral range.
-func freeConsecutivePorts(t *testing.T, count int) int {
-	t.Helper()
-	for range 100 {
-		base := 20000 + rand.IntN(10000)
-		var lns []net.Listener
-		for i := range count {
-			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)))
-			if err != nil {
-				break
-			}
-			lns = append(lns, ln)
-		}
-		for _, ln := range lns {
-			require.NoError(t, ln.Close())
-		}
-		if len(lns) == count {
-			return base
-		}
-	}
-	t.Fatalf("no %d consecutive free ports found", count)
-	return 0
-}
-
 func TestStartClusterBuildsTheTopology(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
@@ -216,7 +190,9 @@ func TestStartClusterOnConsecutivePorts(t *testing.T) {
 	}
 	cfg := testClusterConfig(t)
 	cfg.Shards, cfg.Replicas = 1, 2
-	cfg.BasePort = freeConsecutivePorts(t, 3)
+	var err error
+	cfg.BasePort, err = FreeConsecutivePorts(3)
+	require.NoError(t, err)
 	c := startTestCluster(t, cfg)
 	for i, n := range c.Nodes() {
 		assert.Equal(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.BasePort+i)), n.Addr())
@@ -229,7 +205,9 @@ func TestStartClusterFailsOnAPortInUse(t *testing.T) {
 		t.Skip("end-to-end: runs without -short")
 	}
 	cfg := testClusterConfig(t)
-	cfg.BasePort = freeConsecutivePorts(t, 4)
+	var err error
+	cfg.BasePort, err = FreeConsecutivePorts(4)
+	require.NoError(t, err)
 	taken, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.BasePort+2)))
 	require.NoError(t, err)
 	t.Cleanup(func() { taken.Close() })

@@ -4,13 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 )
 
 // kvproxyPackage is the import path of kvproxy's main package.
@@ -46,12 +42,10 @@ type KvproxyOptions struct {
 	ExtraArgs []string
 }
 
-// Kvproxy is a running kvproxy listening on a loopback port.
+// Kvproxy is a running kvproxy listening on a loopback port. Close kills
+// it and removes its directory.
 type Kvproxy struct {
-	proc      *process
-	addr      string
-	dir       string
-	closeOnce sync.Once
+	*server
 }
 
 // LaunchKvproxy starts kvproxy with --seeds, --listen on a free loopback
@@ -70,39 +64,13 @@ func LaunchKvproxy(ctx context.Context, opts KvproxyOptions) (*Kvproxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "loadgen-kvproxy-")
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
-	}
-	proc, addr, err := launchOnFreePort(ctx, "", func() (*process, string, error) {
-		port, err := freePort()
-		if err != nil {
-			return nil, "", err
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		args := append([]string{"--listen", addr, "--seeds", strings.Join(opts.Seeds, ","), "--log-level", "warn"},
+	s, err := launchServer(ctx, "loadgen-kvproxy-", "", func(dir string, port int) (*process, error) {
+		args := append([]string{"--listen", loopbackAddr(port), "--seeds", strings.Join(opts.Seeds, ","), "--log-level", "warn"},
 			opts.ExtraArgs...)
-		p, err := startProcess(dir, "kvproxy.log", bin, args...)
-		return p, addr, err
+		return startProcess(dir, "kvproxy.log", bin, args...)
 	})
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &Kvproxy{proc: proc, addr: addr, dir: dir}, nil
-}
-
-// Addr is kvproxy's listen address.
-func (k *Kvproxy) Addr() string { return k.addr }
-
-// Pid is kvproxy's process id, for CPUTime.
-func (k *Kvproxy) Pid() int { return k.proc.cmd.Process.Pid }
-
-// Close kills kvproxy and removes its directory. It may be called more than
-// once.
-func (k *Kvproxy) Close() {
-	k.closeOnce.Do(func() {
-		k.proc.kill()
-		os.RemoveAll(k.dir)
-	})
+	return &Kvproxy{s}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -243,15 +244,50 @@ func (p *process) waitReady(ctx context.Context, addr, password string) error {
 // startAttempts bounds relaunches after losing a port race.
 const startAttempts = 5
 
-// launchOnFreePort calls launch with fresh free ports until the process it
-// starts answers PING at the returned address, or it fails for another
-// reason than a taken port.
-func launchOnFreePort(ctx context.Context, password string, launch func() (*process, string, error)) (*process, string, error) {
+// loopbackAddr is port's host:port on 127.0.0.1.
+func loopbackAddr(port int) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// server is a launched process listening on a loopback address, with a
+// temporary directory of its own.
+type server struct {
+	proc      *process
+	addr      string
+	dir       string
+	closeOnce sync.Once
+}
+
+// launchServer makes a temporary directory named after dirPattern (see
+// os.MkdirTemp) and starts a process in it with launch, as launchOnFreePort
+// does. The directory is removed when the launch fails.
+func launchServer(ctx context.Context, dirPattern, password string, launch func(dir string, port int) (*process, error)) (*server, error) {
+	dir, err := os.MkdirTemp("", dirPattern)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+	proc, addr, err := launchOnFreePort(ctx, password, func(port int) (*process, error) { return launch(dir, port) })
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return &server{proc: proc, addr: addr, dir: dir}, nil
+}
+
+// launchOnFreePort calls launch with a fresh free loopback port until the
+// process it starts answers PING on that port, or fails for another reason
+// than a taken port. It returns the process and its address.
+func launchOnFreePort(ctx context.Context, password string, launch func(port int) (*process, error)) (*process, string, error) {
 	for attempt := 1; ; attempt++ {
-		p, addr, err := launch()
+		port, err := freePort()
 		if err != nil {
 			return nil, "", err
 		}
+		p, err := launch(port)
+		if err != nil {
+			return nil, "", err
+		}
+		addr := loopbackAddr(port)
 		err = p.waitReady(ctx, addr, password)
 		if err == nil {
 			return p, addr, nil
@@ -264,4 +300,41 @@ func launchOnFreePort(ctx context.Context, password string, launch func() (*proc
 			return nil, "", fmt.Errorf("loadgen: %s lost the race for a free port %d times: %w", p.name, attempt, err)
 		}
 	}
+}
+
+// Addr is the server's host:port.
+func (s *server) Addr() string { return s.addr }
+
+// Pid is the server's process id, for CPUTime.
+func (s *server) Pid() int { return s.proc.cmd.Process.Pid }
+
+// Close kills the server and removes its directory. It may be called more
+// than once.
+func (s *server) Close() {
+	s.closeOnce.Do(func() {
+		s.proc.kill()
+		os.RemoveAll(s.dir)
+	})
+}
+
+// startupTimeout bounds StartRedis and StartTwemproxy, which have no
+// context of their own.
+const startupTimeout = 30 * time.Second
+
+// startForTest launches a server with launch, bounded by startupTimeout, for
+// a test or benchmark and closes it in tb.Cleanup. A missing binary skips the
+// test (fails it when CI=true); any other error fails it.
+func startForTest[S interface{ Close() }](tb testing.TB, launch func(context.Context) (S, error)) S {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
+	defer cancel()
+	s, err := launch(ctx)
+	if errors.Is(err, ErrBinaryMissing) {
+		skipOrFailMissing(tb, err)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Close)
+	return s
 }

@@ -2,13 +2,9 @@ package loadgen
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,34 +26,18 @@ type RedisOptions struct {
 }
 
 // RedisServer is a running redis-server on a loopback port, with no
-// persistence, in a temporary directory of its own.
+// persistence, in a temporary directory of its own. Close kills it and
+// removes its directory.
 type RedisServer struct {
-	proc      *process
-	addr      string
-	dir       string
-	closeOnce sync.Once
+	*server
 }
-
-// startupTimeout bounds StartRedis and StartTwemproxy, which have no
-// context of their own.
-const startupTimeout = 30 * time.Second
 
 // StartRedis launches a redis-server for a test or benchmark and kills it in
 // tb.Cleanup. Without redis-server the test is skipped (failed when CI=true);
 // any other error fails it.
 func StartRedis(tb testing.TB, opts RedisOptions) *RedisServer {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
-	defer cancel()
-	s, err := LaunchRedis(ctx, opts)
-	if errors.Is(err, ErrBinaryMissing) {
-		skipOrFailMissing(tb, err)
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(s.Close)
-	return s
+	return startForTest(tb, func(ctx context.Context) (*RedisServer, error) { return LaunchRedis(ctx, opts) })
 }
 
 // LaunchRedis starts a redis-server on a free loopback port and returns once
@@ -69,15 +49,7 @@ func LaunchRedis(ctx context.Context, opts RedisOptions) (*RedisServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "loadgen-redis-")
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
-	}
-	proc, addr, err := launchOnFreePort(ctx, opts.Password, func() (*process, string, error) {
-		port, err := freePort()
-		if err != nil {
-			return nil, "", err
-		}
+	srv, err := launchServer(ctx, "loadgen-redis-", opts.Password, func(dir string, port int) (*process, error) {
 		args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 			"--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", ""}
 		if opts.Password != "" {
@@ -87,14 +59,12 @@ func LaunchRedis(ctx context.Context, opts RedisOptions) (*RedisServer, error) {
 			args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes-"+strconv.Itoa(port)+".conf")
 		}
 		args = append(args, opts.ExtraArgs...)
-		p, err := startProcess(dir, "redis.log", bin, args...)
-		return p, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), err
+		return startProcess(dir, "redis.log", bin, args...)
 	})
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
-	s := &RedisServer{proc: proc, addr: addr, dir: dir}
+	s := &RedisServer{srv}
 	if opts.Cluster {
 		if err := s.claimAllSlots(ctx, opts.Password); err != nil {
 			s.Close()
@@ -126,20 +96,5 @@ func (s *RedisServer) claimAllSlots(ctx context.Context, password string) error 
 	}
 }
 
-// Addr is the server's host:port.
-func (s *RedisServer) Addr() string { return s.addr }
-
-// Pid is the server's process id, for CPUTime.
-func (s *RedisServer) Pid() int { return s.proc.cmd.Process.Pid }
-
 // Dir is the server's working directory; its log is Dir()/redis.log.
 func (s *RedisServer) Dir() string { return s.dir }
-
-// Close kills the server and removes its directory. It may be called more
-// than once.
-func (s *RedisServer) Close() {
-	s.closeOnce.Do(func() {
-		s.proc.kill()
-		os.RemoveAll(s.dir)
-	})
-}

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -29,13 +28,10 @@ type TwemproxyOptions struct {
 }
 
 // Twemproxy is a running nutcracker with one pool listening on a loopback
-// port.
+// port. Close stops it and removes its directory.
 type Twemproxy struct {
-	proc      *process
-	addr      string
+	*server
 	statsAddr string
-	dir       string
-	closeOnce sync.Once
 }
 
 // StartTwemproxy launches twemproxy for a test or benchmark and stops it in
@@ -43,17 +39,7 @@ type Twemproxy struct {
 // any other error fails it.
 func StartTwemproxy(tb testing.TB, opts TwemproxyOptions) *Twemproxy {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
-	defer cancel()
-	tp, err := LaunchTwemproxy(ctx, opts)
-	if errors.Is(err, ErrBinaryMissing) {
-		skipOrFailMissing(tb, err)
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(tp.Close)
-	return tp
+	return startForTest(tb, func(ctx context.Context) (*Twemproxy, error) { return LaunchTwemproxy(ctx, opts) })
 }
 
 // LaunchTwemproxy writes a nutcracker configuration (one pool, redis: true,
@@ -74,39 +60,28 @@ func LaunchTwemproxy(ctx context.Context, opts TwemproxyOptions) (*Twemproxy, er
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "loadgen-twemproxy-")
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
-	}
 	var statsAddr string
-	proc, addr, err := launchOnFreePort(ctx, opts.Password, func() (*process, string, error) {
-		port, err := freePort()
-		if err != nil {
-			return nil, "", err
-		}
+	s, err := launchServer(ctx, "loadgen-twemproxy-", opts.Password, func(dir string, port int) (*process, error) {
 		statsPort, err := freePort()
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		statsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(statsPort))
+		statsAddr = loopbackAddr(statsPort)
 		conf := filepath.Join(dir, "nutcracker.yml")
-		if err := os.WriteFile(conf, twemproxyConfig(addr, opts), 0o644); err != nil {
-			return nil, "", fmt.Errorf("loadgen: %w", err)
+		if err := os.WriteFile(conf, twemproxyConfig(loopbackAddr(port), opts), 0o644); err != nil {
+			return nil, fmt.Errorf("loadgen: %w", err)
 		}
 		if err := testTwemproxyConfig(ctx, bin, conf); err != nil {
-			return nil, "", err
+			return nil, err
 		}
-		p, err := startProcess(dir, "nutcracker.log", bin, "--conf-file", conf,
+		return startProcess(dir, "nutcracker.log", bin, "--conf-file", conf,
 			"--stats-addr", "127.0.0.1", "--stats-port", strconv.Itoa(statsPort),
 			"--pid-file", filepath.Join(dir, "nutcracker.pid"), "--output", filepath.Join(dir, "nutcracker.log"))
-		return p, addr, err
 	})
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &Twemproxy{proc: proc, addr: addr, statsAddr: statsAddr, dir: dir}, nil
+	return &Twemproxy{server: s, statsAddr: statsAddr}, nil
 }
 
 // twemproxyConfig renders the YAML configuration: one pool named "bench".
@@ -143,20 +118,5 @@ func testTwemproxyConfig(ctx context.Context, bin, conf string) error {
 	return nil
 }
 
-// Addr is the pool's listen address.
-func (t *Twemproxy) Addr() string { return t.addr }
-
 // StatsAddr is the address of nutcracker's JSON stats port.
 func (t *Twemproxy) StatsAddr() string { return t.statsAddr }
-
-// Pid is nutcracker's process id, for CPUTime.
-func (t *Twemproxy) Pid() int { return t.proc.cmd.Process.Pid }
-
-// Close stops nutcracker and removes its directory. It may be called more
-// than once.
-func (t *Twemproxy) Close() {
-	t.closeOnce.Do(func() {
-		t.proc.kill()
-		os.RemoveAll(t.dir)
-	})
-}

@@ -95,63 +95,122 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runKvsimVsRedis(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
-	def := loadgen.DefaultKvsimVsRedisConfig()
+	cfg := loadgen.DefaultKvsimVsRedisConfig()
+	f := newComparisonFlags(name, stderr, `Starts a kvsim node owning every slot and a plain redis-server, runs redis-benchmark
+against both in interleaved rounds, and prints the medians, the kvsim/redis ratios
+and a verdict against the target ratio. Needs redis-server and redis-benchmark.`,
+		&cfg.Rounds, &cfg.Clients, &cfg.Keyspace, &cfg.Pipelines, &cfg.Tests)
+	f.fs.IntVar(&cfg.Requests, "requests", cfg.Requests, "redis-benchmark requests per test and pipeline depth (-n)")
+	f.fs.Float64Var(&cfg.Target, "target", cfg.Target, "lowest acceptable kvsim/redis requests/s ratio")
+	if code, ok := f.parse(args); !ok {
+		return code
+	}
+	if !f.validate(cfg.Validate()) {
+		return exitUsage
+	}
+
+	ctx, cancel := f.start(ctx, "redis-server and kvsim")
+	defer cancel()
+	report, err := loadgen.RunKvsimVsRedis(ctx, cfg)
+	if err != nil {
+		return f.failed(err)
+	}
+	printReport(stdout, report)
+	return exitOK
+}
+
+// comparisonFlags are the flags and checks every comparison subcommand
+// shares: redis-benchmark's common options and the run's timeout.
+type comparisonFlags struct {
+	fs        *flag.FlagSet
+	name      string
+	stderr    io.Writer
+	rounds    *int
+	pipelines *[]int
+	tests     *[]string
+	// The list flags' text, parsed into pipelines and tests by parse.
+	pipelinesText, testsText *string
+	timeout                  *time.Duration
+}
+
+// newComparisonFlags makes subcommand name's flag set, whose -h prints about,
+// with the shared flags bound to the given config fields; their values are
+// the defaults.
+func newComparisonFlags(name string, stderr io.Writer, about string, rounds, clients, keyspace *int, pipelines *[]int, tests *[]string) *comparisonFlags {
 	fs := flag.NewFlagSet("kvbench "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: kvbench %s [flags]\n\n", name)
-		fmt.Fprintln(stderr, "Starts a kvsim node owning every slot and a plain redis-server, runs redis-benchmark")
-		fmt.Fprintln(stderr, "against both in interleaved rounds, and prints the medians, the kvsim/redis ratios")
-		fmt.Fprintln(stderr, "and a verdict against the target ratio. Needs redis-server and redis-benchmark.")
+		fmt.Fprintln(stderr, about)
 		fmt.Fprintln(stderr, "\nflags:")
 		fs.PrintDefaults()
 	}
-	cfg := def
-	fs.IntVar(&cfg.Rounds, "rounds", def.Rounds, "interleaved rounds; medians are reported")
-	fs.IntVar(&cfg.Clients, "clients", def.Clients, "redis-benchmark parallel connections (-c)")
-	fs.IntVar(&cfg.Requests, "requests", def.Requests, "redis-benchmark requests per test and pipeline depth (-n)")
-	fs.IntVar(&cfg.Keyspace, "keyspace", def.Keyspace, "redis-benchmark random key range (-r)")
-	pipelines := fs.String("pipelines", joinInts(def.Pipelines), "comma-separated pipeline depths (-P), one run each")
-	tests := fs.String("tests", strings.ToLower(strings.Join(def.Tests, ",")), "comma-separated redis-benchmark tests (-t)")
-	fs.Float64Var(&cfg.Target, "target", def.Target, "lowest acceptable kvsim/redis requests/s ratio")
-	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	fs.IntVar(rounds, "rounds", *rounds, "interleaved rounds; medians are reported")
+	fs.IntVar(clients, "clients", *clients, "redis-benchmark parallel connections (-c)")
+	fs.IntVar(keyspace, "keyspace", *keyspace, "redis-benchmark random key range (-r)")
+	return &comparisonFlags{
+		fs: fs, name: name, stderr: stderr, rounds: rounds, pipelines: pipelines, tests: tests,
+		pipelinesText: fs.String("pipelines", joinInts(*pipelines), "comma-separated pipeline depths (-P), one run each"),
+		testsText:     fs.String("tests", strings.ToLower(strings.Join(*tests, ",")), "comma-separated redis-benchmark tests (-t)"),
+		timeout:       fs.Duration("timeout", 30*time.Minute, "give up after this long"),
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "kvbench %s: unexpected argument %q\n", name, fs.Arg(0))
-		fs.Usage()
-		return exitUsage
-	}
-	var err error
-	if cfg.Pipelines, err = parseInts(*pipelines); err != nil {
-		fmt.Fprintf(stderr, "kvbench %s: -pipelines: %v\n", name, err)
-		return exitUsage
-	}
-	cfg.Tests = splitList(*tests)
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(stderr, "kvbench %s: %v\n", name, err)
-		return exitUsage
-	}
-	if *timeout <= 0 {
-		fmt.Fprintf(stderr, "kvbench %s: -timeout must be positive, got %v\n", name, *timeout)
-		return exitUsage
-	}
+}
 
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	fmt.Fprintf(stderr, "kvbench: %d rounds of redis-benchmark -t %s -P %s against redis-server and kvsim...\n",
-		cfg.Rounds, strings.Join(cfg.Tests, ","), joinInts(cfg.Pipelines))
-	report, err := loadgen.RunKvsimVsRedis(ctx, cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "kvbench %s: %v\n", name, err)
-		return exitError
+// parse parses args and the shared list flags. When the subcommand must stop
+// (-h, a bad flag, an argument), ok is false and code is its exit status.
+func (f *comparisonFlags) parse(args []string) (code int, ok bool) {
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
 	}
-	printReport(stdout, report)
-	return exitOK
+	if f.fs.NArg() > 0 {
+		fmt.Fprintf(f.stderr, "kvbench %s: unexpected argument %q\n", f.name, f.fs.Arg(0))
+		f.fs.Usage()
+		return exitUsage, false
+	}
+	pipelines, err := parseInts(*f.pipelinesText)
+	if err != nil {
+		f.usageError("-pipelines: %v", err)
+		return exitUsage, false
+	}
+	*f.pipelines = pipelines
+	*f.tests = splitList(*f.testsText)
+	return exitOK, true
+}
+
+// validate reports configErr, the config's validation error, or else a
+// timeout that is not positive; it returns whether there was neither.
+func (f *comparisonFlags) validate(configErr error) bool {
+	if configErr != nil {
+		f.usageError("%v", configErr)
+		return false
+	}
+	if *f.timeout <= 0 {
+		f.usageError("-timeout must be positive, got %v", *f.timeout)
+		return false
+	}
+	return true
+}
+
+// usageError prints one "kvbench NAME: ..." line about bad usage.
+func (f *comparisonFlags) usageError(format string, args ...any) {
+	fmt.Fprintf(f.stderr, "kvbench %s: %s\n", f.name, fmt.Sprintf(format, args...))
+}
+
+// start bounds ctx by -timeout and says on stderr what the run measures
+// against.
+func (f *comparisonFlags) start(ctx context.Context, against string) (context.Context, context.CancelFunc) {
+	fmt.Fprintf(f.stderr, "kvbench: %d rounds of redis-benchmark -t %s -P %s against %s...\n",
+		*f.rounds, strings.Join(*f.tests, ","), joinInts(*f.pipelines), against)
+	return context.WithTimeout(ctx, *f.timeout)
+}
+
+// failed reports a run's error and returns the exit status for it.
+func (f *comparisonFlags) failed(err error) int {
+	fmt.Fprintf(f.stderr, "kvbench %s: %v\n", f.name, err)
+	return exitError
 }
 
 // printReport writes the medians and ratios as a table, then the verdict.

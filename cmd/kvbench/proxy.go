@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,62 +10,35 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"kvproxy/bench/loadgen"
 )
 
 func runProxy(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
-	def := loadgen.DefaultProxyConfig()
-	fs := flag.NewFlagSet("kvbench "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: kvbench %s [flags]\n\n", name)
-		fmt.Fprintln(stderr, "Starts one cluster-enabled redis-server owning every slot, kvproxy and twemproxy in")
-		fmt.Fprintln(stderr, "front of it, runs redis-benchmark against the server directly and through each proxy")
-		fmt.Fprintln(stderr, "in interleaved rounds, and prints the medians, the ratios, the proxies' CPU per request")
-		fmt.Fprintln(stderr, "and a verdict per goal. Needs redis-server, redis-benchmark, nutcracker, and go to")
-		fmt.Fprintln(stderr, "build kvproxy (run it from inside the kvproxy module) unless -kvproxy is given.")
-		fmt.Fprintln(stderr, "\nflags:")
-		fs.PrintDefaults()
-	}
-	cfg := def
-	fs.StringVar(&cfg.KvproxyBinary, "kvproxy", "", "kvproxy binary to measure; empty builds kvproxy/cmd/kvproxy")
-	kvproxyArgs := fs.String("kvproxy-args", "", "more kvproxy flags, space-separated (e.g. \"--backend-conns 8\")")
-	fs.IntVar(&cfg.Rounds, "rounds", def.Rounds, "interleaved rounds; medians are reported")
-	fs.IntVar(&cfg.Clients, "clients", def.Clients, "redis-benchmark parallel connections (-c)")
-	fs.IntVar(&cfg.Keyspace, "keyspace", def.Keyspace, "redis-benchmark random key range (-r)")
-	pipelines := fs.String("pipelines", joinInts(def.Pipelines), "comma-separated pipeline depths (-P), one run each")
-	requests := fs.String("requests", joinInts(def.Requests),
+	cfg := loadgen.DefaultProxyConfig()
+	f := newComparisonFlags(name, stderr, `Starts one cluster-enabled redis-server owning every slot, kvproxy and twemproxy in
+front of it, runs redis-benchmark against the server directly and through each proxy
+in interleaved rounds, and prints the medians, the ratios, the proxies' CPU per request
+and a verdict per goal. Needs redis-server, redis-benchmark, nutcracker, and go to
+build kvproxy (run it from inside the kvproxy module) unless -kvproxy is given.`,
+		&cfg.Rounds, &cfg.Clients, &cfg.Keyspace, &cfg.Pipelines, &cfg.Tests)
+	f.fs.StringVar(&cfg.KvproxyBinary, "kvproxy", "", "kvproxy binary to measure; empty builds kvproxy/cmd/kvproxy")
+	kvproxyArgs := f.fs.String("kvproxy-args", "", "more kvproxy flags, space-separated (e.g. \"--backend-conns 8\")")
+	requests := f.fs.String("requests", joinInts(cfg.Requests),
 		"comma-separated redis-benchmark requests per test (-n), one per pipeline depth")
-	tests := fs.String("tests", strings.ToLower(strings.Join(def.Tests, ",")), "comma-separated redis-benchmark tests (-t)")
-	vsTwemproxy := fs.String("vs-twemproxy", formatGoal(def.Goals[0]),
+	vsTwemproxy := f.fs.String("vs-twemproxy", formatGoal(cfg.Goals[0]),
 		"goal PIPELINE:RATIO: kvproxy at least RATIO times twemproxy's requests/s at that depth; \"none\" drops it")
-	vsDirect := fs.String("vs-direct", formatGoal(def.Goals[1]),
+	vsDirect := f.fs.String("vs-direct", formatGoal(cfg.Goals[1]),
 		"goal PIPELINE:RATIO: kvproxy at least RATIO times direct requests/s at that depth; \"none\" drops it")
-	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
-	samples := fs.Bool("samples", false, "also print every round's value of every metric, to judge the noise")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "kvbench %s: unexpected argument %q\n", name, fs.Arg(0))
-		fs.Usage()
-		return exitUsage
+	samples := f.fs.Bool("samples", false, "also print every round's value of every metric, to judge the noise")
+	if code, ok := f.parse(args); !ok {
+		return code
 	}
 	var err error
-	if cfg.Pipelines, err = parseInts(*pipelines); err != nil {
-		fmt.Fprintf(stderr, "kvbench %s: -pipelines: %v\n", name, err)
-		return exitUsage
-	}
 	if cfg.Requests, err = parseInts(*requests); err != nil {
-		fmt.Fprintf(stderr, "kvbench %s: -requests: %v\n", name, err)
+		f.usageError("-requests: %v", err)
 		return exitUsage
 	}
-	cfg.Tests = splitList(*tests)
 	cfg.KvproxyArgs = strings.Fields(*kvproxyArgs)
 	cfg.Goals = nil
 	for _, g := range []struct{ flag, peer, spec string }{
@@ -76,31 +47,23 @@ func runProxy(ctx context.Context, name string, args []string, stdout, stderr io
 	} {
 		goal, ok, err := parseGoal(g.peer, g.spec)
 		if err != nil {
-			fmt.Fprintf(stderr, "kvbench %s: -%s: %v\n", name, g.flag, err)
+			f.usageError("-%s: %v", g.flag, err)
 			return exitUsage
 		}
 		if ok {
 			cfg.Goals = append(cfg.Goals, goal)
 		}
 	}
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(stderr, "kvbench %s: %v\n", name, err)
-		return exitUsage
-	}
-	if *timeout <= 0 {
-		fmt.Fprintf(stderr, "kvbench %s: -timeout must be positive, got %v\n", name, *timeout)
+	if !f.validate(cfg.Validate()) {
 		return exitUsage
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := f.start(ctx, "redis-server directly, through kvproxy and through twemproxy")
 	defer cancel()
-	fmt.Fprintf(stderr, "kvbench: %d rounds of redis-benchmark -t %s -P %s against redis-server directly, through kvproxy and through twemproxy...\n",
-		cfg.Rounds, strings.Join(cfg.Tests, ","), joinInts(cfg.Pipelines))
 	loadBefore := loadAverage()
 	report, err := loadgen.RunProxyComparison(ctx, cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "kvbench %s: %v\n", name, err)
-		return exitError
+		return f.failed(err)
 	}
 	printProxyReport(stdout, report)
 	if *samples {

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"math/rand/v2"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -19,6 +17,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"kvproxy/bench/kvsim"
+	"kvproxy/bench/loadgen"
 )
 
 func TestRunRejectsBadFlagsInOneLine(t *testing.T) {
@@ -81,43 +82,6 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-func binaryOrSkip(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required when CI=true: %v", name, err)
-		}
-		t.Skipf("%s is not installed: %v", name, err)
-	}
-	return path
-}
-
-// freeConsecutivePorts returns the first of count consecutive loopback ports
-// that were free a moment ago, taken below the kernel's ephemeral range.
-func freeConsecutivePorts(t *testing.T, count int) int {
-	t.Helper()
-	for range 100 {
-		base := 20000 + rand.IntN(10000)
-		var lns []net.Listener
-		for i := range count {
-			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)))
-			if err != nil {
-				break
-			}
-			lns = append(lns, ln)
-		}
-		for _, ln := range lns {
-			require.NoError(t, ln.Close())
-		}
-		if len(lns) == count {
-			return base
-		}
-	}
-	t.Fatalf("no %d consecutive free ports found", count)
-	return 0
-}
-
 // TestKvsimWithRedisCli builds cmd/kvsim, runs a 2 x 1 cluster with a 300 ms
 // replication delay and drives it with the real redis-cli through a graceful
 // in-server failover, then stops it with SIGTERM.
@@ -125,14 +89,15 @@ func TestKvsimWithRedisCli(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
-	redisCli := binaryOrSkip(t, "redis-cli")
-	goTool := binaryOrSkip(t, "go") // go test puts its own go first on PATH
+	redisCli := loadgen.RequireBinary(t, "redis-cli")
+	goTool := loadgen.RequireBinary(t, "go") // go test puts its own go first on PATH
 	bin := filepath.Join(t.TempDir(), "kvsim")
 	build := exec.Command(goTool, "build", "-o", bin, ".")
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
 
-	base := freeConsecutivePorts(t, 4)
+	base, err := kvsim.FreeConsecutivePorts(4)
+	require.NoError(t, err)
 	ports := make([]string, 4)
 	for i := range ports {
 		ports[i] = strconv.Itoa(base + i)
