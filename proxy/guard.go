@@ -190,10 +190,13 @@ func (s *requestScanner) scan(p []byte) (consumed, start int, err *guardError) {
 				s.endSeen = 0
 			}
 		default:
-			c := p[i]
-			i++
-			s.requestBytes++
-			if e := s.step(c); e != nil {
+			n, e := s.fastHeader(p[i:])
+			if n == 0 {
+				n, e = 1, s.step(p[i])
+			}
+			i += n
+			s.requestBytes += int64(n)
+			if e != nil {
 				return i, start, e
 			}
 		}
@@ -244,17 +247,7 @@ func (s *requestScanner) step(c byte) *guardError {
 			s.num.add(c)
 			return nil
 		}
-		count, ok := s.num.finish()
-		switch {
-		case !ok || count <= 0:
-			return errInvalidMultibulk
-		case s.unauthenticated && count > maxUnauthArgs:
-			return errUnauthMultibulk
-		case count > s.limits.maxArgs:
-			return errTooManyArgs
-		}
-		s.argsLeft = count
-		s.state = stBulkStart
+		return s.arrayLen(s.num.finish())
 	case stBulkStart:
 		if c != '$' {
 			return errUnexpectedByte(c)
@@ -270,21 +263,7 @@ func (s *requestScanner) step(c byte) *guardError {
 			s.num.add(c)
 			return nil
 		}
-		size, ok := s.num.finish()
-		switch {
-		case !ok || size < 0:
-			return errInvalidBulk
-		case s.unauthenticated && size > maxUnauthBulkLen:
-			return errUnauthBulk
-		case size > s.limits.maxBulkLen:
-			return errBulkTooLong
-		}
-		s.dataLeft = size
-		s.state = stBulkData
-		if size == 0 {
-			s.state = stBulkEnd
-			s.endSeen = 0
-		}
+		return s.bulkLen(s.num.finish())
 	case stBulkEnd:
 		if s.endSeen == 0 {
 			s.firstEnd = c
@@ -294,14 +273,98 @@ func (s *requestScanner) step(c byte) *guardError {
 		if s.firstEnd != '\r' || c != '\n' {
 			return errInvalidBulk
 		}
-		s.argsLeft--
-		if s.argsLeft == 0 {
-			s.state = stCommand
-		} else {
-			s.state = stBulkStart
-		}
+		s.argEnd()
 	}
 	return nil
+}
+
+// arrayLen takes a command's argument count, at its header's LF.
+func (s *requestScanner) arrayLen(count int64, ok bool) *guardError {
+	switch {
+	case !ok || count <= 0:
+		return errInvalidMultibulk
+	case s.unauthenticated && count > maxUnauthArgs:
+		return errUnauthMultibulk
+	case count > s.limits.maxArgs:
+		return errTooManyArgs
+	}
+	s.argsLeft = count
+	s.state = stBulkStart
+	return nil
+}
+
+// bulkLen takes an argument's length, at its header's LF.
+func (s *requestScanner) bulkLen(size int64, ok bool) *guardError {
+	switch {
+	case !ok || size < 0:
+		return errInvalidBulk
+	case s.unauthenticated && size > maxUnauthBulkLen:
+		return errUnauthBulk
+	case size > s.limits.maxBulkLen:
+		return errBulkTooLong
+	}
+	s.dataLeft = size
+	s.state = stBulkData
+	if size == 0 {
+		s.state = stBulkEnd
+		s.endSeen = 0
+	}
+	return nil
+}
+
+// argEnd follows the CRLF after an argument.
+func (s *requestScanner) argEnd() {
+	s.argsLeft--
+	if s.argsLeft == 0 {
+		s.state = stCommand
+	} else {
+		s.state = stBulkStart
+	}
+}
+
+// fastHeader takes, in one step, a "*<digits>\r\n" or "$<digits>\r\n" header
+// or an argument's CRLF found whole at the start of p, which is what nearly
+// every read holds: stepping through them byte by byte was most of the
+// guard's cost. It returns 0 and leaves everything else to step (signs,
+// malformed or long numbers, bytes split across reads, and headers that
+// would cross maxRequestBytes, so refusals stay those of step).
+func (s *requestScanner) fastHeader(p []byte) (int, *guardError) {
+	if len(p) < 2 {
+		return 0, nil
+	}
+	switch {
+	case s.state == stBulkEnd && s.endSeen == 0:
+		if p[0] != '\r' || p[1] != '\n' {
+			return 0, nil
+		}
+		s.argEnd()
+		return 2, nil
+	case s.state == stBulkStart && p[0] == '$', s.state == stCommand && p[0] == '*':
+		v, n := headerNumber(p[1:])
+		if n == 0 || s.requestBytes+int64(1+n) > s.limits.maxRequestBytes {
+			return 0, nil
+		}
+		if p[0] == '*' {
+			return 1 + n, s.arrayLen(v, true)
+		}
+		return 1 + n, s.bulkLen(v, true)
+	}
+	return 0, nil
+}
+
+// headerNumber parses "<digits>\r\n" at the start of p, with at most 18
+// digits so it cannot overflow; n is the bytes it spans, 0 if p does not
+// start that way.
+func headerNumber(p []byte) (v int64, n int) {
+	digits := 0
+	for digits < len(p) && digits < 18 && '0' <= p[digits] && p[digits] <= '9' {
+		v = v*10 + int64(p[digits]-'0')
+		digits++
+	}
+	if digits == 0 || digits+1 >= len(p) || p[digits] != '\r' || p[digits+1] != '\n' {
+		return 0, 0
+	}
+	return v, digits + 2
 }
 
 // guardConn is the net.Conn redcon reads from. Read passes on only bytes the

@@ -145,6 +145,8 @@ func FuzzRequestScanner(f *testing.F) {
 		"*+2\r\n$-0\r\n\r\n$01\r\nx\r\n",
 		"*1\r\n$4\r\nPING\r",
 		"\r\n\r\n*1\r\n$1\r\nx\r\n",
+		// Under the tight caps, the last header crosses maxRequestBytes.
+		"*4\r\n$8\r\n12345678\r\n$8\r\n12345678\r\n$1\r\nx\r\n$9\r\n",
 	} {
 		f.Add([]byte(seed), uint8(1))
 	}
@@ -153,6 +155,12 @@ func FuzzRequestScanner(f *testing.F) {
 		chunked, chunkedErr := scanAll(data, testLimits, int(chunk))
 		require.Equal(t, boundary, chunked, "boundary depends on the read sizes")
 		require.Equal(t, err, chunkedErr, "verdict depends on the read sizes")
+		// Under tight caps too: one byte per read never takes fastHeader.
+		tight := scanLimits{maxBulkLen: 8, maxArgs: 4, maxRequestBytes: 40}
+		tightBoundary, tightErr := scanAll(data, tight, 0)
+		byteBoundary, byteErr := scanAll(data, tight, 1)
+		require.Equal(t, byteBoundary, tightBoundary, "boundary under tight caps depends on the read sizes")
+		require.Equal(t, byteErr, tightErr, "verdict under tight caps depends on the read sizes")
 		if err != nil && err.limit {
 			return // a cap redcon does not have
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -144,6 +145,14 @@ func (c *backendConn) flush() {
 		return
 	}
 	c.writing = true
+	// Yield once before writing: the sessions the same network poll woke
+	// queue their batches meanwhile and this write carries them too. Under
+	// redis-benchmark -P 16 -c 50 this took Redis from ~45 to ~275 commands
+	// per read and cut the proxy's write syscalls accordingly; with nothing
+	// else runnable it returns at once.
+	c.mu.Unlock()
+	runtime.Gosched()
+	c.mu.Lock()
 	// The connection may be replaced while the lock is released; whatever
 	// is queued goes to the current one.
 	for c.state == stateUp && len(c.wbuf) > 0 {
