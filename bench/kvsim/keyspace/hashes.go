@@ -58,12 +58,9 @@ func cmdHSetNX(k *Keyspace, out []byte, args [][]byte) []byte {
 }
 
 func cmdHGet(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindHash)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyNullBulk...)
+	v, out := k.lookupOrAnswer(out, args[1], kindHash, replyNullBulk)
+	if v == nil {
+		return out
 	}
 	val, exists := v.hash.get(args[2])
 	if !exists {
@@ -95,12 +92,9 @@ func cmdHMGet(k *Keyspace, out []byte, args [][]byte) []byte {
 
 // hashDump is HGETALL, HKEYS and HVALS.
 func hashDump(k *Keyspace, out []byte, args [][]byte, fields, values bool) []byte {
-	v, ok := k.lookupKind(args[1], kindHash)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyEmptyArr...)
+	v, out := k.lookupOrAnswer(out, args[1], kindHash, replyEmptyArr)
+	if v == nil {
+		return out
 	}
 	n := v.hash.len()
 	if fields && values {
@@ -131,12 +125,9 @@ func cmdHVals(k *Keyspace, out []byte, args [][]byte) []byte {
 }
 
 func cmdHDel(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindHash)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyZero...)
+	v, out := k.lookupOrAnswer(out, args[1], kindHash, replyZero)
+	if v == nil {
+		return out
 	}
 	deleted := 0
 	effect := k.effectStart(args[0])
@@ -155,23 +146,17 @@ func cmdHDel(k *Keyspace, out []byte, args [][]byte) []byte {
 }
 
 func cmdHLen(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindHash)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyZero...)
+	v, out := k.lookupOrAnswer(out, args[1], kindHash, replyZero)
+	if v == nil {
+		return out
 	}
 	return appendInt(out, int64(v.hash.len()))
 }
 
 func cmdHExists(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindHash)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyZero...)
+	v, out := k.lookupOrAnswer(out, args[1], kindHash, replyZero)
+	if v == nil {
+		return out
 	}
 	if _, exists := v.hash.get(args[2]); exists {
 		return append(out, replyOne...)
@@ -180,12 +165,9 @@ func cmdHExists(k *Keyspace, out []byte, args [][]byte) []byte {
 }
 
 func cmdHStrlen(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindHash)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyZero...)
+	v, out := k.lookupOrAnswer(out, args[1], kindHash, replyZero)
+	if v == nil {
+		return out
 	}
 	val, _ := v.hash.get(args[2])
 	return appendInt(out, int64(len(val)))

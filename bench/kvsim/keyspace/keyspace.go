@@ -286,6 +286,21 @@ func (k *Keyspace) lookupKind(key []byte, want kind) (*value, bool) {
 	return v, true
 }
 
+// lookupOrAnswer looks key up as want for a command whose reply is already
+// decided when the key holds another type (WRONGTYPE) or is absent (missing).
+// Then it appends that reply to out and returns a nil value: the caller
+// returns out.
+func (k *Keyspace) lookupOrAnswer(out, key []byte, want kind, missing string) (*value, []byte) {
+	v, ok := k.lookupKind(key, want)
+	switch {
+	case !ok:
+		return nil, append(out, errWrongType...)
+	case v == nil:
+		return nil, append(out, missing...)
+	}
+	return v, out
+}
+
 // add stores a new value at an absent key.
 func (k *Keyspace) add(key []byte, v *value) {
 	s := string(key)

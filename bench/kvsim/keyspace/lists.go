@@ -97,23 +97,17 @@ func cmdLPop(k *Keyspace, out []byte, args [][]byte) []byte { return popGeneric(
 func cmdRPop(k *Keyspace, out []byte, args [][]byte) []byte { return popGeneric(k, out, args, false) }
 
 func cmdLLen(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindList)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyZero...)
+	v, out := k.lookupOrAnswer(out, args[1], kindList, replyZero)
+	if v == nil {
+		return out
 	}
 	return appendInt(out, int64(v.list.len()))
 }
 
 func cmdLIndex(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindList)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyNullBulk...)
+	v, out := k.lookupOrAnswer(out, args[1], kindList, replyNullBulk)
+	if v == nil {
+		return out
 	}
 	idx, ok := parseInt(args[2])
 	if !ok {
@@ -151,12 +145,9 @@ func cmdLRange(k *Keyspace, out []byte, args [][]byte) []byte {
 	if !ok1 || !ok2 {
 		return append(out, errNotInt...)
 	}
-	v, ok := k.lookupKind(args[1], kindList)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyEmptyArr...)
+	v, out := k.lookupOrAnswer(out, args[1], kindList, replyEmptyArr)
+	if v == nil {
+		return out
 	}
 	start, end, empty := clampRange(start, end, int64(v.list.len()))
 	if empty {
@@ -170,12 +161,9 @@ func cmdLRange(k *Keyspace, out []byte, args [][]byte) []byte {
 }
 
 func cmdLSet(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindList)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, errNoSuchKey...)
+	v, out := k.lookupOrAnswer(out, args[1], kindList, errNoSuchKey)
+	if v == nil {
+		return out
 	}
 	idx, ok := parseInt(args[2])
 	if !ok {
@@ -198,12 +186,9 @@ func cmdLRem(k *Keyspace, out []byte, args [][]byte) []byte {
 	if !ok {
 		return append(out, errNotInt...)
 	}
-	v, ok := k.lookupKind(args[1], kindList)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyZero...)
+	v, out := k.lookupOrAnswer(out, args[1], kindList, replyZero)
+	if v == nil {
+		return out
 	}
 	items := v.list.items()
 	removed := int64(0)
@@ -242,12 +227,9 @@ func cmdLTrim(k *Keyspace, out []byte, args [][]byte) []byte {
 	if !ok1 || !ok2 {
 		return append(out, errNotInt...)
 	}
-	v, ok := k.lookupKind(args[1], kindList)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyOK...)
+	v, out := k.lookupOrAnswer(out, args[1], kindList, replyOK)
+	if v == nil {
+		return out
 	}
 	n := int64(v.list.len())
 	start, end, empty := clampRange(start, end, n)
@@ -278,12 +260,9 @@ func cmdLInsert(k *Keyspace, out []byte, args [][]byte) []byte {
 	default:
 		return append(out, errSyntax...)
 	}
-	v, ok := k.lookupKind(args[1], kindList)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyZero...)
+	v, out := k.lookupOrAnswer(out, args[1], kindList, replyZero)
+	if v == nil {
+		return out
 	}
 	items := v.list.items()
 	for i, e := range items {

@@ -32,12 +32,9 @@ func cmdSAdd(k *Keyspace, out []byte, args [][]byte) []byte {
 }
 
 func cmdSRem(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindSet)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyZero...)
+	v, out := k.lookupOrAnswer(out, args[1], kindSet, replyZero)
+	if v == nil {
+		return out
 	}
 	removed := 0
 	for _, m := range args[2:] {
@@ -62,23 +59,17 @@ func appendMembers(out []byte, members []string) []byte {
 }
 
 func cmdSMembers(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindSet)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyEmptyArr...)
+	v, out := k.lookupOrAnswer(out, args[1], kindSet, replyEmptyArr)
+	if v == nil {
+		return out
 	}
 	return appendMembers(out, sortedMembers(v.set))
 }
 
 func cmdSIsMember(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindSet)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyZero...)
+	v, out := k.lookupOrAnswer(out, args[1], kindSet, replyZero)
+	if v == nil {
+		return out
 	}
 	if _, exists := v.set[string(args[2])]; exists {
 		return append(out, replyOne...)
@@ -107,12 +98,9 @@ func cmdSMIsMember(k *Keyspace, out []byte, args [][]byte) []byte {
 }
 
 func cmdSCard(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindSet)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyZero...)
+	v, out := k.lookupOrAnswer(out, args[1], kindSet, replyZero)
+	if v == nil {
+		return out
 	}
 	return appendInt(out, int64(len(v.set)))
 }

@@ -10,12 +10,9 @@ import (
 var maxStringLen int64 = 512 << 20
 
 func cmdGet(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindString)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyNullBulk...)
+	v, out := k.lookupOrAnswer(out, args[1], kindString, replyNullBulk)
+	if v == nil {
+		return out
 	}
 	return appendBulk(out, v.str)
 }
@@ -196,12 +193,9 @@ func cmdGetSet(k *Keyspace, out []byte, args [][]byte) []byte {
 }
 
 func cmdGetDel(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindString)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyNullBulk...)
+	v, out := k.lookupOrAnswer(out, args[1], kindString, replyNullBulk)
+	if v == nil {
+		return out
 	}
 	out = appendBulk(out, v.str)
 	k.remove(args[1])
@@ -344,12 +338,9 @@ func cmdAppend(k *Keyspace, out []byte, args [][]byte) []byte {
 }
 
 func cmdStrlen(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindString)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyZero...)
+	v, out := k.lookupOrAnswer(out, args[1], kindString, replyZero)
+	if v == nil {
+		return out
 	}
 	return appendInt(out, int64(len(v.str)))
 }
@@ -360,12 +351,9 @@ func cmdGetRange(k *Keyspace, out []byte, args [][]byte) []byte {
 	if !ok1 || !ok2 {
 		return append(out, errNotInt...)
 	}
-	v, ok := k.lookupKind(args[1], kindString)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyEmptyBulk...)
+	v, out := k.lookupOrAnswer(out, args[1], kindString, replyEmptyBulk)
+	if v == nil {
+		return out
 	}
 	n := int64(len(v.str))
 	if start < 0 && end < 0 && start > end {

@@ -130,12 +130,9 @@ func zaddGeneric(k *Keyspace, out []byte, args [][]byte, flags, scoreIdx int) []
 }
 
 func cmdZRem(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindZSet)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyZero...)
+	v, out := k.lookupOrAnswer(out, args[1], kindZSet, replyZero)
+	if v == nil {
+		return out
 	}
 	removed := 0
 	for _, m := range args[2:] {
@@ -151,23 +148,17 @@ func cmdZRem(k *Keyspace, out []byte, args [][]byte) []byte {
 }
 
 func cmdZCard(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindZSet)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyZero...)
+	v, out := k.lookupOrAnswer(out, args[1], kindZSet, replyZero)
+	if v == nil {
+		return out
 	}
 	return appendInt(out, int64(v.zset.len()))
 }
 
 func cmdZScore(k *Keyspace, out []byte, args [][]byte) []byte {
-	v, ok := k.lookupKind(args[1], kindZSet)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyNullBulk...)
+	v, out := k.lookupOrAnswer(out, args[1], kindZSet, replyNullBulk)
+	if v == nil {
+		return out
 	}
 	s, exists := v.zset.scores[string(args[2])]
 	if !exists {
@@ -198,12 +189,9 @@ func cmdZMScore(k *Keyspace, out []byte, args [][]byte) []byte {
 }
 
 func zrankGeneric(k *Keyspace, out []byte, args [][]byte, reverse bool) []byte {
-	v, ok := k.lookupKind(args[1], kindZSet)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyNullBulk...)
+	v, out := k.lookupOrAnswer(out, args[1], kindZSet, replyNullBulk)
+	if v == nil {
+		return out
 	}
 	s, exists := v.zset.scores[string(args[2])]
 	if !exists {
@@ -416,12 +404,9 @@ func zrangeGeneric(k *Keyspace, out []byte, args [][]byte, by int, reverse, auto
 			return append(out, errMinMaxLex...)
 		}
 	}
-	v, ok := k.lookupKind(args[1], kindZSet)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyEmptyArr...)
+	v, out := k.lookupOrAnswer(out, args[1], kindZSet, replyEmptyArr)
+	if v == nil {
+		return out
 	}
 	var nodes []*slNode
 	switch spec.by {
@@ -538,12 +523,9 @@ func zpopGeneric(k *Keyspace, out []byte, args [][]byte, max bool) []byte {
 			return append(out, replyEmptyArr...)
 		}
 	}
-	v, ok := k.lookupKind(args[1], kindZSet)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyEmptyArr...)
+	v, out := k.lookupOrAnswer(out, args[1], kindZSet, replyEmptyArr)
+	if v == nil {
+		return out
 	}
 	n := min(count, int64(v.zset.len()))
 	out = appendArray(out, int(2*n))
@@ -578,12 +560,9 @@ func cmdZRemRangeByRank(k *Keyspace, out []byte, args [][]byte) []byte {
 	if !ok1 || !ok2 {
 		return append(out, errNotInt...)
 	}
-	v, ok := k.lookupKind(args[1], kindZSet)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyZero...)
+	v, out := k.lookupOrAnswer(out, args[1], kindZSet, replyZero)
+	if v == nil {
+		return out
 	}
 	return k.zremNodes(out, args, v, v.zset.rankRange(start, end, false))
 }
@@ -593,12 +572,9 @@ func cmdZRemRangeByScore(k *Keyspace, out []byte, args [][]byte) []byte {
 	if !ok {
 		return append(out, errMinMaxFloat...)
 	}
-	v, ok := k.lookupKind(args[1], kindZSet)
-	switch {
-	case !ok:
-		return append(out, errWrongType...)
-	case v == nil:
-		return append(out, replyZero...)
+	v, out := k.lookupOrAnswer(out, args[1], kindZSet, replyZero)
+	if v == nil {
+		return out
 	}
 	nodes := v.zset.filterRange(zrangeSpec{limit: -1}, sr.empty(),
 		func(n *slNode) bool { return sr.aboveMin(n.score) },
