@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 )
@@ -62,7 +63,9 @@ func (cl *call) fail(status callStatus, failure []byte) {
 		cl.status, cl.failure = status, failure
 	}
 	b.mu.Unlock()
-	b.doneN(1)
+	// Failures are reported with a connection's lock held: a Start round
+	// they complete is settled elsewhere.
+	b.doneElsewhere(1)
 }
 
 // finish gives the call its final reply without sending it.
@@ -75,6 +78,7 @@ func (cl *call) finish(reply []byte) {
 // cancelled context is left to the garbage collector, because late replies
 // may still reach it.
 type batch struct {
+	r     *Router
 	calls []call
 	// active holds the indexes of the calls sent in the current round.
 	active []int
@@ -82,6 +86,12 @@ type batch struct {
 	// held by Do while dispatching.
 	remaining atomic.Int32
 	done      chan struct{}
+	// onDone is set for a Start batch: the last completion of a round
+	// settles it instead of waking a waiting Do. ctx is Start's.
+	onDone func()
+	ctx    context.Context
+	// writes defers the writes of a Start round's dispatch.
+	writes *Writes
 
 	// mu orders late replies against abandonment.
 	mu        sync.Mutex
@@ -102,15 +112,18 @@ type slotPatch struct {
 
 var batchPool = sync.Pool{New: func() any { return &batch{done: make(chan struct{}, 1)} }}
 
-func getBatch(reqs []*Request) *batch {
+func getBatch(r *Router, reqs []*Request) *batch {
 	b := batchPool.Get().(*batch)
+	b.r = r
 	if cap(b.calls) < len(reqs) {
 		b.calls = make([]call, len(reqs))
 		b.active = make([]int, 0, len(reqs))
 	}
 	b.calls = b.calls[:len(reqs)]
+	b.active = b.active[:0]
 	for i, req := range reqs {
 		b.calls[i] = call{req: req, b: b}
+		b.active = append(b.active, i)
 	}
 	return b
 }
@@ -122,12 +135,30 @@ func putBatch(b *batch) {
 	clear(b.refusals)
 	clear(b.patches)
 	b.touched, b.admitted, b.refusals, b.patches = b.touched[:0], b.admitted[:0], b.refusals[:0], b.patches[:0]
+	b.onDone, b.ctx, b.r = nil, nil, nil
 	batchPool.Put(b)
 }
 
-// doneN counts n calls of the round complete and wakes Do after the last.
+// doneN counts n calls of the round complete; after the last it wakes Do,
+// or settles a Start round on the calling goroutine.
 func (b *batch) doneN(n int) {
 	if b.remaining.Add(int32(-n)) == 0 {
+		if b.onDone != nil {
+			b.r.roundDoneAsync(b)
+			return
+		}
+		b.done <- struct{}{}
+	}
+}
+
+// doneElsewhere is doneN for callers holding locks: a Start round it
+// completes is settled on a new goroutine.
+func (b *batch) doneElsewhere(n int) {
+	if b.remaining.Add(int32(-n)) == 0 {
+		if b.onDone != nil {
+			go b.r.roundDoneAsync(b)
+			return
+		}
 		b.done <- struct{}{}
 	}
 }

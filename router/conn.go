@@ -7,7 +7,10 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
+
+	"kvproxy/internal/rawio"
 )
 
 // Reconnection backoff of one backend connection: the first redial after a
@@ -40,12 +43,16 @@ type node struct {
 	conns []*backendConn
 }
 
-// connFor picks the connection of a slot; slot -1 (keyless) uses the first.
-func (n *node) connFor(slot int) *backendConn {
-	if slot < 0 {
+// connFor picks a request's connection: by its Affinity when set, else by
+// its slot (keyless requests use the first).
+func (n *node) connFor(q *Request) *backendConn {
+	switch {
+	case q.Affinity != 0:
+		return n.conns[q.Affinity%uint32(len(n.conns))]
+	case q.Slot < 0:
 		return n.conns[0]
 	}
-	return n.conns[slot%len(n.conns)]
+	return n.conns[q.Slot%len(n.conns)]
 }
 
 type connState uint8
@@ -73,6 +80,7 @@ type backendConn struct {
 	state   connState
 	closed  bool
 	nc      net.Conn
+	raw     *rawio.Conn // nc's socket, nil if it has none
 	wbuf    []byte
 	spare   []byte // the buffer of the write in progress, reused next time
 	writing bool
@@ -138,32 +146,37 @@ func (c *backendConn) preconnect() {
 
 // flush writes the queued bytes unless another caller is already writing
 // (that caller will pick them up before it stops).
-func (c *backendConn) flush() {
+func (c *backendConn) flush() { c.write(true) }
+
+// write is flush; with yield it first lets the goroutines the same network
+// poll woke queue their requests, so this write carries them too. Under
+// redis-benchmark -P 16 -c 50 with a goroutine per client this took Redis
+// from ~45 to ~275 commands per read and cut the proxy's write syscalls
+// accordingly; with nothing else runnable it returns at once. An event loop,
+// which gathers a whole round of clients itself (Writes), does not yield.
+func (c *backendConn) write(yield bool) {
 	c.mu.Lock()
 	if c.writing {
 		c.mu.Unlock()
 		return
 	}
 	c.writing = true
-	// Yield once before writing: the sessions the same network poll woke
-	// queue their batches meanwhile and this write carries them too. Under
-	// redis-benchmark -P 16 -c 50 this took Redis from ~45 to ~275 commands
-	// per read and cut the proxy's write syscalls accordingly; with nothing
-	// else runnable it returns at once.
-	c.mu.Unlock()
-	runtime.Gosched()
-	c.mu.Lock()
+	if yield {
+		c.mu.Unlock()
+		runtime.Gosched()
+		c.mu.Lock()
+	}
 	// The connection may be replaced while the lock is released; whatever
 	// is queued goes to the current one.
 	for c.state == stateUp && len(c.wbuf) > 0 {
-		nc, buf := c.nc, c.wbuf
+		nc, raw, buf := c.nc, c.raw, c.wbuf
 		c.wbuf, c.spare = c.spare[:0], nil
 		if c.sent == 0 {
 			c.progress = time.Now()
 		}
 		c.sent = c.fifo.n
 		c.mu.Unlock()
-		_, err := nc.Write(buf)
+		err := writeAll(nc, raw, buf)
 		c.mu.Lock()
 		c.spare = buf[:0]
 		if err != nil {
@@ -182,7 +195,7 @@ func (c *backendConn) breakLocked(nc net.Conn, cause error) {
 		return
 	}
 	_ = nc.Close()
-	c.nc = nil
+	c.nc, c.raw = nil, nil
 	if time.Since(c.connectedAt) < stableConnAge {
 		// A server that accepts and then drops connections gets redialled
 		// no faster than one that refuses them.
@@ -258,16 +271,17 @@ func (c *backendConn) connectAndServe() {
 		c.mu.Unlock()
 		return
 	}
-	c.nc, c.state, c.connectedAt = nc, stateUp, time.Now()
+	raw := rawConnOf(nc)
+	c.nc, c.raw, c.state, c.connectedAt = nc, raw, stateUp, time.Now()
 	c.mu.Unlock()
 	c.flush()
-	c.readLoop(nc)
+	c.readLoop(nc, raw)
 }
 
 // readLoop splits the reply stream into frames and completes the FIFO's
 // head with each, until a read fails, the stream is malformed, or replies
 // stall for ReadTimeout while requests are outstanding.
-func (c *backendConn) readLoop(nc net.Conn) {
+func (c *backendConn) readLoop(nc net.Conn, raw *rawio.Conn) {
 	scanner := NewScanner(c.r.cfg.MaxBulkLen)
 	timeout := c.r.cfg.ReadTimeout
 	buf := make([]byte, 0, readBufSize)
@@ -287,7 +301,7 @@ func (c *backendConn) readLoop(nc net.Conn) {
 			_ = nc.SetReadDeadline(now.Add(timeout))
 			renewAt = now.Add(timeout / 4)
 		}
-		n, err := nc.Read(buf[len(buf):cap(buf)])
+		n, err := readSome(nc, raw, buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err != nil {
 			if isTimeout(err) && !c.stalled(timeout) {
@@ -330,6 +344,34 @@ func (c *backendConn) readLoop(nc net.Conn) {
 }
 
 type frameSpan struct{ from, to int }
+
+// rawConnOf returns nc's socket for raw reads and writes (package rawio),
+// nil when nc has none.
+func rawConnOf(nc net.Conn) *rawio.Conn {
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			return rawio.NewConn(raw)
+		}
+	}
+	return nil
+}
+
+func readSome(nc net.Conn, raw *rawio.Conn, p []byte) (int, error) {
+	if raw == nil {
+		return nc.Read(p)
+	}
+	return raw.Read(p)
+}
+
+func writeAll(nc net.Conn, raw *rawio.Conn, p []byte) error {
+	var err error
+	if raw == nil {
+		_, err = nc.Write(p)
+	} else {
+		_, err = raw.Write(p)
+	}
+	return err
+}
 
 // compactOrGrow makes room at the end of a full buffer whose bytes before
 // start are consumed.

@@ -19,57 +19,152 @@ import (
 // may reuse them at once. Do may be called concurrently.
 func (r *Router) Do(ctx context.Context, reqs []*Request) {
 	if r.closed.Load() {
-		for _, q := range reqs {
-			q.Reply = append(q.Reply[:0], replyShuttingDown...)
-		}
+		answerAll(reqs, replyShuttingDown)
 		return
 	}
-	b := getBatch(reqs)
-	b.active = b.active[:0]
-	for i := range reqs {
-		b.active = append(b.active, i)
+	b := getBatch(r, reqs)
+	r.dispatch(ctx, b)
+	r.finishRounds(ctx, b)
+}
+
+// Start is Do without the wait: it sends the first round and returns, and
+// done runs once every request has its final reply. In the common case,
+// where no reply needs a second round, done runs on the backend reader that
+// delivered the last reply, so it must be quick and must never block; the
+// rare later rounds run on a goroutine of their own. Every Raw must stay
+// valid until done runs. ctx is consulted by the gate and by later rounds.
+//
+// With writes not nil, the first round's requests are queued on their
+// connections but not written: writes.Flush, called once for many Start
+// calls, sends each connection's share in one write.
+func (r *Router) Start(ctx context.Context, reqs []*Request, done func(), writes *Writes) {
+	if r.closed.Load() {
+		answerAll(reqs, replyShuttingDown)
+		done()
+		return
 	}
+	b := getBatch(r, reqs)
+	b.ctx, b.onDone, b.writes = ctx, done, writes
+	r.dispatch(ctx, b)
+	b.writes = nil
+	b.doneN(1) // the hold dispatch kept on the round
+}
+
+// Writes collects the backend connections that Start calls queued requests
+// on without writing them. It belongs to one goroutine.
+type Writes struct {
+	conns []*backendConn
+}
+
+// Flush writes every collected connection once.
+func (w *Writes) Flush() {
+	for _, c := range w.conns {
+		c.write(false)
+	}
+	clear(w.conns)
+	w.conns = w.conns[:0]
+}
+
+func (w *Writes) add(c *backendConn) {
+	for _, known := range w.conns {
+		if known == c {
+			return
+		}
+	}
+	w.conns = append(w.conns, c)
+}
+
+// finishRounds waits for the round in flight and sends further rounds until
+// every call is settled, then releases b.
+func (r *Router) finishRounds(ctx context.Context, b *batch) {
 	backoff := r.cfg.RetryBackoff
-	for len(b.active) > 0 {
-		r.dispatch(ctx, b)
+	for {
 		if !b.wait(ctx) {
 			return // abandoned: late replies may still reach b
 		}
-		var o roundOutcome
-		next := b.active[:0]
-		for _, i := range b.active {
-			if r.settle(&b.calls[i], &o) {
-				next = append(next, i)
-			}
-		}
-		b.active = next
-		if len(b.patches) > 0 {
-			r.patch(b.patches)
-			clear(b.patches)
-			b.patches = b.patches[:0]
-		}
-		if o.refresh {
-			r.triggerRefresh()
-		}
-		if len(b.active) == 0 {
+		o := r.settleRound(b)
+		if len(b.active) == 0 || !r.prepareRound(ctx, b, o, &backoff) {
 			break
 		}
-		if o.awaitRefresh {
-			r.awaitRefresh(ctx)
-		}
-		if o.backoff {
-			if !sleepCtx(ctx, backoff) {
-				b.finishActive(ctxReply(ctx))
-				break
-			}
-			backoff = min(2*backoff, r.cfg.MaxRetryBackoff)
-		}
-		if ctx.Err() != nil {
-			b.finishActive(ctxReply(ctx))
-			break
-		}
+		r.dispatch(ctx, b)
 	}
 	putBatch(b)
+}
+
+// roundDoneAsync runs where the last reply of a Start round arrived: it
+// settles the round and either answers the caller at once or hands the
+// further rounds to a goroutine.
+func (r *Router) roundDoneAsync(b *batch) {
+	o := r.settleRound(b)
+	done := b.onDone
+	if len(b.active) == 0 {
+		putBatch(b)
+		done()
+		return
+	}
+	// Later rounds wait for their replies like Do does.
+	b.onDone = nil
+	go func() {
+		ctx := b.ctx
+		backoff := r.cfg.RetryBackoff
+		if r.prepareRound(ctx, b, o, &backoff) {
+			r.dispatch(ctx, b)
+			r.finishRounds(ctx, b)
+		} else {
+			putBatch(b)
+		}
+		done()
+	}()
+}
+
+// settleRound decides, for every call of the round just completed, whether
+// it is answered or must be sent again, and applies what the replies taught
+// (MOVED patches, refresh requests). b.active keeps the calls to resend.
+func (r *Router) settleRound(b *batch) roundOutcome {
+	var o roundOutcome
+	next := b.active[:0]
+	for _, i := range b.active {
+		if r.settle(&b.calls[i], &o) {
+			next = append(next, i)
+		}
+	}
+	b.active = next
+	if len(b.patches) > 0 {
+		r.patch(b.patches)
+		clear(b.patches)
+		b.patches = b.patches[:0]
+	}
+	if o.refresh {
+		r.triggerRefresh()
+	}
+	return o
+}
+
+// prepareRound waits what the settled round asks for before the calls in
+// b.active are resent; it reports false, with every call answered, when ctx
+// ends first.
+func (r *Router) prepareRound(ctx context.Context, b *batch, o roundOutcome, backoff *time.Duration) bool {
+	if o.awaitRefresh {
+		r.awaitRefresh(ctx)
+	}
+	if o.backoff {
+		if !sleepCtx(ctx, *backoff) {
+			b.finishActive(ctxReply(ctx))
+			return false
+		}
+		*backoff = min(2**backoff, r.cfg.MaxRetryBackoff)
+	}
+	if ctx.Err() != nil {
+		b.finishActive(ctxReply(ctx))
+		return false
+	}
+	return true
+}
+
+func answerAll(reqs []*Request, reply []byte) {
+	for _, q := range reqs {
+		q.Reply = append(q.Reply[:0], reply...)
+	}
 }
 
 // roundOutcome collects what a round's replies ask of the next round.
@@ -121,7 +216,7 @@ func (r *Router) dispatch(ctx context.Context, b *batch) {
 		cl := &b.calls[i]
 		cl.conn = nil
 		if cl.status == callPending {
-			cl.conn = cl.sentTo.connFor(cl.req.Slot)
+			cl.conn = cl.sentTo.connFor(cl.req)
 			b.touch(cl.conn)
 		}
 	}
@@ -135,7 +230,11 @@ func (r *Router) dispatch(ctx context.Context, b *batch) {
 		c.mu.Unlock()
 	}
 	for _, c := range b.touched {
-		c.flush()
+		if b.writes != nil {
+			b.writes.add(c)
+		} else {
+			c.flush()
+		}
 	}
 	clear(b.touched)
 	b.touched = b.touched[:0]

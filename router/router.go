@@ -29,6 +29,11 @@ type Request struct {
 	// ReadOnly marks commands that are safe to resend after a connection was
 	// lost with the request already sent.
 	ReadOnly bool
+	// Affinity, when not zero, picks the connection to the node: requests
+	// with the same affinity share one. A client's pipeline then travels in
+	// one write and comes back in one read, while different clients spread
+	// over the node's connections. Zero spreads requests by slot.
+	Affinity uint32
 	// Reply is the raw RESP reply once Do returns: the backend's own bytes, or
 	// a RESP error made by the router (never a redirect, never a Go error).
 	Reply []byte

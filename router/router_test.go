@@ -542,6 +542,7 @@ func assertGoroutinesAtMost(t *testing.T, limit int) {
 // TestChaosEveryReplyBelongsToItsRequest mixes concurrent callers, dropped
 // connections mid-pipeline, MOVED ping-pong and cancelled contexts, and
 // checks that every request gets exactly its own reply or a router error.
+// Even callers use Do, odd ones Start.
 func TestChaosEveryReplyBelongsToItsRequest(t *testing.T) {
 	fc := newFakeCluster(t, 2)
 	for i, n := range fc.nodes {
@@ -586,7 +587,14 @@ func TestChaosEveryReplyBelongsToItsRequest(t *testing.T) {
 					timeout = time.Millisecond // abandon some batches
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), timeout)
-				r.Do(ctx, reqs)
+				if c%2 == 0 {
+					r.Do(ctx, reqs)
+				} else {
+					// Start's first round ignores ctx; later ones honour it.
+					done := make(chan struct{})
+					r.Start(ctx, reqs, func() { close(done) }, nil)
+					<-done
+				}
 				cancel()
 				for i, q := range reqs {
 					id := itoa(c) + "-" + itoa(n) + "-" + itoa(i)
