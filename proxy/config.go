@@ -47,6 +47,10 @@ type Config struct {
 	// WAIT ...) may wait at once, each on a backend connection of its own;
 	// past it they are refused with an error.
 	MaxBlockingConns int
+	// EventLoops is how many event loops read the clients (Linux only):
+	// zero means one per processor (GOMAXPROCS), a negative number none,
+	// every client then having a goroutine of its own.
+	EventLoops int
 	// ShutdownTimeout bounds how long Close waits for in-flight batches
 	// before it cancels them and closes every client connection.
 	ShutdownTimeout time.Duration

@@ -180,8 +180,10 @@ func TestExecOnLostConnection(t *testing.T) {
 }
 
 // A transaction's connection goes back to the pool and serves the next one.
-func TestTransactionConnectionIsReused(t *testing.T) {
-	node := startScriptedNode(t, func(args []string) (string, bool) {
+// startTransactionNode runs a node that accepts any transaction, every EXEC
+// answering one integer reply.
+func startTransactionNode(t *testing.T) *scriptedNode {
+	return startScriptedNode(t, func(args []string) (string, bool) {
 		switch strings.ToUpper(args[0]) {
 		case "MULTI":
 			return "+OK\r\n", false
@@ -190,6 +192,10 @@ func TestTransactionConnectionIsReused(t *testing.T) {
 		}
 		return "+QUEUED\r\n", false
 	})
+}
+
+func TestTransactionConnectionIsReused(t *testing.T) {
+	node := startTransactionNode(t)
 	_, addr := startProxy(t, &dedicatedFake{fakeCluster: newFakeCluster(3), node: node.addr}, nil)
 	c := dialResp(t, addr)
 	for range 3 {

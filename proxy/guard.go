@@ -410,7 +410,10 @@ func (g *guardConn) Read(p []byte) (int, error) {
 	if len(g.held) > 0 {
 		n = copy(p, g.held)
 		g.held = g.held[n:]
-	} else if n, err = g.Conn.Read(p); n == 0 {
+	} else {
+		n, err = g.Conn.Read(p)
+	}
+	if n == 0 {
 		return n, err
 	}
 	g.scanner.unauthenticated = !g.authenticated.Load()
@@ -431,6 +434,19 @@ func (g *guardConn) Read(p []byte) (int, error) {
 	}
 	return 0, g.refuse()
 }
+
+// Write skips empty writes: a client's goroutine flushes its reply buffer
+// after every batch, and it is empty when nothing was answered yet.
+func (g *guardConn) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	return g.Conn.Write(p)
+}
+
+// pending reports input read from the socket and not yet passed on, or a
+// refusal not yet told: either way the next Read has something to return.
+func (g *guardConn) pending() bool { return len(g.held) > 0 || g.refused != nil }
 
 // refuse tells the client why its connection is being closed.
 func (g *guardConn) refuse() error {

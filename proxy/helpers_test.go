@@ -94,6 +94,19 @@ func (f *fakeCluster) Do(ctx context.Context, reqs []*router.Request) {
 	f.calls = append(f.calls, call)
 }
 
+// Start answers like Do but on a goroutine of its own, as the router does
+// when a batch needs a second round, so the sessions' asynchronous path is
+// what these tests exercise. syncBackend hides it.
+func (f *fakeCluster) Start(ctx context.Context, reqs []*router.Request, done func(), _ *router.Writes) {
+	go func() {
+		f.Do(ctx, reqs)
+		done()
+	}()
+}
+
+// syncBackend offers only Do, so sessions answer every batch synchronously.
+type syncBackend struct{ Backend }
+
 func (f *fakeCluster) callLog() [][]string {
 	f.mu.Lock()
 	defer f.mu.Unlock()

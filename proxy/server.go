@@ -5,15 +5,15 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
-	"runtime/debug"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/tidwall/redcon"
 
 	"kvproxy/router"
 )
@@ -59,12 +59,11 @@ type Server struct {
 	sessions map[*session]struct{}
 	// sessionsDone counts live sessions; Close waits for it.
 	sessionsDone sync.WaitGroup
-	// drained is closed when every session has ended, which lets the
-	// listener report its closure to redcon (redcon closes every connection
-	// the moment Accept fails, which would cut off in-flight batches).
-	drained   chan struct{}
-	serveDone chan struct{}
-	listener  net.Listener
+	// shuttingDown mirrors closing for the data path, without the lock.
+	shuttingDown atomic.Bool
+	serveDone    chan struct{}
+	listener     net.Listener
+	loops        []*eventLoop
 
 	nextClientID atomic.Int64
 	stats        stats
@@ -87,8 +86,8 @@ type stats struct {
 	rejectedRequests    atomic.Int64
 }
 
-// New returns a Server that sends commands to backend. It does not listen:
-// call Serve.
+// New returns a Server that sends commands to backend, with its event loops
+// started. It does not listen: call Serve. Close releases it.
 func New(cfg Config, backend Backend) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -101,7 +100,13 @@ func New(cfg Config, backend Backend) (*Server, error) {
 	sum := sha1.Sum([]byte("kvproxy " + cfg.AnnounceAddr))
 	ctx, cancel := context.WithCancel(context.Background())
 	dedicated, _ := backend.(DedicatedBackend)
+	loops, err := startEventLoops(cfg)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	return &Server{
+		loops:         loops,
 		dedicated:     dedicated,
 		pool:          newNodePool(dedicated),
 		blockingSlots: make(chan struct{}, cfg.MaxBlockingConns),
@@ -121,7 +126,6 @@ func New(cfg Config, backend Backend) (*Server, error) {
 		ctx:       ctx,
 		cancel:    cancel,
 		sessions:  make(map[*session]struct{}),
-		drained:   make(chan struct{}),
 		serveDone: make(chan struct{}),
 	}, nil
 }
@@ -140,18 +144,55 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.serving = true
 	s.listener = ln
+	loops := s.loops
 	s.mu.Unlock()
 	defer close(s.serveDone)
-
-	err := redcon.Serve(&guardListener{Listener: ln, srv: s}, s.handle, s.accept, s.closed)
-	s.mu.Lock()
-	closing := s.closing
-	s.mu.Unlock()
-	if closing {
-		return ErrServerClosed
+	for i := 0; ; i++ {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.shuttingDown.Load() {
+				return ErrServerClosed
+			}
+			return err
+		}
+		c := s.newClient(nc)
+		if c == nil {
+			_ = nc.Close()
+			continue
+		}
+		var loop *eventLoop
+		if len(loops) > 0 {
+			loop = loops[i%len(loops)]
+		}
+		c.start(loop)
 	}
-	return err
 }
+
+// startEventLoops starts cfg.EventLoops loops (one per processor when
+// zero); none when negative or unsupported.
+func startEventLoops(cfg Config) ([]*eventLoop, error) {
+	n := cfg.EventLoops
+	if n == 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	if n < 0 || !eventLoopsSupported {
+		return nil, nil
+	}
+	loops := make([]*eventLoop, 0, n)
+	for range n {
+		l, err := newEventLoop()
+		if err != nil {
+			for _, l := range loops {
+				l.close()
+			}
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+		loops = append(loops, l)
+	}
+	return loops, nil
+}
+
+func (s *Server) isClosing() bool { return s.shuttingDown.Load() }
 
 // Close shuts the server down gracefully: it stops accepting, lets every
 // batch already read finish and be answered, then closes the client
@@ -164,17 +205,24 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closing = true
+	s.shuttingDown.Store(true)
 	serving := s.serving
 	var err error
 	if s.listener != nil {
 		err = s.listener.Close()
 	}
-	// Idle clients are woken from their read; busy ones read again only
-	// after answering the batch in hand, and then stop.
+	clients := make([]*client, 0, len(s.sessions))
 	for sess := range s.sessions {
-		_ = sess.netConn.SetReadDeadline(time.Now())
+		if c, ok := sess.conn.(*client); ok {
+			clients = append(clients, c)
+		}
 	}
 	s.mu.Unlock()
+	// Idle clients end now; busy ones once the batch in hand is answered.
+	for _, c := range clients {
+		_ = c.nc.SetReadDeadline(time.Now()) // wakes a goroutine's read
+		c.attemptServe(nil)                  // ends an idle loop client
+	}
 
 	allDone := make(chan struct{})
 	go func() {
@@ -197,9 +245,11 @@ func (s *Server) Close() error {
 	}
 	s.cancel()
 	s.pool.close()
-	close(s.drained)
 	if serving {
 		<-s.serveDone
+	}
+	for _, l := range s.loops {
+		l.close()
 	}
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
@@ -207,56 +257,11 @@ func (s *Server) Close() error {
 	return err
 }
 
-// guardListener wraps accepted connections in a guardConn and holds back the
-// listener's failure until Close has drained the sessions.
-type guardListener struct {
-	net.Listener
-	srv *Server
-}
-
-func (l *guardListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		l.srv.mu.Lock()
-		closing := l.srv.closing
-		l.srv.mu.Unlock()
-		if closing {
-			<-l.srv.drained
-			return nil, net.ErrClosed
-		}
-		return nil, err
-	}
-	return newGuardConn(c, l.srv.limits, !l.srv.needsPassword, &l.srv.stats.rejectedRequests, l.srv.logger), nil
-}
-
-// accept registers a new client; it runs on redcon's accept loop.
-func (s *Server) accept(conn redcon.Conn) bool {
-	g, _ := conn.NetConn().(*guardConn)
-	if g == nil {
-		return false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	sess := newSession(s, conn, g)
-	s.sessions[sess] = struct{}{}
-	s.sessionsDone.Add(1)
-	s.stats.connectionsReceived.Add(1)
-	s.stats.connectedClients.Add(1)
-	conn.SetContext(sess)
-	return true
-}
-
-// closed runs when redcon is done with a client.
-func (s *Server) closed(conn redcon.Conn, err error) {
-	sess, _ := conn.Context().(*session)
-	if sess == nil {
-		return
-	}
-	if err != nil && !errors.Is(err, errRefused) && !errors.Is(err, net.ErrClosed) && !isTimeout(err) {
-		s.logger.Debug("client connection ended", "client", conn.RemoteAddr(), "err", err)
+// closed releases a session whose connection ended; the caller holds its
+// turn.
+func (s *Server) closed(sess *session, err error) {
+	if err != nil && !errors.Is(err, errRefused) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) && !isTimeout(err) {
+		s.logger.Debug("client connection ended", "client", sess.remoteAddr(), "err", err)
 	}
 	sess.releaseDedicated()
 	s.mu.Lock()
@@ -269,25 +274,4 @@ func (s *Server) closed(conn redcon.Conn, err error) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// handle receives the first command of a client's pipeline; the rest of the
-// pipeline is taken at once so the whole batch goes to the backends together.
-func (s *Server) handle(conn redcon.Conn, cmd redcon.Command) {
-	sess := conn.Context().(*session)
-	defer func() {
-		// A bug must cost one client its connection, not every client the
-		// process.
-		if v := recover(); v != nil {
-			s.logger.Error("panic while serving a client; closing its connection",
-				"client", conn.RemoteAddr(), "panic", v, "stack", string(debug.Stack()))
-			_ = conn.Close()
-		}
-	}()
-	sess.batch = append(sess.batch[:0], cmd)
-	sess.batch = append(sess.batch, conn.ReadPipeline()...)
-	sess.serve(sess.batch)
-	// Drop the references so the commands' memory is not held until the
-	// next batch.
-	clear(sess.batch)
 }

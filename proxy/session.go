@@ -8,6 +8,7 @@ import (
 
 	"github.com/tidwall/redcon"
 
+	"kvproxy/internal/rawio"
 	"kvproxy/router"
 )
 
@@ -57,17 +58,19 @@ type span struct{ from, to int }
 // batch, so serving a pipeline does not allocate in steady state.
 type session struct {
 	srv     *Server
-	conn    redcon.Conn
+	conn    replyConn
 	netConn *guardConn
 	flush   func() error
 	// writeDirect writes to the client's socket past redcon's buffer; nil
 	// when the connection is not a redcon one (tests).
 	writeDirect func([]byte) (int, error)
 	id          int64
-	created     time.Time
-	name        []byte
-	authed      bool
-	quit        bool
+	// affinity keeps the session's requests to a node on one connection.
+	affinity uint32
+	created  time.Time
+	name     []byte
+	authed   bool
+	quit     bool
 	// lastCommand names the latest command, for CLIENT INFO/LIST.
 	lastCommand string
 	lastActive  time.Time
@@ -82,6 +85,10 @@ type session struct {
 	owned [][]byte
 	// local holds the replies the proxy makes for the chunk.
 	local []byte
+	// looked holds what loopSafe found for the batch being classified;
+	// lookedNext is the next entry to match.
+	looked     []lookedUp
+	lookedNext int
 	// Scratch space for key positions, slot splitting and merging.
 	keyIdx []int
 	refs   []keyRef
@@ -95,6 +102,25 @@ type session struct {
 	// unflushed counts reply bytes written since the last flush.
 	unflushed int
 
+	// Asynchronous answering (async.go). idle holds the client's turn;
+	// starter and rawConn are nil when the backend or the connection does
+	// not allow it, asyncOK is false while the client is served by a
+	// goroutine, and onTurnFree is told each time the turn is given back.
+	// arena keeps the chunk's commands, out its replies.
+	idle    chan struct{}
+	asyncOK bool
+	// writes, while an event loop serves the session, defers its backend
+	// writes to the loop's one flush per round of events.
+	writes        *router.Writes
+	onTurnFree    func()
+	starter       AsyncBackend
+	rawConn       *rawio.Conn
+	asyncDone     func()
+	arena         []byte
+	out           []byte
+	async         bool
+	asyncMayBlock bool
+
 	// Dedicated-connection state (tx.go, blocking.go, pubsub.go).
 	tx  txState
 	sub *subscriber
@@ -103,7 +129,18 @@ type session struct {
 	lastSlot int
 }
 
-func newSession(srv *Server, conn redcon.Conn, g *guardConn) *session {
+// replyConn is what a session needs of its connection besides the guarded
+// socket: *client, or a recorder in tests.
+type replyConn interface {
+	WriteRaw(b []byte)
+	Close() error
+	RemoteAddr() string
+}
+
+// newSession makes the session of a connection. w is the connection's reply
+// buffer and raw its socket, for writes past that buffer; either may be nil
+// (tests), which leaves the session synchronous.
+func newSession(srv *Server, conn replyConn, g *guardConn, w *redcon.Writer, raw *rawio.Conn) *session {
 	s := &session{
 		srv:     srv,
 		conn:    conn,
@@ -117,30 +154,46 @@ func newSession(srv *Server, conn redcon.Conn, g *guardConn) *session {
 		lastSlot: -1,
 	}
 	s.lastActive = s.created
+	// Never zero, which would mean "by slot".
+	s.affinity = uint32(s.id) | 1<<31
 	s.flush = func() error { return nil }
-	if w := redcon.BaseWriter(conn); w != nil {
+	if w != nil {
 		s.flush = w.Flush
 		s.writeDirect = g.Conn.Write
+	}
+	s.idle = make(chan struct{}, 1)
+	s.releaseTurnQuietly()
+	s.asyncDone = s.completeAsync
+	if raw != nil && w != nil {
+		s.starter, _ = srv.backend.(AsyncBackend)
+		s.rawConn = raw
 	}
 	return s
 }
 
 // serve answers a client's batch, at most MaxPipeline commands per trip to
 // the backends.
-func (s *session) serve(cmds []redcon.Command) {
+// serve answers a client's batch, at most MaxPipeline commands per trip to
+// the backends. The caller holds the client's turn. The last chunk is
+// answered asynchronously when the session allows it (async.go): serve then
+// reports true, and the turn passes to whoever writes the replies.
+func (s *session) serve(cmds []redcon.Command) (async bool) {
 	s.unflushed = 0
 	s.lastActive = time.Now()
 	for len(cmds) > 0 && !s.quit {
 		n := min(len(cmds), s.srv.cfg.MaxPipeline)
-		s.serveChunk(cmds[:n])
+		async = s.serveChunk(cmds[:n], n == len(cmds))
 		cmds = cmds[n:]
 	}
 	if s.quit {
 		_ = s.conn.Close()
 	}
+	return async
 }
 
-func (s *session) serveChunk(cmds []redcon.Command) {
+// serveChunk classifies a chunk's commands and answers them; it reports
+// whether the answer was left to the asynchronous path.
+func (s *session) serveChunk(cmds []redcon.Command, last bool) bool {
 	s.masters = nil
 	for i := range cmds {
 		if s.quit {
@@ -148,7 +201,52 @@ func (s *session) serveChunk(cmds []redcon.Command) {
 		}
 		s.classify(&cmds[i])
 	}
+	clear(s.looked) // do not pin the commands
+	s.looked, s.lookedNext = s.looked[:0], 0
+	if last && s.startAsync() {
+		return true
+	}
 	s.runPending()
+	return false
+}
+
+// plain reports a session in no transaction and no subscription: its
+// batches can be served without blocking.
+func (s *session) plain() bool {
+	return s.sub == nil && !s.tx.inMulti && s.tx.pinned == nil && !s.quit
+}
+
+// loopSafe reports whether serving cmds cannot block: the session is plain,
+// the batch is one chunk small enough to be answered asynchronously, and no
+// command needs a dedicated connection or ends the connection.
+func (s *session) loopSafe(cmds []redcon.Command) bool {
+	if !s.plain() || len(cmds) > s.srv.cfg.MaxPipeline {
+		return false
+	}
+	size := 0
+	s.looked, s.lookedNext = s.looked[:0], 0
+	for i := range cmds {
+		args := cmds[i].Args
+		size += len(cmds[i].Raw)
+		info := LookupCommand(args[0])
+		s.looked = append(s.looked, lookedUp{&cmds[i], info})
+		if info == nil || !info.ArityOK(len(args)) {
+			continue // answered with an error
+		}
+		if info == cmdQUIT {
+			return false
+		}
+		cmd := info
+		if info.IsContainer() && len(args) > 1 {
+			if cmd = info.Subcommand(args[1]); cmd == nil {
+				continue
+			}
+		}
+		if cmd.Flags&(FlagTransaction|FlagBlocking|FlagPubSub) != 0 && !nonBlockingRead(cmd, args) && !routedPubSub(cmd) {
+			return false
+		}
+	}
+	return size <= maxAsyncCommandBytes
 }
 
 // runPending sends the requests recorded so far and writes every reply in
@@ -162,6 +260,11 @@ func (s *session) runPending() {
 	for i := range s.entries {
 		s.writeReply(&s.entries[i])
 	}
+	s.endChunk()
+}
+
+// endChunk drops the chunk's requests and replies, keeping the buffers.
+func (s *session) endChunk() {
 	for i, q := range s.reqs {
 		q.Raw = nil // do not pin the client's command buffers
 		// A one-off huge reply or command must not stay allocated for the
@@ -175,6 +278,9 @@ func (s *session) runPending() {
 	}
 	if cap(s.local) > maxKeptBuffer {
 		s.local = nil
+	}
+	if cap(s.out) > maxKeptBuffer {
+		s.out = nil
 	}
 	s.entries = s.entries[:0]
 	s.reqs = s.reqs[:0]
@@ -190,6 +296,10 @@ const maxKeptBuffer = 64 << 10
 // goes straight to the socket, after what is pending, rather than being
 // copied into redcon's buffer first.
 func (s *session) write(b []byte) {
+	if s.async {
+		s.writeAsync(b)
+		return
+	}
 	if len(b) >= s.srv.cfg.MaxOutputBytes && s.writeDirect != nil {
 		if s.flush() == nil {
 			_, _ = s.writeDirect(b)
@@ -214,6 +324,7 @@ func (s *session) newRequest() (*router.Request, int) {
 	}
 	q := s.pool[i]
 	q.Raw, q.Slot, q.Addr, q.ReadOnly = nil, -1, "", false
+	q.Affinity = s.affinity
 	q.Reply = q.Reply[:0]
 	s.reqs = append(s.reqs, q)
 	return q, i
@@ -267,7 +378,7 @@ func (s *session) classify(c *redcon.Command) {
 // classifyCommand classifies a command outside MULTI and subscriber mode.
 func (s *session) classifyCommand(c *redcon.Command) {
 	args := c.Args
-	info := LookupCommand(args[0])
+	info := s.lookup(c)
 	if info == nil {
 		s.lastCommand = ""
 		if equalFold(args[0], "proxy") {
@@ -356,6 +467,25 @@ func (s *session) classifyCommand(c *redcon.Command) {
 		}
 	}
 	s.route(c.Raw, int(slot), cmd.Flags&FlagReadOnly != 0)
+}
+
+// lookedUp remembers the table entry loopSafe found for a command, so
+// classifying it does not look it up again.
+type lookedUp struct {
+	cmd  *redcon.Command
+	info *CommandInfo
+}
+
+// lookup is LookupCommand for c, using what loopSafe found.
+func (s *session) lookup(c *redcon.Command) *CommandInfo {
+	for s.lookedNext < len(s.looked) {
+		next := s.looked[s.lookedNext]
+		s.lookedNext++
+		if next.cmd == c {
+			return next.info
+		}
+	}
+	return LookupCommand(c.Args[0])
 }
 
 // route sends the command unchanged to the master of slot.

@@ -60,6 +60,7 @@ func newTestSession(t testing.TB, backend Backend) (*session, *recordingConn) {
 	cfg := DefaultConfig()
 	srv, err := New(cfg, backend)
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Close() })
 	client, server := net.Pipe()
 	t.Cleanup(func() {
 		_ = client.Close()
@@ -67,7 +68,7 @@ func newTestSession(t testing.TB, backend Backend) (*session, *recordingConn) {
 	})
 	conn := &recordingConn{}
 	g := newGuardConn(server, srv.limits, true, &srv.stats.rejectedRequests, srv.logger)
-	return newSession(srv, conn, g), conn
+	return newSession(srv, conn, g, nil, nil), conn
 }
 
 func parseCommands(t testing.TB, commands ...[]string) []redcon.Command {

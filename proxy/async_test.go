@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A client that pipelines without waiting gets its replies in order even
+// when its next batch arrives while the previous one is still answered.
+func TestAsyncBatchesOfOneClientStayInOrder(t *testing.T) {
+	backend := newFakeCluster(3)
+	backend.hold = make(chan struct{})
+	_, addr := startProxy(t, backend, nil)
+	c := dialResp(t, addr)
+
+	const n = 40
+	var first, second strings.Builder
+	for i := range n {
+		first.WriteString(encodeCommand("SET", "key:"+strconv.Itoa(i), strconv.Itoa(i)))
+		second.WriteString(encodeCommand("GET", "key:"+strconv.Itoa(i)))
+	}
+	c.send(first.String())
+	select {
+	case <-backend.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first batch never reached the backend")
+	}
+	// The second batch arrives while the first is held in the backend.
+	c.send(encodeCommand("PING") + second.String())
+	time.Sleep(20 * time.Millisecond)
+	close(backend.hold)
+
+	for i := range n {
+		require.Equal(t, "+OK\r\n", c.read(), "reply %d of the first batch", i)
+	}
+	require.Equal(t, "+PONG\r\n", c.read())
+	for i := range n {
+		v := strconv.Itoa(i)
+		require.Equal(t, "$"+strconv.Itoa(len(v))+"\r\n"+v+"\r\n", c.read(), "reply %d of the second batch", i)
+	}
+}
+
+// Replies too large for a backend reader to write, and replies a client
+// does not read for a while, reach the client whole and in order.
+func TestAsyncLargeAndLateReadRepliesArriveWhole(t *testing.T) {
+	backend := newFakeCluster(2)
+	_, addr := startProxy(t, backend, nil)
+	c := dialResp(t, addr)
+	small := strings.Repeat("s", 30<<10) // under the async reply cap
+	big := strings.Repeat("b", 300<<10)  // over it
+	require.Equal(t, "+OK\r\n", c.do("SET", "small", small))
+	require.Equal(t, "+OK\r\n", c.do("SET", "big", big))
+
+	// Many batches, sent as fast as possible and read only afterwards, fill
+	// the socket buffers so some writes cannot complete at once.
+	const batches = 120
+	for i := range batches {
+		key := "small"
+		if i%10 == 0 {
+			key = "big"
+		}
+		c.send(encodeCommand("GET", key) + encodeCommand("ECHO", strconv.Itoa(i)))
+	}
+	time.Sleep(100 * time.Millisecond)
+	for i := range batches {
+		want := small
+		if i%10 == 0 {
+			want = big
+		}
+		wantReply := "$" + strconv.Itoa(len(want)) + "\r\n" + want + "\r\n"
+		got := c.read()
+		require.Len(t, got, len(wantReply), "batch %d", i)
+		require.True(t, got == wantReply, "batch %d: wrong bytes", i)
+		i := strconv.Itoa(i)
+		require.Equal(t, "$"+strconv.Itoa(len(i))+"\r\n"+i+"\r\n", c.read())
+	}
+}
+
+// The synchronous path (a backend without Start) and the asynchronous one
+// answer a mixed pipeline identically.
+func TestAsyncAndSyncPathsAnswerAlike(t *testing.T) {
+	pipeline := encodeCommand("SET", "a", "1") + encodeCommand("PING") + encodeCommand("MSET", "a", "2", "b", "3", "c", "4") +
+		encodeCommand("MGET", "a", "b", "c", "d") + encodeCommand("ECHO", "x") + encodeCommand("DEL", "a", "b", "zz") +
+		encodeCommand("GET", "c") + encodeCommand("NOSUCHCOMMAND")
+	const replies = 8
+	answer := func(backend Backend) []string {
+		_, addr := startProxy(t, backend, nil)
+		c := dialResp(t, addr)
+		c.send(pipeline)
+		var got []string
+		for range replies {
+			got = append(got, c.read())
+		}
+		return got
+	}
+	async := answer(newFakeCluster(3))
+	sync := answer(syncBackend{newFakeCluster(3)})
+	assert.Equal(t, sync, async)
+	assert.Equal(t, "*4\r\n$1\r\n2\r\n$1\r\n3\r\n$1\r\n4\r\n$-1\r\n", async[3])
+}
