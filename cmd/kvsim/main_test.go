@@ -1,16 +1,21 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -153,34 +158,40 @@ func TestKvsimWithRedisCli(t *testing.T) {
 	assert.Equal(t, "ERR timeout is negative", cli(ports[0], "CLUSTERX", "FAILOVER", replicaID, "-1"))
 
 	// Keep writing from before the failover starts, so that the replica
-	// (300 ms behind) lags when the master pauses writes.
-	stopWriting := make(chan struct{})
-	writes := make(chan string, 4096)
+	// (300 ms behind) lags when the master pauses writes and the pause lasts
+	// about that long.
+	writerCtx, stopWriter := context.WithTimeout(context.Background(), time.Minute)
+	var written atomic.Int32
+	var writes []bracketedWrite
+	var writeErr error
+	writerDone := make(chan struct{})
 	go func() {
-		defer close(writes)
-		deadline := time.Now().Add(20 * time.Second)
-		for i := 0; i < 4000 && time.Now().Before(deadline); i++ {
-			select {
-			case <-stopWriting:
-				return
-			default:
-			}
-			out, _ := try(ports[0], "SET", "bar", "v1")
-			writes <- out
-		}
+		defer close(writerDone)
+		writes, writeErr = writeThroughFailover(writerCtx, redisCli, ports[0], &written)
 	}()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			close(stopWriting)
-			stopped = true
+	t.Cleanup(func() {
+		stopWriter()
+		<-writerDone
+	})
+	require.Eventually(t, func() bool {
+		select {
+		case <-writerDone:
+			return true
+		default:
+			return written.Load() >= 5
 		}
+	}, 10*time.Second, 10*time.Millisecond, "redis-cli writes before the failover")
+	select {
+	case <-writerDone:
+		require.FailNow(t, "the writer stopped before the failover", "%v", writeErr)
+	default:
 	}
-	t.Cleanup(stop)
-	require.Eventually(t, func() bool { return len(writes) >= 5 }, 10*time.Second, 10*time.Millisecond)
 
-	assert.Equal(t, "OK", cli(ports[0], "CLUSTERX", "FAILOVER", replicaID, "2000"))
-	assert.Equal(t, "ERR Failover is already in progress", cli(ports[0], "CLUSTERX", "FAILOVER", replicaID, "2000"))
+	// check_slave samples the replica for half the timeout: a long sample
+	// keeps the estimated catch-up rate steady when the machine stalls.
+	const failoverTimeoutMs = "4000"
+	assert.Equal(t, "OK", cli(ports[0], "CLUSTERX", "FAILOVER", replicaID, failoverTimeoutMs))
+	assert.Equal(t, "ERR Failover is already in progress", cli(ports[0], "CLUSTERX", "FAILOVER", replicaID, failoverTimeoutMs))
 	state := ""
 	require.Eventually(t, func() bool {
 		info, _ := try(ports[0], "CLUSTER", "INFO")
@@ -191,14 +202,36 @@ func TestKvsimWithRedisCli(t *testing.T) {
 		return state == "success" || state == "failed"
 	}, 20*time.Second, 20*time.Millisecond)
 	require.Equal(t, "success", state)
-	stop()
-	seen := map[string]int{}
-	for w := range writes {
-		seen[w]++
+	select {
+	case <-writerDone:
+	case <-time.After(20 * time.Second):
+		require.FailNow(t, "the writer did not stop within 20 s of the failover's end")
 	}
-	assert.Positive(t, seen["TRYAGAIN Failover in progress"], "writes during the pause: %v", seen)
-	for w := range seen {
-		assert.Contains(t, []string{"OK", "TRYAGAIN Failover in progress", "MOVED 5061 127.0.0.1:" + ports[1]}, w)
+	require.NoError(t, writeErr)
+
+	// Each write got the reply of a state it may have run in. The writer
+	// stops only after a write that ran once the failover ended, and it began
+	// before the failover started, so OK and MOVED are always checked.
+	replies := map[string]int{}
+	wrong := map[string]int{} // "reply (between before and after)" -> writes
+	inPause := 0
+	for _, w := range writes {
+		replies[w.reply]++
+		if !slices.Contains(w.allowedReplies(ports[1]), w.reply) {
+			wrong[fmt.Sprintf("%s (between %s and %s)", w.reply, w.before, w.after)]++
+		}
+		if w.inPause() {
+			inPause++
+		}
+	}
+	assert.Empty(t, wrong, "all replies: %v", replies)
+	assert.Positive(t, replies["OK"], "%v", replies)
+	assert.Positive(t, replies["MOVED 5061 127.0.0.1:"+ports[1]], "%v", replies)
+	// The pause lasts about the replication delay, so writes land inside it
+	// and got TRYAGAIN (checked above) unless the machine stalled the writer
+	// for that long.
+	if inPause == 0 {
+		t.Logf("no write was bracketed by the write pause, so TRYAGAIN went unchecked: %v", replies)
 	}
 
 	assert.Equal(t, "MOVED 5061 127.0.0.1:"+ports[1], cli(ports[0], "GET", "bar"), "the old master redirects")
@@ -216,4 +249,156 @@ func TestKvsimWithRedisCli(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("kvsim did not exit within 20 s of SIGTERM")
 	}
+}
+
+// failoverStates are the cluster_failover_state values of a master during a
+// successful CLUSTERX FAILOVER, in order.
+var failoverStates = []string{"none", "started", "check_slave", "pause_write", "wait_sync", "switching", "success"}
+
+// writeReply is what SET bar gets from shard 0's master in a failover state.
+func writeReply(state, replicaPort string) string {
+	switch state {
+	case "none", "started", "check_slave": // not blocked before pause_write
+		return "OK"
+	case "pause_write", "wait_sync", "switching":
+		return "TRYAGAIN Failover in progress"
+	case "success":
+		return "MOVED 5061 127.0.0.1:" + replicaPort
+	}
+	return ""
+}
+
+// bracketedWrite is one SET sent between two CLUSTER INFO on the same
+// connection. The server runs a connection's commands in order and the
+// failover state only moves forward, so the SET ran in a state from before
+// to after.
+type bracketedWrite struct {
+	before, reply, after string
+}
+
+// allowedReplies are the replies of the states the write may have run in,
+// none if before and after are not known states in order.
+func (w bracketedWrite) allowedReplies(replicaPort string) []string {
+	from, to := slices.Index(failoverStates, w.before), slices.Index(failoverStates, w.after)
+	if from < 0 || to < from {
+		return nil
+	}
+	var allowed []string
+	for _, state := range failoverStates[from : to+1] {
+		if reply := writeReply(state, replicaPort); !slices.Contains(allowed, reply) {
+			allowed = append(allowed, reply)
+		}
+	}
+	return allowed
+}
+
+// inPause is true if the write certainly ran while writes were paused.
+func (w bracketedWrite) inPause() bool {
+	paused := func(state string) bool { return strings.HasPrefix(writeReply(state, ""), "TRYAGAIN") }
+	return paused(w.before) && paused(w.after)
+}
+
+// writeThroughFailover sends CLUSTER INFO, SET bar v1, CLUSTER INFO through
+// one redis-cli connected to the master at port, at most once per
+// writeInterval and only once the previous batch was answered, until a batch
+// starts after the failover ended or ctx ends. written counts the batches.
+//
+// A stalled machine can slow these writes but never burst them: a burst in
+// the last replication delay of check_slave's sampling makes the lag look
+// hopeless and fails the failover, as it would in Kvrocks.
+func writeThroughFailover(ctx context.Context, redisCli, port string, written *atomic.Int32) ([]bracketedWrite, error) {
+	const writeInterval = 10 * time.Millisecond
+	const maxWrites = 5000 // 50 s at full speed
+	cmd := exec.CommandContext(ctx, redisCli, "-p", port)
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		stdin.Close() // redis-cli exits at the end of its input; ctx kills it otherwise
+		_ = cmd.Wait()
+	}()
+	lines := bufio.NewScanner(stdout)
+	ticker := time.NewTicker(writeInterval) // drops ticks while a batch is slow
+	defer ticker.Stop()
+	var writes []bracketedWrite
+	for len(writes) < maxWrites {
+		select {
+		case <-ctx.Done():
+			return writes, ctx.Err()
+		case <-ticker.C:
+		}
+		if _, err := io.WriteString(stdin, "CLUSTER INFO\nSET bar v1\nCLUSTER INFO\n"); err != nil {
+			return writes, fmt.Errorf("redis-cli stdin: %w (stderr %q)", err, stderr.String())
+		}
+		w, err := readBracketedWrite(lines)
+		if err != nil {
+			return writes, fmt.Errorf("redis-cli output: %w (stderr %q)", err, stderr.String())
+		}
+		writes = append(writes, w)
+		written.Add(1)
+		if w.before == "success" || w.before == "failed" {
+			return writes, nil
+		}
+	}
+	return writes, fmt.Errorf("the failover did not end within %d writes", maxWrites)
+}
+
+// readBracketedWrite reads redis-cli's output for one CLUSTER INFO, SET,
+// CLUSTER INFO batch. Without a terminal redis-cli prints a bulk reply's
+// lines as they are and a status or error on one line; blank lines separate
+// some replies.
+func readBracketedWrite(lines *bufio.Scanner) (bracketedWrite, error) {
+	var w bracketedWrite
+	var err error
+	if w.before, err = readFailoverState(lines); err != nil {
+		return w, err
+	}
+	if w.reply, err = nextLine(lines); err != nil {
+		return w, err
+	}
+	if w.after, err = readFailoverState(lines); err != nil {
+		return w, err
+	}
+	return w, nil
+}
+
+// readFailoverState reads a master's CLUSTER INFO, whose last field is
+// cluster_failover_state.
+func readFailoverState(lines *bufio.Scanner) (string, error) {
+	for range 32 {
+		line, err := nextLine(lines)
+		if err != nil {
+			return "", err
+		}
+		if state, ok := strings.CutPrefix(line, "cluster_failover_state:"); ok {
+			return state, nil
+		}
+		if !strings.HasPrefix(line, "cluster_") {
+			return "", fmt.Errorf("CLUSTER INFO: unexpected line %q", line)
+		}
+	}
+	return "", errors.New("CLUSTER INFO without cluster_failover_state")
+}
+
+// nextLine is the next line that is not blank, without its CR.
+func nextLine(lines *bufio.Scanner) (string, error) {
+	for lines.Scan() {
+		if line := strings.TrimSpace(lines.Text()); line != "" {
+			return line, nil
+		}
+	}
+	if err := lines.Err(); err != nil {
+		return "", err
+	}
+	return "", io.ErrUnexpectedEOF
 }
