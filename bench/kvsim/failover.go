@@ -171,12 +171,16 @@ func (n *Node) runFailover(run *nodeRun, epoch uint64, targetID string, timeout 
 	if n.beforePauseWrite != nil {
 		n.beforePauseWrite()
 	}
-	if !n.failover.move(epoch, failoverPauseWrite) {
+	// Under the exclusive gate every write either landed before the target
+	// is recorded or checks the failover state after the pause began.
+	n.writeGate.Lock()
+	paused := n.failover.move(epoch, failoverPauseWrite)
+	targetSeq := n.ks.Sequence()
+	n.writeGate.Unlock()
+	if !paused {
 		return errFailoverAborted
 	}
 	pausedAt := time.Now()
-	n.drainWrites(time.Second)
-	targetSeq := n.ks.Sequence()
 	if !n.failover.move(epoch, failoverWaitSync) {
 		return errFailoverAborted
 	}
@@ -200,12 +204,15 @@ func (n *Node) runFailover(run *nodeRun, epoch uint64, targetID string, timeout 
 	}
 	n.viewMu.Lock()
 	defer n.viewMu.Unlock()
-	// Under viewMu no topology can land between the redirect and the state.
+	// Under viewMu no topology can land between the redirect and the state;
+	// under the exclusive gate no write sees the old view with the new state.
+	n.writeGate.Lock()
 	ok := n.failover.moveWith(epoch, failoverSuccess, func() {
 		v := *n.view.Load()
 		v.migratedTo = target.addr
 		n.view.Store(&v)
 	})
+	n.writeGate.Unlock()
 	if !ok {
 		return errFailoverAborted
 	}

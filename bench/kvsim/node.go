@@ -49,14 +49,18 @@ type Node struct {
 	gen    uint64 // topology generation counter, guarded by viewMu
 
 	failover failoverMachine
-	// inflightWrites counts writes between their failover/pause check and the
-	// end of their execution, so a pause can wait for them to land.
-	inflightWrites atomic.Int64
-	pause          pauseGate
-	loading        atomic.Bool // replica mid full sync
-	replLog        replLog
-	streams        streamSet // replicas streaming from me
-	link           replicaLinkHolder
+	// writeGate makes a client write atomic with the transitions that must
+	// not cut through one: each write holds it shared from its pause check,
+	// through its failover check and view load, to the end of its execution
+	// (its sequence assigned); CLIENT PAUSE, a failover entering pause_write
+	// and recording its target, and a failover installing success take it
+	// exclusively. Reads never touch it.
+	writeGate sync.RWMutex
+	pause     pauseGate
+	loading   atomic.Bool // replica mid full sync
+	replLog   replLog
+	streams   streamSet // replicas streaming from me
+	link      replicaLinkHolder
 
 	mu        sync.Mutex // guards addr, run, startedAt
 	addr      string

@@ -258,7 +258,7 @@ func (n *Node) clientPause(conn redcon.Conn, args [][]byte) {
 		}
 	}
 	n.pause.pause(time.Duration(ms)*time.Millisecond, all)
-	n.drainWrites(time.Second)
+	n.drainWrites()
 	conn.WriteString("OK")
 }
 

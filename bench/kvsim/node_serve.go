@@ -73,7 +73,7 @@ func (n *Node) serve(conn redcon.Conn, cmd redcon.Command) {
 			if !n.beginWrite() {
 				return
 			}
-			defer n.inflightWrites.Add(-1)
+			defer n.writeGate.RUnlock()
 		} else if !n.pause.wait(n, false) {
 			return
 		}
@@ -107,16 +107,17 @@ func pauseExempt(lname string) bool {
 	return false
 }
 
-// beginWrite waits out a write-blocking CLIENT PAUSE and counts the write as
-// in flight (the caller ends it), so a pause or a failover that starts later
-// can wait for it to land. False if the node is killed meanwhile.
+// beginWrite waits out a write-blocking CLIENT PAUSE and returns holding
+// writeGate shared (the caller releases it once the write has executed), so a
+// pause or a failover transition that starts later waits for the write to
+// land. False, holding nothing, if the node is killed meanwhile.
 func (n *Node) beginWrite() bool {
 	for {
-		n.inflightWrites.Add(1)
+		n.writeGate.RLock()
 		if !n.pause.blocks(true) {
 			return true
 		}
-		n.inflightWrites.Add(-1)
+		n.writeGate.RUnlock()
 		if !n.pause.wait(n, true) {
 			return false
 		}
@@ -124,6 +125,8 @@ func (n *Node) beginWrite() bool {
 }
 
 // execData runs a data command through the checks of spec section 2, in order.
+// A write runs it holding writeGate shared (see beginWrite), so the view and
+// the failover state it checks cannot change under it.
 func (n *Node) execData(conn redcon.Conn, s *session, cmd *keyspace.Command, args [][]byte) {
 	if !cmd.ArityOK(len(args)) {
 		s.out = keyspace.AppendArityError(s.out[:0], cmd)

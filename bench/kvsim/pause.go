@@ -114,12 +114,11 @@ func (p *pauseGate) liftLocked() {
 	p.active.Store(false)
 }
 
-// drainWrites waits, up to limit, until no write that passed the pause or
-// failover checks is still executing: what Redis' single thread guarantees
-// when CLIENT PAUSE returns.
-func (n *Node) drainWrites(limit time.Duration) {
-	deadline := time.Now().Add(limit)
-	for n.inflightWrites.Load() > 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Microsecond)
-	}
+// drainWrites waits until no write that passed the pause check is still
+// executing: what Redis' single thread guarantees when CLIENT PAUSE returns.
+// Writes that start meanwhile see the pause. It cannot hang: no write blocks
+// while holding the gate.
+func (n *Node) drainWrites() {
+	n.writeGate.Lock() // granted once every holder has released it
+	n.writeGate.Unlock()
 }
