@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // callStatus is how a call's latest send ended.
@@ -19,6 +20,8 @@ const (
 	callLost
 	// callFinal: req.Reply holds the final reply made by the router.
 	callFinal
+	// callHeld: not sent, the gate holds the node; resent when it lets go.
+	callHeld
 )
 
 // call is one Request's journey through Do: its latest status and what the
@@ -43,6 +46,10 @@ type call struct {
 	asking bool
 	// redirects and retries count hops and resends against their bounds.
 	redirects, retries int
+	// heldSince is when a gate first held the call (its HoldTimeout counts
+	// from there); holdEnds is the hold it waits for now, nil when none.
+	heldSince time.Time
+	holdEnds  <-chan struct{}
 }
 
 // completeLocked stores a backend reply; the reader calls it with b.mu held (see
@@ -100,7 +107,8 @@ type batch struct {
 	// Per-round scratch space, reused.
 	touched  []*backendConn
 	admitted []*node
-	refusals [][]byte // the gate's answer for each admitted node
+	holds    []<-chan struct{} // the gate's answer for each admitted node
+	holdAll  []bool            // a write to the node was held this round
 	patches  []slotPatch
 }
 
@@ -132,9 +140,9 @@ func putBatch(b *batch) {
 	clear(b.calls)
 	clear(b.touched)
 	clear(b.admitted)
-	clear(b.refusals)
+	clear(b.holds)
 	clear(b.patches)
-	b.touched, b.admitted, b.refusals, b.patches = b.touched[:0], b.admitted[:0], b.refusals[:0], b.patches[:0]
+	b.touched, b.admitted, b.holds, b.holdAll, b.patches = b.touched[:0], b.admitted[:0], b.holds[:0], b.holdAll[:0], b.patches[:0]
 	b.onDone, b.ctx, b.r = nil, nil, nil
 	batchPool.Put(b)
 }

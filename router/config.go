@@ -35,6 +35,9 @@ type Config struct {
 	RefreshCooldown time.Duration
 	// MaxRedirects bounds the MOVED/ASK hops one request may follow.
 	MaxRedirects int
+	// HoldTimeout bounds how long one request waits, in all, while a Gate
+	// holds its node; then it gets a TRYAGAIN error saying it was not run.
+	HoldTimeout time.Duration
 	// MaxRetries bounds the resends of one request rejected without running
 	// (TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN, READONLY, never sent).
 	MaxRetries int
@@ -64,6 +67,7 @@ func DefaultConfig() Config {
 		RefreshInterval: 10 * time.Second,
 		RefreshCooldown: 100 * time.Millisecond,
 		MaxRedirects:    5,
+		HoldTimeout:     2500 * time.Millisecond,
 		MaxRetries:      10,
 		RetryBackoff:    5 * time.Millisecond,
 		MaxRetryBackoff: 200 * time.Millisecond,
@@ -93,6 +97,7 @@ func (c *Config) Validate() error {
 		{c.RefreshInterval > 0, "RefreshInterval must be positive"},
 		{c.RefreshCooldown > 0, "RefreshCooldown must be positive"},
 		{c.MaxRedirects > 0, "MaxRedirects must be positive"},
+		{c.HoldTimeout > 0, "HoldTimeout must be positive"},
 		{c.MaxRetries >= 0, "MaxRetries must not be negative"},
 		{c.RetryBackoff > 0, "RetryBackoff must be positive"},
 		{c.MaxRetryBackoff >= c.RetryBackoff, "MaxRetryBackoff must be at least RetryBackoff"},

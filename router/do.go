@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -147,6 +148,9 @@ func (r *Router) prepareRound(ctx context.Context, b *batch, o roundOutcome, bac
 	if o.awaitRefresh {
 		r.awaitRefresh(ctx)
 	}
+	if len(o.holds) > 0 {
+		waitHolds(ctx, o.holds, o.holdDeadline)
+	}
 	if o.backoff {
 		if !sleepCtx(ctx, *backoff) {
 			b.finishActive(ctxReply(ctx))
@@ -161,6 +165,21 @@ func (r *Router) prepareRound(ctx context.Context, b *batch, o roundOutcome, bac
 	return true
 }
 
+// waitHolds waits until every hold ended, deadline passed or ctx ended.
+func waitHolds(ctx context.Context, holds []<-chan struct{}, deadline time.Time) {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for _, hold := range holds {
+		select {
+		case <-hold:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 func answerAll(reqs []*Request, reply []byte) {
 	for _, q := range reqs {
 		q.Reply = append(q.Reply[:0], reply...)
@@ -170,6 +189,10 @@ func answerAll(reqs []*Request, reply []byte) {
 // roundOutcome collects what a round's replies ask of the next round.
 type roundOutcome struct {
 	refresh, awaitRefresh, backoff bool
+	// holds are the holds the round's held calls wait for; holdDeadline is
+	// when the first of them runs out of HoldTimeout.
+	holds        []<-chan struct{}
+	holdDeadline time.Time
 }
 
 // dispatch sends the round's calls: it picks each call's node, consults the
@@ -179,8 +202,8 @@ func (r *Router) dispatch(ctx context.Context, b *batch) {
 	t := r.table.Load()
 	b.remaining.Store(int32(len(b.active)) + 1)
 	clear(b.admitted)
-	clear(b.refusals)
-	b.admitted, b.refusals = b.admitted[:0], b.refusals[:0]
+	clear(b.holds)
+	b.admitted, b.holds, b.holdAll = b.admitted[:0], b.holds[:0], b.holdAll[:0]
 	for _, i := range b.active {
 		cl := &b.calls[i]
 		cl.status, cl.failure = callPending, nil
@@ -202,11 +225,13 @@ func (r *Router) dispatch(ctx context.Context, b *batch) {
 			continue
 		}
 		cl.sentTo = n
-		if r.cfg.Gate != nil {
-			if refusal := r.admit(ctx, b, n); refusal != nil {
-				cl.finish(refusal)
-				b.doneN(1)
-			}
+		if r.cfg.Gate != nil && r.held(b, cl, n) {
+			b.doneN(1)
+			continue
+		}
+		if cl.holdEnds != nil {
+			cl.holdEnds = nil
+			r.counters.released.Add(1)
 		}
 	}
 	// Queue each connection's calls under one lock, in index order. Once
@@ -240,21 +265,31 @@ func (r *Router) dispatch(ctx context.Context, b *batch) {
 	b.touched = b.touched[:0]
 }
 
-// admit asks the gate about n once per round and remembers the answer: nil
-// to send, else the reply for every call to n.
-func (r *Router) admit(ctx context.Context, b *batch, n *node) []byte {
-	for k, a := range b.admitted {
-		if a == n {
-			return b.refusals[k]
-		}
+// held asks the gate about n, once per round, and holds cl if the gate holds
+// n and cl is a write or follows a held write to n in the round.
+func (r *Router) held(b *batch, cl *call, n *node) bool {
+	k := 0
+	for k < len(b.admitted) && b.admitted[k] != n {
+		k++
 	}
-	var refusal []byte
-	if err := r.cfg.Gate.Admit(ctx, n.addr); err != nil {
-		refusal = fmt.Appendf(nil, "-%s\r\n", err.Error())
+	if k == len(b.admitted) {
+		b.admitted = append(b.admitted, n)
+		b.holds = append(b.holds, r.cfg.Gate.Hold(n.addr))
+		b.holdAll = append(b.holdAll, false)
 	}
-	b.admitted = append(b.admitted, n)
-	b.refusals = append(b.refusals, refusal)
-	return refusal
+	hold := b.holds[k]
+	if hold == nil || (cl.req.ReadOnly && !b.holdAll[k]) {
+		return false
+	}
+	b.holdAll[k] = true
+	if cl.holdEnds == nil {
+		r.counters.held.Add(1)
+	}
+	if cl.heldSince.IsZero() {
+		cl.heldSince = time.Now()
+	}
+	cl.status, cl.holdEnds = callHeld, hold
+	return true
 }
 
 func (b *batch) touch(c *backendConn) {
@@ -283,6 +318,7 @@ func (b *batch) wait(ctx context.Context) bool {
 	reply := ctxReply(ctx)
 	for _, i := range b.active {
 		cl := &b.calls[i]
+		b.abandonHold(cl)
 		switch {
 		case cl.status == callFinal, cl.status == callReplied && !isRedirect(cl.req.Reply):
 		case cl.failure != nil: // failed for good: queue full, shutting down
@@ -299,9 +335,18 @@ func (b *batch) wait(ctx context.Context) bool {
 // finishActive answers every call still to be resent with reply.
 func (b *batch) finishActive(reply []byte) {
 	for _, i := range b.active {
+		b.abandonHold(&b.calls[i])
 		b.calls[i].finish(reply)
 	}
 	b.active = b.active[:0]
+}
+
+// abandonHold counts a held call its caller gave up on.
+func (b *batch) abandonHold(cl *call) {
+	if cl.holdEnds != nil {
+		cl.holdEnds = nil
+		b.r.counters.abandoned.Add(1)
+	}
 }
 
 func ctxReply(ctx context.Context) []byte {
@@ -317,6 +362,22 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 	switch cl.status {
 	case callFinal:
 		return false
+	case callHeld:
+		deadline := cl.heldSince.Add(r.cfg.HoldTimeout)
+		if !time.Now().Before(deadline) {
+			cl.holdEnds = nil
+			r.counters.expired.Add(1)
+			cl.finish(replyHoldExpired)
+			return false
+		}
+		if !slices.Contains(o.holds, cl.holdEnds) {
+			o.holds = append(o.holds, cl.holdEnds)
+		}
+		if o.holdDeadline.IsZero() || deadline.Before(o.holdDeadline) {
+			o.holdDeadline = deadline
+		}
+		cl.target, cl.asking = nil, false
+		return true
 	case callUnsent:
 		if cl.failure != nil {
 			cl.finish(cl.failure)
@@ -350,7 +411,12 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 		return r.redirect(cl, kind, slot, addr, o)
 	}
 	switch string(errorCode(reply)) {
-	case "TRYAGAIN", "LOADING", "MASTERDOWN":
+	case "TRYAGAIN":
+		if r.cfg.Gate != nil {
+			r.cfg.Gate.TryAgain(cl.sentTo.addr)
+		}
+		o.backoff = true
+	case "LOADING", "MASTERDOWN":
 		o.backoff = true
 	case "CLUSTERDOWN", "READONLY":
 		o.backoff, o.refresh = true, true

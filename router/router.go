@@ -42,15 +42,20 @@ type Request struct {
 // ErrClosed is returned by calls on a Router after Close.
 var ErrClosed = errors.New("router: closed")
 
-// Gate is the seam through which the failover logic holds traffic to a
-// shard. Do consults it once per (round, node) before sending anything to
-// that node, so one caller's requests to a node stay in order even if a hold
-// starts mid-batch. Admit returns nil to send now, possibly after waiting
-// (bounded by ctx and the gate's own budget), or an error whose message is
-// the RESP error every request of the round for that node gets instead, so
-// it must start with a Redis-style prefix such as "TRYAGAIN".
+// Gate is the seam through which the failover logic holds a shard's writes
+// while its master cannot take them. The router asks it once per (round,
+// node) before sending, so it must not block.
+//
+// Hold returns nil to send now, or a channel closed when the hold on the
+// master at addr ends. The round's first write to that node and every later
+// request of the round to it wait (so a caller's requests to a node stay in
+// order); reads before it are sent. Each held request waits at most
+// Config.HoldTimeout in all, then gets a TRYAGAIN error saying it was not
+// executed. TryAgain tells the gate that addr answered -TRYAGAIN: a failover
+// may have begun there.
 type Gate interface {
-	Admit(ctx context.Context, addr string) error
+	Hold(addr string) <-chan struct{}
+	TryAgain(addr string)
 }
 
 // Replies the router makes itself.
@@ -60,6 +65,7 @@ var (
 	replyLost         = []byte("-ERR backend connection lost after the command was sent: the command may have run\r\n")
 	replyNotServed    = []byte("-CLUSTERDOWN Hash slot not served\r\n")
 	replyNoRoute      = []byte("-ERR request has neither a valid slot nor a backend address\r\n")
+	replyHoldExpired  = []byte("-TRYAGAIN the shard's master is failing over: the command was held and not executed, retry\r\n")
 )
 
 // Router routes requests by slot to the shard masters of a Kvrocks cluster

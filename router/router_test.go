@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"net"
 	"runtime"
@@ -403,43 +402,6 @@ func TestUnreachableNodeFailsFastAsUnavailable(t *testing.T) {
 	req := keyed(false, "SET", keyOwnedBy(fc, b, "b"), "1")
 	doWithin(t, r, req)
 	assert.True(t, strings.HasPrefix(string(req.Reply), "-ERR "), "got %q", req.Reply)
-}
-
-type recordingGate struct {
-	mu     sync.Mutex
-	calls  []string
-	refuse string
-}
-
-func (g *recordingGate) Admit(_ context.Context, addr string) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.calls = append(g.calls, addr)
-	if addr == g.refuse {
-		return errors.New("TRYAGAIN shard is failing over")
-	}
-	return nil
-}
-
-func TestGateIsAskedOncePerNodeAndRound(t *testing.T) {
-	fc := newFakeCluster(t, 2)
-	a, b := fc.nodes[0], fc.nodes[1]
-	gate := &recordingGate{refuse: b.addr}
-	cfg := testConfig(a.addr)
-	cfg.Gate = gate
-	r := newTestRouter(t, cfg)
-	reqs := []*Request{
-		keyed(false, "SET", keyOwnedBy(fc, a, "a"), "1"),
-		keyed(false, "SET", keyOwnedBy(fc, b, "b"), "1"),
-		keyed(false, "SET", keyOwnedBy(fc, a, "c"), "1"),
-		keyed(false, "SET", keyOwnedBy(fc, b, "d"), "1"),
-	}
-	doWithin(t, r, reqs...)
-	assert.Equal(t, []string{a.addr, b.addr}, gate.calls)
-	assert.Equal(t, "+OK\r\n", string(reqs[0].Reply))
-	assert.Equal(t, "-TRYAGAIN shard is failing over\r\n", string(reqs[1].Reply))
-	assert.Equal(t, "+OK\r\n", string(reqs[2].Reply))
-	assert.Equal(t, "-TRYAGAIN shard is failing over\r\n", string(reqs[3].Reply))
 }
 
 func TestCloseLeavesNoGoroutineAndAnswersLaterCalls(t *testing.T) {

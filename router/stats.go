@@ -19,6 +19,11 @@ type Stats struct {
 	ConnsLost, DialFailures uint64
 	// Reloads and ReloadFailures count topology reloads.
 	Reloads, ReloadFailures uint64
+	// Held counts requests a Gate held; each leaves the hold once: Released
+	// (sent), Expired (past HoldTimeout, answered TRYAGAIN) or Abandoned
+	// (its caller gave up). Held = Released + Expired + Abandoned + those
+	// held now.
+	Held, Released, Expired, Abandoned uint64
 }
 
 // counters are the live values behind Stats; none is touched on the path of
@@ -27,6 +32,7 @@ type counters struct {
 	moved, ask, rejected, resent, lost atomic.Uint64
 	connsLost, dialFailures            atomic.Uint64
 	reloads, reloadFailures            atomic.Uint64
+	held, released, expired, abandoned atomic.Uint64
 }
 
 // Stats returns a snapshot of the router's counters.
@@ -37,5 +43,6 @@ func (r *Router) Stats() Stats {
 		Resent: c.resent.Load(), Lost: c.lost.Load(),
 		ConnsLost: c.connsLost.Load(), DialFailures: c.dialFailures.Load(),
 		Reloads: c.reloads.Load(), ReloadFailures: c.reloadFailures.Load(),
+		Held: c.held.Load(), Released: c.released.Load(), Expired: c.expired.Load(), Abandoned: c.abandoned.Load(),
 	}
 }

@@ -1,0 +1,167 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// HoldsConfig says how Holds follows the masters that refuse writes.
+type HoldsConfig struct {
+	// Dial opens an authenticated connection to a node; Holds polls the
+	// master's CLUSTER INFO over it. Required.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Interval is the time between two polls of a master being followed.
+	Interval time.Duration
+	// MaxFollow bounds one handover: past it the master's writes are let go
+	// whatever its state (they then meet the master's own answer).
+	MaxFollow time.Duration
+	// Logger receives one line when a handover starts and one when it ends.
+	Logger *slog.Logger
+}
+
+// DefaultHoldsConfig polls every 2 ms and follows a handover for at most
+// 30 s. Dial must still be set.
+func DefaultHoldsConfig() HoldsConfig {
+	return HoldsConfig{Interval: 2 * time.Millisecond, MaxFollow: 30 * time.Second, Logger: slog.New(slog.DiscardHandler)}
+}
+
+// Holds is the router's gate (router.Gate): when a master answers TRYAGAIN
+// it follows that master's cluster_failover_state, and while the state is
+// pause_write, wait_sync or switching it holds the master's writes, so the
+// router sends them once the master can take them (success: they meet MOVED
+// and go to the new master; failed: the old master takes them again) instead
+// of bouncing them off it.
+type Holds struct {
+	cfg HoldsConfig
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	shards map[string]*shardHold
+}
+
+// shardHold is what Holds knows of one master.
+type shardHold struct {
+	following bool
+	// held is open while the master's writes are held.
+	held chan struct{}
+}
+
+// NewHolds returns Holds following masters with cfg; Close stops it.
+func NewHolds(cfg HoldsConfig) (*Holds, error) {
+	if cfg.Dial == nil || cfg.Interval <= 0 || cfg.MaxFollow <= 0 || cfg.Logger == nil {
+		return nil, errors.New("failover: HoldsConfig needs Dial, a positive Interval and MaxFollow, and a Logger")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Holds{cfg: cfg, ctx: ctx, cancel: cancel, shards: make(map[string]*shardHold)}, nil
+}
+
+// Close stops following and lets every hold go.
+func (h *Holds) Close() {
+	h.cancel()
+	h.wg.Wait()
+}
+
+// Hold returns a channel closed when the hold on addr ends, or nil when
+// addr's writes may be sent.
+func (h *Holds) Hold(addr string) <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s := h.shards[addr]; s != nil && s.held != nil {
+		return s.held
+	}
+	return nil
+}
+
+// TryAgain starts following addr, unless it is followed already: its
+// TRYAGAIN may come from a failover. The follow ends at once if the master
+// turns out not to be pausing writes for one.
+func (h *Holds) TryAgain(addr string) {
+	h.start(addr, false)
+}
+
+// Follow starts following the master at addr, to which a CLUSTERX FAILOVER
+// was just accepted, until the failover ends. It returns at once.
+func (h *Holds) Follow(addr string) {
+	h.start(addr, true)
+}
+
+func (h *Holds) start(addr string, planned bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ctx.Err() != nil {
+		return
+	}
+	s := h.shards[addr]
+	if s == nil {
+		s = &shardHold{}
+		h.shards[addr] = s
+	}
+	if s.following {
+		return
+	}
+	s.following = true
+	h.wg.Add(1)
+	go h.follow(addr, s, planned)
+}
+
+// follow polls addr until its failover ends, holding its writes meanwhile.
+// An unplanned follow (after a TRYAGAIN) stops at once if the first phase
+// seen does not hold writes.
+func (h *Holds) follow(addr string, s *shardHold, planned bool) {
+	defer h.wg.Done()
+	defer func() {
+		h.mu.Lock()
+		s.following = false
+		h.mu.Unlock()
+		h.setHeld(s, false)
+	}()
+	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.MaxFollow)
+	defer cancel()
+	conn, err := h.cfg.Dial(ctx, addr)
+	if err != nil {
+		h.cfg.Logger.Warn("cannot follow the master's failover state", "master", addr, "err", err)
+		return
+	}
+	defer func() { _ = conn.Close() }()
+	followed := false
+	watch := Watch{Interval: h.cfg.Interval, OnPhase: func(p Phase, _ time.Time) {
+		if !followed && !planned && !p.HoldsWrites() {
+			// No failover is pausing this master's writes (a TRYAGAIN
+			// of a slot migration, or one that already ended): the
+			// router's retries and MOVED handling are enough.
+			cancel()
+			return
+		}
+		if !followed {
+			followed = true
+			h.cfg.Logger.Info("failover: following the master's handover", "master", addr, "phase", p, "planned", planned)
+		}
+		h.setHeld(s, p.HoldsWrites())
+	}}
+	handover, err := watch.Follow(ctx, conn)
+	if !followed {
+		return
+	}
+	h.cfg.Logger.Info("failover: handover ended, writes released", "master", addr, "result", handover.Final,
+		"phases", handover.Phases, "observed_pause", handover.ObservedPause(), "polls", handover.Polls, "err", err)
+}
+
+// setHeld starts or ends the hold on a master.
+func (h *Holds) setHeld(s *shardHold, held bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case held && s.held == nil:
+		s.held = make(chan struct{})
+	case !held && s.held != nil:
+		close(s.held)
+		s.held = nil
+	}
+}
