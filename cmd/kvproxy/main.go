@@ -33,6 +33,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"kvproxy/bench/kvsim"
+	"kvproxy/failover"
 	"kvproxy/proxy"
 	"kvproxy/router"
 )
@@ -125,14 +126,29 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		}
 	}
 
+	// The holds follow a failing-over master on connections the router
+	// dials (and authenticates); they only dial once traffic flows.
+	var rt *router.Router
+	hcfg := failover.DefaultHoldsConfig()
+	hcfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return rt.DialNode(ctx, addr) }
+	hcfg.Logger = logger
+	holds, err := failover.NewHolds(hcfg)
+	if err != nil {
+		startupFailed(stderr, err)
+		return exitStartup
+	}
+	cleanup = append(cleanup, holds.Close)
+
 	rcfg := router.DefaultConfig()
 	rcfg.Seeds = seeds
 	rcfg.Password = opts.backendPassword
 	rcfg.ConnsPerNode = opts.backendConns
 	rcfg.MaxBulkLen = opts.maxBulkLen
+	rcfg.HoldTimeout = opts.holdTimeout
+	rcfg.Gate = holds
 	rcfg.Logger = logger
 	startCtx, cancel := context.WithTimeout(ctx, startupTimeout)
-	rt, err := router.New(startCtx, rcfg)
+	rt, err = router.New(startCtx, rcfg)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {

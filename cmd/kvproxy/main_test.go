@@ -17,6 +17,7 @@ import (
 
 	"kvproxy/bench/kvsim"
 	"kvproxy/proxy"
+	"kvproxy/router"
 )
 
 // noEnv is an empty environment.
@@ -44,6 +45,7 @@ func TestParseOptionsDefaults(t *testing.T) {
 		logLevel:         slog.LevelInfo,
 		maxBulkLen:       proxy.DefaultMaxBulkLen,
 		maxBlockingConns: proxy.DefaultConfig().MaxBlockingConns,
+		holdTimeout:      router.DefaultConfig().HoldTimeout,
 	}, o)
 
 	o, err = parseOptions([]string{"--demo"}, noEnv)
@@ -56,7 +58,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 	args := []string{
 		"--listen", ":7000", "--seeds", " a:1, b:2 ,,c:3", "--password", "pw", "--backend-password", "bpw",
 		"--backend-conns", "8", "--announce", "proxy.example:7000", "--log-level", "WARN", "--max-bulk-len", "1024",
-		"--max-blocking-conns", "7",
+		"--max-blocking-conns", "7", "--hold-timeout", "1s",
 	}
 	o, err := parseOptions(args, noEnv)
 	require.NoError(t, err)
@@ -70,6 +72,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		logLevel:         slog.LevelWarn,
 		maxBulkLen:       1024,
 		maxBlockingConns: 7,
+		holdTimeout:      time.Second,
 	}, o)
 }
 
@@ -84,6 +87,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		"KVPROXY_LOG_LEVEL":          "debug",
 		"KVPROXY_MAX_BULK_LEN":       "99",
 		"KVPROXY_MAX_BLOCKING_CONNS": "3",
+		"KVPROXY_HOLD_TIMEOUT":       "750ms",
 	}
 	o, err := parseOptions(nil, envOf(env))
 	require.NoError(t, err)
@@ -97,6 +101,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		logLevel:         slog.LevelDebug,
 		maxBulkLen:       99,
 		maxBlockingConns: 3,
+		holdTimeout:      750 * time.Millisecond,
 	}, o)
 
 	t.Run("flag wins over env", func(t *testing.T) {
@@ -141,6 +146,7 @@ func TestParseOptionsRejects(t *testing.T) {
 		{"backend conns not a number", []string{"--seeds", "a:1", "--backend-conns", "many"}, nil, "-backend-conns"},
 		{"max bulk len negative", []string{"--seeds", "a:1", "--max-bulk-len", "-1"}, nil, "--max-bulk-len -1"},
 		{"max blocking conns zero", []string{"--seeds", "a:1", "--max-blocking-conns", "0"}, nil, "--max-blocking-conns 0"},
+		{"hold timeout zero", []string{"--seeds", "a:1", "--hold-timeout", "0s"}, nil, "--hold-timeout 0s"},
 		{"max blocking conns from env negative", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_MAX_BLOCKING_CONNS": "-2"},
 			"--max-blocking-conns -2"},
 		{"max blocking conns not a number", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_MAX_BLOCKING_CONNS": "lots"},

@@ -9,8 +9,10 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"kvproxy/proxy"
+	"kvproxy/router"
 )
 
 // envPrefix starts the environment variable of every flag: --backend-conns
@@ -34,7 +36,9 @@ type options struct {
 	maxBulkLen int
 	// maxBlockingConns is proxy.Config.MaxBlockingConns.
 	maxBlockingConns int
-	demo             bool
+	// holdTimeout is router.Config.HoldTimeout.
+	holdTimeout time.Duration
+	demo        bool
 }
 
 // envName is the environment variable that sets flag name.
@@ -57,6 +61,8 @@ func newFlagSet(o *options, seeds, logLevel *string) *flag.FlagSet {
 	fs.IntVar(&o.maxBulkLen, "max-bulk-len", proxy.DefaultMaxBulkLen, "largest bulk string, in bytes, accepted from a client or a cluster node")
 	fs.IntVar(&o.maxBlockingConns, "max-blocking-conns", proxy.DefaultConfig().MaxBlockingConns,
 		"blocking commands (BLPOP, XREAD BLOCK, WAIT ...) that may wait at once, each on a cluster connection of its own; more are refused")
+	fs.DurationVar(&o.holdTimeout, "hold-timeout", router.DefaultConfig().HoldTimeout,
+		"longest a write waits inside the proxy while its shard's master fails over; then the client gets TRYAGAIN")
 	fs.BoolVar(&o.demo, "demo", false, "start a simulated Kvrocks cluster (3 shards x 1 replica) on free loopback ports and proxy it")
 	return fs
 }
@@ -152,6 +158,8 @@ func (o options) validate() error {
 		return fmt.Errorf("--max-bulk-len %d: want at least 1", o.maxBulkLen)
 	case o.maxBlockingConns < 1:
 		return fmt.Errorf("--max-blocking-conns %d: want at least 1", o.maxBlockingConns)
+	case o.holdTimeout <= 0:
+		return fmt.Errorf("--hold-timeout %v: want a positive duration", o.holdTimeout)
 	}
 	if err := checkAddr(o.listen, false); err != nil {
 		return fmt.Errorf("--listen %q: %v", o.listen, err)
