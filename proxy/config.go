@@ -51,6 +51,9 @@ type Config struct {
 	// zero means one per processor (GOMAXPROCS), a negative number none,
 	// every client then having a goroutine of its own.
 	EventLoops int
+	// Handovers, when set, follows every CLUSTERX FAILOVER a master
+	// accepted through the proxy, holding the shard's writes through it.
+	Handovers Handovers
 	// ShutdownTimeout bounds how long Close waits for in-flight batches
 	// before it cancels them and closes every client connection.
 	ShutdownTimeout time.Duration

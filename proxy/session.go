@@ -233,7 +233,7 @@ func (s *session) loopSafe(cmds []redcon.Command) bool {
 		if info == nil || !info.ArityOK(len(args)) {
 			continue // answered with an error
 		}
-		if info == cmdQUIT {
+		if info == cmdQUIT || isClusterxFailover(info, args) {
 			return false
 		}
 		cmd := info
@@ -419,6 +419,10 @@ func (s *session) classifyCommand(c *redcon.Command) {
 			return
 		}
 		s.lastCommand = cmd.Name
+	}
+	if isClusterxFailover(info, args) && s.srv.dedicated != nil {
+		s.clusterxFailover(c)
+		return
 	}
 	if cmd.Flags&dedicatedFlags != 0 && !nonBlockingRead(cmd, args) && !routedPubSub(cmd) {
 		switch {

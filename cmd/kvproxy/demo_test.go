@@ -138,6 +138,11 @@ func TestDemoBinary(t *testing.T) {
 	}
 	assert.Equal(t, "OK", cli("SET", "demo:greeting", "hello"))
 	assert.Equal(t, "hello", cli("GET", "demo:greeting"))
+	// The printed failover command works through the proxy, and the
+	// proxy keeps serving the shard through the handover.
+	assert.Equal(t, "OK", cli("CLUSTERX", "FAILOVER", replicaID))
+	assert.Equal(t, "OK", cli("SET", "demo:greeting", "again"))
+	assert.Equal(t, "again", cli("GET", "demo:greeting"))
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	select {

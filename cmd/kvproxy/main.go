@@ -160,7 +160,9 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	}
 	cleanup = append(cleanup, func() { _ = rt.Close() })
 
-	srv, err := proxy.New(proxyConfig(opts, ln.Addr().String(), announce, logger), rt)
+	pcfg := proxyConfig(opts, ln.Addr().String(), announce, logger)
+	pcfg.Handovers = holds
+	srv, err := proxy.New(pcfg, rt)
 	if err != nil {
 		startupFailed(stderr, err)
 		return exitStartup
@@ -245,7 +247,7 @@ func printDemo(w io.Writer, sim *kvsim.Cluster, announce string, clientAuth bool
 	fmt.Fprintf(w, "  %s GET greeting\n", cli)
 	fmt.Fprintf(w, "  %s CLUSTER SLOTS\n", cli)
 	fmt.Fprintf(w, "\nGraceful failover of shard 0 (master %s to replica %s), an admin command for\n", master.Addr(), replica.Addr())
-	fmt.Fprintln(w, "the failover feature; the proxy does not intercept it yet:")
+	fmt.Fprintln(w, "the proxy, which forwards it and holds the shard's writes through the handover:")
 	fmt.Fprintf(w, "  %s CLUSTERX FAILOVER %s\n", cli, replica.ID())
 	fmt.Fprintln(w, "\nCtrl-C stops the proxy and the cluster.")
 }
