@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"kvproxy/bench/cluster"
 	"kvproxy/bench/kvsim"
 	"kvproxy/bench/loadgen"
 	"kvproxy/failover"
@@ -169,6 +170,28 @@ func runFailoverScenario(t *testing.T, sc failoverScenario) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
+	loadAround(t, ctx, load, func() { sc.handover(t, ctx, fx, master, replica) })
+
+	if sc.serverFailover {
+		direct := redis.NewClient(&redis.Options{Addr: master.Addr()})
+		defer direct.Close()
+		info, err := direct.Do(ctx, "CLUSTER", "INFO").Text()
+		require.NoError(t, err)
+		phase, err := failover.ParsePhase([]byte(info))
+		require.NoError(t, err)
+		assert.Equal(t, failover.PhaseSuccess, phase)
+		assert.Positive(t, load.rt.Stats().Held, "writes were held during the handover")
+	}
+	assert.Equal(t, replica.Addr(), load.rt.MasterOf(slot), "the shard's writes go to the new master")
+}
+
+// loadAround runs redis-benchmark in a loop (SET and GET, pipeline 1 and
+// 16) and a writer that records every write it got OK for, through the
+// proxy, from before handover until after it; then it checks that every
+// run exited 0, no write failed, no acknowledged write is missing, and the
+// hold counters add up.
+func loadAround(t *testing.T, ctx context.Context, load *failoverProxy, handover func()) {
+	t.Helper()
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	var benchMu sync.Mutex
@@ -218,34 +241,20 @@ func runFailoverScenario(t *testing.T, sc failoverScenario) {
 	})
 
 	time.Sleep(500 * time.Millisecond)
-	sc.handover(t, ctx, fx, master, replica)
+	handover()
 	time.Sleep(500 * time.Millisecond)
 	stop.Store(true)
 	wg.Wait()
 	require.NoError(t, ctx.Err(), "the run hit its time limit")
 
-	if sc.serverFailover {
-		direct := redis.NewClient(&redis.Options{Addr: master.Addr()})
-		defer direct.Close()
-		info, err := direct.Do(ctx, "CLUSTER", "INFO").Text()
-		require.NoError(t, err)
-		phase, err := failover.ParsePhase([]byte(info))
-		require.NoError(t, err)
-		assert.Equal(t, failover.PhaseSuccess, phase)
-	}
 	assert.Positive(t, benchRuns)
 	assert.Empty(t, benchErrs, "every redis-benchmark run exits 0")
 	assert.Empty(t, writeErrs, "no write fails")
 	st := load.rt.Stats()
 	t.Logf("load proxy's router: %+v; redis-benchmark runs: %d, acknowledged writes: %d", st, benchRuns, len(acked))
-	if sc.serverFailover {
-		assert.Positive(t, st.Held, "writes were held during the handover")
-	}
 	assert.Equal(t, st.Held, st.Released+st.Expired+st.Abandoned, "held = released + expired + abandoned")
 	assert.Zero(t, st.Expired)
 
-	ackMu.Lock()
-	defer ackMu.Unlock()
 	require.NotEmpty(t, acked)
 	pipe := client.Pipeline()
 	gets := map[string]*redis.StringCmd{}
@@ -261,7 +270,33 @@ func runFailoverScenario(t *testing.T, sc failoverScenario) {
 		}
 	}
 	assert.Zero(t, lost, "of %d acknowledged writes, %d are missing", len(acked), lost)
-	assert.Equal(t, replica.Addr(), load.rt.MasterOf(slot), "the shard's writes go to the new master")
+}
+
+// Real Redis Cluster: CLUSTER FAILOVER sent to a replica directly (Redis
+// pauses the master's clients, then the replica takes over and the old
+// master answers MOVED) is invisible to clients of the proxy.
+func TestRedisClusterFailoverIsInvisibleToClients(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: runs without -short")
+	}
+	loadgen.RequireBinary(t, "redis-benchmark")
+	c := cluster.Start(t, cluster.Options{Masters: 3, ReplicasPerMaster: 1})
+	load := startFailoverProxy(t, c.Masters()[0].Addr)
+	master := c.Masters()[0]
+	replica := c.ReplicasOf(master.ID)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	loadAround(t, ctx, load, func() {
+		require.NoError(t, c.Failover(ctx, replica))
+	})
+	slot := -1
+	for s := 0; s < router.SlotCount && slot < 0; s++ {
+		if c.MasterForSlot(s).ID == replica.ID {
+			slot = s
+		}
+	}
+	require.GreaterOrEqual(t, slot, 0)
+	assert.Equal(t, replica.Addr, load.rt.MasterOf(slot), "the shard's writes go to the new master")
 }
 
 func portOf(addr string) string {
