@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
@@ -302,4 +303,78 @@ func TestRedisClusterFailoverIsInvisibleToClients(t *testing.T) {
 func portOf(addr string) string {
 	_, port, _ := net.SplitHostPort(addr)
 	return port
+}
+
+// A master killed unannounced, its replica promoted by the controller
+// within about a second (probes every 200 ms, 3 failures): every request is
+// answered; only writes that were in flight on the dead connection may fail,
+// with an error that says they may have run.
+func TestUnplannedMasterDeathAnswersEveryRequest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: runs without -short")
+	}
+	cfg := kvsim.DefaultClusterConfig()
+	cfg.Controller.ProbeInterval = 200 * time.Millisecond
+	cfg.Controller.ProbeTimeout = 100 * time.Millisecond
+	cfg.Controller.FailureCount = 3
+	cfg.Controller.AutoFailover = true
+	sim, err := kvsim.StartCluster(cfg)
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+	load := startFailoverProxy(t, sim.Masters()[1].Addr())
+	master := sim.Masters()[0]
+	replica := sim.ReplicasOf(master.ID())[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// go-redis retries TRYAGAIN and network errors itself: off, so what
+	// the proxy answers is what the test sees.
+	client := redis.NewClient(&redis.Options{Addr: load.addr, PoolSize: 8, MaxRetries: -1})
+	defer client.Close()
+	var stop atomic.Bool
+	var mu sync.Mutex
+	replies := map[string]int{}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for n := 0; !stop.Load() && ctx.Err() == nil; n++ {
+				pipe := client.Pipeline()
+				var cmds []redis.Cmder
+				for i := range 8 {
+					key := fmt.Sprintf("u:%d:%d:%d", w, n, i)
+					cmds = append(cmds, pipe.Set(ctx, key, key, 0), pipe.Get(ctx, key))
+				}
+				_, _ = pipe.Exec(ctx)
+				mu.Lock()
+				for _, c := range cmds {
+					// A GET after a lost SET may find no value: a reply.
+					switch err := c.Err(); {
+					case err == nil, errors.Is(err, redis.Nil):
+						replies["ok"]++
+					default:
+						replies[c.Name()+": "+err.Error()]++
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond)
+	require.NoError(t, sim.Controller().Kill(master.ID()))
+	require.Eventually(t, func() bool { return sim.Masters()[0].ID() == replica.ID() }, 30*time.Second, 10*time.Millisecond,
+		"the controller promotes the replica")
+	time.Sleep(time.Second)
+	stop.Store(true)
+	wg.Wait()
+	require.NoError(t, ctx.Err(), "a request hung")
+
+	t.Logf("replies: %v; router: %+v", replies, load.rt.Stats())
+	assert.Positive(t, replies["ok"])
+	for reply, n := range replies {
+		if reply == "ok" {
+			continue
+		}
+		assert.True(t, strings.HasPrefix(reply, "set: ERR backend connection lost after the command was sent"),
+			"%d x %q: only writes in flight on the dead connection may fail", n, reply)
+	}
 }
