@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -51,6 +53,44 @@ type shardHold struct {
 	following bool
 	// held is open while the master's writes are held.
 	held chan struct{}
+	// What INFO reports (see ShardReport).
+	phase        Phase
+	currentStart time.Time
+	last         Handover
+	handovers    int
+	longestPause time.Duration
+}
+
+// ShardReport is what Holds knows of one master it followed, for INFO.
+type ShardReport struct {
+	Master string
+	// Phase is the latest phase seen; Following and Holding say whether a
+	// handover is being followed and its writes held now.
+	Phase              Phase
+	Following, Holding bool
+	// CurrentStart is when the handover being followed was first seen.
+	CurrentStart time.Time
+	// Last is the last handover followed to its end; Handovers counts them
+	// and LongestPause is the longest write pause observed among them.
+	Last         Handover
+	Handovers    int
+	LongestPause time.Duration
+}
+
+// Report lists the masters Holds followed, by address.
+func (h *Holds) Report() []ShardReport {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]ShardReport, 0, len(h.shards))
+	for addr, s := range h.shards {
+		if s.phase == "" {
+			continue // never seen failing over
+		}
+		out = append(out, ShardReport{Master: addr, Phase: s.phase, Following: s.following, Holding: s.held != nil,
+			CurrentStart: s.currentStart, Last: s.last, Handovers: s.handovers, LongestPause: s.longestPause})
+	}
+	slices.SortFunc(out, func(a, b ShardReport) int { return strings.Compare(a.Master, b.Master) })
+	return out
 }
 
 // NewHolds returns Holds following masters with cfg; Close stops it.
@@ -141,14 +181,26 @@ func (h *Holds) follow(addr string, s *shardHold, planned bool) {
 		}
 		if !followed {
 			followed = true
+			h.mu.Lock()
+			s.currentStart = time.Now()
+			h.mu.Unlock()
 			h.cfg.Logger.Info("failover: following the master's handover", "master", addr, "phase", p, "planned", planned)
 		}
+		h.mu.Lock()
+		s.phase = p
+		h.mu.Unlock()
 		h.setHeld(s, p.HoldsWrites())
 	}}
 	handover, err := watch.Follow(ctx, conn)
 	if !followed {
 		return
 	}
+	h.mu.Lock()
+	s.currentStart = time.Time{}
+	s.last = handover
+	s.handovers++
+	s.longestPause = max(s.longestPause, handover.ObservedPause())
+	h.mu.Unlock()
 	h.cfg.Logger.Info("failover: handover ended, writes released", "master", addr, "result", handover.Final,
 		"phases", handover.Phases, "observed_pause", handover.ObservedPause(), "polls", handover.Polls, "err", err)
 }

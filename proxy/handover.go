@@ -2,17 +2,79 @@ package proxy
 
 import (
 	"bytes"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/tidwall/redcon"
 
+	"kvproxy/failover"
 	"kvproxy/router"
 )
 
 // Handovers is told of every CLUSTERX FAILOVER a master accepted through the
-// proxy, so the shard's writes are held through the handover
-// (failover.Holds implements it).
+// proxy, so the shard's writes are held through the handover, and reports
+// the handovers it followed for INFO (failover.Holds implements it).
 type Handovers interface {
 	Follow(master string)
+	Report() []failover.ShardReport
+}
+
+// holdStats is the part of the backend that counts held requests
+// (*router.Router).
+type holdStats interface {
+	Stats() router.Stats
+}
+
+// writeFailoverInfo writes INFO's failover section: the hold counters, then
+// one line per master seen failing over.
+func (srv *Server) writeFailoverInfo(line func(key, value string)) {
+	if rs, ok := srv.backend.(holdStats); ok {
+		st := rs.Stats()
+		line("held_total", strconv.FormatUint(st.Held, 10))
+		line("released_total", strconv.FormatUint(st.Released, 10))
+		line("expired_total", strconv.FormatUint(st.Expired, 10))
+		line("abandoned_total", strconv.FormatUint(st.Abandoned, 10))
+		line("held_now", strconv.FormatUint(st.Held-st.Released-st.Expired-st.Abandoned, 10))
+	}
+	if srv.cfg.Handovers == nil {
+		return
+	}
+	for i, r := range srv.cfg.Handovers.Report() {
+		phases := make([]string, len(r.Last.Phases))
+		for j, p := range r.Last.Phases {
+			phases[j] = string(p)
+		}
+		line("shard"+strconv.Itoa(i), "master="+r.Master+",phase="+string(r.Phase)+
+			",following="+boolDigit(r.Following)+",holding="+boolDigit(r.Holding)+
+			",current_start_ms="+unixMillis(r.CurrentStart)+",handovers="+strconv.Itoa(r.Handovers)+
+			",last_start_ms="+unixMillis(r.Last.FirstPoll)+",last_end_ms="+unixMillis(r.Last.LastPoll)+
+			",last_result="+orDash(string(r.Last.Final))+",last_phases="+orDash(strings.Join(phases, ">"))+
+			",last_pause_ms="+strconv.FormatInt(r.Last.ObservedPause().Milliseconds(), 10)+
+			",longest_pause_ms="+strconv.FormatInt(r.LongestPause.Milliseconds(), 10))
+	}
+}
+
+func boolDigit(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// unixMillis is t in Unix milliseconds, 0 for the zero time.
+func unixMillis(t time.Time) string {
+	if t.IsZero() {
+		return "0"
+	}
+	return strconv.FormatInt(t.UnixMilli(), 10)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 var cmdCLUSTERX = LookupCommand([]byte("clusterx"))

@@ -4,8 +4,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+
+	"kvproxy/failover"
 )
 
 type recordingHandovers struct {
@@ -17,6 +20,16 @@ func (h *recordingHandovers) Follow(master string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.masters = append(h.masters, master)
+}
+
+func (h *recordingHandovers) Report() []failover.ShardReport {
+	return []failover.ShardReport{{
+		Master: "10.0.0.1:7000", Phase: failover.PhaseSuccess, Handovers: 1, LongestPause: 210 * time.Millisecond,
+		Last: failover.Handover{
+			FirstPoll: time.UnixMilli(1000), LastPoll: time.UnixMilli(2000), HoldStart: time.UnixMilli(1500), HoldEnd: time.UnixMilli(1710),
+			Phases: []failover.Phase{failover.PhaseStarted, failover.PhaseWaitSync, failover.PhaseSuccess}, Final: failover.PhaseSuccess,
+		},
+	}}
 }
 
 func (h *recordingHandovers) followed() []string {
@@ -59,4 +72,9 @@ func TestClusterxFailoverGoesToTheReplicasMaster(t *testing.T) {
 	assert.Equal(t, "-ERR Failover is already in progress\r\n", c.do("clusterx", "failover", replicaID))
 	assert.Len(t, handovers.followed(), 1, "a refused failover is not followed")
 	assert.Equal(t, "+PONG\r\n", c.do("PING"), "the client is served on after the admin command")
+
+	info := c.do("INFO", "failover")
+	assert.Contains(t, info, "# Failover\r\n")
+	assert.Contains(t, info, "shard0:master=10.0.0.1:7000,phase=success,following=0,holding=0,current_start_ms=0,handovers=1,"+
+		"last_start_ms=1000,last_end_ms=2000,last_result=success,last_phases=started>wait_sync>success,last_pause_ms=210,longest_pause_ms=210\r\n")
 }

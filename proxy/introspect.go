@@ -16,7 +16,7 @@ import (
 // and the commands it knows.
 
 // infoSections lists the INFO sections in the order they are printed.
-var infoSections = []string{"server", "clients", "stats", "cluster", "proxy"}
+var infoSections = []string{"server", "clients", "stats", "cluster", "proxy", "failover"}
 
 func (s *session) info(args [][]byte) {
 	want := map[string]bool{}
@@ -100,6 +100,9 @@ func (srv *Server) writeInfoSection(b *strings.Builder, section string) {
 			line("backend"+strconv.Itoa(i), "id="+nodeIDOrDash(node.ID)+",addr="+node.Addr+",role="+node.Role+
 				",master="+master+",slots="+formatRanges(node.Slots, ","))
 		}
+	case "failover":
+		b.WriteString("# Failover\r\n")
+		srv.writeFailoverInfo(line)
 	}
 }
 

@@ -182,6 +182,16 @@ func runFailoverScenario(t *testing.T, sc failoverScenario) {
 		require.NoError(t, err)
 		assert.Equal(t, failover.PhaseSuccess, phase)
 		assert.Positive(t, load.rt.Stats().Held, "writes were held during the handover")
+		// Operators see the handover in INFO.
+		client := redis.NewClient(&redis.Options{Addr: load.addr})
+		defer client.Close()
+		info, err = client.Info(ctx, "failover").Result()
+		require.NoError(t, err)
+		assert.Contains(t, info, "master="+master.Addr()+",phase=success,following=0,holding=0,")
+		assert.Contains(t, info, ",handovers=1,")
+		assert.Contains(t, info, ",last_result=success,")
+		assert.Contains(t, info, "held_now:0\r\n")
+		t.Logf("INFO failover:\n%s", info)
 	}
 	assert.Equal(t, replica.Addr(), load.rt.MasterOf(slot), "the shard's writes go to the new master")
 }
