@@ -37,7 +37,7 @@ type failoverProxy struct {
 	addr string
 }
 
-func startFailoverFixture(t *testing.T, replDelay time.Duration, proxies int) *failoverFixture {
+func startFailoverFixture(t testing.TB, replDelay time.Duration, proxies int) *failoverFixture {
 	t.Helper()
 	cfg := kvsim.DefaultClusterConfig()
 	cfg.ReplDelay = replDelay
@@ -51,7 +51,7 @@ func startFailoverFixture(t *testing.T, replDelay time.Duration, proxies int) *f
 	return fx
 }
 
-func startFailoverProxy(t *testing.T, seed string) *failoverProxy {
+func startFailoverProxy(t testing.TB, seed string) *failoverProxy {
 	t.Helper()
 	fp := &failoverProxy{}
 	hcfg := failover.DefaultHoldsConfig()
