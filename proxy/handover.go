@@ -87,14 +87,15 @@ func isClusterxFailover(info *CommandInfo, args [][]byte) bool {
 
 // clusterxFailover sends CLUSTERX FAILOVER <replica-id> [timeout-ms] to the
 // replica's master, answers with the master's reply unchanged and, when the
-// master accepted, has the handover followed.
+// master accepted, has the handover followed. A Redis Cluster master does
+// not know the command: it is carried out as CLUSTER FAILOVER on the replica.
 func (s *session) clusterxFailover(c *redcon.Command) {
 	args := c.Args
 	if len(args) != 3 && len(args) != 4 {
 		s.replyError("ERR wrong number of arguments")
 		return
 	}
-	master, ok := masterOfReplica(s.srv.backend.Topology(), args[2])
+	master, replica, ok := masterOfReplica(s.srv.backend.Topology(), args[2])
 	if !ok {
 		b := append([]byte("ERR "), appendSanitized(nil, args[2], 128)...)
 		s.replyError(string(b) + " is not a replica in the topology kvproxy routes by (see PROXY NODES)")
@@ -107,34 +108,57 @@ func (s *session) clusterxFailover(c *redcon.Command) {
 	if conn == nil {
 		return
 	}
-	reply, err := s.roundTrip(conn, c.Raw)
-	if err != nil {
-		conn.close()
-		s.write(appendError(s.scratch[:0], "ERR connection to "+master+" lost after CLUSTERX FAILOVER was sent: the failover may have started"))
+	reply, ok := s.adminRoundTrip(conn, master, c.Raw)
+	if !ok {
 		return
 	}
-	s.srv.pool.put(conn)
-	if bytes.Equal(reply, replyOK) && s.srv.cfg.Handovers != nil {
+	if bytes.HasPrefix(reply, []byte("-ERR unknown command")) {
+		// A Redis Cluster: its manual failover is CLUSTER FAILOVER on the
+		// replica, which pauses the master's writes itself; the router
+		// follows the MOVED that ends it.
+		if conn = s.dialFor(replica); conn == nil {
+			return
+		}
+		if reply, ok = s.adminRoundTrip(conn, replica, rawClusterFailover); !ok {
+			return
+		}
+	} else if bytes.Equal(reply, replyOK) && s.srv.cfg.Handovers != nil {
 		s.srv.cfg.Handovers.Follow(master)
 	}
 	s.write(reply)
 }
 
-// masterOfReplica finds the master of the replica whose id is id.
-func masterOfReplica(topo router.Topology, id []byte) (string, bool) {
+var rawClusterFailover = []byte("*2\r\n$7\r\nCLUSTER\r\n$8\r\nFAILOVER\r\n")
+
+// adminRoundTrip sends an admin command on conn, a dedicated connection to
+// addr, and returns the reply; when the connection fails it answers the
+// client itself and reports false.
+func (s *session) adminRoundTrip(conn *nodeConn, addr string, raw []byte) ([]byte, bool) {
+	reply, err := s.roundTrip(conn, raw)
+	if err != nil {
+		conn.close()
+		s.write(appendError(s.scratch[:0], "ERR connection to "+addr+" lost after the failover command was sent: the failover may have started"))
+		return nil, false
+	}
+	s.srv.pool.put(conn)
+	return reply, true
+}
+
+// masterOfReplica finds the replica whose id is id, and its master.
+func masterOfReplica(topo router.Topology, id []byte) (master, replica string, ok bool) {
 	masterID := ""
 	for _, n := range topo.Nodes {
 		if n.Role != "master" && n.ID == string(id) {
-			masterID = n.MasterID
+			masterID, replica = n.MasterID, n.Addr
 		}
 	}
 	if masterID == "" {
-		return "", false
+		return "", "", false
 	}
 	for _, n := range topo.Nodes {
 		if n.ID == masterID && n.Role == "master" {
-			return n.Addr, true
+			return n.Addr, replica, true
 		}
 	}
-	return "", false
+	return "", "", false
 }

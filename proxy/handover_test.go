@@ -73,6 +73,28 @@ func TestClusterxFailoverGoesToTheReplicasMaster(t *testing.T) {
 	assert.Len(t, handovers.followed(), 1, "a refused failover is not followed")
 	assert.Equal(t, "+PONG\r\n", c.do("PING"), "the client is served on after the admin command")
 
+	// A Redis Cluster: the master does not know CLUSTERX, the replica is
+	// asked for CLUSTER FAILOVER instead, and Redis needs no following.
+	mu.Lock()
+	seen = nil
+	answer = "-ERR unknown command 'CLUSTERX', with args beginning with: 'FAILOVER' \r\n"
+	mu.Unlock()
+	redisNode := startScriptedNode(t, func(args []string) (string, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, strings.Join(args, " "))
+		if strings.EqualFold(args[0], "cluster") {
+			return "+OK\r\n", false
+		}
+		return answer, false
+	})
+	backend.node = redisNode.addr
+	assert.Equal(t, "+OK\r\n", c.do("CLUSTERX", "FAILOVER", replicaID))
+	mu.Lock()
+	assert.Equal(t, []string{"CLUSTERX FAILOVER " + replicaID, "CLUSTER FAILOVER"}, seen)
+	mu.Unlock()
+	assert.Len(t, handovers.followed(), 1, "Redis pauses its own writes: nothing to follow")
+
 	info := c.do("INFO", "failover")
 	assert.Contains(t, info, "# Failover\r\n")
 	assert.Contains(t, info, "shard0:master=10.0.0.1:7000,phase=success,following=0,holding=0,current_start_ms=0,handovers=1,"+

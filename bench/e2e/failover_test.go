@@ -283,23 +283,47 @@ func loadAround(t *testing.T, ctx context.Context, load *failoverProxy, handover
 	assert.Zero(t, lost, "of %d acknowledged writes, %d are missing", len(acked), lost)
 }
 
-// Real Redis Cluster: CLUSTER FAILOVER sent to a replica directly (Redis
-// pauses the master's clients, then the replica takes over and the old
-// master answers MOVED) is invisible to clients of the proxy.
+// Real Redis Cluster: a manual failover (Redis pauses the master's clients,
+// then the replica takes over and the old master answers MOVED) is invisible
+// to clients of the proxy, whether CLUSTER FAILOVER is sent to the replica
+// directly or CLUSTERX FAILOVER goes through the proxy, which carries it out
+// as CLUSTER FAILOVER on the replica.
 func TestRedisClusterFailoverIsInvisibleToClients(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
 	loadgen.RequireBinary(t, "redis-benchmark")
+	redisCLI := loadgen.RequireBinary(t, "redis-cli")
+	t.Run("CLUSTER FAILOVER on the replica", func(t *testing.T) {
+		runRedisFailover(t, func(ctx context.Context, c *cluster.Cluster, _ *failoverProxy, replica *cluster.Node) {
+			require.NoError(t, c.Failover(ctx, replica))
+		})
+	})
+	t.Run("CLUSTERX FAILOVER through the proxy", func(t *testing.T) {
+		runRedisFailover(t, func(ctx context.Context, c *cluster.Cluster, load *failoverProxy, replica *cluster.Node) {
+			out, err := exec.CommandContext(ctx, redisCLI, "-h", "127.0.0.1", "-p", portOf(load.addr),
+				"CLUSTERX", "FAILOVER", replica.ID).CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			require.Equal(t, "OK", strings.TrimSpace(string(out)))
+			direct := redis.NewClient(&redis.Options{Addr: replica.Addr})
+			defer direct.Close()
+			require.Eventually(t, func() bool {
+				role, err := direct.Do(ctx, "ROLE").Slice()
+				return err == nil && len(role) > 0 && role[0] == "master"
+			}, 30*time.Second, 10*time.Millisecond, "the replica took over")
+			require.NoError(t, c.WaitHealthy(ctx))
+		})
+	})
+}
+
+func runRedisFailover(t *testing.T, handover func(ctx context.Context, c *cluster.Cluster, load *failoverProxy, replica *cluster.Node)) {
 	c := cluster.Start(t, cluster.Options{Masters: 3, ReplicasPerMaster: 1})
 	load := startFailoverProxy(t, c.Masters()[0].Addr)
 	master := c.Masters()[0]
 	replica := c.ReplicasOf(master.ID)[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	loadAround(t, ctx, load, func() {
-		require.NoError(t, c.Failover(ctx, replica))
-	})
+	loadAround(t, ctx, load, func() { handover(ctx, c, load, replica) })
 	slot := -1
 	for s := 0; s < router.SlotCount && slot < 0; s++ {
 		if c.MasterForSlot(s).ID == replica.ID {
