@@ -51,6 +51,11 @@ type Config struct {
 	// zero means one per processor (GOMAXPROCS), a negative number none,
 	// every client then having a goroutine of its own.
 	EventLoops int
+	// AdminPassword, when not empty, is what the admin user must give with
+	// AUTH admin <password> (or HELLO ... AUTH admin <password>) before
+	// admin commands such as CLUSTERX FAILOVER; without it anyone
+	// authenticated may run them.
+	AdminPassword string
 	// Handovers, when set, follows every CLUSTERX FAILOVER a master
 	// accepted through the proxy, holding the shard's writes through it.
 	Handovers Handovers

@@ -79,6 +79,8 @@ func orDash(s string) string {
 
 var cmdCLUSTERX = LookupCommand([]byte("clusterx"))
 
+const errNoAdmin = "NOPERM this command needs the admin user: AUTH admin <admin-password>"
+
 // isClusterxFailover reports CLUSTERX FAILOVER, which the proxy carries out
 // itself.
 func isClusterxFailover(info *CommandInfo, args [][]byte) bool {
@@ -91,6 +93,10 @@ func isClusterxFailover(info *CommandInfo, args [][]byte) bool {
 // not know the command: it is carried out as CLUSTER FAILOVER on the replica.
 func (s *session) clusterxFailover(c *redcon.Command) {
 	args := c.Args
+	if !s.isAdmin() {
+		s.replyError(errNoAdmin)
+		return
+	}
 	if len(args) != 3 && len(args) != 4 {
 		s.replyError("ERR wrong number of arguments")
 		return

@@ -100,3 +100,30 @@ func TestClusterxFailoverGoesToTheReplicasMaster(t *testing.T) {
 	assert.Contains(t, info, "shard0:master=10.0.0.1:7000,phase=success,following=0,holding=0,current_start_ms=0,handovers=1,"+
 		"last_start_ms=1000,last_end_ms=2000,last_result=success,last_phases=started>wait_sync>success,last_pause_ms=210,longest_pause_ms=210\r\n")
 }
+
+// With an admin password, CLUSTERX FAILOVER needs the admin user.
+func TestClusterxFailoverNeedsTheAdminPassword(t *testing.T) {
+	node := startScriptedNode(t, func([]string) (string, bool) { return "+OK\r\n", false })
+	handovers := &recordingHandovers{}
+	backend := &dedicatedFake{fakeCluster: newFakeCluster(3), node: node.addr}
+	_, addr := startProxy(t, backend, func(c *Config) {
+		c.Handovers = handovers
+		c.Password = "clients"
+		c.AdminPassword = "operators"
+	})
+	replicaID := strings.Repeat("9", 40)
+	c := dialResp(t, addr)
+	assert.Equal(t, "+OK\r\n", c.do("AUTH", "clients"))
+	assert.Equal(t, "+PONG\r\n", c.do("PING"))
+	assert.Equal(t, "-"+errNoAdmin+"\r\n", c.do("CLUSTERX", "FAILOVER", replicaID))
+	assert.Equal(t, "-WRONGPASS invalid username-password pair or user is disabled.\r\n", c.do("AUTH", "admin", "clients"))
+	assert.Equal(t, "+OK\r\n", c.do("AUTH", "admin", "operators"))
+	assert.Equal(t, "+OK\r\n", c.do("CLUSTERX", "FAILOVER", replicaID))
+	assert.Equal(t, "+RESET\r\n", c.do("RESET"))
+	assert.Equal(t, "-NOAUTH Authentication required.\r\n", c.do("CLUSTERX", "FAILOVER", replicaID), "RESET drops the admin user too")
+
+	h := dialResp(t, addr)
+	assert.True(t, strings.HasPrefix(h.do("HELLO", "2", "AUTH", "admin", "operators"), "*14\r\n"))
+	assert.Equal(t, "+OK\r\n", h.do("CLUSTERX", "FAILOVER", replicaID), "HELLO AUTH signs the admin in too")
+	assert.Len(t, handovers.followed(), 2)
+}

@@ -87,7 +87,17 @@ func (s *session) reset(_ [][]byte) {
 
 func (s *session) setAuthenticated(authed bool) {
 	s.authed = authed
+	s.admin = false
 	s.netConn.authenticated.Store(authed)
+}
+
+// adminUser is the user an operator AUTHs as, with Config.AdminPassword.
+const adminUser = "admin"
+
+// isAdmin reports whether the session may run admin commands: anyone may
+// when no admin password is configured.
+func (s *session) isAdmin() bool {
+	return s.admin || s.srv.cfg.AdminPassword == ""
 }
 
 const (
@@ -98,6 +108,9 @@ const (
 // checkCredentials reports whether user and password open the proxy; the
 // only user is Redis' "default".
 func (s *session) checkCredentials(user, password []byte) bool {
+	if string(user) == adminUser && s.srv.cfg.AdminPassword != "" {
+		return subtle.ConstantTimeCompare(password, []byte(s.srv.cfg.AdminPassword)) == 1
+	}
 	if string(user) != "default" {
 		return false
 	}
@@ -127,8 +140,15 @@ func (s *session) authenticate(user, password []byte) {
 		s.replyError(errWrongPass)
 		return
 	}
-	s.setAuthenticated(true)
+	s.signIn(user)
 	s.ok(nil)
+}
+
+// signIn marks the session authenticated as user, whose credentials were
+// checked.
+func (s *session) signIn(user []byte) {
+	s.setAuthenticated(true)
+	s.admin = string(user) == adminUser && s.srv.cfg.AdminPassword != ""
 }
 
 // hello accepts protocol 2 only (replies are passed through from the
@@ -165,7 +185,7 @@ func (s *session) hello(args [][]byte) {
 			s.replyError(errWrongPass)
 			return
 		}
-		s.setAuthenticated(true)
+		s.signIn(user)
 	}
 	if !s.authed {
 		s.replyError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")

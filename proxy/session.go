@@ -70,7 +70,9 @@ type session struct {
 	created  time.Time
 	name     []byte
 	authed   bool
-	quit     bool
+	// admin: authenticated as the admin user (Config.AdminPassword).
+	admin bool
+	quit  bool
 	// lastCommand names the latest command, for CLIENT INFO/LIST.
 	lastCommand string
 	lastActive  time.Time

@@ -162,6 +162,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 
 	pcfg := proxyConfig(opts, ln.Addr().String(), announce, logger)
 	pcfg.Handovers = holds
+	pcfg.AdminPassword = opts.adminPassword
 	srv, err := proxy.New(pcfg, rt)
 	if err != nil {
 		startupFailed(stderr, err)
@@ -172,7 +173,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	logger.Info("kvproxy serving", "listen", ln.Addr().String(), "announce", announce,
 		"masters", rt.Masters(), "client_auth", opts.password != "")
 	if sim != nil {
-		printDemo(stdout, sim, announce, opts.password != "")
+		printDemo(stdout, sim, announce, opts.password != "", opts.adminPassword != "")
 	}
 
 	code := exitOK
@@ -229,7 +230,7 @@ func announceAddr(addr *net.TCPAddr, logger *slog.Logger) string {
 }
 
 // printDemo tells the user what the demo started and how to try it.
-func printDemo(w io.Writer, sim *kvsim.Cluster, announce string, clientAuth bool) {
+func printDemo(w io.Writer, sim *kvsim.Cluster, announce string, clientAuth, adminAuth bool) {
 	host, port, _ := net.SplitHostPort(announce)
 	cli := "redis-cli -p " + port
 	if host != "127.0.0.1" && host != "localhost" {
@@ -248,7 +249,11 @@ func printDemo(w io.Writer, sim *kvsim.Cluster, announce string, clientAuth bool
 	fmt.Fprintf(w, "  %s CLUSTER SLOTS\n", cli)
 	fmt.Fprintf(w, "\nGraceful failover of shard 0 (master %s to replica %s), an admin command for\n", master.Addr(), replica.Addr())
 	fmt.Fprintln(w, "the proxy, which forwards it and holds the shard's writes through the handover:")
-	fmt.Fprintf(w, "  %s CLUSTERX FAILOVER %s\n", cli, replica.ID())
+	admin := cli
+	if adminAuth {
+		admin = strings.Replace(cli, " --askpass", "", 1) + " --user admin --askpass"
+	}
+	fmt.Fprintf(w, "  %s CLUSTERX FAILOVER %s\n", admin, replica.ID())
 	fmt.Fprintln(w, "\nCtrl-C stops the proxy and the cluster.")
 }
 

@@ -56,7 +56,7 @@ func TestParseOptionsDefaults(t *testing.T) {
 
 func TestParseOptionsEveryFlag(t *testing.T) {
 	args := []string{
-		"--listen", ":7000", "--seeds", " a:1, b:2 ,,c:3", "--password", "pw", "--backend-password", "bpw",
+		"--listen", ":7000", "--seeds", " a:1, b:2 ,,c:3", "--password", "pw", "--backend-password", "bpw", "--admin-password", "apw",
 		"--backend-conns", "8", "--announce", "proxy.example:7000", "--log-level", "WARN", "--max-bulk-len", "1024",
 		"--max-blocking-conns", "7", "--hold-timeout", "1s",
 	}
@@ -67,6 +67,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		seeds:            []string{"a:1", "b:2", "c:3"},
 		password:         "pw",
 		backendPassword:  "bpw",
+		adminPassword:    "apw",
 		backendConns:     8,
 		announce:         "proxy.example:7000",
 		logLevel:         slog.LevelWarn,
@@ -313,6 +314,22 @@ func TestRunDemo(t *testing.T) {
 	assert.Contains(t, stderr.String(), "shutdown complete")
 	_, err := net.DialTimeout("tcp", addr, time.Second)
 	assert.Error(t, err, "the proxy still listens after shutdown")
+}
+
+// With an admin password the demo's failover line signs in as admin, and
+// the failover works for the admin only.
+func TestRunDemoWithAdminPassword(t *testing.T) {
+	addr, stdout, _, stop := runInBackground(t, []string{"--demo", "--listen", "127.0.0.1:0", "--admin-password", "ops"}, noEnv)
+	defer stop()
+	_, port, _ := net.SplitHostPort(addr)
+	m := regexp.MustCompile(`redis-cli -p ` + port + ` --user admin --askpass CLUSTERX FAILOVER ([0-9a-f]{40})\n`).FindStringSubmatch(stdout.String())
+	require.NotNil(t, m, stdout.String())
+	ctx := context.Background()
+	c := newClient(t, addr, "")
+	assert.ErrorContains(t, c.Do(ctx, "CLUSTERX", "FAILOVER", m[1]).Err(), "NOPERM")
+	admin := redis.NewClient(&redis.Options{Addr: addr, Username: "admin", Password: "ops"})
+	defer admin.Close()
+	assert.Equal(t, "OK", admin.Do(ctx, "CLUSTERX", "FAILOVER", m[1]).Val())
 }
 
 // TestRunWiresFlags runs against a password-protected kvsim cluster with

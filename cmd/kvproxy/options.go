@@ -29,6 +29,7 @@ type options struct {
 	seeds           []string
 	password        string
 	backendPassword string
+	adminPassword   string
 	backendConns    int
 	// announce is empty when the listen address is to be announced.
 	announce   string
@@ -55,6 +56,7 @@ func newFlagSet(o *options, seeds, logLevel *string) *flag.FlagSet {
 	fs.StringVar(seeds, "seeds", "", "comma-separated `host:port` list of cluster nodes; any node of the cluster will do")
 	fs.StringVar(&o.password, "password", "", "password clients must give with AUTH (empty: no AUTH needed)")
 	fs.StringVar(&o.backendPassword, "backend-password", "", "password the proxy sends with AUTH to every cluster node")
+	fs.StringVar(&o.adminPassword, "admin-password", "", "password of the admin user (AUTH admin <password>), needed for CLUSTERX FAILOVER (empty: anyone authenticated may)")
 	fs.IntVar(&o.backendConns, "backend-conns", defaultBackendConns, "multiplexed connections per cluster node")
 	fs.StringVar(&o.announce, "announce", "", "`host:port` CLUSTER SLOTS and CLUSTER NODES report for the proxy (default: the listen address)")
 	fs.StringVar(logLevel, "log-level", "info", "log level on stderr: debug, info, warn or error")
