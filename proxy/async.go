@@ -52,7 +52,9 @@ func (s *session) releaseTurn() {
 
 // startAsync sends the chunk's requests and returns without waiting, when
 // the chunk allows it: the replies are written by finishAsync. It reports
-// false when the chunk must be served synchronously.
+// false when the chunk must be served synchronously. Only loop-safe batches
+// get here (asyncOK), and none of their commands writes a reply before the
+// chunk's replies are written, so nothing is pending in redcon's buffer.
 func (s *session) startAsync() bool {
 	if !s.asyncOK || s.starter == nil || s.rawConn == nil || !s.plain() {
 		return false
@@ -78,11 +80,6 @@ func (s *session) startAsync() bool {
 		from := len(s.arena)
 		s.arena = append(s.arena, q.Raw...)
 		q.Raw = s.arena[from:len(s.arena):len(s.arena)]
-	}
-	// Replies written synchronously earlier in this batch go first.
-	if s.unflushed > 0 {
-		_ = s.flush()
-		s.unflushed = 0
 	}
 	s.srv.stats.commandsProcessed.Add(int64(len(s.entries)))
 	s.starter.Start(s.srv.ctx, s.reqs, s.asyncDone, s.writes)
