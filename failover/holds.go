@@ -58,6 +58,9 @@ type shardHold struct {
 	following bool
 	// held is open while the master's writes are held.
 	held chan struct{}
+	// handed is closed when a followed failover of the master succeeds, and
+	// then replaced (see HandedOver).
+	handed chan struct{}
 	// What INFO reports (see ShardReport).
 	phase        Phase
 	currentStart time.Time
@@ -127,6 +130,29 @@ func (h *Holds) Hold(addr string) <-chan struct{} {
 	return nil
 }
 
+// HandedOver returns a channel closed the next time a followed failover of
+// the master at addr succeeds: the master serves its slots no more, so a
+// blocking command waiting there would wait for nothing.
+func (h *Holds) HandedOver(addr string) <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.shardLocked(addr)
+	if s.handed == nil {
+		s.handed = make(chan struct{})
+	}
+	return s.handed
+}
+
+// shardLocked returns what Holds knows of addr, creating it; h.mu is held.
+func (h *Holds) shardLocked(addr string) *shardHold {
+	s := h.shards[addr]
+	if s == nil {
+		s = &shardHold{}
+		h.shards[addr] = s
+	}
+	return s
+}
+
 // TryAgain starts following addr, unless it is followed already: its
 // TRYAGAIN may come from a failover. The follow ends at once if the master
 // turns out not to be pausing writes for one.
@@ -135,8 +161,9 @@ func (h *Holds) TryAgain(addr string) {
 }
 
 // Follow starts following the master at addr, to which a CLUSTERX FAILOVER
-// was just accepted, until the failover ends. It returns at once.
-func (h *Holds) Follow(addr string) {
+// handing its slots to replica was just accepted, until the failover ends.
+// It returns at once.
+func (h *Holds) Follow(addr, replica string) {
 	h.start(addr, true)
 }
 
@@ -146,11 +173,7 @@ func (h *Holds) start(addr string, planned bool) {
 	if h.ctx.Err() != nil {
 		return
 	}
-	s := h.shards[addr]
-	if s == nil {
-		s = &shardHold{}
-		h.shards[addr] = s
-	}
+	s := h.shardLocked(addr)
 	if s.following {
 		return
 	}
@@ -196,6 +219,10 @@ func (h *Holds) follow(addr string, s *shardHold, planned bool) {
 		}
 		h.mu.Lock()
 		s.phase = p
+		if p == PhaseSuccess && s.handed != nil {
+			close(s.handed)
+			s.handed = nil
+		}
 		h.mu.Unlock()
 		h.setHeld(s, p.HoldsWrites())
 	}}

@@ -16,8 +16,13 @@ import (
 // proxy, so the shard's writes are held through the handover, and reports
 // the handovers it followed for INFO (failover.Holds implements it).
 type Handovers interface {
-	Follow(master string)
+	// Follow is told of a CLUSTERX FAILOVER that master accepted, handing
+	// its slots to replica (both addresses).
+	Follow(master, replica string)
 	Report() []failover.ShardReport
+	// HandedOver returns a channel closed the next time a failover of
+	// master succeeds.
+	HandedOver(master string) <-chan struct{}
 }
 
 // holdStats is the part of the backend that counts held requests
@@ -129,7 +134,7 @@ func (s *session) clusterxFailover(c *redcon.Command) {
 			return
 		}
 	} else if bytes.Equal(reply, replyOK) && s.srv.cfg.Handovers != nil {
-		s.srv.cfg.Handovers.Follow(master)
+		s.srv.cfg.Handovers.Follow(master, replica)
 	}
 	s.write(reply)
 }

@@ -16,7 +16,9 @@ type recordingHandovers struct {
 	masters []string
 }
 
-func (h *recordingHandovers) Follow(master string) {
+func (h *recordingHandovers) HandedOver(string) <-chan struct{} { return nil }
+
+func (h *recordingHandovers) Follow(master, _ string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.masters = append(h.masters, master)

@@ -165,6 +165,31 @@ func (r *Router) prepareRound(ctx context.Context, b *batch, o roundOutcome, bac
 	return true
 }
 
+// WaitWritable waits until writes to the master at addr are not held, at
+// most HoldTimeout; it reports false when that ran out or ctx ended first.
+// Dedicated connections (transactions, blocking commands) call it before
+// they send, so they wait in the hold like the router's own writes.
+func (r *Router) WaitWritable(ctx context.Context, addr string) bool {
+	if r.cfg.Gate == nil {
+		return true
+	}
+	timer := time.NewTimer(r.cfg.HoldTimeout)
+	defer timer.Stop()
+	for {
+		hold := r.cfg.Gate.Hold(addr)
+		if hold == nil {
+			return true
+		}
+		select {
+		case <-hold:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
 // waitHolds waits until every hold ended, deadline passed or ctx ended.
 func waitHolds(ctx context.Context, holds []<-chan struct{}, deadline time.Time) {
 	timer := time.NewTimer(time.Until(deadline))
