@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"kvproxy/router"
 )
 
 // HoldsConfig says how Holds follows the masters that refuse writes.
@@ -24,6 +26,16 @@ type HoldsConfig struct {
 	MaxFollow time.Duration
 	// Logger receives one line when a handover starts and one when it ends.
 	Logger *slog.Logger
+	// Warm, when set, is called with the replica of a planned handover as
+	// it starts, so its connections are open when it takes over.
+	Warm func(replica string)
+	// HandOver, when set, is called when a handover succeeds, before the
+	// held writes are released, so they go straight to the new master.
+	// replica is "" when the handover was not started through Follow.
+	HandOver func(master, replica string)
+	// Held, when set, reports what the router held for a master, for the
+	// log line that ends a handover.
+	Held func(master string) router.NodeHolds
 }
 
 // DefaultHoldsConfig polls every 2 ms and follows a handover for at most
@@ -157,17 +169,20 @@ func (h *Holds) shardLocked(addr string) *shardHold {
 // TRYAGAIN may come from a failover. The follow ends at once if the master
 // turns out not to be pausing writes for one.
 func (h *Holds) TryAgain(addr string) {
-	h.start(addr, false)
+	h.start(addr, "", false)
 }
 
 // Follow starts following the master at addr, to which a CLUSTERX FAILOVER
 // handing its slots to replica was just accepted, until the failover ends.
 // It returns at once.
 func (h *Holds) Follow(addr, replica string) {
-	h.start(addr, true)
+	if h.cfg.Warm != nil {
+		h.cfg.Warm(replica)
+	}
+	h.start(addr, replica, true)
 }
 
-func (h *Holds) start(addr string, planned bool) {
+func (h *Holds) start(addr, replica string, planned bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ctx.Err() != nil {
@@ -179,13 +194,13 @@ func (h *Holds) start(addr string, planned bool) {
 	}
 	s.following = true
 	h.wg.Add(1)
-	go h.follow(addr, s, planned)
+	go h.follow(addr, replica, s, planned)
 }
 
 // follow polls addr until its failover ends, holding its writes meanwhile.
 // An unplanned follow (after a TRYAGAIN) stops at once if the first phase
 // seen does not hold writes.
-func (h *Holds) follow(addr string, s *shardHold, planned bool) {
+func (h *Holds) follow(addr, replica string, s *shardHold, planned bool) {
 	defer h.wg.Done()
 	defer func() {
 		h.mu.Lock()
@@ -217,6 +232,9 @@ func (h *Holds) follow(addr string, s *shardHold, planned bool) {
 			h.mu.Unlock()
 			h.cfg.Logger.Info("failover: following the master's handover", "master", addr, "phase", p, "planned", planned)
 		}
+		if p == PhaseSuccess && h.cfg.HandOver != nil {
+			h.cfg.HandOver(addr, replica)
+		}
 		h.mu.Lock()
 		s.phase = p
 		if p == PhaseSuccess && s.handed != nil {
@@ -236,8 +254,19 @@ func (h *Holds) follow(addr string, s *shardHold, planned bool) {
 	s.handovers++
 	s.longestPause = max(s.longestPause, handover.ObservedPause())
 	h.mu.Unlock()
-	h.cfg.Logger.Info("failover: handover ended, writes released", "master", addr, "result", handover.Final,
-		"phases", handover.Phases, "observed_pause", handover.ObservedPause(), "polls", handover.Polls, "err", err)
+	attrs := []any{"master", addr, "result", handover.Final, "phases", handover.Phases,
+		"duration", handover.LastPoll.Sub(handover.FirstPoll), "observed_pause", handover.ObservedPause(), "polls", handover.Polls}
+	if h.cfg.Held != nil {
+		// Totals since the proxy started: the held requests of this
+		// handover are the difference from the previous line.
+		held := h.cfg.Held(addr)
+		attrs = append(attrs, "held_total", held.Held, "released_total", held.Released, "expired_total", held.Expired,
+			"abandoned_total", held.Abandoned, "held_now", held.HeldNow, "longest_hold", held.Longest)
+	}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	h.cfg.Logger.Info("failover: handover ended, writes released", attrs...)
 }
 
 // setHeld starts or ends the hold on a master.

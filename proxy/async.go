@@ -82,7 +82,7 @@ func (s *session) startAsync() bool {
 		q.Raw = s.arena[from:len(s.arena):len(s.arena)]
 	}
 	s.srv.stats.commandsProcessed.Add(int64(len(s.entries)))
-	s.starter.Start(s.srv.ctx, s.reqs, s.asyncDone, s.writes)
+	s.starter.Start(s.ctx, s.reqs, s.asyncDone, s.writes)
 	return true
 }
 

@@ -103,3 +103,23 @@ func TestAsyncAndSyncPathsAnswerAlike(t *testing.T) {
 	assert.Equal(t, sync, async)
 	assert.Equal(t, "*4\r\n$1\r\n2\r\n$1\r\n3\r\n$1\r\n4\r\n$-1\r\n", async[3])
 }
+
+// A client that hangs up while its request is held (in a failover) has the
+// request dropped unsent: its context ends, it is never executed.
+func TestHeldRequestOfAClientThatHungUpIsDropped(t *testing.T) {
+	backend := newFakeCluster(2)
+	backend.hold = make(chan struct{})
+	_, addr := startProxy(t, backend, nil)
+	c := dialResp(t, addr)
+	c.send(encodeCommand("SET", "k", "v"))
+	select {
+	case <-backend.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request never reached the backend")
+	}
+	require.NoError(t, c.conn.Close())
+	require.Eventually(t, func() bool { return backend.cancelled.Load() == 1 }, 5*time.Second, time.Millisecond,
+		"the hang-up ends the request's context")
+	close(backend.hold)
+	assert.Empty(t, backend.callLog(), "the held request was not executed")
+}

@@ -151,7 +151,13 @@ func (c *client) Close() error {
 
 // onReadable is the event loop's notice that input (or EOF) is waiting;
 // backend writes go to writes, which the loop flushes after the round.
-func (c *client) onReadable(writes *router.Writes) {
+// hungUp says the peer closed the connection: like Redis, which frees a
+// client at EOF, the proxy drops the client's requests still held in a
+// failover instead of sending them for nobody.
+func (c *client) onReadable(writes *router.Writes, hungUp bool) {
+	if hungUp {
+		c.sess.hangUp()
+	}
 	c.mu.Lock()
 	c.readable = true
 	c.mu.Unlock()

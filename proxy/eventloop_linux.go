@@ -129,7 +129,7 @@ func (l *eventLoop) run() {
 			c := l.clients[ev.Fd]
 			l.mu.Unlock()
 			if c != nil {
-				c.onReadable(&writes)
+				c.onReadable(&writes, ev.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0)
 			}
 		}
 		// One write per backend connection for the whole round.

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bytes"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,35 +31,76 @@ type Handovers interface {
 // (*router.Router).
 type holdStats interface {
 	Stats() router.Stats
+	HoldStats() []router.NodeHolds
 }
 
-// writeFailoverInfo writes INFO's failover section: the hold counters, then
-// one line per master seen failing over.
+// writeFailoverInfo writes INFO's failover section: the proxy-wide hold
+// counters, then one line per master that failed over or held requests:
+// its handovers as followed (phase, current and last handover, longest
+// pause) and what the proxy held for it (held now, totals, longest hold,
+// outages: its connections lost or refused).
 func (srv *Server) writeFailoverInfo(line func(key, value string)) {
+	shards := map[string]*shardInfo{}
+	shardOf := func(addr string) *shardInfo {
+		if shards[addr] == nil {
+			shards[addr] = &shardInfo{}
+		}
+		return shards[addr]
+	}
 	if rs, ok := srv.backend.(holdStats); ok {
 		st := rs.Stats()
 		line("held_total", strconv.FormatUint(st.Held, 10))
 		line("released_total", strconv.FormatUint(st.Released, 10))
 		line("expired_total", strconv.FormatUint(st.Expired, 10))
 		line("abandoned_total", strconv.FormatUint(st.Abandoned, 10))
+		line("hold_full_total", strconv.FormatUint(st.HoldFull, 10))
 		line("held_now", strconv.FormatUint(st.Held-st.Released-st.Expired-st.Abandoned, 10))
-	}
-	if srv.cfg.Handovers == nil {
-		return
-	}
-	for i, r := range srv.cfg.Handovers.Report() {
-		phases := make([]string, len(r.Last.Phases))
-		for j, p := range r.Last.Phases {
-			phases[j] = string(p)
+		for _, h := range rs.HoldStats() {
+			shardOf(h.Addr).holds = h
 		}
-		line("shard"+strconv.Itoa(i), "master="+r.Master+",phase="+string(r.Phase)+
-			",following="+boolDigit(r.Following)+",holding="+boolDigit(r.Holding)+
-			",current_start_ms="+unixMillis(r.CurrentStart)+",handovers="+strconv.Itoa(r.Handovers)+
-			",last_start_ms="+unixMillis(r.Last.FirstPoll)+",last_end_ms="+unixMillis(r.Last.LastPoll)+
-			",last_result="+orDash(string(r.Last.Final))+",last_phases="+orDash(strings.Join(phases, ">"))+
-			",last_pause_ms="+strconv.FormatInt(r.Last.ObservedPause().Milliseconds(), 10)+
-			",longest_pause_ms="+strconv.FormatInt(r.LongestPause.Milliseconds(), 10))
 	}
+	if srv.cfg.Handovers != nil {
+		for _, r := range srv.cfg.Handovers.Report() {
+			shardOf(r.Master).report = r
+		}
+	}
+	addrs := slices.Sorted(maps.Keys(shards))
+	for i, addr := range addrs {
+		line("shard"+strconv.Itoa(i), "master="+addr+","+shards[addr].String())
+	}
+}
+
+// shardInfo is what INFO reports of one master.
+type shardInfo struct {
+	report failover.ShardReport
+	holds  router.NodeHolds
+}
+
+func (si *shardInfo) String() string {
+	r, h := si.report, si.holds
+	phases := make([]string, len(r.Last.Phases))
+	for j, p := range r.Last.Phases {
+		phases[j] = string(p)
+	}
+	return "phase=" + orDash(string(r.Phase)) + ",following=" + boolDigit(r.Following) + ",holding=" + boolDigit(r.Holding) +
+		",current_start_ms=" + unixMillis(r.CurrentStart) + ",handovers=" + strconv.Itoa(r.Handovers) +
+		",last_start_ms=" + unixMillis(r.Last.FirstPoll) + ",last_end_ms=" + unixMillis(r.Last.LastPoll) +
+		",last_duration_ms=" + strconv.FormatInt(durationMillis(r.Last.FirstPoll, r.Last.LastPoll), 10) +
+		",last_result=" + orDash(string(r.Last.Final)) + ",last_phases=" + orDash(strings.Join(phases, ">")) +
+		",last_pause_ms=" + strconv.FormatInt(r.Last.ObservedPause().Milliseconds(), 10) +
+		",longest_pause_ms=" + strconv.FormatInt(r.LongestPause.Milliseconds(), 10) +
+		",held_now=" + strconv.FormatUint(h.HeldNow, 10) + ",held=" + strconv.FormatUint(h.Held, 10) +
+		",released=" + strconv.FormatUint(h.Released, 10) + ",expired=" + strconv.FormatUint(h.Expired, 10) +
+		",abandoned=" + strconv.FormatUint(h.Abandoned, 10) + ",longest_hold_ms=" + strconv.FormatInt(h.Longest.Milliseconds(), 10) +
+		",outages=" + strconv.FormatUint(h.Outages, 10) + ",in_outage=" + boolDigit(h.InOutage)
+}
+
+// durationMillis is to - from in milliseconds, 0 unless both are set.
+func durationMillis(from, to time.Time) int64 {
+	if from.IsZero() || to.IsZero() {
+		return 0
+	}
+	return to.Sub(from).Milliseconds()
 }
 
 func boolDigit(b bool) string {

@@ -100,7 +100,8 @@ func TestClusterxFailoverGoesToTheReplicasMaster(t *testing.T) {
 	info := c.do("INFO", "failover")
 	assert.Contains(t, info, "# Failover\r\n")
 	assert.Contains(t, info, "shard0:master=10.0.0.1:7000,phase=success,following=0,holding=0,current_start_ms=0,handovers=1,"+
-		"last_start_ms=1000,last_end_ms=2000,last_result=success,last_phases=started>wait_sync>success,last_pause_ms=210,longest_pause_ms=210\r\n")
+		"last_start_ms=1000,last_end_ms=2000,last_duration_ms=1000,last_result=success,last_phases=started>wait_sync>success,"+
+		"last_pause_ms=210,longest_pause_ms=210,held_now=0,held=0,released=0,expired=0,abandoned=0,longest_hold_ms=0,outages=0,in_outage=0\r\n")
 }
 
 // With an admin password, CLUSTERX FAILOVER needs the admin user.

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +36,8 @@ type fakeCluster struct {
 	hold chan struct{}
 	// entered is signalled (without blocking) when a Do starts.
 	entered chan struct{}
+	// cancelled counts the Do calls whose ctx ended while held.
+	cancelled atomic.Int32
 }
 
 func newFakeCluster(masters int) *fakeCluster {
@@ -74,6 +77,7 @@ func (f *fakeCluster) Do(ctx context.Context, reqs []*router.Request) {
 		select {
 		case <-f.hold:
 		case <-ctx.Done():
+			f.cancelled.Add(1)
 			for _, q := range reqs {
 				q.Reply = append(q.Reply[:0], "-ERR cancelled\r\n"...)
 			}

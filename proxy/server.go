@@ -264,6 +264,7 @@ func (s *Server) closed(sess *session, err error) {
 		s.logger.Debug("client connection ended", "client", sess.remoteAddr(), "err", err)
 	}
 	sess.releaseDedicated()
+	sess.hangUp()
 	s.mu.Lock()
 	delete(s.sessions, sess)
 	s.mu.Unlock()

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"math"
 	"slices"
 	"strconv"
@@ -129,6 +130,12 @@ type session struct {
 	// lastSlot is the slot of the latest routed command, -1 after a keyless
 	// one: WAIT goes to that master.
 	lastSlot int
+
+	// ctx bounds the session's backend calls: it ends when the server
+	// closes, or when the client hung up (hangUp), which drops its held
+	// requests unsent.
+	ctx    context.Context
+	hangUp context.CancelFunc
 }
 
 // replyConn is what a session needs of its connection besides the guarded
@@ -156,6 +163,7 @@ func newSession(srv *Server, conn replyConn, g *guardConn, w *redcon.Writer, raw
 		lastSlot: -1,
 	}
 	s.lastActive = s.created
+	s.ctx, s.hangUp = context.WithCancel(srv.ctx)
 	// Never zero, which would mean "by slot".
 	s.affinity = uint32(s.id) | 1<<31
 	s.flush = func() error { return nil }
@@ -257,7 +265,7 @@ func (s *session) loopSafe(cmds []redcon.Command) bool {
 func (s *session) runPending() {
 	s.srv.stats.commandsProcessed.Add(int64(len(s.entries)))
 	if len(s.reqs) > 0 {
-		s.srv.backend.Do(s.srv.ctx, s.reqs)
+		s.srv.backend.Do(s.ctx, s.reqs)
 	}
 	for i := range s.entries {
 		s.writeReply(&s.entries[i])

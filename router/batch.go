@@ -46,10 +46,15 @@ type call struct {
 	asking bool
 	// redirects and retries count hops and resends against their bounds.
 	redirects, retries int
-	// heldSince is when a gate first held the call (its HoldTimeout counts
-	// from there); holdEnds is the hold it waits for now, nil when none.
-	heldSince time.Time
-	holdEnds  <-chan struct{}
+	// waitingSince is when the call was first held, refused with TRYAGAIN
+	// or found its node unreachable: its HoldTimeout counts from there.
+	// holdEnds is the hold it waits for now, nil when none; heldOn is the
+	// node whose hold it is, and inOutage says the hold is heldOn's outage
+	// rather than the gate's.
+	waitingSince time.Time
+	holdEnds     <-chan struct{}
+	heldOn       *node
+	inOutage     bool
 }
 
 // completeLocked stores a backend reply; the reader calls it with b.mu held (see
@@ -109,6 +114,7 @@ type batch struct {
 	admitted []*node
 	holds    []<-chan struct{} // the gate's answer for each admitted node
 	holdAll  []bool            // a write to the node was held this round
+	outages  []bool            // the node's hold is an outage
 	patches  []slotPatch
 }
 
@@ -142,7 +148,7 @@ func putBatch(b *batch) {
 	clear(b.admitted)
 	clear(b.holds)
 	clear(b.patches)
-	b.touched, b.admitted, b.holds, b.holdAll, b.patches = b.touched[:0], b.admitted[:0], b.holds[:0], b.holdAll[:0], b.patches[:0]
+	b.touched, b.admitted, b.holds, b.holdAll, b.outages, b.patches = b.touched[:0], b.admitted[:0], b.holds[:0], b.holdAll[:0], b.outages[:0], b.patches[:0]
 	b.onDone, b.ctx, b.r = nil, nil, nil
 	batchPool.Put(b)
 }

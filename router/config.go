@@ -38,8 +38,17 @@ type Config struct {
 	// HoldTimeout bounds how long one request waits, in all, while a Gate
 	// holds its node; then it gets a TRYAGAIN error saying it was not run.
 	HoldTimeout time.Duration
+	// HoldMaxBytes caps the bytes of all requests held at once; a request
+	// that would pass it gets a TRYAGAIN error saying it was not run.
+	HoldMaxBytes int64
+	// OutageProbeInterval is how often a node whose connections were lost
+	// or refused is dialled, and the topology reloaded, while its requests
+	// are held.
+	OutageProbeInterval time.Duration
 	// MaxRetries bounds the resends of one request rejected without running
-	// (TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN, READONLY, never sent).
+	// (CLUSTERDOWN, LOADING, MASTERDOWN, READONLY) or a read whose
+	// connection was lost. TRYAGAIN and requests to an unreachable node are
+	// bounded by HoldTimeout instead.
 	MaxRetries int
 	// RetryBackoff is the wait before the first resend of a rejected request;
 	// it doubles on each further round up to MaxRetryBackoff.
@@ -61,19 +70,21 @@ type Config struct {
 // DefaultConfig returns a Config with every field but Seeds set.
 func DefaultConfig() Config {
 	return Config{
-		ConnsPerNode:    4,
-		DialTimeout:     time.Second,
-		ReadTimeout:     5 * time.Second,
-		RefreshInterval: 10 * time.Second,
-		RefreshCooldown: 100 * time.Millisecond,
-		MaxRedirects:    5,
-		HoldTimeout:     2500 * time.Millisecond,
-		MaxRetries:      10,
-		RetryBackoff:    5 * time.Millisecond,
-		MaxRetryBackoff: 200 * time.Millisecond,
-		MaxBulkLen:      DefaultMaxBulkLen,
-		MaxPending:      8192,
-		Logger:          slog.New(slog.DiscardHandler),
+		ConnsPerNode:        4,
+		DialTimeout:         time.Second,
+		ReadTimeout:         5 * time.Second,
+		RefreshInterval:     10 * time.Second,
+		RefreshCooldown:     100 * time.Millisecond,
+		MaxRedirects:        5,
+		HoldTimeout:         2500 * time.Millisecond,
+		HoldMaxBytes:        64 << 20,
+		OutageProbeInterval: 50 * time.Millisecond,
+		MaxRetries:          10,
+		RetryBackoff:        5 * time.Millisecond,
+		MaxRetryBackoff:     200 * time.Millisecond,
+		MaxBulkLen:          DefaultMaxBulkLen,
+		MaxPending:          8192,
+		Logger:              slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -98,6 +109,8 @@ func (c *Config) Validate() error {
 		{c.RefreshCooldown > 0, "RefreshCooldown must be positive"},
 		{c.MaxRedirects > 0, "MaxRedirects must be positive"},
 		{c.HoldTimeout > 0, "HoldTimeout must be positive"},
+		{c.HoldMaxBytes > 0, "HoldMaxBytes must be positive"},
+		{c.OutageProbeInterval > 0, "OutageProbeInterval must be positive"},
 		{c.MaxRetries >= 0, "MaxRetries must not be negative"},
 		{c.RetryBackoff > 0, "RetryBackoff must be positive"},
 		{c.MaxRetryBackoff >= c.RetryBackoff, "MaxRetryBackoff must be at least RetryBackoff"},

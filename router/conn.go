@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,6 +42,12 @@ type node struct {
 	// host is addr's host, the host of a MOVED/ASK whose target has none.
 	host  string
 	conns []*backendConn
+	holds nodeHolds
+	// outage is closed when the node's outage ends (startOutage), nil while
+	// it has none; inOutage lets the data path skip outageMu meanwhile.
+	outageMu sync.Mutex
+	outage   chan struct{}
+	inOutage atomic.Bool
 }
 
 // connFor picks a request's connection: by its Affinity when set, else by
@@ -207,6 +214,7 @@ func (c *backendConn) breakLocked(nc net.Conn, cause error) {
 		c.r.counters.connsLost.Add(1)
 		c.r.log.Warn("backend connection lost", "addr", c.node.addr, "pending", c.fifo.n, "err", cause)
 		c.r.triggerRefresh()
+		c.r.startOutage(c.node)
 	}
 	c.failQueueLocked()
 }
@@ -266,6 +274,7 @@ func (c *backendConn) connectAndServe() {
 			c.r.counters.dialFailures.Add(1)
 			c.r.log.Warn("backend dial failed", "addr", c.node.addr, "retry_in", c.backoff, "err", err)
 			c.r.triggerRefresh()
+			c.r.startOutage(c.node)
 		}
 		c.failQueueLocked()
 		c.mu.Unlock()

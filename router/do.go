@@ -170,13 +170,11 @@ func (r *Router) prepareRound(ctx context.Context, b *batch, o roundOutcome, bac
 // Dedicated connections (transactions, blocking commands) call it before
 // they send, so they wait in the hold like the router's own writes.
 func (r *Router) WaitWritable(ctx context.Context, addr string) bool {
-	if r.cfg.Gate == nil {
-		return true
-	}
+	n := r.nodeOf(addr)
 	timer := time.NewTimer(r.cfg.HoldTimeout)
 	defer timer.Stop()
 	for {
-		hold := r.cfg.Gate.Hold(addr)
+		hold, _ := r.holdOf(n)
 		if hold == nil {
 			return true
 		}
@@ -228,7 +226,7 @@ func (r *Router) dispatch(ctx context.Context, b *batch) {
 	b.remaining.Store(int32(len(b.active)) + 1)
 	clear(b.admitted)
 	clear(b.holds)
-	b.admitted, b.holds, b.holdAll = b.admitted[:0], b.holds[:0], b.holdAll[:0]
+	b.admitted, b.holds, b.holdAll, b.outages = b.admitted[:0], b.holds[:0], b.holdAll[:0], b.outages[:0]
 	for _, i := range b.active {
 		cl := &b.calls[i]
 		cl.status, cl.failure = callPending, nil
@@ -250,14 +248,11 @@ func (r *Router) dispatch(ctx context.Context, b *batch) {
 			continue
 		}
 		cl.sentTo = n
-		if r.cfg.Gate != nil && r.held(b, cl, n) {
+		if r.held(b, cl, n) {
 			b.doneN(1)
 			continue
 		}
-		if cl.holdEnds != nil {
-			cl.holdEnds = nil
-			r.counters.released.Add(1)
-		}
+		r.endHold(cl, holdReleased)
 	}
 	// Queue each connection's calls under one lock, in index order. Once
 	// queued, a call's status belongs to the reader: only cl.conn, which Do
@@ -290,30 +285,28 @@ func (r *Router) dispatch(ctx context.Context, b *batch) {
 	b.touched = b.touched[:0]
 }
 
-// held asks the gate about n, once per round, and holds cl if the gate holds
-// n and cl is a write or follows a held write to n in the round.
+// held looks up n's hold (holdOf), once per round, and holds cl if n is in
+// an outage, or if the gate holds n and cl is a write or follows a held
+// write to n in the round. It reports true when cl is not to be sent: held,
+// or answered because the hold is full.
 func (r *Router) held(b *batch, cl *call, n *node) bool {
 	k := 0
 	for k < len(b.admitted) && b.admitted[k] != n {
 		k++
 	}
 	if k == len(b.admitted) {
+		hold, outage := r.holdOf(n)
 		b.admitted = append(b.admitted, n)
-		b.holds = append(b.holds, r.cfg.Gate.Hold(n.addr))
-		b.holdAll = append(b.holdAll, false)
+		b.holds = append(b.holds, hold)
+		b.outages = append(b.outages, outage)
+		b.holdAll = append(b.holdAll, outage)
 	}
 	hold := b.holds[k]
 	if hold == nil || (cl.req.ReadOnly && !b.holdAll[k]) {
 		return false
 	}
 	b.holdAll[k] = true
-	if cl.holdEnds == nil {
-		r.counters.held.Add(1)
-	}
-	if cl.heldSince.IsZero() {
-		cl.heldSince = time.Now()
-	}
-	cl.status, cl.holdEnds = callHeld, hold
+	r.beginHold(cl, n, hold, b.outages[k])
 	return true
 }
 
@@ -343,7 +336,7 @@ func (b *batch) wait(ctx context.Context) bool {
 	reply := ctxReply(ctx)
 	for _, i := range b.active {
 		cl := &b.calls[i]
-		b.abandonHold(cl)
+		b.r.endHold(cl, holdAbandoned)
 		switch {
 		case cl.status == callFinal, cl.status == callReplied && !isRedirect(cl.req.Reply):
 		case cl.failure != nil: // failed for good: queue full, shutting down
@@ -360,18 +353,10 @@ func (b *batch) wait(ctx context.Context) bool {
 // finishActive answers every call still to be resent with reply.
 func (b *batch) finishActive(reply []byte) {
 	for _, i := range b.active {
-		b.abandonHold(&b.calls[i])
+		b.r.endHold(&b.calls[i], holdAbandoned)
 		b.calls[i].finish(reply)
 	}
 	b.active = b.active[:0]
-}
-
-// abandonHold counts a held call its caller gave up on.
-func (b *batch) abandonHold(cl *call) {
-	if cl.holdEnds != nil {
-		cl.holdEnds = nil
-		b.r.counters.abandoned.Add(1)
-	}
 }
 
 func ctxReply(ctx context.Context) []byte {
@@ -388,11 +373,14 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 	case callFinal:
 		return false
 	case callHeld:
-		deadline := cl.heldSince.Add(r.cfg.HoldTimeout)
+		deadline := cl.waitingSince.Add(r.cfg.HoldTimeout)
 		if !time.Now().Before(deadline) {
-			cl.holdEnds = nil
-			r.counters.expired.Add(1)
-			cl.finish(replyHoldExpired)
+			if cl.inOutage {
+				cl.finish(fmt.Appendf(nil, "-TRYAGAIN backend %s is unreachable: the command was held and not executed, retry\r\n", cl.heldOn.addr))
+			} else {
+				cl.finish(replyHoldExpired)
+			}
+			r.endHold(cl, holdExpired)
 			return false
 		}
 		if !slices.Contains(o.holds, cl.holdEnds) {
@@ -408,8 +396,18 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 			cl.finish(cl.failure)
 			return false
 		}
+		// The node refused or lost the connection: the call waits in the
+		// node's outage for it or a new master to answer, within its
+		// budget.
+		if !r.withinBudget(cl) {
+			cl.finish(fmt.Appendf(nil, "-TRYAGAIN backend %s is unreachable: the command was not executed, retry\r\n", cl.sentTo.addr))
+			return false
+		}
+		r.startOutage(cl.sentTo)
 		o.backoff = true
-		return r.retry(cl, fmt.Appendf(nil, "-ERR backend %s is unavailable\r\n", cl.sentTo.addr))
+		r.counters.resent.Add(1)
+		cl.target, cl.asking = nil, false
+		return true
 	case callLost:
 		if cl.failure != nil {
 			cl.finish(cl.failure)
@@ -437,10 +435,21 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 	}
 	switch string(errorCode(reply)) {
 	case "TRYAGAIN":
+		// A failover (which the gate then holds) or a slot migration's
+		// write-forbidden phase, which can last seconds: resent within the
+		// call's budget, not a count of retries. Past it the client gets
+		// the server's TRYAGAIN.
 		if r.cfg.Gate != nil {
 			r.cfg.Gate.TryAgain(cl.sentTo.addr)
 		}
+		if !r.withinBudget(cl) {
+			return false
+		}
 		o.backoff = true
+		r.counters.rejected.Add(1)
+		r.counters.resent.Add(1)
+		cl.target, cl.asking = nil, false
+		return true
 	case "LOADING", "MASTERDOWN":
 		o.backoff = true
 	case "CLUSTERDOWN", "READONLY":
@@ -450,6 +459,15 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 	}
 	r.counters.rejected.Add(1)
 	return r.retry(cl, nil)
+}
+
+// withinBudget starts cl's HoldTimeout budget if it has none yet and reports
+// whether some of it is left.
+func (r *Router) withinBudget(cl *call) bool {
+	if cl.waitingSince.IsZero() {
+		cl.waitingSince = time.Now()
+	}
+	return time.Since(cl.waitingSince) < r.cfg.HoldTimeout
 }
 
 // retry counts a resend; once MaxRetries is spent the call keeps its reply,

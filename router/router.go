@@ -66,6 +66,7 @@ var (
 	replyNotServed    = []byte("-CLUSTERDOWN Hash slot not served\r\n")
 	replyNoRoute      = []byte("-ERR request has neither a valid slot nor a backend address\r\n")
 	replyHoldExpired  = []byte("-TRYAGAIN the shard's master is failing over: the command was held and not executed, retry\r\n")
+	replyHoldFull     = []byte("-TRYAGAIN the shard's master is failing over and the proxy holds as much as it may: the command was not executed, retry\r\n")
 )
 
 // Router routes requests by slot to the shard masters of a Kvrocks cluster
@@ -94,6 +95,8 @@ type Router struct {
 	refreshTrigger chan struct{}
 
 	counters counters
+	// heldBytes is the size of the requests held now (HoldMaxBytes).
+	heldBytes atomic.Int64
 }
 
 // New loads the topology from the first seed that answers, connects to every

@@ -273,10 +273,14 @@ func TestRejectionsProvenNotExecutedAreRetried(t *testing.T) {
 	}
 }
 
-func TestRetriesAreBoundedAndKeepTheOriginalError(t *testing.T) {
+// TRYAGAIN (a failover, or a slot migration's write-forbidden phase) is
+// resent within the request's hold budget; past it the client gets the
+// server's own error.
+func TestTryAgainIsResentWithinTheBudgetAndKeepsTheServersError(t *testing.T) {
 	fc := newFakeCluster(t, 1)
 	a := fc.nodes[0]
 	cfg := testConfig(a.addr)
+	cfg.HoldTimeout = 100 * time.Millisecond
 	r := newTestRouter(t, cfg)
 	var attempts atomic.Int32
 	a.setScript(func(conn redcon.Conn, args []string) bool {
@@ -290,7 +294,8 @@ func TestRetriesAreBoundedAndKeepTheOriginalError(t *testing.T) {
 	req := keyed(false, "SET", "k", "v")
 	doWithin(t, r, req)
 	assert.Equal(t, "-TRYAGAIN Failover in progress\r\n", string(req.Reply))
-	assert.Equal(t, int32(cfg.MaxRetries+1), attempts.Load())
+	assert.GreaterOrEqual(t, attempts.Load(), int32(2), "resent at least once")
+	assert.Equal(t, uint64(attempts.Load()-1), r.Stats().Resent)
 }
 
 func TestLostConnectionFailsSentWritesAndResendsReads(t *testing.T) {
@@ -394,14 +399,31 @@ func stallOn(t *testing.T, name string) func(redcon.Conn, []string) bool {
 	}
 }
 
-func TestUnreachableNodeFailsFastAsUnavailable(t *testing.T) {
+// A master that stays unreachable holds its requests for the hold budget,
+// then they are answered TRYAGAIN, not executed.
+func TestUnreachableMasterHoldsThenAnswersNotExecuted(t *testing.T) {
 	fc := newFakeCluster(t, 2)
 	a, b := fc.nodes[0], fc.nodes[1]
-	r := newTestRouter(t, testConfig(a.addr))
+	cfg := testConfig(a.addr)
+	cfg.HoldTimeout = 200 * time.Millisecond
+	r := newTestRouter(t, cfg)
 	b.stop()
-	req := keyed(false, "SET", keyOwnedBy(fc, b, "b"), "1")
-	doWithin(t, r, req)
-	assert.True(t, strings.HasPrefix(string(req.Reply), "-ERR "), "got %q", req.Reply)
+	// Wait until the router saw b's connections go, or a write could still
+	// be sent on one and fail as "may have run".
+	require.Eventually(t, func() bool { st := r.Stats(); return st.ConnsLost+st.DialFailures >= uint64(cfg.ConnsPerNode) }, 5*time.Second, time.Millisecond)
+	write, read := keyed(false, "SET", keyOwnedBy(fc, b, "b"), "1"), keyed(true, "GET", keyOwnedBy(fc, b, "c"))
+	doWithin(t, r, write, read)
+	for _, q := range []*Request{write, read} {
+		assert.True(t, strings.HasPrefix(string(q.Reply), "-TRYAGAIN backend "+b.addr), "got %q", q.Reply)
+		assert.Contains(t, string(q.Reply), "not executed")
+	}
+	assertHoldsConserved(t, r)
+	holds := r.HoldStats()
+	require.Len(t, holds, 1)
+	assert.Equal(t, b.addr, holds[0].Addr)
+	assert.GreaterOrEqual(t, holds[0].Outages, uint64(1))
+	assert.GreaterOrEqual(t, holds[0].Held, uint64(2), "both requests waited in the outage")
+	assert.Zero(t, holds[0].HeldNow)
 }
 
 func TestCloseLeavesNoGoroutineAndAnswersLaterCalls(t *testing.T) {

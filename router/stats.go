@@ -24,6 +24,9 @@ type Stats struct {
 	// (its caller gave up). Held = Released + Expired + Abandoned + those
 	// held now.
 	Held, Released, Expired, Abandoned uint64
+	// HoldFull counts requests answered TRYAGAIN instead of held, because
+	// the held requests' bytes had reached Config.HoldMaxBytes.
+	HoldFull uint64
 }
 
 // counters are the live values behind Stats; none is touched on the path of
@@ -33,6 +36,7 @@ type counters struct {
 	connsLost, dialFailures            atomic.Uint64
 	reloads, reloadFailures            atomic.Uint64
 	held, released, expired, abandoned atomic.Uint64
+	holdFull                           atomic.Uint64
 }
 
 // Stats returns a snapshot of the router's counters.
@@ -44,5 +48,6 @@ func (r *Router) Stats() Stats {
 		ConnsLost: c.connsLost.Load(), DialFailures: c.dialFailures.Load(),
 		Reloads: c.reloads.Load(), ReloadFailures: c.reloadFailures.Load(),
 		Held: c.held.Load(), Released: c.released.Load(), Expired: c.expired.Load(), Abandoned: c.abandoned.Load(),
+		HoldFull: c.holdFull.Load(),
 	}
 }

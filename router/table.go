@@ -40,6 +40,27 @@ func (t *slotTable) withPatches(patches []slotPatch, nodeOf func(addr string) *n
 	return &nt
 }
 
+// onlyReplicaOf returns the address of master's replica when the last
+// reload listed exactly one, else "".
+func (t *slotTable) onlyReplicaOf(master string) string {
+	var masterID string
+	for _, n := range t.nodes {
+		if n.addr == master {
+			masterID = n.id
+		}
+	}
+	replica := ""
+	for _, n := range t.nodes {
+		if masterID != "" && n.masterID == masterID {
+			if replica != "" {
+				return ""
+			}
+			replica = n.addr
+		}
+	}
+	return replica
+}
+
 // isReplicaOf reports whether the last reload listed replica as a replica
 // of master (both addresses).
 func (t *slotTable) isReplicaOf(replica, master string) bool {

@@ -56,6 +56,9 @@ func startFailoverProxy(t testing.TB, seed string) *failoverProxy {
 	fp := &failoverProxy{}
 	hcfg := failover.DefaultHoldsConfig()
 	hcfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return fp.rt.DialNode(ctx, addr) }
+	hcfg.Warm = func(replica string) { fp.rt.Warm(replica) }
+	hcfg.HandOver = func(master, replica string) { fp.rt.HandOver(master, replica) }
+	hcfg.Held = func(master string) router.NodeHolds { return fp.rt.HoldsOf(master) }
 	holds, err := failover.NewHolds(hcfg)
 	require.NoError(t, err)
 	t.Cleanup(holds.Close)

@@ -132,6 +132,9 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	hcfg := failover.DefaultHoldsConfig()
 	hcfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return rt.DialNode(ctx, addr) }
 	hcfg.Logger = logger
+	hcfg.Warm = func(replica string) { rt.Warm(replica) }
+	hcfg.HandOver = func(master, replica string) { rt.HandOver(master, replica) }
+	hcfg.Held = func(master string) router.NodeHolds { return rt.HoldsOf(master) }
 	holds, err := failover.NewHolds(hcfg)
 	if err != nil {
 		startupFailed(stderr, err)
@@ -145,6 +148,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	rcfg.ConnsPerNode = opts.backendConns
 	rcfg.MaxBulkLen = opts.maxBulkLen
 	rcfg.HoldTimeout = opts.holdTimeout
+	rcfg.HoldMaxBytes = opts.holdMaxBytes
 	rcfg.Gate = holds
 	rcfg.Logger = logger
 	startCtx, cancel := context.WithTimeout(ctx, startupTimeout)

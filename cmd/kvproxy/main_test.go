@@ -46,6 +46,7 @@ func TestParseOptionsDefaults(t *testing.T) {
 		maxBulkLen:       proxy.DefaultMaxBulkLen,
 		maxBlockingConns: proxy.DefaultConfig().MaxBlockingConns,
 		holdTimeout:      router.DefaultConfig().HoldTimeout,
+		holdMaxBytes:     router.DefaultConfig().HoldMaxBytes,
 	}, o)
 
 	o, err = parseOptions([]string{"--demo"}, noEnv)
@@ -58,7 +59,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 	args := []string{
 		"--listen", ":7000", "--seeds", " a:1, b:2 ,,c:3", "--password", "pw", "--backend-password", "bpw", "--admin-password", "apw",
 		"--backend-conns", "8", "--announce", "proxy.example:7000", "--log-level", "WARN", "--max-bulk-len", "1024",
-		"--max-blocking-conns", "7", "--hold-timeout", "1s",
+		"--max-blocking-conns", "7", "--hold-timeout", "1s", "--hold-max-bytes", "4096",
 	}
 	o, err := parseOptions(args, noEnv)
 	require.NoError(t, err)
@@ -74,6 +75,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		maxBulkLen:       1024,
 		maxBlockingConns: 7,
 		holdTimeout:      time.Second,
+		holdMaxBytes:     4096,
 	}, o)
 }
 
@@ -89,6 +91,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		"KVPROXY_MAX_BULK_LEN":       "99",
 		"KVPROXY_MAX_BLOCKING_CONNS": "3",
 		"KVPROXY_HOLD_TIMEOUT":       "750ms",
+		"KVPROXY_HOLD_MAX_BYTES":     "1000",
 	}
 	o, err := parseOptions(nil, envOf(env))
 	require.NoError(t, err)
@@ -103,6 +106,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		maxBulkLen:       99,
 		maxBlockingConns: 3,
 		holdTimeout:      750 * time.Millisecond,
+		holdMaxBytes:     1000,
 	}, o)
 
 	t.Run("flag wins over env", func(t *testing.T) {
@@ -148,6 +152,7 @@ func TestParseOptionsRejects(t *testing.T) {
 		{"max bulk len negative", []string{"--seeds", "a:1", "--max-bulk-len", "-1"}, nil, "--max-bulk-len -1"},
 		{"max blocking conns zero", []string{"--seeds", "a:1", "--max-blocking-conns", "0"}, nil, "--max-blocking-conns 0"},
 		{"hold timeout zero", []string{"--seeds", "a:1", "--hold-timeout", "0s"}, nil, "--hold-timeout 0s"},
+		{"hold max bytes zero", []string{"--seeds", "a:1", "--hold-max-bytes", "0"}, nil, "--hold-max-bytes 0"},
 		{"max blocking conns from env negative", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_MAX_BLOCKING_CONNS": "-2"},
 			"--max-blocking-conns -2"},
 		{"max blocking conns not a number", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_MAX_BLOCKING_CONNS": "lots"},

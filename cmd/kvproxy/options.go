@@ -39,7 +39,9 @@ type options struct {
 	maxBlockingConns int
 	// holdTimeout is router.Config.HoldTimeout.
 	holdTimeout time.Duration
-	demo        bool
+	// holdMaxBytes is router.Config.HoldMaxBytes.
+	holdMaxBytes int64
+	demo         bool
 }
 
 // envName is the environment variable that sets flag name.
@@ -65,6 +67,8 @@ func newFlagSet(o *options, seeds, logLevel *string) *flag.FlagSet {
 		"blocking commands (BLPOP, XREAD BLOCK, WAIT ...) that may wait at once, each on a cluster connection of its own; more are refused")
 	fs.DurationVar(&o.holdTimeout, "hold-timeout", router.DefaultConfig().HoldTimeout,
 		"longest a write waits inside the proxy while its shard's master fails over; then the client gets TRYAGAIN")
+	fs.Int64Var(&o.holdMaxBytes, "hold-max-bytes", router.DefaultConfig().HoldMaxBytes,
+		"most bytes of requests held at once across all failing-over shards; past it a write gets TRYAGAIN at once")
 	fs.BoolVar(&o.demo, "demo", false, "start a simulated Kvrocks cluster (3 shards x 1 replica) on free loopback ports and proxy it")
 	return fs
 }
@@ -162,6 +166,8 @@ func (o options) validate() error {
 		return fmt.Errorf("--max-blocking-conns %d: want at least 1", o.maxBlockingConns)
 	case o.holdTimeout <= 0:
 		return fmt.Errorf("--hold-timeout %v: want a positive duration", o.holdTimeout)
+	case o.holdMaxBytes < 1:
+		return fmt.Errorf("--hold-max-bytes %d: want at least 1", o.holdMaxBytes)
 	}
 	if err := checkAddr(o.listen, false); err != nil {
 		return fmt.Errorf("--listen %q: %v", o.listen, err)

@@ -1,0 +1,112 @@
+package router
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// heldNowOn reports the requests waiting in addr's hold now.
+func heldNowOn(r *Router, addr string) uint64 {
+	for _, h := range r.HoldStats() {
+		if h.Addr == addr {
+			return h.HeldNow
+		}
+	}
+	return 0
+}
+
+// A dead master's requests wait in its outage; once the topology gives its
+// slots to another node, they are sent there and succeed.
+func TestOutageHeldRequestsGoToTheNewMaster(t *testing.T) {
+	fc := newFakeCluster(t, 2)
+	a, b := fc.nodes[0], fc.nodes[1]
+	cfg := testConfig(a.addr)
+	cfg.HoldTimeout = 10 * time.Second
+	r := newTestRouter(t, cfg)
+	b.stop()
+	require.Eventually(t, func() bool { st := r.Stats(); return st.ConnsLost+st.DialFailures >= uint64(cfg.ConnsPerNode) }, 5*time.Second, time.Millisecond)
+	key := keyOwnedBy(fc, b, "b")
+	write, read := keyed(false, "SET", key, "v"), keyed(true, "GET", key)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		r.Do(ctx, []*Request{write, read})
+	}()
+	require.Eventually(t, func() bool { return heldNowOn(r, b.addr) == 2 }, 5*time.Second, time.Millisecond,
+		"the write and the read wait in b's outage")
+	fc.setOwner(a, 2) // the controller promoted a
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("held requests were not released")
+	}
+	assert.Equal(t, "+OK\r\n", string(write.Reply))
+	assert.Equal(t, "$1\r\nv\r\n", string(read.Reply))
+	a.mu.Lock()
+	assert.Equal(t, "v", a.data[key], "the write landed on the new master")
+	a.mu.Unlock()
+	assertHoldsConserved(t, r)
+	st := r.Stats()
+	assert.Equal(t, st.Held, st.Released, "every held request was sent: %+v", st)
+}
+
+// Past HoldMaxBytes a request is answered TRYAGAIN instead of held, and the
+// requests held before it are unaffected.
+func TestHoldMaxBytesRefusesWhatWouldPassTheCap(t *testing.T) {
+	fc := newFakeCluster(t, 1)
+	a := fc.nodes[0]
+	gate := newTestGate()
+	cfg := testConfig(a.addr)
+	cfg.Gate = gate
+	small := keyed(false, "SET", "k", "v")
+	cfg.HoldMaxBytes = int64(len(small.Raw) + 10)
+	r := newTestRouter(t, cfg)
+	gate.hold(a.addr)
+	big := keyed(false, "SET", "k2", strings.Repeat("x", 64))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		doWithin(t, r, small)
+	}()
+	require.Eventually(t, func() bool { return r.Stats().Held == 1 }, 5*time.Second, time.Millisecond)
+	doWithin(t, r, big)
+	assert.Contains(t, string(big.Reply), "-TRYAGAIN ")
+	assert.Contains(t, string(big.Reply), "not executed")
+	assert.Equal(t, uint64(1), r.Stats().HoldFull)
+	gate.release(a.addr)
+	<-done
+	assert.Equal(t, "+OK\r\n", string(small.Reply))
+	assertHoldsConserved(t, r)
+	// Released, the cap is free again.
+	gate.hold(a.addr)
+	again := keyed(false, "SET", "k", "w")
+	go func() {
+		assert.Eventually(t, func() bool { return r.Stats().Held == 2 }, 5*time.Second, time.Millisecond)
+		gate.release(a.addr)
+	}()
+	doWithin(t, r, again)
+	assert.Equal(t, "+OK\r\n", string(again.Reply))
+	assertHoldsConserved(t, r)
+}
+
+// HandOver routes every slot of a master to its replica at once.
+func TestHandOverRoutesTheShardToTheReplica(t *testing.T) {
+	fc := newFakeCluster(t, 2)
+	a, b := fc.nodes[0], fc.nodes[1]
+	r := newTestRouter(t, testConfig(a.addr))
+	// Without a replica in the topology, nothing moves.
+	r.HandOver(b.addr, "")
+	assert.Equal(t, b.addr, r.MasterOf(int(Slot([]byte(keyOwnedBy(fc, b, "x"))))))
+	r.HandOver(b.addr, a.addr)
+	for s := range SlotCount {
+		require.Equal(t, a.addr, r.MasterOf(s), "slot %d", s)
+	}
+	assert.Equal(t, []string{a.addr}, r.Masters())
+}
