@@ -608,3 +608,21 @@ func TestSetnodesLandingMidHold(t *testing.T) {
 		})
 	}
 }
+
+// A followed handover's success routes A's slots to B before the held
+// writes are let go, so they reach B without meeting A's MOVED first.
+func TestSuccessRoutesHeldWritesStraightToTheNewMaster(t *testing.T) {
+	f := newFailoverRig(t)
+	f.holds.cfg.HandOver = f.rt.HandOver
+	f.shard.update(func() { f.a.phase, f.a.infoPhase = PhaseWaitSync, PhaseWaitSync })
+	f.holds.Follow(f.a.addr, f.b.addr)
+	f.waitReport(func(r ShardReport) bool { return r.Holding }, "holding")
+	w := f.write(1, "k1", "k2", "k3")
+	f.waitHeld(3)
+	f.shard.update(f.succeed)
+	f.requireAllOK(f.b, w)
+	assert.Empty(t, f.a.executedKeys())
+	assert.Zero(t, f.rt.Stats().Moved, "the held writes went straight to B: %+v", f.rt.Stats())
+	assert.Equal(t, []string{f.b.addr}, f.rt.Masters())
+	f.assertHoldsAccounted()
+}

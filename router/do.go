@@ -450,9 +450,9 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 		r.counters.resent.Add(1)
 		cl.target, cl.asking = nil, false
 		return true
-	case "LOADING", "MASTERDOWN":
-		o.backoff = true
-	case "CLUSTERDOWN", "READONLY":
+	case "CLUSTERDOWN", "READONLY", "LOADING", "MASTERDOWN":
+		// The node serves the slot no more (a role swap) or cannot yet (a
+		// resync): the topology may say who does.
 		o.backoff, o.refresh = true, true
 	default:
 		return false
