@@ -84,6 +84,9 @@ type fakeKvrocks struct {
 	executed  []string // keys of the SETs run, in order
 	// stall, when set, holds the SET of its key before it is looked at.
 	stall *stalledSet
+	// forbidden, when set, says whether a slot is in the write-forbidden
+	// phase of a migration (spec section 6).
+	forbidden func(slot int) bool
 	// onWrite runs, with the shard locked, once a SET's reply ("OK" or an
 	// error without its '-') is decided and before it is sent.
 	onWrite func(key, reply string)
@@ -158,6 +161,8 @@ func (n *fakeKvrocks) set(conn redcon.Conn, key, value string) {
 	switch {
 	case n.phase.HoldsWrites():
 		reply = "TRYAGAIN Failover in progress"
+	case sh.owner == n && n.forbidden != nil && n.forbidden(slot):
+		reply = "TRYAGAIN Can't write to slot being migrated which is in write forbidden phase"
 	case sh.owner == n && n.migratedTo != "":
 		reply = fmt.Sprintf("MOVED %d %s", slot, n.migratedTo)
 	case sh.owner == n || n.takenOver:
@@ -625,4 +630,29 @@ func TestSuccessRoutesHeldWritesStraightToTheNewMaster(t *testing.T) {
 	assert.Zero(t, f.rt.Stats().Moved, "the held writes went straight to B: %+v", f.rt.Stats())
 	assert.Equal(t, []string{f.b.addr}, f.rt.Masters())
 	f.assertHoldsAccounted()
+}
+
+// A slot migration's TRYAGAIN concerns its slot only: the write is resent
+// until the slot takes writes again, and the rest of the shard is not held.
+func TestMigrationTryAgainHoldsNothing(t *testing.T) {
+	f := newFailoverRig(t)
+	migrating := int(router.Slot([]byte("m")))
+	refusals := 0
+	f.shard.update(func() {
+		f.a.forbidden = func(slot int) bool {
+			if slot != migrating || refusals == 5 {
+				return false
+			}
+			refusals++
+			return true
+		}
+	})
+	w := f.write(1, "m")
+	other := f.write(2, "other")
+	f.requireAllOK(f.a, w, other)
+	st := f.rt.Stats()
+	assert.Equal(t, uint64(5), st.Rejected, "five TRYAGAINs, each resent: %+v", st)
+	assert.Zero(t, st.Held, "nothing was held: %+v", st)
+	assert.Empty(t, f.holds.Report(), "no handover was followed")
+	assert.Nil(t, f.holds.Hold(f.a.addr))
 }
