@@ -376,7 +376,7 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 		deadline := cl.waitingSince.Add(r.cfg.HoldTimeout)
 		if !time.Now().Before(deadline) {
 			if cl.inOutage {
-				cl.finish(fmt.Appendf(nil, "-TRYAGAIN backend %s is unreachable: the command was held and not executed, retry\r\n", cl.heldOn.addr))
+				cl.finish(replyUnreachable(cl.heldOn))
 			} else {
 				cl.finish(replyHoldExpired)
 			}
@@ -400,7 +400,7 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 		// node's outage for it or a new master to answer, within its
 		// budget.
 		if !r.withinBudget(cl) {
-			cl.finish(fmt.Appendf(nil, "-TRYAGAIN backend %s is unreachable: the command was not executed, retry\r\n", cl.sentTo.addr))
+			cl.finish(replyUnreachable(cl.sentTo))
 			return false
 		}
 		r.startOutage(cl.sentTo)
@@ -459,6 +459,11 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 	}
 	r.counters.rejected.Add(1)
 	return r.retry(cl, nil)
+}
+
+// replyUnreachable answers a request that waited its whole budget for n.
+func replyUnreachable(n *node) []byte {
+	return fmt.Appendf(nil, "-TRYAGAIN backend %s is unreachable: the command was not executed, retry\r\n", n.addr)
 }
 
 // withinBudget starts cl's HoldTimeout budget if it has none yet and reports

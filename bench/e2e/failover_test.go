@@ -343,15 +343,24 @@ func portOf(addr string) string {
 }
 
 // A master killed unannounced, its replica promoted by the controller
-// within about a second (probes every 200 ms, 3 failures): every request is
-// answered; only writes that were in flight on the dead connection may fail,
-// with an error that says they may have run.
+// (probes every 200 ms, 3 failures): every request is answered; only writes
+// that were in flight on the dead connection may fail, with an error that
+// says they may have run. The rest wait in the dead master's outage: with a
+// promotion within about a second they all reach the new master; with one
+// slower than the hold budget (probes every 1.2 s), those that waited the
+// whole budget get a TRYAGAIN saying they were not executed, and nothing
+// hangs.
 func TestUnplannedMasterDeathAnswersEveryRequest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
+	t.Run("promoted within the hold budget", func(t *testing.T) { unplannedMasterDeath(t, 200*time.Millisecond, false) })
+	t.Run("promoted after the hold budget", func(t *testing.T) { unplannedMasterDeath(t, 1200*time.Millisecond, true) })
+}
+
+func unplannedMasterDeath(t *testing.T, probeInterval time.Duration, slow bool) {
 	cfg := kvsim.DefaultClusterConfig()
-	cfg.Controller.ProbeInterval = 200 * time.Millisecond
+	cfg.Controller.ProbeInterval = probeInterval
 	cfg.Controller.ProbeTimeout = 100 * time.Millisecond
 	cfg.Controller.FailureCount = 3
 	cfg.Controller.AutoFailover = true
@@ -365,8 +374,9 @@ func TestUnplannedMasterDeathAnswersEveryRequest(t *testing.T) {
 	defer cancel()
 
 	// go-redis retries TRYAGAIN and network errors itself: off, so what
-	// the proxy answers is what the test sees.
-	client := redis.NewClient(&redis.Options{Addr: load.addr, PoolSize: 8, MaxRetries: -1})
+	// the proxy answers is what the test sees. Its read timeout is above
+	// the hold budget.
+	client := redis.NewClient(&redis.Options{Addr: load.addr, PoolSize: 8, MaxRetries: -1, ReadTimeout: 10 * time.Second})
 	defer client.Close()
 	var stop atomic.Bool
 	var mu sync.Mutex
@@ -407,11 +417,31 @@ func TestUnplannedMasterDeathAnswersEveryRequest(t *testing.T) {
 
 	t.Logf("replies: %v; router: %+v", replies, load.rt.Stats())
 	assert.Positive(t, replies["ok"])
+	notExecuted := 0
 	for reply, n := range replies {
-		if reply == "ok" {
-			continue
+		switch {
+		case reply == "ok":
+		case slow && strings.Contains(reply, ": TRYAGAIN backend "+master.Addr()+" is unreachable: the command was not executed"):
+			notExecuted += n
+		default:
+			assert.True(t, strings.HasPrefix(reply, "set: ERR backend connection lost after the command was sent"),
+				"%d x %q: only writes in flight on the dead connection may fail", n, reply)
 		}
-		assert.True(t, strings.HasPrefix(reply, "set: ERR backend connection lost after the command was sent"),
-			"%d x %q: only writes in flight on the dead connection may fail", n, reply)
 	}
+	// The dead master's unsent requests (and the reads lost with its
+	// connection) waited in its outage.
+	dead := load.rt.HoldsOf(master.Addr())
+	t.Logf("dead master's holds: %+v", dead)
+	assert.Positive(t, dead.Outages)
+	assert.Positive(t, dead.Held, "requests waited in the outage")
+	if slow {
+		assert.Positive(t, notExecuted, "the promotion came after the hold budget")
+		// Each expired hold was answered TRYAGAIN; so were requests resent
+		// to the dead master as their budget ran out.
+		assert.GreaterOrEqual(t, uint64(notExecuted), dead.Expired, "%+v", dead)
+	} else {
+		assert.Equal(t, dead.Held, dead.Released, "every one was sent once the replica took over: %+v", dead)
+	}
+	st := load.rt.Stats()
+	assert.Equal(t, st.Held, st.Released+st.Expired+st.Abandoned, "held = released + expired + abandoned: %+v", st)
 }
