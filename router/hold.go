@@ -264,6 +264,6 @@ func (r *Router) HandOver(master, replica string) {
 	if len(patches) == 0 {
 		return
 	}
-	r.table.Store(cur.withPatches(patches, r.nodeOf))
+	r.storeTableLocked(cur.withPatches(patches, r.nodeOf))
 	r.log.Info("failover succeeded: slots routed to the new master", "from", master, "to", replica, "slots", len(patches))
 }

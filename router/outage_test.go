@@ -110,3 +110,23 @@ func TestHandOverRoutesTheShardToTheReplica(t *testing.T) {
 	}
 	assert.Equal(t, []string{a.addr}, r.Masters())
 }
+
+// Changed is closed by the next table change, and only then.
+func TestChangedSignalsTheNextTableChange(t *testing.T) {
+	fc := newFakeCluster(t, 2)
+	a, b := fc.nodes[0], fc.nodes[1]
+	r := newTestRouter(t, testConfig(a.addr))
+	changed := r.Changed()
+	select {
+	case <-changed:
+		t.Fatal("closed before any change")
+	default:
+	}
+	r.HandOver(b.addr, a.addr)
+	select {
+	case <-changed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("HandOver did not signal")
+	}
+	assert.NotEqual(t, changed, r.Changed(), "a new channel for the next change")
+}

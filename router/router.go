@@ -82,8 +82,10 @@ type Router struct {
 	closed atomic.Bool
 
 	table atomic.Pointer[slotTable]
-	// tableMu serialises table writers (reloads and MOVED patches).
+	// tableMu serialises table writers (reloads and MOVED patches); it
+	// guards changed, closed and replaced each time the table is.
 	tableMu sync.Mutex
+	changed chan struct{}
 
 	mu    sync.Mutex
 	nodes map[string]*node
@@ -351,10 +353,32 @@ func (r *Router) applyView(view *clusterView) {
 		}
 	}
 	nt.masters = distinctOwners(&nt.owner)
-	r.table.Store(nt)
+	r.storeTableLocked(nt)
 	if cur == nil || cur.epoch != nt.epoch || !slices.Equal(cur.masters, nt.masters) {
 		r.log.Info("topology loaded", "epoch", nt.epoch, "masters", nt.masters)
 	}
+}
+
+// storeTableLocked installs t and tells whoever waits on Changed; the
+// caller holds tableMu.
+func (r *Router) storeTableLocked(t *slotTable) {
+	r.table.Store(t)
+	if r.changed != nil {
+		close(r.changed)
+		r.changed = nil
+	}
+}
+
+// Changed returns a channel closed the next time the slot table changes: a
+// reload, a MOVED, a handover. Subscriptions that must live on a given
+// node (the first master, for Pub/Sub) watch it to move when it does.
+func (r *Router) Changed() <-chan struct{} {
+	r.tableMu.Lock()
+	defer r.tableMu.Unlock()
+	if r.changed == nil {
+		r.changed = make(chan struct{})
+	}
+	return r.changed
 }
 
 // patch applies the MOVED redirects of one round in one new table, unless
@@ -365,7 +389,7 @@ func (r *Router) patch(patches []slotPatch) {
 	cur := r.table.Load()
 	for _, p := range patches {
 		if n := cur.owner[p.slot]; n == nil || n.addr != p.addr {
-			r.table.Store(cur.withPatches(patches, r.nodeOf))
+			r.storeTableLocked(cur.withPatches(patches, r.nodeOf))
 			return
 		}
 	}
