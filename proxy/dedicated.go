@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"kvproxy/router"
@@ -21,6 +23,37 @@ type DedicatedBackend interface {
 	// DialNode opens an authenticated connection to addr; the caller owns it.
 	DialNode(ctx context.Context, addr string) (net.Conn, error)
 }
+
+// HoldWaiter is implemented by a DedicatedBackend that holds a shard's
+// writes while its master fails over (*router.Router): transactions and
+// blocking commands wait in that hold before they are sent, like the
+// router's own writes.
+type HoldWaiter interface {
+	// WaitWritable waits until writes to the master at addr are not held;
+	// false when the hold outlasted its budget or ctx ended.
+	WaitWritable(ctx context.Context, addr string) bool
+}
+
+// tryAgainFollower is implemented by Handovers that start following a
+// master when told it answered TRYAGAIN (failover.Holds): a dedicated
+// connection's TRYAGAIN then starts the hold the router's own TRYAGAIN
+// would, even for a failover begun behind the proxy's back.
+type tryAgainFollower interface {
+	TryAgain(addr string)
+}
+
+// errHeldNotRun is what a command held past the hold budget gets: the
+// router's wording for its own held writes.
+const errHeldNotRun = "TRYAGAIN the shard's master is failing over: the command was held and not executed, retry"
+
+// Resends of a dedicated command the server refused without running it:
+// how many, and the pause before each (doubling), as the router paces its
+// own.
+const (
+	maxDedicatedResends      = 5
+	dedicatedRetryBackoff    = 5 * time.Millisecond
+	maxDedicatedRetryBackoff = 200 * time.Millisecond
+)
 
 // maxIdlePerNode caps the idle dedicated connections kept per master for
 // the next transaction or blocking command.
@@ -38,6 +71,9 @@ type nodeConn struct {
 	// buf[next:] holds bytes read past the last reply returned.
 	buf  []byte
 	next int
+	// unsure: the server's state for this connection is unknown (still in
+	// MULTI, say), so it is not reused.
+	unsure bool
 }
 
 func newNodeConn(addr string, conn net.Conn) *nodeConn {
@@ -138,10 +174,10 @@ func alive(c *nodeConn) bool {
 	return c.conn.SetReadDeadline(time.Time{}) == nil
 }
 
-// put keeps c for reuse, or closes it when it has unread bytes or the pool is
-// full.
+// put keeps c for reuse, or closes it when it has unread bytes, is unsure
+// or the pool is full.
 func (p *nodePool) put(c *nodeConn) {
-	if !c.idle() {
+	if !c.idle() || c.unsure {
 		c.close()
 		return
 	}
@@ -222,4 +258,166 @@ func (s *session) roundTrip(c *nodeConn, raw []byte) ([]byte, error) {
 // oneLine blanks line breaks so a Go error fits in a RESP error line.
 func oneLine(msg string) string {
 	return string(appendSanitized(nil, []byte(msg), len(msg)))
+}
+
+// refusedNotRun reports an error reply by which a server refused a command
+// without running it: the command can be sent again.
+func refusedNotRun(reply []byte) bool {
+	switch string(errorCode(reply)) {
+	case "TRYAGAIN", "MOVED", "READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN":
+		return true
+	}
+	return false
+}
+
+// errorCode returns the first word of an error reply ("-MOVED 1 a:1" →
+// "MOVED"), or nil.
+func errorCode(reply []byte) []byte {
+	if len(reply) < 2 || reply[0] != '-' {
+		return nil
+	}
+	end := bytes.IndexAny(reply, " \r")
+	if end < 1 {
+		return nil
+	}
+	return reply[1:end]
+}
+
+// movedTarget returns the address of "-MOVED <slot> <host>:<port>"; an empty
+// host is the host of from, the node that answered.
+func movedTarget(reply []byte, from string) (string, bool) {
+	line, _, ok := replyLine(reply)
+	if !ok || !bytes.HasPrefix(line, []byte("MOVED ")) {
+		return "", false
+	}
+	fields := bytes.Fields(line[len("MOVED "):])
+	if len(fields) != 2 {
+		return "", false
+	}
+	if _, ok := parseUint64(fields[0]); !ok {
+		return "", false
+	}
+	host, port, err := net.SplitHostPort(string(fields[1]))
+	if err != nil || port == "" {
+		return "", false
+	}
+	if host == "" {
+		if host, _, err = net.SplitHostPort(from); err != nil {
+			return "", false
+		}
+	}
+	return net.JoinHostPort(host, port), true
+}
+
+// masterFor is the master a dedicated command of slot goes to: the slot's
+// master, or the session's keyless master for slot -1.
+func (s *session) masterFor(slot int) string {
+	if slot >= 0 {
+		return s.srv.dedicated.MasterOf(slot)
+	}
+	return s.keylessMaster()
+}
+
+// awaitWritable waits while the failover hold of the master at addr holds
+// writes; false when the hold outlasted its budget or the proxy is shutting
+// down, and the command must not be sent.
+func (s *session) awaitWritable(addr string) bool {
+	w, ok := s.srv.dedicated.(HoldWaiter)
+	return !ok || w.WaitWritable(s.srv.ctx, addr)
+}
+
+// afterRefusal learns from a refusal of the master at from what a resend
+// needs: it tells the failover follower of a TRYAGAIN and returns the master
+// of slot to resend to. The router learns the new owner from its own MOVEDs;
+// until it has, the MOVED's target is used, and routed is false.
+func (s *session) afterRefusal(slot int, from string, refusal []byte) (addr string, routed bool) {
+	if string(errorCode(refusal)) == "TRYAGAIN" {
+		if f, ok := s.srv.cfg.Handovers.(tryAgainFollower); ok {
+			f.TryAgain(from)
+		}
+	}
+	addr = s.masterFor(slot)
+	if target, ok := movedTarget(refusal, from); ok && (addr == from || addr == "") {
+		return target, false
+	}
+	return addr, true
+}
+
+// retryPacer spaces the resends of one dedicated command.
+type retryPacer struct {
+	resends int
+	backoff time.Duration
+}
+
+// next waits before the next resend; false when every resend is spent or
+// the proxy is shutting down.
+func (p *retryPacer) next(ctx context.Context) bool {
+	if p.resends >= maxDedicatedResends {
+		return false
+	}
+	p.resends++
+	if p.backoff == 0 {
+		p.backoff = dedicatedRetryBackoff
+	}
+	timer := time.NewTimer(p.backoff)
+	defer timer.Stop()
+	p.backoff = min(2*p.backoff, maxDedicatedRetryBackoff)
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// finalRefusal is what the client gets for a refusal that is not resent:
+// the server's own error, except a redirect, which no client may see.
+func finalRefusal(reply []byte) []byte {
+	if bytes.HasPrefix(reply, []byte("-MOVED ")) || bytes.HasPrefix(reply, []byte("-ASK ")) {
+		return appendError(nil, "TRYAGAIN the slot kept moving while the command was sent: it was not executed, retry")
+	}
+	return reply
+}
+
+// handedOver returns a channel closed when a failover of the master at addr
+// next succeeds, nil when no Handovers follows failovers.
+func (s *session) handedOver(addr string) <-chan struct{} {
+	if s.srv.cfg.Handovers == nil {
+		return nil
+	}
+	return s.srv.cfg.Handovers.HandedOver(addr)
+}
+
+// handoverGrace is how long a blocked command's reply is still awaited once
+// its master handed its slots over: a server that unblocks its waiters
+// itself (Redis answers UNBLOCKED or MOVED as its master turns replica)
+// has its answer read, which tells whether the command ran.
+const handoverGrace = 100 * time.Millisecond
+
+// roundTripUntil is roundTrip that gives up handoverGrace after handed
+// closes: the master handed its slots over, so a command blocked there would
+// wait for nothing. handedOver reports that it closed; c must then be
+// closed, not reused.
+func (s *session) roundTripUntil(c *nodeConn, raw []byte, handed <-chan struct{}) (reply []byte, handedOver bool, err error) {
+	if handed == nil {
+		reply, err = s.roundTrip(c, raw)
+		return reply, false, err
+	}
+	done := make(chan struct{})
+	var over atomic.Bool
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		select {
+		case <-handed:
+			over.Store(true)
+			if c.conn.SetReadDeadline(time.Now().Add(handoverGrace)) != nil {
+				c.close()
+			}
+		case <-done:
+		}
+	})
+	reply, err = s.roundTrip(c, raw)
+	close(done)
+	wg.Wait()
+	return reply, over.Load(), err
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 
 	"github.com/tidwall/redcon"
@@ -21,6 +22,17 @@ type txState struct {
 	pinned *nodeConn
 	queued []byte
 	count  int
+	// writes: a queued command may write, so EXEC waits in the failover
+	// hold of its master.
+	writes bool
+	// refusal keeps the first queued command's refusal (see runTransaction).
+	refusal []byte
+	// watchLost: a WATCH could not be applied (see watch); EXEC aborts.
+	watchLost bool
+	// pinnedView is the slot's master as the router saw it at the first
+	// WATCH: a router that has not learnt a redirect the WATCH followed
+	// still names it, and only a change from it means the keys moved on.
+	pinnedView string
 }
 
 const (
@@ -49,6 +61,7 @@ func (s *session) transactionCommand(cmd *CommandInfo, c *redcon.Command) {
 		s.tx.inMulti = true
 		s.tx.dirty = false
 		s.tx.count = 0
+		s.tx.writes = false
 		s.tx.queued = s.tx.queued[:0]
 		if s.tx.pinned == nil {
 			s.tx.slot = -1
@@ -66,7 +79,11 @@ func (s *session) transactionCommand(cmd *CommandInfo, c *redcon.Command) {
 	}
 }
 
-// watch sends WATCH on the connection pinned to the keys' master.
+// watch sends WATCH on the connection pinned to the keys' master. A first
+// WATCH the server refuses without applying it (its slot moved, see
+// refusedNotRun) is sent again to the slot's master of the moment. A later
+// one cannot move: the earlier WATCHes stay where they are, so the
+// transaction is bound to abort (watchLost) as when a watched key changes.
 func (s *session) watch(c *redcon.Command) {
 	slot, ok := s.commandSlot(cmdWATCH, c.Args)
 	if !ok || (s.tx.pinned != nil && slot != s.tx.slot) {
@@ -76,20 +93,40 @@ func (s *session) watch(c *redcon.Command) {
 	// Commands before WATCH in the pipeline must run before the watch starts.
 	s.runPending()
 	s.srv.stats.commandsProcessed.Add(1)
-	if s.tx.pinned == nil {
-		conn := s.dialFor(s.srv.dedicated.MasterOf(slot))
-		if conn == nil {
+	first := s.tx.pinned == nil
+	view := s.srv.dedicated.MasterOf(slot)
+	addr := view
+	var pacer retryPacer
+	for {
+		if s.tx.pinned == nil {
+			conn := s.dialFor(addr)
+			if conn == nil {
+				return
+			}
+			s.tx.pinned, s.tx.slot, s.tx.pinnedView = conn, slot, view
+		}
+		reply, err := s.roundTrip(s.tx.pinned, c.Raw)
+		switch {
+		case err != nil:
+			s.unpin()
+			s.write(appendError(s.scratch[:0], "ERR backend connection lost: WATCH not applied"))
+			return
+		case !refusedNotRun(reply):
+			s.write(reply)
+			return
+		case !first:
+			s.tx.watchLost = true
+			s.write(replyOK)
 			return
 		}
-		s.tx.pinned, s.tx.slot = conn, slot
-	}
-	reply, err := s.roundTrip(s.tx.pinned, c.Raw)
-	if err != nil {
+		addr, _ = s.afterRefusal(slot, s.tx.pinned.addr, reply)
+		if !pacer.next(s.srv.ctx) {
+			s.write(finalRefusal(reply))
+			s.unpin()
+			return
+		}
 		s.unpin()
-		s.write(appendError(s.scratch[:0], "ERR backend connection lost: WATCH not applied"))
-		return
 	}
-	s.write(reply)
 }
 
 // unpin closes the connection holding the WATCHes: closing drops them.
@@ -99,12 +136,15 @@ func (s *session) unpin() {
 		s.tx.pinned = nil
 	}
 	s.tx.slot = -1
+	s.tx.watchLost = false
+	s.tx.pinnedView = ""
 }
 
 // endTransaction leaves MULTI; the watches end with it, as in Redis.
 func (s *session) endTransaction() {
 	s.tx.inMulti = false
 	s.tx.count = 0
+	s.tx.writes = false
 	if cap(s.tx.queued) > maxKeptBuffer {
 		s.tx.queued = nil
 	}
@@ -177,6 +217,9 @@ func (s *session) queueCommand(c *redcon.Command) {
 	}
 	s.tx.queued = append(s.tx.queued, c.Raw...)
 	s.tx.count++
+	if cmd.Flags&FlagReadOnly == 0 {
+		s.tx.writes = true
+	}
 	mark := len(s.local)
 	s.local = appendSimple(s.local, "QUEUED")
 	s.localReply(mark)
@@ -196,6 +239,13 @@ func (s *session) exec() {
 		s.replyError(errExecAbort)
 		return
 	}
+	if s.tx.watchLost {
+		s.endTransaction()
+		mark := len(s.local)
+		s.local = append(s.local, replyWatchAborted...)
+		s.localReply(mark)
+		return
+	}
 	if s.tx.count == 0 && s.tx.pinned == nil {
 		s.endTransaction()
 		mark := len(s.local)
@@ -205,28 +255,119 @@ func (s *session) exec() {
 	}
 	s.runPending()
 	s.srv.stats.commandsProcessed.Add(1)
-	conn := s.tx.pinned
+	pinned := s.tx.pinned
 	s.tx.pinned = nil // endTransaction must not close it
-	if conn == nil {
-		addr := s.keylessMaster()
-		if s.tx.slot >= 0 {
-			addr = s.srv.dedicated.MasterOf(s.tx.slot)
-		}
-		if conn = s.dialFor(addr); conn == nil {
-			s.endTransaction()
+	s.execute(pinned)
+	s.endTransaction()
+}
+
+// replyWatchAborted is EXEC's reply when a watched key changed.
+var replyWatchAborted = []byte("*-1\r\n")
+
+// execute sends the transaction and writes EXEC's reply. A transaction
+// that writes first waits in its master's failover hold. One the server
+// refused without running any of it (txRefused) is sent again, at most
+// maxDedicatedResends times, to the slot's master of the moment. A WATCHed
+// transaction cannot follow its keys to another master, and its WATCHes end
+// with a refused EXEC: it then gets the reply of a watched key that changed,
+// which its client must handle anyway. pinned is the connection holding the
+// WATCHes, or nil.
+func (s *session) execute(pinned *nodeConn) {
+	addr, routed := s.masterFor(s.tx.slot), pinned == nil
+	if pinned != nil {
+		addr = pinned.addr
+	}
+	var pacer retryPacer
+	for {
+		if s.tx.writes && !s.awaitWritable(addr) {
+			if pinned != nil {
+				pinned.close()
+			}
+			s.write(appendError(s.scratch[:0], errHeldNotRun))
 			return
 		}
+		if routed {
+			// A hold may have ended with a handover the router followed.
+			addr = s.masterFor(s.tx.slot)
+		}
+		if now := s.srv.dedicated.MasterOf(s.tx.slot); pinned != nil && now != pinned.addr && now != s.tx.pinnedView {
+			pinned.close()
+			s.write(replyWatchAborted)
+			return
+		}
+		conn := pinned
+		if conn == nil {
+			if conn = s.dialFor(addr); conn == nil {
+				return
+			}
+		}
+		reply, outcome, err := s.runTransaction(conn)
+		if err != nil {
+			conn.close()
+			s.write(appendError(s.scratch[:0], err.Error()))
+			return
+		}
+		switch {
+		case outcome == txRan, outcome == txMultiFailed && !refusedNotRun(reply):
+			s.write(reply)
+			s.releaseTx(conn, pinned, outcome)
+			return
+		case pinned != nil && outcome == txRefused:
+			s.write(replyWatchAborted)
+			s.srv.pool.put(conn) // EXEC ended its WATCHes
+			return
+		}
+		// Learn where to resend before conn, whose buffer holds the
+		// refusal, goes back to the pool.
+		next, nextRouted := s.afterRefusal(s.tx.slot, addr, reply)
+		if !pacer.next(s.srv.ctx) {
+			s.write(txGiveUp(reply, outcome))
+			s.releaseTx(conn, pinned, outcome)
+			return
+		}
+		if pinned == nil {
+			s.srv.pool.put(conn)
+			addr, routed = next, nextRouted
+		}
 	}
-	reply, err := s.runTransaction(conn)
-	s.endTransaction()
-	if err != nil {
+}
+
+// txGiveUp is EXEC's reply once a refused transaction is resent no more: a
+// refused queued command or EXEC says why the transaction was discarded, in
+// Redis' words for an EXEC refused as a whole.
+func txGiveUp(refusal []byte, outcome txOutcome) []byte {
+	refusal = finalRefusal(refusal)
+	if outcome != txRefused || bytes.HasPrefix(refusal, []byte("-EXECABORT ")) {
+		return refusal
+	}
+	line, _, _ := replyLine(refusal)
+	return appendError(nil, string(execAbortBecauseOf[1:])+string(line))
+}
+
+// releaseTx gives conn back after a transaction, or closes it when it still
+// holds the client's WATCHes: only EXEC ends them.
+func (s *session) releaseTx(conn, pinned *nodeConn, outcome txOutcome) {
+	if pinned != nil && outcome == txMultiFailed {
 		conn.close()
-		s.write(appendError(s.scratch[:0], err.Error()))
 		return
 	}
-	s.write(reply)
 	s.srv.pool.put(conn)
 }
+
+// txOutcome says what the server did with a transaction.
+type txOutcome uint8
+
+const (
+	// txRan: EXEC's reply is the transaction's, or an error that does not
+	// prove nothing ran.
+	txRan txOutcome = iota
+	// txMultiFailed: MULTI got an error reply, so nothing was queued; the
+	// connection's WATCHes still stand.
+	txMultiFailed
+	// txRefused: the server discarded the transaction without running any
+	// of it (a queued command or EXEC was refused, see refusedNotRun).
+	txRefused
+)
 
 // txError is the error EXEC gets when the connection fails; its message is
 // a RESP error line.
@@ -235,32 +376,72 @@ type txError string
 func (e txError) Error() string { return string(e) }
 
 // runTransaction sends MULTI alone first, so the queued commands can never
-// run outside a transaction, then the queue and EXEC in one write.
-func (s *session) runTransaction(conn *nodeConn) ([]byte, error) {
+// run outside a transaction, then the queue and EXEC in one write. It
+// returns EXEC's reply (MULTI's when MULTI failed) and what became of the
+// transaction. A refusal's reply is the one telling why: MULTI's, EXEC's, or
+// the first refused queued command's.
+func (s *session) runTransaction(conn *nodeConn) ([]byte, txOutcome, error) {
 	stop := context.AfterFunc(s.srv.ctx, conn.close)
 	defer stop()
 	if _, err := conn.conn.Write(rawMULTI); err != nil {
-		return nil, txError(errLostBefore)
+		return nil, txRan, txError(errLostBefore)
 	}
 	reply, err := conn.readReply()
 	if err != nil {
-		return nil, txError(errLostBefore)
+		return nil, txRan, txError(errLostBefore)
 	}
 	if isErrorReply(reply) {
-		return reply, nil
+		return reply, txMultiFailed, nil
 	}
-	s.tx.queued = append(s.tx.queued, rawEXEC...)
-	if n, err := conn.conn.Write(s.tx.queued); err != nil {
-		if n < len(s.tx.queued) {
-			return nil, txError(errLostBefore)
+	queued := append(s.tx.queued, rawEXEC...)
+	if n, err := conn.conn.Write(queued); err != nil {
+		if n < len(queued) {
+			return nil, txRan, txError(errLostBefore)
 		}
-		return nil, txError(errLostAfter)
+		return nil, txRan, txError(errLostAfter)
 	}
-	// One reply per queued command (+QUEUED), then EXEC's.
-	for range s.tx.count + 1 {
+	// One reply per queued command (+QUEUED, or the error that dooms the
+	// transaction), then EXEC's.
+	refusal := s.tx.refusal[:0]
+	otherError := false
+	for range s.tx.count {
 		if reply, err = conn.readReply(); err != nil {
-			return nil, txError(errLostAfter)
+			return nil, txRan, txError(errLostAfter)
+		}
+		switch {
+		case !isErrorReply(reply):
+		case refusedNotRun(reply):
+			if len(refusal) == 0 {
+				refusal = append(refusal, reply...)
+			}
+		default:
+			otherError = true
 		}
 	}
-	return reply, nil
+	s.tx.refusal = refusal
+	if reply, err = conn.readReply(); err != nil {
+		return nil, txRan, txError(errLostAfter)
+	}
+	switch {
+	case refusedNotRun(reply):
+		// Redis answers EXEC itself with MOVED, discarding the
+		// transaction, when its keys are not served there. Kvrocks
+		// refusing EXEC (LOADING) leaves the connection in MULTI.
+		conn.unsure = true
+		return reply, txRefused, nil
+	case !bytes.HasPrefix(reply, []byte("-EXECABORT ")):
+		return reply, txRan, nil
+	case bytes.HasPrefix(reply, execAbortBecauseOf):
+		// Redis' abort for an EXEC refused as a whole (READONLY,
+		// LOADING ...): "-EXECABORT Transaction discarded because of:
+		// <the refusal>".
+		if refusedNotRun(append([]byte{'-'}, reply[len(execAbortBecauseOf):]...)) {
+			return reply, txRefused, nil
+		}
+	case len(refusal) > 0 && !otherError:
+		return refusal, txRefused, nil
+	}
+	return reply, txRan, nil
 }
+
+var execAbortBecauseOf = []byte("-EXECABORT Transaction discarded because of: ")
