@@ -2,8 +2,13 @@ package proxy
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"net"
+	"slices"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/tidwall/redcon"
 
@@ -25,6 +30,26 @@ import (
 // replies in flight before it answers a command itself, so replies keep the
 // order of the commands, and the subscription counts the backends report
 // tell when the client has left subscriber mode.
+//
+// A lost subscriber connection (node restarted, killed, or closing it) is
+// re-established without the client noticing: the global one on the first
+// master of the current topology, a shard one on each slot's current master.
+// Shard channels also follow MOVED, and the sunsubscribe a node sends when a
+// channel's slot moves away (failover, migration); while the topology still
+// names that node, its ROLE tells the new master. The proxy re-sends
+// SUBSCRIBE, PSUBSCRIBE or SSUBSCRIBE for what the client has, drops their
+// confirmations, then sends again the client's commands still unanswered.
+// Messages published while a subscription is being moved are lost: Redis
+// Pub/Sub keeps nothing for an absent subscriber. Past resubscribeTimeout the
+// client is disconnected, as it would be by a server going away.
+//
+// The connection for SUBSCRIBE and PSUBSCRIBE also follows the first master
+// while its node stays up (a failover of the first shard leaves the old
+// master running as a replica): each time the router's slot table changes,
+// a watcher compares the first master with the connection's node and, when
+// they differ, closes the connection, which is then handled as lost. Closing
+// before re-subscribing means no message is delivered twice on Redis Cluster,
+// where PUBLISH reaches every node.
 
 var (
 	cmdSUBSCRIBE    = LookupCommand([]byte("subscribe"))
@@ -35,11 +60,39 @@ var (
 	cmdSUNSUBSCRIBE = LookupCommand([]byte("sunsubscribe"))
 	cmdSPUBLISH     = LookupCommand([]byte("spublish"))
 	cmdPING         = LookupCommand([]byte("ping"))
+	cmdROLE         = LookupCommand([]byte("role"))
 )
+
+// topologyChanges is implemented by a Backend that tells when its slot
+// table changes (*router.Router): the connection for SUBSCRIBE and
+// PSUBSCRIBE then follows the first master, where PUBLISH goes.
+type topologyChanges interface {
+	// Changed returns a channel closed the next time the slot table changes.
+	Changed() <-chan struct{}
+}
+
+var _ topologyChanges = (*router.Router)(nil)
 
 // globalSubscriptions keys the connection for SUBSCRIBE and PSUBSCRIBE in
 // subscriber.conns; shard connections are keyed by address.
 const globalSubscriptions = "global"
+
+// resubscribeTimeout bounds how long a lost subscriber connection is tried
+// again: long enough for the cluster to promote a replica of a dead master
+// and for the router to see it, short enough not to leave a client deaf for
+// long without telling it (it is disconnected then).
+const resubscribeTimeout = 30 * time.Second
+
+// The pause between two attempts to re-establish a subscriber connection
+// doubles from resubscribeMinDelay to resubscribeMaxDelay.
+const (
+	resubscribeMinDelay = 50 * time.Millisecond
+	resubscribeMaxDelay = time.Second
+)
+
+// maxPubSubRedirects bounds the MOVED redirects a shard subscription
+// follows, as the router bounds them for other commands.
+const maxPubSubRedirects = 5
 
 func isSubscribe(cmd *CommandInfo) bool {
 	switch cmd {
@@ -56,6 +109,14 @@ func routedPubSub(cmd *CommandInfo) bool { return cmd == cmdSPUBLISH }
 type subscriber struct {
 	client net.Conn
 	maxOut int
+	// srv gives the topology, the pool and the logger for re-establishing
+	// lost connections.
+	srv *Server
+	// ctx ends with the subscriber: it cuts dials and pauses short.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// resubscribeTimeout is resubscribeTimeout; tests shorten it.
+	resubscribeTimeout time.Duration
 
 	mu   sync.Mutex
 	cond sync.Cond
@@ -66,29 +127,93 @@ type subscriber struct {
 	writing bool
 	closed  bool
 	conns   map[string]*subConn
-	wg      sync.WaitGroup
+	// watching is set once the goroutine that moves the connection for
+	// SUBSCRIBE and PSUBSCRIBE to the first master runs.
+	watching bool
+	wg       sync.WaitGroup
 	// stopCancel detaches the subscriber from the server's cancellation.
 	stopCancel func() bool
 }
 
-// subConn is one dedicated subscriber connection and what it is subscribed
-// to, as its replies tell.
+// subConn is one dedicated subscriber connection and what the client is
+// subscribed to through it, as the replies it got tell.
 type subConn struct {
-	key      string
+	key string
+	// nc is nil while the connection is re-established.
 	nc       *nodeConn
 	channels map[string]struct{}
 	patterns map[string]struct{}
 	shards   map[string]struct{}
-	// expect[i] is how many replies the i-th command in flight still owes.
-	expect []int
+	// expect[i] is how many replies the i-th client command in flight still
+	// owes, pending[i] is that command: the first written of them are sent
+	// on nc, the others wait for a new connection.
+	expect  []int
+	pending []*pendingCommand
+	written int
+	// resubs are the proxy's own re-subscriptions sent on nc; they always
+	// precede the written client commands there, so the replies to come
+	// are theirs first.
+	resubs []*resubscription
+	// deferred are shard channels moved here, and displaced ones the node
+	// dropped, while client commands were in flight on nc: followed once
+	// those are answered.
+	deferred, displaced []string
+	// lostAt is when the connection was lost, zero once what it carried is
+	// subscribed again; retryDelay is the pause before the next attempt.
+	lostAt     time.Time
+	retryDelay time.Duration
+}
+
+// pendingCommand is a client's subscription command (or PING), kept until
+// it is answered so it can be sent again on a new connection.
+type pendingCommand struct {
+	cmd *CommandInfo
+	// args follow the name: channels, patterns, or PING's payload.
+	args      []string
+	redirects int
+}
+
+func (p *pendingCommand) encode(b []byte) []byte {
+	b = appendArray(b, 1+len(p.args))
+	b = appendBulkString(b, p.cmd.Name)
+	for _, a := range p.args {
+		b = appendBulkString(b, a)
+	}
+	return b
+}
+
+// resubscription is a SUBSCRIBE, PSUBSCRIBE or SSUBSCRIBE the proxy sent
+// on its own to restore a client's subscriptions, or a ROLE asking where
+// displaced shard channels went: the client never asked, so the replies are
+// dropped.
+type resubscription struct {
+	cmd       *CommandInfo
+	channels  []string
+	owed      int
+	redirects int
+}
+
+func newSubConn(key string, nc *nodeConn) *subConn {
+	return &subConn{
+		key:      key,
+		nc:       nc,
+		channels: make(map[string]struct{}),
+		patterns: make(map[string]struct{}),
+		shards:   make(map[string]struct{}),
+	}
 }
 
 func (c *subConn) subscriptions() int { return len(c.channels) + len(c.patterns) + len(c.shards) }
 
+// unused reports a connection with nothing subscribed and nothing owed.
+func (c *subConn) unused() bool { return len(c.expect) == 0 && c.subscriptions() == 0 }
+
 // newSubscriber starts the writer; cancelling ctx (a shutdown past its
-// budget) ends the subscription even while nodes keep silent.
+// budget) ends the subscription even while nodes keep silent. srv must be
+// set before a connection is added.
 func newSubscriber(ctx context.Context, client net.Conn, maxOut int) *subscriber {
-	sub := &subscriber{client: client, maxOut: maxOut, conns: make(map[string]*subConn)}
+	sub := &subscriber{client: client, maxOut: maxOut, conns: make(map[string]*subConn), resubscribeTimeout: resubscribeTimeout}
+	sub.ctx, sub.cancel = context.WithCancel(ctx)
 	sub.cond.L = &sub.mu
 	sub.stopCancel = context.AfterFunc(ctx, func() {
 		sub.mu.Lock()
@@ -145,18 +270,25 @@ func (sub *subscriber) enqueueLocked(b []byte) {
 }
 
 // failLocked ends the subscription and the client's connection: the client
-// is too slow, gone, or a backend connection was lost (a subscriber cannot
-// be told otherwise that it may have missed messages).
+// is too slow or gone, or a lost subscription could not be restored (a
+// subscriber cannot be told otherwise that it may have missed messages).
 func (sub *subscriber) failLocked() {
 	if sub.closed {
 		return
 	}
 	sub.closed = true
+	sub.cancel()
 	_ = sub.client.Close()
-	for _, c := range sub.conns {
-		c.nc.close()
-	}
+	sub.closeConnsLocked()
 	sub.cond.Broadcast()
+}
+
+func (sub *subscriber) closeConnsLocked() {
+	for _, c := range sub.conns {
+		if c.nc != nil {
+			c.nc.close()
+		}
+	}
 }
 
 // idleLocked reports that no reply is in flight and all output is written.
@@ -193,27 +325,13 @@ func (sub *subscriber) reply(b []byte) {
 	}
 }
 
-// anyConn returns the connection for SUBSCRIBE, else a shard one, else nil.
-func (sub *subscriber) anyConn() *subConn {
-	sub.mu.Lock()
-	defer sub.mu.Unlock()
-	if c := sub.conns[globalSubscriptions]; c != nil {
-		return c
-	}
-	for _, c := range sub.conns {
-		return c
-	}
-	return nil
-}
-
 // shutdown closes the subscriber connections and waits for its goroutines.
 func (sub *subscriber) shutdown() {
 	sub.mu.Lock()
 	if !sub.closed {
 		sub.closed = true
-		for _, c := range sub.conns {
-			c.nc.close()
-		}
+		sub.cancel()
+		sub.closeConnsLocked()
 		sub.cond.Broadcast()
 	}
 	sub.mu.Unlock()
@@ -221,31 +339,581 @@ func (sub *subscriber) shutdown() {
 	sub.wg.Wait()
 }
 
-// pump forwards what one backend connection sends and follows its
-// subscription count; it releases the connection once nothing is
-// subscribed on it and no reply is owed.
-func (sub *subscriber) pump(c *subConn) {
+// addConnLocked registers c and starts forwarding from it; a connection
+// still to be dialled is dialled by its pump.
+func (sub *subscriber) addConnLocked(c *subConn) {
+	sub.conns[c.key] = c
+	sub.wg.Add(1)
+	go sub.pump(c)
+	if changes, ok := sub.srv.backend.(topologyChanges); ok && c.key == globalSubscriptions && !sub.watching {
+		sub.watching = true
+		sub.wg.Add(1)
+		go sub.followFirstMaster(changes)
+	}
+}
+
+// followFirstMaster moves the connection for SUBSCRIBE and PSUBSCRIBE to
+// the first master whenever the slot table changes, until the subscriber
+// ends. It compares on every change: a reload with nothing new fires too.
+func (sub *subscriber) followFirstMaster(changes topologyChanges) {
 	defer sub.wg.Done()
 	for {
-		frame, err := c.nc.readReply()
+		// Taken before comparing, so a change in between is not missed.
+		changed := changes.Changed()
 		sub.mu.Lock()
-		if err != nil {
-			sub.failLocked()
+		if sub.closed {
 			sub.mu.Unlock()
 			return
 		}
-		sub.enqueueLocked(frame)
-		c.account(frame)
-		if len(c.expect) == 0 && c.subscriptions() == 0 {
-			delete(sub.conns, c.key)
-			c.nc.close()
-			sub.cond.Broadcast()
+		if c := sub.conns[globalSubscriptions]; c != nil {
+			sub.moveToFirstMasterLocked(c)
+		}
+		sub.mu.Unlock()
+		select {
+		case <-changed:
+		case <-sub.ctx.Done():
+			return
+		}
+	}
+}
+
+// moveToFirstMasterLocked closes c's connection when its node is no longer
+// the first master: the pump re-subscribes on the first master as for a
+// lost connection, and sends again the client's commands not answered.
+// A connection being re-established picks the first master by itself.
+func (sub *subscriber) moveToFirstMasterLocked(c *subConn) {
+	if c.nc == nil {
+		return
+	}
+	first := sub.firstMaster()
+	if first == "" || first == c.nc.addr {
+		return
+	}
+	if c.lostAt.IsZero() {
+		c.lostAt = time.Now()
+		sub.srv.logger.Info("pubsub: first master changed, moving subscriptions", "client", sub.client.RemoteAddr().String(),
+			"from", c.nc.addr, "to", first)
+	}
+	c.nc.close()
+}
+
+// firstMaster is where PUBLISH goes now, "" when the topology has no master.
+func (sub *subscriber) firstMaster() string {
+	if masters := sub.srv.backend.Masters(); len(masters) > 0 {
+		return masters[0]
+	}
+	return ""
+}
+
+// connLocked returns the shard connection to addr, creating one that its
+// pump dials when there is none; lostAt starts the new one's time budget.
+func (sub *subscriber) connLocked(addr string, lostAt time.Time) *subConn {
+	if c := sub.conns[addr]; c != nil {
+		return c
+	}
+	c := newSubConn(addr, nil)
+	c.lostAt = lostAt
+	if c.lostAt.IsZero() {
+		c.lostAt = time.Now()
+	}
+	sub.addConnLocked(c)
+	return c
+}
+
+// releaseLocked closes c, which nothing uses any more.
+func (sub *subscriber) releaseLocked(c *subConn) {
+	if sub.conns[c.key] == c {
+		delete(sub.conns, c.key)
+	}
+	if c.nc != nil {
+		c.nc.close()
+		c.nc = nil
+	}
+	sub.cond.Broadcast()
+}
+
+// pump forwards what one backend connection sends and re-establishes it
+// when it is lost; it releases the connection once nothing is subscribed on
+// it and no reply is owed.
+func (sub *subscriber) pump(c *subConn) {
+	defer sub.wg.Done()
+	for {
+		sub.mu.Lock()
+		nc := c.nc
+		sub.mu.Unlock()
+		if nc == nil {
+			if !sub.reestablish(c) {
+				return
+			}
+			continue
+		}
+		frame, err := nc.readReply()
+		sub.mu.Lock()
+		if sub.closed {
+			sub.mu.Unlock()
+			return
+		}
+		if err != nil {
+			sub.loseLocked(c, err)
+		} else {
+			sub.handleFrameLocked(c, frame)
+		}
+		if c.unused() {
+			sub.releaseLocked(c)
 			sub.mu.Unlock()
 			return
 		}
 		sub.cond.Broadcast()
 		sub.mu.Unlock()
 	}
+}
+
+// handleFrameLocked forwards, drops or follows one frame read from c.
+func (sub *subscriber) handleFrameLocked(c *subConn, frame []byte) {
+	kind, channel, isPubSub := parsePubSubReply(frame)
+	switch {
+	case isPubSub && (kind == "message" || kind == "pmessage" || kind == "smessage"):
+		sub.enqueueLocked(frame)
+	case isPubSub && kind == "sunsubscribe" && !c.awaitsSunsubscribe(channel):
+		// The node dropped a shard channel because its slot moved away
+		// (failover, migration): the client keeps it on the new master.
+		if _, ok := c.shards[string(channel)]; ok && channel != nil {
+			sub.displaceLocked(c, []string{string(channel)})
+		}
+	case len(c.resubs) > 0:
+		sub.resubscribedLocked(c, frame)
+	case c.written == 0:
+		// Nothing the client asked for is in flight: not the client's.
+	default:
+		sub.clientReplyLocked(c, frame)
+	}
+	if c.written == 0 && c.nc != nil && len(c.deferred)+len(c.displaced) > 0 {
+		deferred, displaced := c.deferred, c.displaced
+		c.deferred, c.displaced = nil, nil
+		sub.resubscribeShardsLocked(c, deferred, 0)
+		sub.displaceLocked(c, displaced)
+	}
+}
+
+// displaceLocked follows shard channels node c dropped because their slot
+// moved away, to the slot's master. While the topology still names c's
+// node, that node is asked its ROLE: after a failover it is a replica
+// (Redis would accept SSUBSCRIBE there) and names the new master; still a
+// master, it answers SSUBSCRIBE with MOVED.
+func (sub *subscriber) displaceLocked(c *subConn, channels []string) {
+	var stale []string
+	for _, ch := range channels {
+		if _, ok := c.shards[ch]; !ok {
+			continue
+		}
+		if addr := sub.masterOf(ch, c.key); addr != c.key {
+			sub.moveShardsLocked(c, addr, []string{ch}, 0)
+		} else {
+			stale = append(stale, ch)
+		}
+	}
+	switch {
+	case len(stale) == 0:
+	case c.written > 0:
+		c.displaced = append(c.displaced, stale...)
+	default:
+		c.resubs = append(c.resubs, &resubscription{cmd: cmdROLE, channels: stale, owed: 1})
+		if _, err := c.nc.conn.Write(appendBulkString(appendArray(nil, 1), cmdROLE.Name)); err != nil {
+			c.nc.close() // the pump starts over
+		}
+	}
+}
+
+// awaitsSunsubscribe reports whether a sunsubscribe frame for channel
+// answers the client's SUNSUBSCRIBE in flight rather than telling that the
+// node dropped the channel.
+func (c *subConn) awaitsSunsubscribe(channel []byte) bool {
+	if len(c.resubs) > 0 || c.written == 0 || c.pending[0].cmd != cmdSUNSUBSCRIBE {
+		return false
+	}
+	return slices.Contains(c.pending[0].args, string(channel))
+}
+
+// clientReplyLocked forwards a reply to the client's first command in
+// flight on c, following a MOVED shard command to its new master.
+func (sub *subscriber) clientReplyLocked(c *subConn, frame []byte) {
+	p := c.pending[0]
+	if isShardCommand(p) {
+		if addr, ok := movedTarget(frame, c.nc.addr); ok {
+			if p.redirects < maxPubSubRedirects {
+				p.redirects++
+				sub.moveCommandLocked(c, 0, addr)
+				return
+			}
+			frame = fmt.Appendf(nil, "-CLUSTERDOWN slot %d: more than %d redirects, last to %s\r\n",
+				router.Slot([]byte(p.args[0])), maxPubSubRedirects, addr)
+		}
+	}
+	before := len(c.expect)
+	sub.enqueueLocked(frame)
+	c.account(frame)
+	if len(c.expect) < before {
+		c.pending = c.pending[1:]
+		c.written--
+	}
+}
+
+// isShardCommand reports a command routed by its channels' slot.
+func isShardCommand(p *pendingCommand) bool {
+	return (p.cmd == cmdSSUBSCRIBE || p.cmd == cmdSUNSUBSCRIBE) && len(p.args) > 0
+}
+
+// resubscribedLocked drops a reply to the proxy's own re-subscription,
+// following MOVED; any other error starts the connection over.
+func (sub *subscriber) resubscribedLocked(c *subConn, frame []byte) {
+	r := c.resubs[0]
+	if r.cmd == cmdROLE {
+		c.resubs = c.resubs[1:]
+		target := c.key
+		if addr, ok := roleMaster(frame); ok {
+			target = addr
+		}
+		sub.moveShardsLocked(c, target, c.holding(r.channels), r.redirects+1)
+		if len(c.resubs) == 0 {
+			sub.restoredLocked(c)
+		}
+		return
+	}
+	if !isErrorReply(frame) {
+		if r.owed--; r.owed > 0 {
+			return
+		}
+		c.resubs = c.resubs[1:]
+		if len(c.resubs) == 0 {
+			sub.restoredLocked(c)
+		}
+		return
+	}
+	c.resubs = c.resubs[1:]
+	addr, moved := movedTarget(frame, c.nc.addr)
+	if !moved || r.cmd != cmdSSUBSCRIBE {
+		// Refused (loading, cluster down ...): start over after a pause.
+		sub.loseLocked(c, fmt.Errorf("%s refused: %s", r.cmd.Name, oneLine(string(frame))))
+		return
+	}
+	sub.moveShardsLocked(c, addr, c.holding(r.channels), r.redirects+1)
+	if len(c.resubs) == 0 {
+		sub.restoredLocked(c)
+	}
+}
+
+// holding returns those of channels c holds.
+func (c *subConn) holding(channels []string) []string {
+	var held []string
+	for _, ch := range channels {
+		if _, ok := c.shards[ch]; ok {
+			held = append(held, ch)
+		}
+	}
+	return held
+}
+
+// roleMaster reads the master's address from a replica's ROLE reply:
+// "slave", host, port, state, offset.
+func roleMaster(frame []byte) (addr string, ok bool) {
+	if len(frame) == 0 || frame[0] != '*' {
+		return "", false
+	}
+	line, next, ok := replyLine(frame)
+	if !ok {
+		return "", false
+	}
+	if n, ok := parseInt64(line); !ok || n < 3 {
+		return "", false
+	}
+	role, next, ok := bulkAt(frame, next)
+	if !ok || string(role) != "slave" {
+		return "", false
+	}
+	host, next, ok := bulkAt(frame, next)
+	if !ok || len(host) == 0 || next >= len(frame) || frame[next] != ':' {
+		return "", false
+	}
+	line, _, ok = replyLine(frame[next:])
+	if !ok {
+		return "", false
+	}
+	port, ok := parseInt64(line)
+	if !ok || port <= 0 || port > 65535 {
+		return "", false
+	}
+	return net.JoinHostPort(string(host), strconv.FormatInt(port, 10)), true
+}
+
+// restoredLocked notes that what c carried is subscribed again.
+func (sub *subscriber) restoredLocked(c *subConn) {
+	if !c.lostAt.IsZero() {
+		sub.srv.logger.Info("pubsub: subscriptions restored", "client", sub.client.RemoteAddr().String(),
+			"node", c.nc.addr, "after", time.Since(c.lostAt).Round(time.Millisecond))
+	}
+	c.lostAt, c.retryDelay = time.Time{}, 0
+}
+
+// moveShardsLocked moves shard channels from c to the connection to addr
+// and subscribes them there.
+func (sub *subscriber) moveShardsLocked(from *subConn, addr string, channels []string, redirects int) {
+	if len(channels) == 0 {
+		return
+	}
+	if redirects > maxPubSubRedirects {
+		sub.srv.logger.Warn("pubsub: shard channel redirected too often, disconnecting the client",
+			"client", sub.client.RemoteAddr().String(), "channel", channels[0], "last", addr)
+		sub.failLocked()
+		return
+	}
+	target := sub.connLocked(addr, from.lostAt)
+	for _, ch := range channels {
+		delete(from.shards, ch)
+		target.shards[ch] = struct{}{}
+	}
+	switch {
+	case target.nc == nil:
+		// Its new connection subscribes them.
+	case target.written > 0:
+		target.deferred = append(target.deferred, channels...)
+	default:
+		sub.resubscribeShardsLocked(target, channels, redirects)
+	}
+}
+
+// resubscribeShardsLocked sends SSUBSCRIBE on c, one per slot, for those of
+// channels c still holds; no client command may be in flight on c.
+func (sub *subscriber) resubscribeShardsLocked(c *subConn, channels []string, redirects int) {
+	var b []byte
+	for _, group := range bySlot(c.holding(channels)) {
+		b = c.appendResubscription(b, cmdSSUBSCRIBE, group, redirects)
+	}
+	if len(b) > 0 {
+		if _, err := c.nc.conn.Write(b); err != nil {
+			c.nc.close() // the pump starts over
+		}
+	}
+}
+
+// appendResubscription records and encodes a re-subscription to channels.
+func (c *subConn) appendResubscription(b []byte, cmd *CommandInfo, channels []string, redirects int) []byte {
+	if len(channels) == 0 {
+		return b
+	}
+	c.resubs = append(c.resubs, &resubscription{cmd: cmd, channels: channels, owed: len(channels), redirects: redirects})
+	b = appendArray(b, 1+len(channels))
+	b = appendBulkString(b, cmd.Name)
+	for _, ch := range channels {
+		b = appendBulkString(b, ch)
+	}
+	return b
+}
+
+// bySlot splits shard channels into sorted groups of one slot each.
+func bySlot(channels []string) [][]string {
+	slots := make(map[uint16][]string)
+	for _, ch := range channels {
+		slot := router.Slot([]byte(ch))
+		slots[slot] = append(slots[slot], ch)
+	}
+	groups := make([][]string, 0, len(slots))
+	for _, slot := range slices.Sorted(maps.Keys(slots)) {
+		groups = append(groups, slices.Sorted(slices.Values(slots[slot])))
+	}
+	return groups
+}
+
+// masterOf returns the current master of channel's slot, or fallback when
+// the topology has none.
+func (sub *subscriber) masterOf(channel, fallback string) string {
+	if addr := sub.srv.dedicated.MasterOf(int(router.Slot([]byte(channel)))); addr != "" {
+		return addr
+	}
+	return fallback
+}
+
+// sendLocked queues a client command on c and writes it unless c waits
+// for a new connection.
+func (sub *subscriber) sendLocked(c *subConn, p *pendingCommand, owed int) {
+	c.expect = append(c.expect, owed)
+	c.pending = append(c.pending, p)
+	if c.nc == nil {
+		return
+	}
+	c.written++
+	if _, err := c.nc.conn.Write(p.encode(nil)); err != nil {
+		c.nc.close() // the pump sends it again on a new connection
+	}
+}
+
+// moveCommandLocked moves c's i-th client command to the connection to
+// addr.
+func (sub *subscriber) moveCommandLocked(c *subConn, i int, addr string) {
+	p, owed := c.pending[i], c.expect[i]
+	c.pending = slices.Delete(c.pending, i, i+1)
+	c.expect = slices.Delete(c.expect, i, i+1)
+	if i < c.written {
+		c.written--
+	}
+	sub.sendLocked(sub.connLocked(addr, c.lostAt), p, owed)
+}
+
+// loseLocked drops c's broken connection: what was sent on it will be sent
+// again on a new one, the first command only for its arguments not yet
+// answered.
+func (sub *subscriber) loseLocked(c *subConn, cause error) {
+	addr := c.nc.addr
+	c.nc.close()
+	c.nc = nil
+	if c.lostAt.IsZero() {
+		c.lostAt = time.Now()
+		sub.srv.logger.Info("pubsub: subscriber connection lost, re-subscribing", "client", sub.client.RemoteAddr().String(),
+			"node", addr, "err", cause)
+	}
+	if c.written > 0 {
+		if p := c.pending[0]; len(p.args) > c.expect[0] {
+			c.pending[0] = &pendingCommand{cmd: p.cmd, args: p.args[len(p.args)-c.expect[0]:], redirects: p.redirects}
+		}
+	}
+	c.written, c.resubs, c.deferred, c.displaced = 0, nil, nil, nil
+}
+
+// retargetLocked moves the shard channels and commands of c, which waits
+// for a new connection, whose slot has another master now.
+func (sub *subscriber) retargetLocked(c *subConn) {
+	moves := make(map[string][]string)
+	for ch := range c.shards {
+		if addr := sub.masterOf(ch, c.key); addr != c.key {
+			moves[addr] = append(moves[addr], ch)
+		}
+	}
+	for _, addr := range slices.Sorted(maps.Keys(moves)) {
+		sub.moveShardsLocked(c, addr, moves[addr], 0)
+	}
+	for i := 0; i < len(c.pending); {
+		p := c.pending[i]
+		if isShardCommand(p) {
+			if addr := sub.masterOf(p.args[0], c.key); addr != c.key {
+				sub.moveCommandLocked(c, i, addr)
+				continue
+			}
+		}
+		if p.cmd == cmdPING && c.subscriptions() == 0 {
+			// Nothing subscribed is left here: answered as Redis does.
+			b := appendArray(nil, 2)
+			b = appendBulkString(b, "pong")
+			if len(p.args) > 0 {
+				b = appendBulkString(b, p.args[0])
+			} else {
+				b = appendBulkString(b, "")
+			}
+			sub.enqueueLocked(b)
+			c.pending = slices.Delete(c.pending, i, i+1)
+			c.expect = slices.Delete(c.expect, i, i+1)
+			continue
+		}
+		i++
+	}
+}
+
+// reestablish opens a new connection for c and sends on it what c carries,
+// pausing between attempts; it reports false once c has ended: released,
+// the subscriber closed, or out of time (the client is disconnected).
+func (sub *subscriber) reestablish(c *subConn) bool {
+	for {
+		sub.mu.Lock()
+		delay := c.retryDelay
+		sub.mu.Unlock()
+		if delay > 0 {
+			timer := time.NewTimer(delay)
+			select {
+			case <-sub.ctx.Done():
+				timer.Stop()
+				return false
+			case <-timer.C:
+			}
+		}
+		sub.mu.Lock()
+		if sub.closed {
+			sub.mu.Unlock()
+			return false
+		}
+		if c.key != globalSubscriptions && delay > 0 {
+			// Its address failed once: the topology may know better now.
+			// Not before, as a MOVED may know better than the topology.
+			sub.retargetLocked(c)
+		}
+		if c.unused() {
+			sub.releaseLocked(c)
+			sub.mu.Unlock()
+			return false
+		}
+		if time.Since(c.lostAt) > sub.resubscribeTimeout {
+			sub.srv.logger.Warn("pubsub: lost subscriptions could not be restored, disconnecting the client",
+				"client", sub.client.RemoteAddr().String(), "node", c.key, "tried for", sub.resubscribeTimeout)
+			sub.failLocked()
+			sub.mu.Unlock()
+			return false
+		}
+		addr := c.key
+		if addr == globalSubscriptions {
+			addr = sub.firstMaster()
+		}
+		c.retryDelay = min(max(2*c.retryDelay, resubscribeMinDelay), resubscribeMaxDelay)
+		sub.mu.Unlock()
+		if addr == "" {
+			continue
+		}
+		nc, err := sub.srv.pool.get(sub.ctx, addr)
+		if err != nil {
+			sub.srv.logger.Debug("pubsub: re-dial failed", "node", addr, "err", err)
+			continue
+		}
+		sub.mu.Lock()
+		if c.key == globalSubscriptions && !sub.closed {
+			if first := sub.firstMaster(); first != "" && first != addr {
+				// The first master changed during the dial, unseen by the
+				// watcher (nothing was connected): dial the new one.
+				sub.mu.Unlock()
+				sub.srv.pool.put(nc)
+				continue
+			}
+		}
+		resumed := !sub.closed && sub.resumeLocked(c, nc)
+		sub.mu.Unlock()
+		if resumed {
+			return true
+		}
+		nc.close()
+	}
+}
+
+// resumeLocked sends on nc, in one write, the re-subscriptions for what c
+// holds and then the client commands waiting; it reports whether the write
+// went out.
+func (sub *subscriber) resumeLocked(c *subConn, nc *nodeConn) bool {
+	var b []byte
+	c.resubs = nil
+	if c.key == globalSubscriptions {
+		b = c.appendResubscription(b, cmdSUBSCRIBE, slices.Sorted(maps.Keys(c.channels)), 0)
+		b = c.appendResubscription(b, cmdPSUBSCRIBE, slices.Sorted(maps.Keys(c.patterns)), 0)
+	} else {
+		for _, group := range bySlot(slices.Collect(maps.Keys(c.shards))) {
+			b = c.appendResubscription(b, cmdSSUBSCRIBE, group, 0)
+		}
+	}
+	for _, p := range c.pending {
+		b = p.encode(b)
+	}
+	if _, err := nc.conn.Write(b); err != nil {
+		c.resubs = nil
+		return false
+	}
+	c.nc, c.written, c.deferred, c.displaced = nc, len(c.pending), nil, nil
+	if len(c.resubs) == 0 {
+		sub.restoredLocked(c)
+	}
+	return true
 }
 
 // account follows one frame from the backend: subscription confirmations
@@ -359,6 +1027,7 @@ func (s *session) pubSubCommand(cmd *CommandInfo, c *redcon.Command) {
 		_ = s.flush()
 		s.unflushed = 0
 		s.sub = newSubscriber(s.srv.ctx, s.netConn, s.srv.cfg.MaxOutputBytes)
+		s.sub.srv = s.srv
 		s.subscriberCommand(c)
 	case cmdUNSUBSCRIBE, cmdPUNSUBSCRIBE, cmdSUNSUBSCRIBE:
 		mark := len(s.local)
@@ -427,8 +1096,7 @@ func (s *session) subscriberCommand(c *redcon.Command) {
 		// Answered by a subscriber connection, so the pong follows the
 		// messages the node sent before it.
 		s.lastCommand = info.Name
-		if conn := sub.anyConn(); conn != nil {
-			sub.send(conn, cmdPING, c.Raw, 1)
+		if sub.ping(args) {
 			return
 		}
 		// The node dropped the last subscription itself: answer as Redis.
@@ -456,7 +1124,7 @@ func (s *session) subscriptionCommand(cmd *CommandInfo, c *redcon.Command) {
 	key := globalSubscriptions
 	if cmd == cmdSSUBSCRIBE || cmd == cmdSUNSUBSCRIBE {
 		if len(c.Args) == 1 { // SUNSUBSCRIBE from every shard
-			s.unsubscribeShards(c)
+			sub.unsubscribeShards(c.Args)
 			return
 		}
 		slot := router.Slot(c.Args[1])
@@ -466,106 +1134,140 @@ func (s *session) subscriptionCommand(cmd *CommandInfo, c *redcon.Command) {
 				return
 			}
 		}
-		key = s.srv.dedicated.MasterOf(int(slot))
-		if key == "" {
+		if key = s.srv.dedicated.MasterOf(int(slot)); key == "" {
 			sub.reply(appendError(s.scratch[:0], errNoMasters))
 			return
 		}
 	}
+	switch {
+	case sub.sendTo(key, cmd, c.Args):
+	case cmd == cmdUNSUBSCRIBE || cmd == cmdPUNSUBSCRIBE || cmd == cmdSUNSUBSCRIBE:
+		sub.reply(appendNotSubscribed(s.scratch[:0], cmd, c.Args))
+	default:
+		s.openSubConn(key, cmd, c.Args)
+	}
+}
+
+// sendTo sends a client's command on the connection for key or, for
+// SUNSUBSCRIBE, on the one holding its channels even if the topology has
+// not caught up with a MOVED they followed; false when there is none.
+func (sub *subscriber) sendTo(key string, cmd *CommandInfo, args [][]byte) bool {
 	sub.mu.Lock()
+	defer sub.mu.Unlock()
 	conn := sub.conns[key]
-	sub.mu.Unlock()
+	if cmd == cmdSUNSUBSCRIBE {
+		for _, c := range sub.conns {
+			if _, ok := c.shards[string(args[1])]; ok {
+				conn = c
+			}
+		}
+	}
 	if conn == nil {
-		if cmd == cmdUNSUBSCRIBE || cmd == cmdPUNSUBSCRIBE || cmd == cmdSUNSUBSCRIBE {
-			sub.reply(appendNotSubscribed(s.scratch[:0], cmd, c.Args))
-			return
-		}
-		if conn = s.openSubConn(key); conn == nil {
-			return
-		}
+		return false
 	}
-	sub.send(conn, cmd, c.Raw, len(c.Args)-1)
+	sub.sendCommandLocked(conn, cmd, args)
+	return true
 }
 
-// unsubscribeShards sends SUNSUBSCRIBE to every shard connection.
-func (s *session) unsubscribeShards(c *redcon.Command) {
-	sub := s.sub
+// ping sends PING on a connection, so the pong follows the messages before
+// it: a connected one first, the one for SUBSCRIBE before shard ones; false
+// when there is none.
+func (sub *subscriber) ping(args [][]byte) bool {
 	sub.mu.Lock()
-	var conns []*subConn
-	for key, conn := range sub.conns {
-		if key != globalSubscriptions {
-			conns = append(conns, conn)
+	defer sub.mu.Unlock()
+	var best *subConn
+	for key, c := range sub.conns {
+		if best == nil || (c.nc != nil && best.nc == nil) || ((c.nc != nil) == (best.nc != nil) && key == globalSubscriptions) {
+			best = c
+		}
+	}
+	if best == nil {
+		return false
+	}
+	sub.sendCommandLocked(best, cmdPING, args)
+	return true
+}
+
+// unsubscribeShards unsubscribes every shard channel: one SUNSUBSCRIBE per
+// slot, on the connection holding it.
+func (sub *subscriber) unsubscribeShards(args [][]byte) {
+	sub.mu.Lock()
+	sent := false
+	for _, key := range slices.Sorted(maps.Keys(sub.conns)) {
+		conn := sub.conns[key]
+		for _, group := range bySlot(slices.Collect(maps.Keys(conn.shards))) {
+			unsubscribe := [][]byte{args[0]}
+			for _, ch := range group {
+				unsubscribe = append(unsubscribe, []byte(ch))
+			}
+			sub.sendCommandLocked(conn, cmdSUNSUBSCRIBE, unsubscribe)
+			sent = true
 		}
 	}
 	sub.mu.Unlock()
-	if len(conns) == 0 {
-		sub.reply(appendNotSubscribed(s.scratch[:0], cmdSUNSUBSCRIBE, c.Args))
-		return
-	}
-	for _, conn := range conns {
-		sub.send(conn, cmdSUNSUBSCRIBE, c.Raw, 0)
+	if !sent {
+		sub.reply(appendNotSubscribed(nil, cmdSUNSUBSCRIBE, args))
 	}
 }
 
-// openSubConn dials the connection for key and starts forwarding from it.
-func (s *session) openSubConn(key string) *subConn {
+// openSubConn dials the connection for key and sends the client's command
+// on it.
+func (s *session) openSubConn(key string, cmd *CommandInfo, args [][]byte) {
 	sub := s.sub
 	addr := key
 	if key == globalSubscriptions {
 		masters := s.mastersList()
 		if len(masters) == 0 {
 			sub.reply(appendError(s.scratch[:0], errNoMasters))
-			return nil
+			return
 		}
 		addr = masters[0]
 	}
 	nc, err := s.srv.pool.get(s.srv.ctx, addr)
 	if err != nil {
 		sub.reply(appendError(s.scratch[:0], "ERR cannot connect to backend "+addr+": "+oneLine(err.Error())))
-		return nil
-	}
-	conn := &subConn{
-		key:      key,
-		nc:       nc,
-		channels: make(map[string]struct{}),
-		patterns: make(map[string]struct{}),
-		shards:   make(map[string]struct{}),
+		return
 	}
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	if sub.closed {
 		nc.close()
-		return nil
+		return
 	}
-	sub.conns[key] = conn
-	sub.wg.Add(1)
-	go sub.pump(conn)
-	return conn
+	conn := sub.conns[key]
+	if conn != nil {
+		// A subscription that moved here opened it meanwhile.
+		s.srv.pool.put(nc)
+	} else {
+		conn = newSubConn(key, nc)
+		sub.addConnLocked(conn)
+	}
+	sub.sendCommandLocked(conn, cmd, args)
 }
 
-// send writes a subscription command on conn and records how many replies
-// it owes: one per channel, or one per subscription (at least one) for an
-// unsubscribe from everything.
-func (sub *subscriber) send(conn *subConn, cmd *CommandInfo, raw []byte, channels int) {
-	sub.mu.Lock()
-	defer sub.mu.Unlock()
+// sendCommandLocked writes a client's subscription command (or PING) on
+// conn and records how many replies it owes: one per channel, or one per
+// subscription (at least one) for an unsubscribe from everything.
+func (sub *subscriber) sendCommandLocked(conn *subConn, cmd *CommandInfo, args [][]byte) {
 	if sub.closed {
 		return
 	}
-	owed := channels
-	if owed == 0 {
+	p := &pendingCommand{cmd: cmd, args: make([]string, 0, len(args)-1)}
+	for _, a := range args[1:] {
+		p.args = append(p.args, string(a))
+	}
+	owed := len(p.args)
+	switch {
+	case cmd == cmdPING:
+		owed = 1
+	case owed == 0:
 		switch cmd {
 		case cmdUNSUBSCRIBE:
 			owed = len(conn.channels)
 		case cmdPUNSUBSCRIBE:
 			owed = len(conn.patterns)
-		case cmdSUNSUBSCRIBE:
-			owed = len(conn.shards)
 		}
 		owed = max(owed, 1)
 	}
-	conn.expect = append(conn.expect, owed)
-	if _, err := conn.nc.conn.Write(raw); err != nil {
-		sub.failLocked()
-	}
+	sub.sendLocked(conn, p, owed)
 }
