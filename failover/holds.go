@@ -182,7 +182,24 @@ func (h *Holds) Follow(addr, replica string) {
 	h.start(addr, replica, true)
 }
 
+// FollowRedis starts following a Redis Cluster manual failover (CLUSTER
+// FAILOVER, just accepted by replica) of the master at addr, for the report
+// and to route the shard to replica as soon as it took over. Redis pauses
+// its master's writes itself, so nothing is held. It returns at once.
+func (h *Holds) FollowRedis(addr, replica string) {
+	if h.cfg.Warm != nil {
+		h.cfg.Warm(replica)
+	}
+	h.startFollow(addr, func(s *shardHold) { h.followRedis(addr, replica, s) })
+}
+
 func (h *Holds) start(addr, replica string, planned bool) {
+	h.startFollow(addr, func(s *shardHold) { h.follow(addr, replica, s, planned) })
+}
+
+// startFollow runs follow on a goroutine of its own unless addr is
+// followed already.
+func (h *Holds) startFollow(addr string, follow func(*shardHold)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ctx.Err() != nil {
@@ -193,21 +210,21 @@ func (h *Holds) start(addr, replica string, planned bool) {
 		return
 	}
 	s.following = true
-	h.wg.Add(1)
-	go h.follow(addr, replica, s, planned)
+	h.wg.Go(func() {
+		defer func() {
+			h.mu.Lock()
+			s.following = false
+			h.mu.Unlock()
+			h.setHeld(s, false)
+		}()
+		follow(s)
+	})
 }
 
 // follow polls addr until its failover ends, holding its writes meanwhile.
 // An unplanned follow (after a TRYAGAIN) stops at once if the first phase
 // seen does not hold writes.
 func (h *Holds) follow(addr, replica string, s *shardHold, planned bool) {
-	defer h.wg.Done()
-	defer func() {
-		h.mu.Lock()
-		s.following = false
-		h.mu.Unlock()
-		h.setHeld(s, false)
-	}()
 	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.MaxFollow)
 	defer cancel()
 	conn, err := h.cfg.Dial(ctx, addr)
@@ -227,27 +244,73 @@ func (h *Holds) follow(addr, replica string, s *shardHold, planned bool) {
 		}
 		if !followed {
 			followed = true
-			h.mu.Lock()
-			s.currentStart = time.Now()
-			h.mu.Unlock()
-			h.cfg.Logger.Info("failover: following the master's handover", "master", addr, "phase", p, "planned", planned)
+			h.began(addr, s, p, planned)
 		}
-		if p == PhaseSuccess && h.cfg.HandOver != nil {
-			h.cfg.HandOver(addr, replica)
-		}
-		h.mu.Lock()
-		s.phase = p
-		if p == PhaseSuccess && s.handed != nil {
-			close(s.handed)
-			s.handed = nil
-		}
-		h.mu.Unlock()
+		h.phaseSeen(addr, replica, s, p)
 		h.setHeld(s, p.HoldsWrites())
 	}}
 	handover, err := watch.Follow(ctx, conn)
-	if !followed {
-		return
+	if followed {
+		h.ended(addr, s, handover, err)
 	}
+}
+
+// followRedis polls ROLE on replica and on addr until they swapped.
+func (h *Holds) followRedis(addr, replica string, s *shardHold) {
+	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.MaxFollow)
+	defer cancel()
+	conns := make([]net.Conn, 0, 2)
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	for _, node := range []string{replica, addr} {
+		conn, err := h.cfg.Dial(ctx, node)
+		if err != nil {
+			h.cfg.Logger.Warn("cannot follow the Redis failover", "master", addr, "replica", replica, "err", err)
+			return
+		}
+		conns = append(conns, conn)
+	}
+	h.began(addr, s, PhaseStarted, true)
+	watch := RedisWatch{Watch: Watch{Interval: h.cfg.Interval, OnPhase: func(p Phase, _ time.Time) {
+		if p == PhaseSwitching && h.cfg.HandOver != nil {
+			// The replica is master already and takes writes: route
+			// them there before the old master turns replica.
+			h.cfg.HandOver(addr, replica)
+		}
+		h.phaseSeen(addr, replica, s, p)
+	}}}
+	handover, err := watch.Follow(ctx, conns[0], conns[1])
+	h.ended(addr, s, handover, err)
+}
+
+// began records and logs the start of a handover of addr.
+func (h *Holds) began(addr string, s *shardHold, first Phase, planned bool) {
+	h.mu.Lock()
+	s.currentStart = time.Now()
+	h.mu.Unlock()
+	h.cfg.Logger.Info("failover: following the master's handover", "master", addr, "phase", first, "planned", planned)
+}
+
+// phaseSeen records a phase of addr's handover; on success it routes the
+// shard to replica and tells HandedOver's waiters.
+func (h *Holds) phaseSeen(addr, replica string, s *shardHold, p Phase) {
+	if p == PhaseSuccess && h.cfg.HandOver != nil {
+		h.cfg.HandOver(addr, replica)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s.phase = p
+	if p == PhaseSuccess && s.handed != nil {
+		close(s.handed)
+		s.handed = nil
+	}
+}
+
+// ended records and logs the end of a handover of addr.
+func (h *Holds) ended(addr string, s *shardHold, handover Handover, err error) {
 	h.mu.Lock()
 	s.currentStart = time.Time{}
 	s.last = handover

@@ -96,6 +96,7 @@ type fakeHandovers struct {
 }
 
 func (h *fakeHandovers) Follow(string, string)          {}
+func (h *fakeHandovers) FollowRedis(string, string)     {}
 func (h *fakeHandovers) Report() []failover.ShardReport { return nil }
 
 func (h *fakeHandovers) HandedOver(master string) <-chan struct{} {

@@ -21,6 +21,9 @@ type Handovers interface {
 	// Follow is told of a CLUSTERX FAILOVER that master accepted, handing
 	// its slots to replica (both addresses).
 	Follow(master, replica string)
+	// FollowRedis is told of a CLUSTER FAILOVER that replica, a Redis
+	// Cluster replica of master, accepted.
+	FollowRedis(master, replica string)
 	Report() []failover.ShardReport
 	// HandedOver returns a channel closed the next time a failover of
 	// master succeeds.
@@ -168,13 +171,16 @@ func (s *session) clusterxFailover(c *redcon.Command) {
 	}
 	if bytes.HasPrefix(reply, []byte("-ERR unknown command")) {
 		// A Redis Cluster: its manual failover is CLUSTER FAILOVER on the
-		// replica, which pauses the master's writes itself; the router
-		// follows the MOVED that ends it.
+		// replica, which pauses the master's writes itself: it is followed
+		// for the report and to route the shard to the replica at once.
 		if conn = s.dialFor(replica); conn == nil {
 			return
 		}
 		if reply, ok = s.adminRoundTrip(conn, replica, rawClusterFailover); !ok {
 			return
+		}
+		if bytes.Equal(reply, replyOK) && s.srv.cfg.Handovers != nil {
+			s.srv.cfg.Handovers.FollowRedis(master, replica)
 		}
 	} else if bytes.Equal(reply, replyOK) && s.srv.cfg.Handovers != nil {
 		s.srv.cfg.Handovers.Follow(master, replica)

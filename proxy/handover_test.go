@@ -14,9 +14,16 @@ import (
 type recordingHandovers struct {
 	mu      sync.Mutex
 	masters []string
+	redis   []string // followed with FollowRedis
 }
 
 func (h *recordingHandovers) HandedOver(string) <-chan struct{} { return nil }
+
+func (h *recordingHandovers) FollowRedis(master, _ string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.redis = append(h.redis, master)
+}
 
 func (h *recordingHandovers) Follow(master, _ string) {
 	h.mu.Lock()
@@ -76,7 +83,7 @@ func TestClusterxFailoverGoesToTheReplicasMaster(t *testing.T) {
 	assert.Equal(t, "+PONG\r\n", c.do("PING"), "the client is served on after the admin command")
 
 	// A Redis Cluster: the master does not know CLUSTERX, the replica is
-	// asked for CLUSTER FAILOVER instead, and Redis needs no following.
+	// asked for CLUSTER FAILOVER instead, and that is followed as Redis'.
 	mu.Lock()
 	seen = nil
 	answer = "-ERR unknown command 'CLUSTERX', with args beginning with: 'FAILOVER' \r\n"
@@ -95,7 +102,10 @@ func TestClusterxFailoverGoesToTheReplicasMaster(t *testing.T) {
 	mu.Lock()
 	assert.Equal(t, []string{"CLUSTERX FAILOVER " + replicaID, "CLUSTER FAILOVER"}, seen)
 	mu.Unlock()
-	assert.Len(t, handovers.followed(), 1, "Redis pauses its own writes: nothing to follow")
+	assert.Len(t, handovers.followed(), 1, "Redis pauses its own writes: nothing to hold")
+	handovers.mu.Lock()
+	assert.Equal(t, []string{"10.0.0.1:7000"}, handovers.redis, "followed as a Redis failover")
+	handovers.mu.Unlock()
 
 	info := c.do("INFO", "failover")
 	assert.Contains(t, info, "# Failover\r\n")

@@ -33,8 +33,9 @@ type failoverFixture struct {
 }
 
 type failoverProxy struct {
-	rt   *router.Router
-	addr string
+	rt    *router.Router
+	holds *failover.Holds
+	addr  string
 }
 
 func startFailoverFixture(t testing.TB, replDelay time.Duration, proxies int) *failoverFixture {
@@ -62,6 +63,7 @@ func startFailoverProxy(t testing.TB, seed string) *failoverProxy {
 	holds, err := failover.NewHolds(hcfg)
 	require.NoError(t, err)
 	t.Cleanup(holds.Close)
+	fp.holds = holds
 	rcfg := router.DefaultConfig()
 	rcfg.Seeds = []string{seed}
 	rcfg.Gate = holds
@@ -315,6 +317,12 @@ func TestRedisClusterFailoverIsInvisibleToClients(t *testing.T) {
 				return err == nil && len(role) > 0 && role[0] == "master"
 			}, 30*time.Second, 10*time.Millisecond, "the replica took over")
 			require.NoError(t, c.WaitHealthy(ctx))
+			// The proxy followed it: the report shows the swap.
+			require.Eventually(t, func() bool {
+				reports := load.holds.Report()
+				return len(reports) == 1 && reports[0].Last.Final == failover.PhaseSuccess && reports[0].Handovers == 1
+			}, 30*time.Second, 10*time.Millisecond, "the handover was followed to success: %+v", load.holds.Report())
+			t.Logf("followed: %+v", load.holds.Report())
 		})
 	})
 }
