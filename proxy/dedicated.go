@@ -44,7 +44,7 @@ type tryAgainFollower interface {
 
 // errHeldNotRun is what a command held past the hold budget gets: the
 // router's wording for its own held writes.
-const errHeldNotRun = "TRYAGAIN the shard's master is failing over: the command was held and not executed, retry"
+const errHeldNotRun = router.HeldNotRunError
 
 // Resends of a dedicated command the server refused without running it:
 // how many, and the pause before each (doubling), as the router paces its

@@ -58,6 +58,11 @@ type Gate interface {
 	TryAgain(addr string)
 }
 
+// HeldNotRunError is the error (without its '-') of a write held past its
+// budget while its shard's master failed over; the proxy's dedicated
+// connections answer it too.
+const HeldNotRunError = "TRYAGAIN the shard's master is failing over: the command was held and not executed, retry"
+
 // Replies the router makes itself.
 var (
 	replyShuttingDown = []byte("-ERR proxy is shutting down\r\n")
@@ -65,7 +70,7 @@ var (
 	replyLost         = []byte("-ERR backend connection lost after the command was sent: the command may have run\r\n")
 	replyNotServed    = []byte("-CLUSTERDOWN Hash slot not served\r\n")
 	replyNoRoute      = []byte("-ERR request has neither a valid slot nor a backend address\r\n")
-	replyHoldExpired  = []byte("-TRYAGAIN the shard's master is failing over: the command was held and not executed, retry\r\n")
+	replyHoldExpired  = []byte("-" + HeldNotRunError + "\r\n")
 	replyHoldFull     = []byte("-TRYAGAIN the shard's master is failing over and the proxy holds as much as it may: the command was not executed, retry\r\n")
 )
 
