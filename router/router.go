@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -471,6 +472,21 @@ func (r *Router) refreshLoop() {
 	}
 }
 
+// unreachable reports whether addr is a node in an outage.
+func (r *Router) unreachable(addr string) bool {
+	r.mu.Lock()
+	n := r.nodes[addr]
+	r.mu.Unlock()
+	return n != nil && n.inOutage.Load()
+}
+
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // reload fetches the topology from the current masters, then the seeds, and
 // installs the first answer at the current epoch or a newer one. A node that
 // reports an older epoch has not received the latest topology yet; its view
@@ -483,6 +499,11 @@ func (r *Router) reload() {
 			candidates = append(candidates, s)
 		}
 	}
+	// Unreachable nodes last: one that swallows packets costs a whole
+	// DialTimeout, and the reload is what ends its outage.
+	slices.SortStableFunc(candidates, func(a, b string) int {
+		return cmp.Compare(boolRank(r.unreachable(a)), boolRank(r.unreachable(b)))
+	})
 	var errs []error
 	var behind *clusterView
 	for _, addr := range candidates {
