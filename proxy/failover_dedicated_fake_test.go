@@ -777,3 +777,20 @@ func TestWatchAfterItsSlotMoved(t *testing.T) {
 		"the connections holding the WATCHes are closed")
 	assert.Len(t, newLog.all(), 4, "nothing more reaches the new master")
 }
+
+// A MOVED or ASK element of EXEC's array (Kvrocks re-checks each queued
+// command at EXEC) reaches the client as a TRYAGAIN saying it did not run;
+// other replies pass unchanged.
+func TestHideRedirectsInExecReply(t *testing.T) {
+	tryAgain := "-" + errRedirectedInExec + "\r\n"
+	for _, c := range []struct{ in, want string }{
+		{"*2\r\n+OK\r\n-MOVED 12 10.0.0.2:7000\r\n", "*2\r\n+OK\r\n" + tryAgain},
+		{"*3\r\n-ASK 1 h:1\r\n$8\r\n-MOVED 1\r\n*1\r\n-MOVED 3 h:2\r\n", "*3\r\n" + tryAgain + "$8\r\n-MOVED 1\r\n*1\r\n-MOVED 3 h:2\r\n"},
+		{"*2\r\n+OK\r\n-TRYAGAIN Failover in progress\r\n", "*2\r\n+OK\r\n-TRYAGAIN Failover in progress\r\n"},
+		{"*-1\r\n", "*-1\r\n"},
+		{"*3\r\n+OK\r\n-MOVED 1 h:1\r\n", "*3\r\n+OK\r\n-MOVED 1 h:1\r\n"}, // truncated: left alone
+		{"-MOVED 1 h:1\r\n", "-MOVED 1 h:1\r\n"},                           // not EXEC's array: handled as a refusal
+	} {
+		assert.Equal(t, c.want, string(hideRedirects([]byte(c.in))), "%q", c.in)
+	}
+}

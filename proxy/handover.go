@@ -200,6 +200,9 @@ func (s *session) adminRoundTrip(conn *nodeConn, addr string, raw []byte) ([]byt
 		s.write(appendError(s.scratch[:0], "ERR connection to "+addr+" lost after the failover command was sent: the failover may have started"))
 		return nil, false
 	}
+	// The reply lies in conn's buffer, which the next user of the pooled
+	// connection reads into.
+	reply = slices.Clone(reply)
 	s.srv.pool.put(conn)
 	return reply, true
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 
 	"github.com/tidwall/redcon"
+
+	"kvproxy/router"
 )
 
 // txState is a client's transaction. MULTI is answered by the proxy and the
@@ -430,7 +432,7 @@ func (s *session) runTransaction(conn *nodeConn) ([]byte, txOutcome, error) {
 		conn.unsure = true
 		return reply, txRefused, nil
 	case !bytes.HasPrefix(reply, []byte("-EXECABORT ")):
-		return reply, txRan, nil
+		return hideRedirects(reply), txRan, nil
 	case bytes.HasPrefix(reply, execAbortBecauseOf):
 		// Redis' abort for an EXEC refused as a whole (READONLY,
 		// LOADING ...): "-EXECABORT Transaction discarded because of:
@@ -445,3 +447,39 @@ func (s *session) runTransaction(conn *nodeConn) ([]byte, txOutcome, error) {
 }
 
 var execAbortBecauseOf = []byte("-EXECABORT Transaction discarded because of: ")
+
+// errRedirectedInExec replaces a MOVED or ASK element of EXEC's reply:
+// Kvrocks checks each queued command again at EXEC, so a failover that
+// switches between queueing and EXEC redirects the rest of the transaction.
+// Those commands did not run; no client may see a redirect.
+const errRedirectedInExec = "TRYAGAIN the slot moved while the transaction ran: this command was not executed, retry"
+
+// hideRedirects rewrites the MOVED and ASK elements of EXEC's array reply;
+// anything else, or a reply it cannot read, is returned as it is.
+func hideRedirects(reply []byte) []byte {
+	if len(reply) == 0 || reply[0] != '*' ||
+		!bytes.Contains(reply, []byte("\r\n-MOVED ")) && !bytes.Contains(reply, []byte("\r\n-ASK ")) {
+		return reply
+	}
+	line, next, ok := replyLine(reply)
+	n, isCount := parseUint64(line)
+	if !ok || !isCount {
+		return reply
+	}
+	scanner := router.NewScanner(router.DefaultMaxBulkLen)
+	out := append([]byte(nil), reply[:next]...)
+	rest := reply[next:]
+	for range n {
+		size, err := scanner.Scan(rest)
+		if err != nil || size == 0 {
+			return reply
+		}
+		if element := rest[:size]; bytes.HasPrefix(element, []byte("-MOVED ")) || bytes.HasPrefix(element, []byte("-ASK ")) {
+			out = appendError(out, errRedirectedInExec)
+		} else {
+			out = append(out, element...)
+		}
+		rest = rest[size:]
+	}
+	return out
+}
