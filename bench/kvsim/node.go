@@ -49,6 +49,7 @@ type Node struct {
 	gen    uint64 // topology generation counter, guarded by viewMu
 
 	failover failoverMachine
+	pubsub   pubsubHub
 	// writeGate makes a client write atomic with the transitions that must
 	// not cut through one: each write holds it shared from its pause check,
 	// through its failover check and view load, to the end of its execution
@@ -57,6 +58,7 @@ type Node struct {
 	// exclusively. Reads never touch it.
 	writeGate sync.RWMutex
 	pause     pauseGate
+	watches   watchRegistry
 	loading   atomic.Bool // replica mid full sync
 	replLog   replLog
 	streams   streamSet // replicas streaming from me
@@ -116,6 +118,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	n.view.Store(newClusterView(id, false))
 	n.replLog.init(n.ks.Sequence())
 	n.ks.SetJournal(n.journal)
+	n.ks.SetWriteHook(n.watches.touch)
 	return n, nil
 }
 

@@ -28,6 +28,7 @@ var controlArity = map[string]int{
 	"auth": -2, "hello": -1, "ping": -1, "echo": 2, "quit": -1, "select": 2,
 	"client": -2, "command": -1, "config": -2, "info": -1, "readonly": 1,
 	"readwrite": 1, "asking": 1, "cluster": -2, "clusterx": -2,
+	"multi": 1, "exec": 1, "discard": 1, "watch": -2, "unwatch": 1,
 }
 
 // execControl runs a command the keyspace does not implement: connection,
@@ -86,6 +87,11 @@ func (n *Node) execControl(conn redcon.Conn, s *session, lname string, args [][]
 		n.cluster(conn, args)
 	case "clusterx":
 		n.clusterx(conn, args)
+	case "multi", "exec", "discard", "watch", "unwatch":
+		n.transactionCommand(conn, s, lname, args)
+	case "publish", "mpublish", "pubsub", "subscribe", "unsubscribe", "psubscribe", "punsubscribe",
+		"ssubscribe", "sunsubscribe":
+		n.execPubSub(conn, s, lname, args)
 	case replPsyncCommand:
 		n.servePsync(conn, args)
 	case "kvsim":

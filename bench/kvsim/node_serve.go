@@ -21,6 +21,8 @@ type session struct {
 	name     atomicString // read by CLIENT LIST from other connections
 	commands atomic.Int64 // per session: no cache line shared between connections
 	out      []byte       // reply buffer reused across commands
+	sub      *subscriber  // set when a subscription took the connection over
+	tx       transaction  // MULTI/EXEC and WATCH (transactions.go)
 }
 
 func (n *Node) addSession(conn redcon.Conn) {
@@ -39,6 +41,11 @@ func (n *Node) addSession(conn redcon.Conn) {
 
 func (n *Node) removeSession(conn redcon.Conn) {
 	if s, ok := conn.Context().(*session); ok {
+		n.watches.unwatch(s)
+	}
+	// A subscriber's session outlives redcon's hold on the connection:
+	// endSubscriber removes it.
+	if s, ok := conn.Context().(*session); ok && s.sub == nil {
 		n.clientsMu.Lock()
 		delete(n.clients, s)
 		n.closedCmds += s.commands.Load()
@@ -77,10 +84,17 @@ func (n *Node) serve(conn redcon.Conn, cmd redcon.Command) {
 		} else if !n.pause.wait(n, false) {
 			return
 		}
-		n.execData(conn, s, dataCmd, args)
+		if s.tx.active {
+			n.queueData(conn, s, dataCmd, args)
+		} else {
+			n.execData(conn, s, dataCmd, args)
+		}
 		return
 	}
 	if !pauseExempt(lname) && !n.pause.wait(n, false) {
+		return
+	}
+	if s.tx.active && n.queueControl(conn, s, lname, args) {
 		return
 	}
 	n.execControl(conn, s, lname, args)
@@ -137,45 +151,49 @@ func (n *Node) execData(conn redcon.Conn, s *session, cmd *keyspace.Command, arg
 		conn.WriteError("LOADING kvrocks is restoring the db from backup")
 		return
 	}
-	write := cmd.Write
-	v := n.view.Load()
-	slot, keyed, cross := commandSlot(cmd, args)
-	if !keyed {
-		if write && v.isReplica() {
-			conn.WriteError("READONLY You can't write against a read only slave.")
-			return
-		}
-		s.out = n.ks.Exec(s.out[:0], cmd, args)
-		conn.WriteRaw(s.out)
+	if msg := n.clusterRefusal(s, cmd, args); msg != "" {
+		conn.WriteError(msg)
 		return
 	}
-	if cross {
-		conn.WriteError("CROSSSLOT Attempted to access keys that don't hash to the same slot")
-		return
-	}
-	owner := v.slots[slot]
-	if owner == nil {
-		conn.WriteError("CLUSTERDOWN Hash slot not served")
-		return
-	}
-	if write && n.failover.blocksWrites() {
-		conn.WriteError("TRYAGAIN Failover in progress")
-		return
-	}
-	switch {
-	case v.owns(owner):
-		if v.migratedTo != "" {
-			conn.WriteError(movedError(slot, v.migratedTo))
-			return
-		}
-	case v.takeover && v.masterOwns(owner):
-	case !write && s.readonly && v.masterOwns(owner):
-	default:
-		conn.WriteError(movedError(slot, owner.addr))
+	if cmd.Write && cmd.FirstKey == 0 && n.view.Load().isReplica() {
+		conn.WriteError("READONLY You can't write against a read only slave.")
 		return
 	}
 	s.out = n.ks.Exec(s.out[:0], cmd, args)
 	conn.WriteRaw(s.out)
+}
+
+// clusterRefusal is the error spec section 2's checks give cmd's keys
+// (CROSSSLOT, CLUSTERDOWN, TRYAGAIN, MOVED), or "" when this node serves them
+// or cmd has none: Kvrocks' Cluster::CanExecByMySelf.
+func (n *Node) clusterRefusal(s *session, cmd *keyspace.Command, args [][]byte) string {
+	slot, keyed, cross := commandSlot(cmd, args)
+	if !keyed {
+		return ""
+	}
+	if cross {
+		return "CROSSSLOT Attempted to access keys that don't hash to the same slot"
+	}
+	v := n.view.Load()
+	owner := v.slots[slot]
+	if owner == nil {
+		return "CLUSTERDOWN Hash slot not served"
+	}
+	write := cmd.Write
+	if write && n.failover.blocksWrites() {
+		return "TRYAGAIN Failover in progress"
+	}
+	switch {
+	case v.owns(owner):
+		if v.migratedTo != "" {
+			return movedError(slot, v.migratedTo)
+		}
+	case v.takeover && v.masterOwns(owner):
+	case !write && s.readonly && v.masterOwns(owner):
+	default:
+		return movedError(slot, owner.addr)
+	}
+	return ""
 }
 
 // commandSlot is the slot of cmd's keys, walking the key positions as

@@ -626,6 +626,7 @@ func (n *Node) applyEntries(run *nodeRun, l *replicaLink, conn net.Conn, queue <
 		}
 		n.ks.Apply(e.seq, e.effect)
 		n.replLog.append(e.seq, e.frame)
+		n.replayPublish(e.effect)
 		pending = true
 		// One ack per burst, and at least every replAckInterval under a flood.
 		if len(queue) == 0 || time.Since(lastAck) >= replAckInterval {

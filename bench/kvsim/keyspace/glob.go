@@ -8,6 +8,10 @@ func globMatch(pattern, str []byte) bool {
 	return globMatchAt(pattern, str, &skipLonger, 0)
 }
 
+// GlobMatch is globMatch for the node's Pub/Sub patterns, which match like
+// KEYS patterns (Kvrocks' util::StringMatch, a port of stringmatchlen).
+func GlobMatch(pattern, str []byte) bool { return globMatch(pattern, str) }
+
 func globMatchAt(pattern, str []byte, skipLonger *bool, nesting int) bool {
 	// Reads past the end see 0, as C sees the string's terminator.
 	at := func(i int) byte {

@@ -78,6 +78,7 @@ type Keyspace struct {
 	mu      sync.Mutex
 	seq     uint64
 	journal JournalFunc
+	onWrite WriteHook
 	replica bool // reads leave expired keys for the master's DEL
 	data    map[string]*value
 	index   *keyIndex // every key, in SCAN order
@@ -153,9 +154,7 @@ func (k *Keyspace) Sequence() uint64 {
 func (k *Keyspace) Exec(out []byte, cmd *Command, args [][]byte) []byte {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.nowRead = false
-	k.write = cmd.Write
-	return cmd.run(k, out, args)
+	return k.execLocked(out, cmd, args)
 }
 
 // timeNow is the running command's time in unix milliseconds: one clock
