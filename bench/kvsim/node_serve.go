@@ -40,17 +40,20 @@ func (n *Node) addSession(conn redcon.Conn) {
 }
 
 func (n *Node) removeSession(conn redcon.Conn) {
-	if s, ok := conn.Context().(*session); ok {
-		n.watches.unwatch(s)
-	}
 	// A subscriber's session outlives redcon's hold on the connection:
-	// endSubscriber removes it.
+	// endSubscriber ends it.
 	if s, ok := conn.Context().(*session); ok && s.sub == nil {
-		n.clientsMu.Lock()
-		delete(n.clients, s)
-		n.closedCmds += s.commands.Load()
-		n.clientsMu.Unlock()
+		n.endSession(s)
 	}
+}
+
+// endSession forgets a closed connection's session and its watches.
+func (n *Node) endSession(s *session) {
+	n.watches.unwatch(s)
+	n.clientsMu.Lock()
+	delete(n.clients, s)
+	n.closedCmds += s.commands.Load()
+	n.clientsMu.Unlock()
 }
 
 // replPsyncCommand is the internal command a replica sends to its master to

@@ -231,10 +231,7 @@ func (n *Node) serveSubscriber(sub *subscriber, dc redcon.DetachedConn) {
 func (n *Node) endSubscriber(sess *session, sub *subscriber) {
 	sub.close()
 	sub.dropAll(&n.pubsub)
-	n.clientsMu.Lock()
-	delete(n.clients, sess)
-	n.closedCmds += sess.commands.Load()
-	n.clientsMu.Unlock()
+	n.endSession(sess)
 }
 
 // writeLoop writes the queue to the connection until it closes.

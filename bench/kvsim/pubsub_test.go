@@ -351,3 +351,17 @@ func TestPubSubClientPauseWriteHoldsPublish(t *testing.T) {
 	}
 	assert.Equal(t, psFrame("message", "c", "held"), sub.read())
 }
+
+// A WATCH made on a subscribed connection ends with the connection.
+func TestPubSubWatchEndsWithTheSubscriber(t *testing.T) {
+	n := ntStartNode(t, NodeConfig{})
+	sub := ntDial(t, n.Addr())
+	pub := ntDial(t, n.Addr())
+	require.Equal(t, "+OK\r\n", pub.do("CLUSTERX", "SETNODES", ntMasterLine(n.ID(), n, "0-16383"), "1"))
+	assert.Equal(t, psFrame("subscribe", "c", ":1"), sub.do("SUBSCRIBE", "c"))
+	assert.Equal(t, "+OK\r\n", sub.do("WATCH", "k"))
+	require.Equal(t, int64(1), n.watches.keys.Load())
+	require.NoError(t, sub.conn.Close())
+	require.Eventually(t, func() bool { return n.watches.keys.Load() == 0 }, 5*time.Second, time.Millisecond,
+		"the closed subscriber's watch is gone")
+}
