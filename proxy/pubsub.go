@@ -49,7 +49,14 @@ import (
 // a watcher compares the first master with the connection's node and, when
 // they differ, closes the connection, which is then handled as lost. Closing
 // before re-subscribing means no message is delivered twice on Redis Cluster,
-// where PUBLISH reaches every node.
+// where PUBLISH reaches every node. The same watcher closes a shard
+// connection whose node the topology no longer names for one of its
+// channels' slots, and the channels go to their slot's master: Kvrocks sends
+// neither MOVED nor sunsubscribe for them.
+//
+// Kvrocks answers PING on a subscribed connection as on any other (+PONG,
+// or the argument as a bulk string); the client gets Redis' ["pong",
+// payload] all the same.
 
 var (
 	cmdSUBSCRIBE    = LookupCommand([]byte("subscribe"))
@@ -65,7 +72,8 @@ var (
 
 // topologyChanges is implemented by a Backend that tells when its slot
 // table changes (*router.Router): the connection for SUBSCRIBE and
-// PSUBSCRIBE then follows the first master, where PUBLISH goes.
+// PSUBSCRIBE then follows the first master, where PUBLISH goes, and shard
+// channels their slot's master.
 type topologyChanges interface {
 	// Changed returns a channel closed the next time the slot table changes.
 	Changed() <-chan struct{}
@@ -127,8 +135,8 @@ type subscriber struct {
 	writing bool
 	closed  bool
 	conns   map[string]*subConn
-	// watching is set once the goroutine that moves the connection for
-	// SUBSCRIBE and PSUBSCRIBE to the first master runs.
+	// watching is set once the goroutine that moves connections after a
+	// topology change runs.
 	watching bool
 	wg       sync.WaitGroup
 	// stopCancel detaches the subscriber from the server's cancellation.
@@ -162,6 +170,10 @@ type subConn struct {
 	// subscribed again; retryDelay is the pause before the next attempt.
 	lostAt     time.Time
 	retryDelay time.Duration
+	// retarget is set when the topology names another master for a shard
+	// channel here: the next attempt to re-establish the connection moves
+	// what belongs elsewhere first.
+	retarget bool
 }
 
 // pendingCommand is a client's subscription command (or PING), kept until
@@ -345,17 +357,18 @@ func (sub *subscriber) addConnLocked(c *subConn) {
 	sub.conns[c.key] = c
 	sub.wg.Add(1)
 	go sub.pump(c)
-	if changes, ok := sub.srv.backend.(topologyChanges); ok && c.key == globalSubscriptions && !sub.watching {
+	if changes, ok := sub.srv.backend.(topologyChanges); ok && !sub.watching {
 		sub.watching = true
 		sub.wg.Add(1)
-		go sub.followFirstMaster(changes)
+		go sub.followTopology(changes)
 	}
 }
 
-// followFirstMaster moves the connection for SUBSCRIBE and PSUBSCRIBE to
-// the first master whenever the slot table changes, until the subscriber
-// ends. It compares on every change: a reload with nothing new fires too.
-func (sub *subscriber) followFirstMaster(changes topologyChanges) {
+// followTopology moves, whenever the slot table changes and until the
+// subscriber ends, the connection for SUBSCRIBE and PSUBSCRIBE to the first
+// master and shard channels to their slot's master. It compares on every
+// change: a reload with nothing new fires too.
+func (sub *subscriber) followTopology(changes topologyChanges) {
 	defer sub.wg.Done()
 	for {
 		// Taken before comparing, so a change in between is not missed.
@@ -365,8 +378,12 @@ func (sub *subscriber) followFirstMaster(changes topologyChanges) {
 			sub.mu.Unlock()
 			return
 		}
-		if c := sub.conns[globalSubscriptions]; c != nil {
-			sub.moveToFirstMasterLocked(c)
+		for _, c := range sub.conns {
+			if c.key == globalSubscriptions {
+				sub.moveToFirstMasterLocked(c)
+			} else {
+				sub.followSlotMastersLocked(c)
+			}
 		}
 		sub.mu.Unlock()
 		select {
@@ -395,6 +412,48 @@ func (sub *subscriber) moveToFirstMasterLocked(c *subConn) {
 			"from", c.nc.addr, "to", first)
 	}
 	c.nc.close()
+}
+
+// followSlotMastersLocked closes shard connection c when the topology names
+// another master for one of its channels or of its commands in flight:
+// Kvrocks neither refuses SSUBSCRIBE on a node that lost the slot nor drops
+// the channel (no MOVED, no sunsubscribe), so nothing else tells. The pump
+// handles it as lost, and re-establishing it moves first what belongs
+// elsewhere, the client's command in flight included; channels of slots
+// the node kept are subscribed again on a new connection to it. Closing
+// before subscribing elsewhere means no message arrives twice. The topology
+// wins over a MOVED followed before it caught up: the node that sent it is
+// asked again, and redirects again if it still disagrees.
+func (sub *subscriber) followSlotMastersLocked(c *subConn) {
+	if c.retarget || !sub.misplacedLocked(c) {
+		return
+	}
+	c.retarget = true
+	if c.nc == nil {
+		return // re-established: the attempt under way starts over
+	}
+	if c.lostAt.IsZero() {
+		c.lostAt = time.Now()
+		sub.srv.logger.Info("pubsub: slot master changed, moving shard subscriptions", "client", sub.client.RemoteAddr().String(),
+			"from", c.nc.addr)
+	}
+	c.nc.close()
+}
+
+// misplacedLocked reports whether the topology names another master than
+// c's node for one of c's shard channels or shard commands in flight.
+func (sub *subscriber) misplacedLocked(c *subConn) bool {
+	for ch := range c.shards {
+		if sub.masterOf(ch, c.key) != c.key {
+			return true
+		}
+	}
+	for _, p := range c.pending {
+		if isShardCommand(p) && sub.masterOf(p.args[0], c.key) != c.key {
+			return true
+		}
+	}
+	return false
 }
 
 // firstMaster is where PUBLISH goes now, "" when the topology has no master.
@@ -549,6 +608,11 @@ func (sub *subscriber) clientReplyLocked(c *subConn, frame []byte) {
 				router.Slot([]byte(p.args[0])), maxPubSubRedirects, addr)
 		}
 	}
+	if p.cmd == cmdPING {
+		if pong, ok := subscribedPong(frame); ok {
+			frame = pong
+		}
+	}
 	before := len(c.expect)
 	sub.enqueueLocked(frame)
 	c.account(frame)
@@ -556,6 +620,35 @@ func (sub *subscriber) clientReplyLocked(c *subConn, frame []byte) {
 		c.pending = c.pending[1:]
 		c.written--
 	}
+}
+
+// appendPong appends the reply Redis gives PING on a subscribed RESP2
+// connection: ["pong", payload], an empty payload without an argument.
+func appendPong(b, payload []byte) []byte {
+	b = appendArray(b, 2)
+	b = appendBulkString(b, "pong")
+	return appendBulk(b, payload)
+}
+
+// subscribedPong turns the reply Kvrocks gives PING on a subscribed
+// connection, +PONG as on any other (or the argument as a bulk string), into
+// Redis' ["pong", payload]; ok is false for any other frame, Redis' array
+// included. Clients get Redis' form: go-redis, redis-py and recent Jedis
+// accept both, but Redis only ever sends a RESP2 subscriber the array, and
+// parsers that read every subscribed frame as an array (Jedis 3) fail on
+// the others.
+func subscribedPong(frame []byte) (pong []byte, ok bool) {
+	switch {
+	case len(frame) > 0 && frame[0] == '+':
+		return appendPong(nil, nil), true
+	case len(frame) > 0 && frame[0] == '$':
+		payload, next, ok := bulkAt(frame, 0)
+		if !ok || payload == nil || next != len(frame) {
+			return nil, false
+		}
+		return appendPong(nil, payload), true
+	}
+	return nil, false
 }
 
 // isShardCommand reports a command routed by its channels' slot.
@@ -800,14 +893,11 @@ func (sub *subscriber) retargetLocked(c *subConn) {
 		}
 		if p.cmd == cmdPING && c.subscriptions() == 0 {
 			// Nothing subscribed is left here: answered as Redis does.
-			b := appendArray(nil, 2)
-			b = appendBulkString(b, "pong")
+			var payload []byte
 			if len(p.args) > 0 {
-				b = appendBulkString(b, p.args[0])
-			} else {
-				b = appendBulkString(b, "")
+				payload = []byte(p.args[0])
 			}
-			sub.enqueueLocked(b)
+			sub.enqueueLocked(appendPong(nil, payload))
 			c.pending = slices.Delete(c.pending, i, i+1)
 			c.expect = slices.Delete(c.expect, i, i+1)
 			continue
@@ -838,9 +928,11 @@ func (sub *subscriber) reestablish(c *subConn) bool {
 			sub.mu.Unlock()
 			return false
 		}
-		if c.key != globalSubscriptions && delay > 0 {
-			// Its address failed once: the topology may know better now.
-			// Not before, as a MOVED may know better than the topology.
+		if c.key != globalSubscriptions && (delay > 0 || c.retarget) {
+			// Its address failed once, or the topology changed: the
+			// topology may know better now. Not before, as a MOVED may know
+			// better than the topology.
+			c.retarget = false
 			sub.retargetLocked(c)
 		}
 		if c.unused() {
@@ -878,6 +970,12 @@ func (sub *subscriber) reestablish(c *subConn) bool {
 				sub.srv.pool.put(nc)
 				continue
 			}
+		}
+		if c.retarget && !sub.closed {
+			// The topology moved some of c's channels during the dial.
+			sub.mu.Unlock()
+			sub.srv.pool.put(nc)
+			continue
 		}
 		resumed := !sub.closed && sub.resumeLocked(c, nc)
 		sub.mu.Unlock()
@@ -1104,9 +1202,7 @@ func (s *session) subscriberCommand(c *redcon.Command) {
 		if len(args) > 1 {
 			payload = args[1]
 		}
-		b := appendArray(s.scratch[:0], 2)
-		b = appendBulkString(b, "pong")
-		sub.reply(appendBulk(b, payload))
+		sub.reply(appendPong(s.scratch[:0], payload))
 	case info == cmdQUIT:
 		sub.reply(appendSimple(s.scratch[:0], "OK"))
 		s.quit = true

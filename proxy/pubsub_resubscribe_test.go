@@ -22,7 +22,8 @@ import (
 
 // pubsubNode is a fake node that keeps Redis' Pub/Sub state per connection
 // and answers (P|S)(UN)SUBSCRIBE and PING as Redis does, with hooks to lose
-// connections, hold new ones, redirect shard commands and push sunsubscribe.
+// connections, hold new ones, redirect shard commands, push sunsubscribe,
+// leave a command unanswered and answer PING as Kvrocks does.
 type pubsubNode struct {
 	t    *testing.T
 	addr string
@@ -40,6 +41,12 @@ type pubsubNode struct {
 	movedTo string
 	// replicaOf, when set, is the master ROLE names.
 	replicaOf string
+	// silentAt names a "command argument" (lower case) the node receives
+	// and never answers, once.
+	silentAt string
+	// kvrocksPing answers PING as Kvrocks does even on a subscribed
+	// connection: +PONG, or the argument as a bulk string.
+	kvrocksPing bool
 }
 
 type pubsubNodeConn struct {
@@ -131,6 +138,10 @@ func (n *pubsubNode) serve(c *pubsubNodeConn, held chan struct{}) {
 func (n *pubsubNode) execLocked(c *pubsubNodeConn, args []string) (reply []byte, drop bool) {
 	c.commands = append(c.commands, args)
 	name := strings.ToLower(args[0])
+	if len(args) > 1 && n.silentAt == name+" "+args[1] {
+		n.silentAt = ""
+		return nil, false
+	}
 	if n.movedTo != "" && (name == "ssubscribe" || name == "sunsubscribe") && len(args) > 1 {
 		return fmt.Appendf(nil, "-MOVED %d %s\r\n", router.Slot([]byte(args[1])), n.movedTo), false
 	}
@@ -154,6 +165,12 @@ func (n *pubsubNode) execLocked(c *pubsubNodeConn, args []string) (reply []byte,
 		reply = appendBulkString(reply, "connected")
 		return appendInt(reply, 0), false
 	case "ping":
+		if n.kvrocksPing && len(args) > 1 {
+			return appendBulkString(reply, args[1]), false
+		}
+		if n.kvrocksPing {
+			return appendSimple(reply, "PONG"), false
+		}
 		reply = appendArray(reply, 2)
 		reply = appendBulkString(reply, "pong")
 		if len(args) > 1 {
