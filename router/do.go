@@ -170,7 +170,12 @@ func (r *Router) prepareRound(ctx context.Context, b *batch, o roundOutcome, bac
 // Dedicated connections (transactions, blocking commands) call it before
 // they send, so they wait in the hold like the router's own writes.
 func (r *Router) WaitWritable(ctx context.Context, addr string) bool {
-	n := r.nodeOf(addr)
+	r.mu.Lock()
+	n := r.nodes[addr]
+	r.mu.Unlock()
+	if n == nil {
+		return true // a node the router never used holds nothing
+	}
 	timer := time.NewTimer(r.cfg.HoldTimeout)
 	defer timer.Stop()
 	for {
