@@ -130,3 +130,28 @@ func TestChangedSignalsTheNextTableChange(t *testing.T) {
 	}
 	assert.NotEqual(t, changed, r.Changed(), "a new channel for the next change")
 }
+
+// WaitWritable waits out the gate's hold on a master, at most HoldTimeout.
+func TestWaitWritableWaitsOutTheHold(t *testing.T) {
+	fc := newFakeCluster(t, 1)
+	a := fc.nodes[0]
+	gate := newTestGate()
+	cfg := testConfig(a.addr)
+	cfg.Gate = gate
+	cfg.HoldTimeout = 50 * time.Millisecond
+	r := newTestRouter(t, cfg)
+	ctx := context.Background()
+	assert.True(t, r.WaitWritable(ctx, a.addr), "nothing held")
+	assert.True(t, r.WaitWritable(ctx, "127.0.0.1:1"), "a node the router never used")
+	gate.hold(a.addr)
+	assert.False(t, r.WaitWritable(ctx, a.addr), "held past HoldTimeout")
+
+	patient := cfg
+	patient.HoldTimeout = 10 * time.Second
+	r2 := newTestRouter(t, patient)
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		gate.release(a.addr) // still held from above
+	}()
+	assert.True(t, r2.WaitWritable(ctx, a.addr), "released within HoldTimeout")
+}
