@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/tidwall/redcon"
 
 	"kvproxy/failover"
+	"kvproxy/router"
 )
 
 // failover.Holds starts following a master on a dedicated connection's
@@ -793,4 +795,36 @@ func TestHideRedirectsInExecReply(t *testing.T) {
 	} {
 		assert.Equal(t, c.want, string(hideRedirects([]byte(c.in))), "%q", c.in)
 	}
+}
+
+// hideRedirects reads backend bytes: whatever it gets, it returns the input
+// or one whole frame with the same number of elements, none a redirect.
+func FuzzHideRedirects(f *testing.F) {
+	for _, seed := range []string{"*2\r\n+OK\r\n-MOVED 12 10.0.0.2:7000\r\n", "*1\r\n-ASK 1 h:1\r\n", "*-1\r\n",
+		"*3\r\n+OK\r\n-MOVED 1 h:1\r\n", "*2\r\n$8\r\n-MOVED 1\r\n*1\r\n-MOVED 3 h:2\r\n"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out := hideRedirects(in)
+		if bytes.Equal(out, in) {
+			return
+		}
+		size, err := router.NewScanner(router.DefaultMaxBulkLen).Scan(out)
+		require.NoError(t, err)
+		require.Equal(t, len(out), size, "one whole frame")
+		line, next, ok := replyLine(out)
+		require.True(t, ok)
+		n, ok := parseUint64(line)
+		require.True(t, ok)
+		inLine, _, _ := replyLine(in)
+		require.Equal(t, string(inLine), string(line), "the same element count")
+		scanner := router.NewScanner(router.DefaultMaxBulkLen)
+		rest := out[next:]
+		for range n {
+			size, err := scanner.Scan(rest)
+			require.NoError(t, err)
+			require.False(t, bytes.HasPrefix(rest, []byte("-MOVED ")) || bytes.HasPrefix(rest, []byte("-ASK ")))
+			rest = rest[size:]
+		}
+	})
 }
