@@ -1,7 +1,6 @@
 package kvsim
 
 import (
-	"io"
 	"net"
 	"slices"
 	"strings"
@@ -202,7 +201,7 @@ func (n *Node) startSubscriber(conn redcon.Conn, sess *session, kind subscriptio
 
 // serveSubscriber runs the connection's commands until it closes.
 func (n *Node) serveSubscriber(sub *subscriber, dc redcon.DetachedConn) {
-	capture := &capturingConn{DetachedConn: dc}
+	capture := &replyRecorder{Conn: dc}
 	for {
 		cmd, err := dc.ReadCommand()
 		if err != nil {
@@ -266,31 +265,4 @@ func (s *subscriber) writeLoop() {
 			return
 		}
 	}
-}
-
-// capturingConn is the redcon.Conn a taken-over connection's commands run
-// on: replies are captured, to be queued in order with the messages, and
-// Close (QUIT) closes once they are written.
-type capturingConn struct {
-	redcon.DetachedConn
-	out            []byte
-	closeRequested bool
-}
-
-func (c *capturingConn) Close() error                { c.closeRequested = true; return nil }
-func (c *capturingConn) WriteError(msg string)       { c.out = redcon.AppendError(c.out, msg) }
-func (c *capturingConn) WriteString(str string)      { c.out = redcon.AppendString(c.out, str) }
-func (c *capturingConn) WriteBulk(bulk []byte)       { c.out = redcon.AppendBulk(c.out, bulk) }
-func (c *capturingConn) WriteBulkString(bulk string) { c.out = redcon.AppendBulkString(c.out, bulk) }
-func (c *capturingConn) WriteInt(num int)            { c.out = redcon.AppendInt(c.out, int64(num)) }
-func (c *capturingConn) WriteInt64(num int64)        { c.out = redcon.AppendInt(c.out, num) }
-func (c *capturingConn) WriteUint64(num uint64)      { c.out = redcon.AppendUint(c.out, num) }
-func (c *capturingConn) WriteArray(count int)        { c.out = redcon.AppendArray(c.out, count) }
-func (c *capturingConn) WriteNull()                  { c.out = redcon.AppendNull(c.out) }
-func (c *capturingConn) WriteRaw(data []byte)        { c.out = append(c.out, data...) }
-func (c *capturingConn) WriteAny(v any)              { c.out = redcon.AppendAny(c.out, v) }
-
-func (c *capturingConn) WriteBulkFrom(n int64, rb io.Reader) {
-	data, _ := io.ReadAll(io.LimitReader(rb, n))
-	c.out = redcon.AppendBulk(c.out, data)
 }

@@ -264,10 +264,13 @@ func (n *Node) exec(conn redcon.Conn, s *session) {
 			n.writeGate.RUnlock()
 			gateHeld = false
 		}
-		capture := &replyCapture{Conn: conn, out: out}
+		capture := &replyRecorder{Conn: conn, out: out}
 		q := tx.queue[next]
 		n.execControl(capture, s, q.lname, q.args)
 		out = capture.out
+		if capture.closeRequested {
+			_ = conn.Close()
+		}
 		next++
 		if next < len(tx.queue) && tx.queue[next].data != nil {
 			if tx.writes {
@@ -301,25 +304,6 @@ func (n *Node) execQueuedData(txn keyspace.Txn, s *session, out []byte, i int) (
 	}
 	return out, i
 }
-
-// replyCapture collects what a control command writes, so that it becomes
-// an element of EXEC's array.
-type replyCapture struct {
-	redcon.Conn
-	out []byte
-}
-
-func (c *replyCapture) WriteError(msg string)       { c.out = redcon.AppendError(c.out, msg) }
-func (c *replyCapture) WriteString(str string)      { c.out = redcon.AppendString(c.out, str) }
-func (c *replyCapture) WriteBulk(bulk []byte)       { c.out = redcon.AppendBulk(c.out, bulk) }
-func (c *replyCapture) WriteBulkString(bulk string) { c.out = redcon.AppendBulkString(c.out, bulk) }
-func (c *replyCapture) WriteInt(num int)            { c.out = redcon.AppendInt(c.out, int64(num)) }
-func (c *replyCapture) WriteInt64(num int64)        { c.out = redcon.AppendInt(c.out, num) }
-func (c *replyCapture) WriteUint64(num uint64)      { c.out = redcon.AppendUint(c.out, num) }
-func (c *replyCapture) WriteArray(count int)        { c.out = redcon.AppendArray(c.out, count) }
-func (c *replyCapture) WriteNull()                  { c.out = redcon.AppendNull(c.out) }
-func (c *replyCapture) WriteRaw(data []byte)        { c.out = append(c.out, data...) }
-func (c *replyCapture) WriteAny(v any)              { c.out = redcon.AppendAny(c.out, v) }
 
 // watchRegistry maps watched keys to the connections watching them.
 type watchRegistry struct {
