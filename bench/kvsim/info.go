@@ -56,7 +56,8 @@ func (n *Node) infoSection(sec string) string {
 		n.clientsMu.Unlock()
 		l.add("maxclients", "10000")
 		l.add("connected_clients", strconv.Itoa(connected))
-		l.add("blocked_clients", "0")
+		// One per key a client waits on, as Kvrocks' BlockOnKey counts.
+		l.add("blocked_clients", strconv.FormatInt(n.blocked.count.Load(), 10))
 	case "stats":
 		l.b.WriteString("# Stats\r\n")
 		l.add("total_connections_received", strconv.FormatInt(n.totalConns.Load(), 10))

@@ -59,7 +59,8 @@ type Node struct {
 	writeGate sync.RWMutex
 	pause     pauseGate
 	watches   watchRegistry
-	loading   atomic.Bool // replica mid full sync
+	blocked   blockingRegistry // clients blocked in BLPOP, BRPOP, BLMOVE
+	loading   atomic.Bool      // replica mid full sync
 	replLog   replLog
 	streams   streamSet // replicas streaming from me
 	link      replicaLinkHolder
@@ -118,7 +119,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	n.view.Store(newClusterView(id, false))
 	n.replLog.init(n.ks.Sequence())
 	n.ks.SetJournal(n.journal)
-	n.ks.SetWriteHook(n.watches.touch)
+	n.ks.SetWriteHook(n.onClientWrite)
 	return n, nil
 }
 

@@ -29,6 +29,7 @@ var controlArity = map[string]int{
 	"client": -2, "command": -1, "config": -2, "info": -1, "readonly": 1,
 	"readwrite": 1, "asking": 1, "cluster": -2, "clusterx": -2,
 	"multi": 1, "exec": 1, "discard": 1, "watch": -2, "unwatch": 1,
+	"blpop": -3, "brpop": -3, "blmove": 6,
 }
 
 // execControl runs a command the keyspace does not implement: connection,
@@ -89,6 +90,8 @@ func (n *Node) execControl(conn redcon.Conn, s *session, lname string, args [][]
 		n.clusterx(conn, args)
 	case "multi", "exec", "discard", "watch", "unwatch":
 		n.transactionCommand(conn, s, lname, args)
+	case "blpop", "brpop", "blmove":
+		n.execBlockingInExec(conn, s, lname, args) // only EXEC gets here: serve runs them outside MULTI
 	case "publish", "mpublish", "pubsub", "subscribe", "unsubscribe", "psubscribe", "punsubscribe",
 		"ssubscribe", "sunsubscribe":
 		n.execPubSub(conn, s, lname, args)

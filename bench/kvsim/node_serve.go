@@ -94,6 +94,10 @@ func (n *Node) serve(conn redcon.Conn, cmd redcon.Command) {
 		}
 		return
 	}
+	if _, blocking := blockingCommands[lname]; blocking && !s.tx.active {
+		n.serveBlocking(conn, s, lname, args)
+		return
+	}
 	if !pauseExempt(lname) && !n.pause.wait(n, false) {
 		return
 	}
