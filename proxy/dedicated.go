@@ -263,50 +263,11 @@ func oneLine(msg string) string {
 // refusedNotRun reports an error reply by which a server refused a command
 // without running it: the command can be sent again.
 func refusedNotRun(reply []byte) bool {
-	switch string(errorCode(reply)) {
+	switch string(router.ErrorCode(reply)) {
 	case "TRYAGAIN", "MOVED", "READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN":
 		return true
 	}
 	return false
-}
-
-// errorCode returns the first word of an error reply ("-MOVED 1 a:1" →
-// "MOVED"), or nil.
-func errorCode(reply []byte) []byte {
-	if len(reply) < 2 || reply[0] != '-' {
-		return nil
-	}
-	end := bytes.IndexAny(reply, " \r")
-	if end < 1 {
-		return nil
-	}
-	return reply[1:end]
-}
-
-// movedTarget returns the address of "-MOVED <slot> <host>:<port>"; an empty
-// host is the host of from, the node that answered.
-func movedTarget(reply []byte, from string) (string, bool) {
-	line, _, ok := replyLine(reply)
-	if !ok || !bytes.HasPrefix(line, []byte("MOVED ")) {
-		return "", false
-	}
-	fields := bytes.Fields(line[len("MOVED "):])
-	if len(fields) != 2 {
-		return "", false
-	}
-	if _, ok := parseUint64(fields[0]); !ok {
-		return "", false
-	}
-	host, port, err := net.SplitHostPort(string(fields[1]))
-	if err != nil || port == "" {
-		return "", false
-	}
-	if host == "" {
-		if host, _, err = net.SplitHostPort(from); err != nil {
-			return "", false
-		}
-	}
-	return net.JoinHostPort(host, port), true
 }
 
 // masterFor is the master a dedicated command of slot goes to: the slot's
@@ -331,13 +292,13 @@ func (s *session) awaitWritable(addr string) bool {
 // of slot to resend to. The router learns the new owner from its own MOVEDs;
 // until it has, the MOVED's target is used, and routed is false.
 func (s *session) afterRefusal(slot int, from string, refusal []byte) (addr string, routed bool) {
-	if string(errorCode(refusal)) == "TRYAGAIN" {
+	if string(router.ErrorCode(refusal)) == "TRYAGAIN" {
 		if f, ok := s.srv.cfg.Handovers.(tryAgainFollower); ok {
 			f.TryAgain(from)
 		}
 	}
 	addr = s.masterFor(slot)
-	if target, ok := movedTarget(refusal, from); ok && (addr == from || addr == "") {
+	if target, ok := router.MovedTarget(refusal, from); ok && (addr == from || addr == "") {
 		return target, false
 	}
 	return addr, true

@@ -460,7 +460,7 @@ func (sub *subscriber) handleFrameLocked(c *subConn, frame []byte) {
 func (sub *subscriber) clientReplyLocked(c *subConn, frame []byte) {
 	p := c.pending[0]
 	if isShardCommand(p) {
-		if addr, ok := movedTarget(frame, c.nc.addr); ok {
+		if addr, ok := router.MovedTarget(frame, c.nc.addr); ok {
 			if p.redirects < maxPubSubRedirects {
 				p.redirects++
 				sub.moveCommandLocked(c, 0, addr)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"time"
 )
@@ -438,7 +439,7 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 		r.counters.ask.Add(1)
 		return r.redirect(cl, kind, slot, addr, o)
 	}
-	switch string(errorCode(reply)) {
+	switch string(ErrorCode(reply)) {
 	case "TRYAGAIN":
 		// A failover (which the gate then holds) or a slot migration's
 		// write-forbidden phase, which can last seconds: resent within the
@@ -522,14 +523,29 @@ func (r *Router) redirect(cl *call, kind redirectKind, slot int, addr string, o 
 	return true
 }
 
-// errorCode returns the first word of an error reply ("-TRYAGAIN ..." →
-// "TRYAGAIN").
-func errorCode(reply []byte) []byte {
+// ErrorCode returns the first word of an error reply ("-TRYAGAIN ..." →
+// "TRYAGAIN"), nil for any other reply.
+func ErrorCode(reply []byte) []byte {
+	if len(reply) < 2 || reply[0] != '-' {
+		return nil
+	}
 	end := bytes.IndexAny(reply, " \r")
 	if end < 1 {
 		return nil
 	}
 	return reply[1:end]
+}
+
+// MovedTarget returns the address of a "-MOVED <slot> <host>:<port>" reply
+// (an empty host is that of from, the node that replied); ok is false for
+// any other reply.
+func MovedTarget(reply []byte, from string) (addr string, ok bool) {
+	host, _, _ := net.SplitHostPort(from)
+	kind, _, addr := parseRedirect(reply, host)
+	if kind != redirectMoved {
+		return "", false
+	}
+	return addr, true
 }
 
 // isRedirect reports whether reply is a MOVED or ASK, which a client must

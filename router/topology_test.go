@@ -1,6 +1,7 @@
 package router
 
 import (
+	"net"
 	"strings"
 	"testing"
 
@@ -261,5 +262,39 @@ func FuzzParseRedirect(f *testing.F) {
 		if slot < 0 || slot >= SlotCount || addr == "" || strings.ContainsAny(addr, " \r\n") {
 			t.Fatalf("%q parsed as slot %d addr %q", reply, slot, addr)
 		}
+	})
+}
+
+func TestMovedTarget(t *testing.T) {
+	for _, tc := range []struct {
+		reply, from, want string
+	}{
+		{"-MOVED 3999 127.0.0.1:6381\r\n", "127.0.0.1:6380", "127.0.0.1:6381"},
+		{"-MOVED 3999 :6381\r\n", "10.1.2.3:6380", "10.1.2.3:6381"},
+		{"-MOVED 3999 [::1]:6381\r\n", "x", "[::1]:6381"},
+		{"-MOVED 3999\r\n", "a:1", ""},
+		{"-MOVED x a:1\r\n", "a:1", ""},
+		{"-MOVED 1 a\r\n", "a:1", ""},
+		{"-ASK 1 a:1\r\n", "a:1", ""},
+		{"-MOVED 1 a:1", "a:1", ""},
+		{"+OK\r\n", "a:1", ""},
+	} {
+		got, ok := MovedTarget([]byte(tc.reply), tc.from)
+		assert.Equal(t, tc.want != "", ok, tc.reply)
+		assert.Equal(t, tc.want, got, tc.reply)
+	}
+}
+
+func FuzzMovedTarget(f *testing.F) {
+	f.Add([]byte("-MOVED 3999 127.0.0.1:6381\r\n"), "127.0.0.1:1")
+	f.Add([]byte("-MOVED 3999 :6381\r\n"), "h:1")
+	f.Fuzz(func(t *testing.T, reply []byte, from string) {
+		addr, ok := MovedTarget(reply, from)
+		if !ok {
+			return
+		}
+		_, port, err := net.SplitHostPort(addr)
+		require.NoError(t, err)
+		assert.NotEmpty(t, port)
 	})
 }
