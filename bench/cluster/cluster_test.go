@@ -16,6 +16,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"kvproxy/internal/leaktest"
 )
 
 // The end-to-end tests share one 3x1 cluster to stay within the time budget.
@@ -28,11 +31,22 @@ var shared struct {
 	err  error
 }
 
+// TestMain closes the shared cluster after the tests and then fails them if
+// a goroutine they started is still running.
 func TestMain(m *testing.M) {
+	leakOptions := leaktest.Options()
 	code := m.Run()
 	if shared.c != nil {
 		if err := shared.c.Close(); err != nil {
 			fmt.Fprintln(os.Stderr, "closing shared cluster:", err)
+			code = 1
+		}
+	}
+	// Checked once the shared cluster is closed: its clients' goroutines
+	// end with it.
+	if code == 0 {
+		if err := goleak.Find(leakOptions...); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
 			code = 1
 		}
 	}

@@ -19,8 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"kvproxy/bench/cluster"
 	"kvproxy/bench/kvsim"
+	"kvproxy/internal/leaktest"
 	"kvproxy/proxy"
 	"kvproxy/router"
 )
@@ -87,8 +90,9 @@ func (b *lockedBuffer) tail(n int) string {
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	leakOptions := leaktest.Options()
 	if testing.Short() {
-		os.Exit(m.Run())
+		os.Exit(leakCheck(m.Run(), leakOptions))
 	}
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	var wg sync.WaitGroup
@@ -111,10 +115,24 @@ func TestMain(m *testing.M) {
 	for _, f := range fixtures {
 		f.close()
 	}
+	code = leakCheck(code, leakOptions)
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "--- last log lines of the clusters, routers and proxies:\n%s\n", logs.tail(200))
 	}
 	os.Exit(code)
+}
+
+// leakCheck turns a passing run's exit code into a failure when goroutines
+// are still running once the fixtures are closed.
+func leakCheck(code int, options []goleak.Option) int {
+	if code != 0 {
+		return code
+	}
+	if err := goleak.Find(options...); err != nil {
+		fmt.Fprintln(os.Stderr, "goleak:", err)
+		return 1
+	}
+	return code
 }
 
 // proxyAddr returns the address of the proxy in front of backend. It skips
