@@ -335,6 +335,41 @@ func FuzzScanChunked(f *testing.F) {
 	})
 }
 
+// FuzzScanFrameEnd checks where the Scanner ends a frame: a frame it finds
+// is found alone and followed by any bytes, and every strict prefix of it
+// is incomplete, never an error (a backend's reply may arrive in any
+// pieces).
+func FuzzScanFrameEnd(f *testing.F) {
+	for _, tt := range goodFrames {
+		f.Add([]byte(tt.frame), []byte("+OK\r\n"))
+	}
+	for _, tt := range badFrames {
+		f.Add([]byte(tt.frame), []byte(tt.frame))
+	}
+	f.Fuzz(func(t *testing.T, data, next []byte) {
+		const maxBulkLen = 1 << 10
+		n, err := NewScanner(maxBulkLen).Scan(data)
+		if err != nil || n == 0 {
+			return
+		}
+		frame := data[:n]
+		alone, err := NewScanner(maxBulkLen).Scan(frame)
+		require.NoError(t, err, "%q", frame)
+		require.Equal(t, n, alone, "%q", frame)
+		followed, err := NewScanner(maxBulkLen).Scan(append(bytes.Clone(frame), next...))
+		require.NoError(t, err, "%q then %q", frame, next)
+		require.Equal(t, n, followed, "%q then %q", frame, next)
+		if n > 2048 {
+			return // the prefixes cost n² to scan
+		}
+		for cut := range n {
+			got, err := NewScanner(maxBulkLen).Scan(frame[:cut])
+			require.NoError(t, err, "%q is a prefix of %q", frame[:cut], frame)
+			require.Zero(t, got, "%q is a prefix of %q", frame[:cut], frame)
+		}
+	})
+}
+
 func BenchmarkScanSmallReply(b *testing.B) {
 	reply := []byte("$16\r\nvalue-0123456789\r\n")
 	b.Run("scanner", func(b *testing.B) {

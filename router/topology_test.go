@@ -1,7 +1,6 @@
 package router
 
 import (
-	"net"
 	"strings"
 	"testing"
 
@@ -223,48 +222,6 @@ func TestCallQueueIsFIFOAcrossGrowth(t *testing.T) {
 	assert.Equal(t, len(calls), next)
 }
 
-func FuzzParseClusterNodes(f *testing.F) {
-	f.Add("1111111111111111111111111111111111111111 127.0.0.1:30001@40001 myself,master - 0 0 3 connected 0-100 101-16383\n")
-	f.Add("2 127.0.0.1:30002@40002,host slave 1 0 0 3 connected\n")
-	f.Add(":0@0 handshake - 0 0 0 disconnected\n")
-	f.Fuzz(func(t *testing.T, text string) {
-		nodes, err := parseClusterNodes(text, "h")
-		if err != nil {
-			return
-		}
-		for _, n := range nodes {
-			if n.addr == "" || strings.ContainsAny(n.addr, " \n") {
-				t.Fatalf("bad address %q", n.addr)
-			}
-		}
-	})
-}
-
-func FuzzParseClusterEpoch(f *testing.F) {
-	f.Add("cluster_state:ok\r\ncluster_current_epoch:7\r\n")
-	f.Add("cluster_current_epoch:99999999999999999999\n")
-	f.Fuzz(func(t *testing.T, text string) {
-		if epoch, err := parseClusterEpoch(text); err == nil && epoch < 0 {
-			t.Fatalf("negative epoch %d", epoch)
-		}
-	})
-}
-
-func FuzzParseRedirect(f *testing.F) {
-	f.Add([]byte("-MOVED 3999 127.0.0.1:6381\r\n"))
-	f.Add([]byte("-ASK 1 :7000\r\n"))
-	f.Add([]byte("-MOVED 1 [::1]:7000\r\n"))
-	f.Fuzz(func(t *testing.T, reply []byte) {
-		kind, slot, addr := parseRedirect(reply, "h")
-		if kind == notRedirect {
-			return
-		}
-		if slot < 0 || slot >= SlotCount || addr == "" || strings.ContainsAny(addr, " \r\n") {
-			t.Fatalf("%q parsed as slot %d addr %q", reply, slot, addr)
-		}
-	})
-}
-
 func TestMovedTarget(t *testing.T) {
 	for _, tc := range []struct {
 		reply, from, want string
@@ -283,18 +240,4 @@ func TestMovedTarget(t *testing.T) {
 		assert.Equal(t, tc.want != "", ok, tc.reply)
 		assert.Equal(t, tc.want, got, tc.reply)
 	}
-}
-
-func FuzzMovedTarget(f *testing.F) {
-	f.Add([]byte("-MOVED 3999 127.0.0.1:6381\r\n"), "127.0.0.1:1")
-	f.Add([]byte("-MOVED 3999 :6381\r\n"), "h:1")
-	f.Fuzz(func(t *testing.T, reply []byte, from string) {
-		addr, ok := MovedTarget(reply, from)
-		if !ok {
-			return
-		}
-		_, port, err := net.SplitHostPort(addr)
-		require.NoError(t, err)
-		assert.NotEmpty(t, port)
-	})
 }
