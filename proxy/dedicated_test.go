@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -276,18 +277,39 @@ func TestParsePubSubReply(t *testing.T) {
 	}
 }
 
+// FuzzParsePubSubReply reads arbitrary frames: what it accepts comes from
+// an array in the frame, and a Pub/Sub frame built from the other inputs
+// reads back as built.
 func FuzzParsePubSubReply(f *testing.F) {
-	f.Add([]byte("*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"))
-	f.Add([]byte("*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n"))
-	f.Add([]byte("*2\r\n$99999999999\r\n"))
-	f.Fuzz(func(t *testing.T, frame []byte) {
-		kind, channel, ok := parsePubSubReply(frame)
-		if !ok {
-			return
+	f.Add([]byte("*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"), "message", []byte("news"), false, uint8(1))
+	f.Add([]byte("*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n"), "unsubscribe", []byte(nil), true, uint8(1))
+	f.Add([]byte("*2\r\n$99999999999\r\n"), "pong", []byte(""), false, uint8(0))
+	f.Add([]byte("*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$2\r\nhi\r\n"), "pmessage", []byte("a\r\nb"), false, uint8(2))
+	f.Add([]byte("*2\r\n$-1\r\n$1\r\na\r\n"), "", []byte("x"), false, uint8(0))
+	f.Add([]byte("*1\r\n$4\r\npong\r\n"), "smessage", []byte("{a}"), false, uint8(255))
+	f.Fuzz(func(t *testing.T, frame []byte, kind string, channel []byte, nilChannel bool, extra uint8) {
+		gotKind, gotChannel, ok := parsePubSubReply(frame)
+		if ok {
+			require.Equal(t, byte('*'), frame[0])
+			assert.Contains(t, string(frame), "$"+strconv.Itoa(len(gotKind))+"\r\n"+gotKind+"\r\n")
+			assert.Contains(t, string(frame), string(gotChannel))
 		}
-		// What it returns lies inside the frame.
-		assert.Contains(t, string(frame), kind)
-		assert.Contains(t, string(frame), string(channel))
+
+		built := appendArray(nil, 2+int(extra))
+		built = appendBulkString(built, kind)
+		if nilChannel {
+			built, channel = appendNullBulk(built), nil
+		} else {
+			built = appendBulk(built, channel)
+		}
+		for range extra {
+			built = appendInt(built, 1)
+		}
+		gotKind, gotChannel, ok = parsePubSubReply(built)
+		require.True(t, ok, "%q", built)
+		assert.Equal(t, kind, gotKind)
+		assert.Equal(t, nilChannel, gotChannel == nil)
+		assert.Equal(t, string(channel), string(gotChannel))
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -554,20 +555,39 @@ func TestRoleMaster(t *testing.T) {
 	}
 }
 
+// FuzzRoleMaster reads arbitrary ROLE replies: an accepted address has its
+// host and port from the frame, and a replica's reply built from the other
+// inputs gives back the master it names.
 func FuzzRoleMaster(f *testing.F) {
-	f.Add([]byte("*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n:6380\r\n$9\r\nconnected\r\n:14\r\n"))
-	f.Add([]byte("*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n"))
-	f.Add([]byte("*3\r\n$5\r\nslave\r\n$99999999999\r\n"))
-	f.Fuzz(func(t *testing.T, frame []byte) {
-		addr, ok := roleMaster(frame)
-		if !ok {
+	f.Add([]byte("*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n:6380\r\n$9\r\nconnected\r\n:14\r\n"), "127.0.0.1", int64(6380))
+	f.Add([]byte("*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n"), "::1", int64(7000))
+	f.Add([]byte("*3\r\n$5\r\nslave\r\n$99999999999\r\n"), "h", int64(0))
+	f.Add([]byte("*5\r\n$5\r\nslave\r\n$0\r\n\r\n:6380\r\n"), "", int64(65536))
+	f.Add([]byte("*5\r\n$5\r\nslave\r\n$1\r\nh\r\n$4\r\n6380\r\n"), "node-1.example", int64(-1))
+	f.Add([]byte("-ERR unknown command 'role'\r\n"), "fe80::1%eth0", int64(65535))
+	f.Fuzz(func(t *testing.T, frame []byte, host string, port int64) {
+		if addr, ok := roleMaster(frame); ok {
+			h, p, err := net.SplitHostPort(addr)
+			require.NoError(t, err)
+			assert.Contains(t, string(frame), "$"+strconv.Itoa(len(h))+"\r\n"+h+"\r\n")
+			n, err := strconv.Atoi(p)
+			require.NoError(t, err)
+			assert.True(t, n > 0 && n <= 65535, "port %d", n)
+		}
+
+		built := appendArray(nil, 5)
+		built = appendBulkString(built, "slave")
+		built = appendBulkString(built, host)
+		built = appendInt(built, port)
+		built = appendBulkString(built, "connected")
+		built = appendInt(built, 14)
+		addr, ok := roleMaster(built)
+		if host == "" || port <= 0 || port > 65535 {
+			assert.False(t, ok, "%q", built)
 			return
 		}
-		// A dialable address whose host lies inside the frame.
-		host, port, err := net.SplitHostPort(addr)
-		require.NoError(t, err)
-		assert.Contains(t, string(frame), host)
-		assert.Contains(t, string(frame), ":"+port+"\r\n")
+		require.True(t, ok, "%q", built)
+		assert.Equal(t, net.JoinHostPort(host, strconv.FormatInt(port, 10)), addr)
 	})
 }
 
