@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -323,28 +324,45 @@ func TestFollowRejectsBadArguments(t *testing.T) {
 	}
 }
 
-// FuzzReadInfo feeds arbitrary bytes to the reply reader: it never panics,
-// and what it accepts is a bulk or verbatim string within the size bound.
+// FuzzReadInfo feeds arbitrary bytes to the reply reader and compares it
+// with referenceString: both accept the same bulk and verbatim strings of
+// at most maxReply bytes, with the same body and length; an error reply is
+// a *ReplyError. A bulk string built from the other input reads back.
 func FuzzReadInfo(f *testing.F) {
 	for _, r := range phaseReplies(phases[:]...) {
-		f.Add([]byte(r))
+		f.Add([]byte(r), []byte("cluster_failover_state:success\r\n"))
 	}
-	f.Add([]byte("=10\r\ntxt:abcdef\r\n"))
-	f.Add([]byte("-NOAUTH Authentication required.\r\n"))
-	f.Add([]byte("$-1\r\n"))
-	f.Add([]byte("$3\r\nab"))
-	f.Add([]byte("*1\r\n$4\r\nINFO\r\n"))
+	f.Add([]byte("=10\r\ntxt:abcdef\r\n"), []byte{})
+	f.Add([]byte("=3\r\ntxt\r\n"), []byte("\r\n"))
+	f.Add([]byte("-NOAUTH Authentication required.\r\n"), []byte("x"))
+	f.Add([]byte("$-1\r\n"), []byte(strings.Repeat("x", 512)))
+	f.Add([]byte("$3\r\nab"), []byte(strings.Repeat("x", 513)))
+	f.Add([]byte("$+3\r\nabc\r\n"), []byte("$3\r\nabc\r\n"))
+	f.Add([]byte("*1\r\n$4\r\nINFO\r\n"), []byte("a\rb\nc"))
 	const maxReply = 512
-	f.Fuzz(func(t *testing.T, in []byte) {
-		p := poller{r: bufio.NewReader(bytes.NewReader(in)), maxReply: maxReply}
-		body, err := p.readInfo()
-		if err != nil {
-			assert.Nil(t, body)
-			return
+	f.Fuzz(func(t *testing.T, in, body []byte) {
+		built := append([]byte("$"+strconv.Itoa(len(body))+"\r\n"), body...)
+		built = append(built, "\r\n"...)
+		for _, reply := range [][]byte{in, built} {
+			read := &countingReader{r: bytes.NewReader(reply)}
+			p := poller{r: bufio.NewReader(read), maxReply: maxReply}
+			got, err := p.readInfo()
+			want, size, ok := referenceString(reply)
+			if ok && reply[0] == '=' {
+				ok = len(want)+len("txt:") <= maxReply // the bound counts the format
+			}
+			if !ok || len(want) > maxReply {
+				require.Error(t, err, "%q", reply)
+				assert.Nil(t, got)
+				var replyErr *ReplyError
+				if errors.As(err, &replyErr) {
+					assert.Equal(t, byte('-'), reply[0])
+				}
+				continue
+			}
+			require.NoError(t, err, "%q", reply)
+			assert.Equal(t, string(want), string(got))
+			assert.Equal(t, int64(size), read.n-int64(p.r.Buffered()), "bytes consumed")
 		}
-		require.NotEmpty(t, in)
-		assert.Contains(t, "$=", string(in[0]))
-		assert.LessOrEqual(t, len(body), maxReply)
-		assert.True(t, bytes.Contains(in, body), "the body comes from the input")
 	})
 }
