@@ -66,13 +66,18 @@ func (l *replLog) init(seq uint64) {
 // journal is the keyspace's JournalFunc: it logs each change and wakes the
 // streams. It runs under the keyspace lock.
 func (n *Node) journal(seq uint64, effect [][]byte) {
+	n.replLog.append(seq, entryFrame(seq, effect))
+}
+
+// entryFrame is the E frame of one change.
+func entryFrame(seq uint64, effect [][]byte) []byte {
 	frame := appendArrayHeader(make([]byte, 0, 32+16*len(effect)), 2+len(effect))
 	frame = appendBulkString(frame, "E")
 	frame = appendBulkString(frame, strconv.FormatUint(seq, 10))
 	for _, a := range effect {
 		frame = appendBulkBytes(frame, a)
 	}
-	n.replLog.append(seq, frame)
+	return frame
 }
 
 // append logs the entry of seq; entries already logged are ignored and a gap
@@ -529,65 +534,88 @@ func (n *Node) syncFromMaster(run *nodeRun, l *replicaLink) (reachedUp bool, err
 			return true, err
 		}
 		l.lastIO.Store(time.Now().UnixNano())
-		switch {
-		case len(cmd.Args) == 2 && string(cmd.Args[0]) == "T":
-			ns, _ := strconv.ParseInt(string(cmd.Args[1]), 10, 64)
-			sentAt = time.Unix(0, ns)
-		case len(cmd.Args) >= 3 && string(cmd.Args[0]) == "E":
-			frame := append([]byte(nil), cmd.Raw...)
-			parsed, err := redcon.Parse(frame)
-			if err != nil {
-				return true, err
-			}
-			eseq, err := strconv.ParseUint(string(parsed.Args[1]), 10, 64)
-			if err != nil {
-				return true, err
-			}
-			e := pendingEntry{seq: eseq, due: sentAt.Add(n.cfg.ReplDelay), effect: parsed.Args[2:], frame: frame}
-			select {
-			case queue <- e:
-			case <-l.cancel:
-				return true, errors.New("link stopped")
-			case <-run.stop:
-				return true, errors.New("node killed")
-			}
-		default:
-			return true, fmt.Errorf("unexpected replication frame %q", cmd.Raw)
+		sent, e, err := parseStreamFrame(cmd)
+		if err != nil {
+			return true, err
+		}
+		if e == nil {
+			sentAt = sent
+			continue
+		}
+		e.due = sentAt.Add(n.cfg.ReplDelay)
+		select {
+		case queue <- *e:
+		case <-l.cancel:
+			return true, errors.New("link stopped")
+		case <-run.stop:
+			return true, errors.New("node killed")
 		}
 	}
+}
+
+// parseStreamFrame reads one frame of the live stream: a T frame's send
+// time, or an E frame's change (entry, its effect in a copy of the frame).
+func parseStreamFrame(cmd redcon.Command) (sentAt time.Time, entry *pendingEntry, err error) {
+	switch {
+	case len(cmd.Args) == 2 && string(cmd.Args[0]) == "T":
+		ns, _ := strconv.ParseInt(string(cmd.Args[1]), 10, 64)
+		return time.Unix(0, ns), nil, nil
+	case len(cmd.Args) >= 3 && string(cmd.Args[0]) == "E":
+		frame := append([]byte(nil), cmd.Raw...)
+		parsed, err := redcon.Parse(frame)
+		if err != nil {
+			return time.Time{}, nil, err
+		}
+		seq, err := strconv.ParseUint(string(parsed.Args[1]), 10, 64)
+		if err != nil {
+			return time.Time{}, nil, err
+		}
+		return time.Time{}, &pendingEntry{seq: seq, effect: parsed.Args[2:], frame: frame}, nil
+	}
+	return time.Time{}, nil, fmt.Errorf("unexpected replication frame %q", cmd.Raw)
 }
 
 // loadSnapshot reads a full resync's snapshot frames and loads them; the node
 // answers LOADING meanwhile.
 func (n *Node) loadSnapshot(rd *redcon.Reader, header [][]byte) error {
-	if len(header) != 3 {
-		return errors.New("bad FULL header")
-	}
-	seq, err1 := strconv.ParseUint(string(header[1]), 10, 64)
-	count, err2 := strconv.Atoi(string(header[2]))
-	if err1 != nil || err2 != nil || count < 0 {
-		return errors.New("bad FULL header")
-	}
 	n.loading.Store(true)
 	defer n.loading.Store(false)
-	cmds := make([][][]byte, 0, count)
-	for range count {
-		cmd, err := rd.ReadCommand()
-		if err != nil {
-			return err
-		}
-		if len(cmd.Args) < 2 || string(cmd.Args[0]) != "S" {
-			return fmt.Errorf("unexpected snapshot frame %q", cmd.Raw)
-		}
-		parsed, err := redcon.Parse(append([]byte(nil), cmd.Raw...))
-		if err != nil {
-			return err
-		}
-		cmds = append(cmds, parsed.Args[1:])
+	seq, cmds, err := readSnapshot(rd, header)
+	if err != nil {
+		return err
 	}
 	n.ks.Load(seq, cmds)
 	n.replLog.reset(seq)
 	return nil
+}
+
+// readSnapshot reads the snapshot frames a FULL header announces.
+func readSnapshot(rd *redcon.Reader, header [][]byte) (seq uint64, cmds [][][]byte, err error) {
+	if len(header) != 3 {
+		return 0, nil, errors.New("bad FULL header")
+	}
+	seq, err1 := strconv.ParseUint(string(header[1]), 10, 64)
+	count, err2 := strconv.Atoi(string(header[2]))
+	if err1 != nil || err2 != nil || count < 0 {
+		return 0, nil, errors.New("bad FULL header")
+	}
+	// The count is the master's word: the frames that arrive bound memory.
+	cmds = make([][][]byte, 0, min(count, 1<<16))
+	for range count {
+		cmd, err := rd.ReadCommand()
+		if err != nil {
+			return 0, nil, err
+		}
+		if len(cmd.Args) < 2 || string(cmd.Args[0]) != "S" {
+			return 0, nil, fmt.Errorf("unexpected snapshot frame %q", cmd.Raw)
+		}
+		parsed, err := redcon.Parse(append([]byte(nil), cmd.Raw...))
+		if err != nil {
+			return 0, nil, err
+		}
+		cmds = append(cmds, parsed.Args[1:])
+	}
+	return seq, cmds, nil
 }
 
 // applyEntries applies queued changes at their due time and acks the applied
