@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tidwall/redcon"
 )
 
 func words(s string) [][]byte {
@@ -118,4 +119,38 @@ func TestAdminCommandsOverTheWire(t *testing.T) {
 	_ = cl.Do(ctx, "KVSIM", "KILL", nodes[3].ID()).Err()
 	require.Eventually(t, func() bool { return c.Controller().IsDown(nodes[3].ID()) },
 		10*time.Second, 10*time.Millisecond)
+}
+
+// FuzzParseAdmin parses arbitrary KVSIM arguments (NUL-separated): a
+// refusal is one RESP error line, an accepted command is one of KVSIM
+// HELP's with the arguments it was given.
+func FuzzParseAdmin(f *testing.F) {
+	for _, line := range []string{"HELP", "topology", "FAILOVER 1", "failover " + strings.Repeat("a", 40) + " force",
+		"KILL x", "RESTART", "AUTOFAILOVER on", "AUTOFAILOVER maybe", "x\r\ny", "FAILOVER 0 QUICKLY", ""} {
+		f.Add(strings.ReplaceAll(line, " ", "\x00"))
+	}
+	f.Fuzz(func(t *testing.T, joined string) {
+		args := [][]byte{[]byte("KVSIM")}
+		if joined != "" {
+			for a := range strings.SplitSeq(joined, "\x00") {
+				args = append(args, []byte(a))
+			}
+		}
+		cmd, err := parseAdmin(args)
+		if err != nil {
+			reply := redcon.AppendError(nil, err.Error())
+			n, _ := redcon.ReadNextRESP(reply)
+			require.Equal(t, len(reply), n, "one frame: %q", reply)
+			require.True(t, strings.HasPrefix(err.Error(), "ERR "), err.Error())
+			require.NotContains(t, err.Error(), "\n")
+			require.NotContains(t, err.Error(), "\r")
+			return
+		}
+		require.Contains(t, []string{"HELP", "TOPOLOGY", "TABLE", "KILL", "RESTART", "FAILOVER", "AUTOFAILOVER"}, cmd.sub)
+		require.True(t, strings.EqualFold(cmd.sub, string(args[1])))
+		if len(args) > 2 && cmd.sub != "AUTOFAILOVER" {
+			require.Equal(t, string(args[2]), cmd.target)
+		}
+		require.Equal(t, cmd.force, len(args) == 4 && cmd.sub == "FAILOVER")
+	})
 }

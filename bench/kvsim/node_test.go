@@ -1,6 +1,7 @@
 package kvsim
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -410,23 +411,50 @@ func TestInfoSections(t *testing.T) {
 	assert.Equal(t, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_repl_offset:1\r\n", repl)
 }
 
+// FuzzParseClusterNodes reads arbitrary SETNODES bodies: an accepted one
+// gives slots to masters only, and the node's views of it render. A
+// topology built from the other inputs, as the controller renders it,
+// reads back with every slot and replica where the topology put them.
 func FuzzParseClusterNodes(f *testing.F) {
 	id := ntID('a')
-	f.Add(id + " 127.0.0.1 7000 master - 0-100 200\n" + ntID('b') + " 127.0.0.1 7001 slave " + id)
-	f.Add(id + " h 1 replica " + id)
-	f.Add("x y z")
-	f.Fuzz(func(t *testing.T, body string) {
-		pt, err := parseClusterNodes(body, 1)
-		if err != nil {
-			return
+	f.Add(id+" 127.0.0.1 7000 master - 0-100 200\n"+ntID('b')+" 127.0.0.1 7001 slave "+id, uint8(3), "127.0.0.1", uint16(7000))
+	f.Add(id+" h 1 replica "+id, uint8(1), "::1", uint16(1))
+	f.Add("x y z", uint8(0), "node-1.example", uint16(65535))
+	f.Add(id+" h 0 master -\n", uint8(200), "h", uint16(0))
+	f.Add(id+" h 1 master - 0-16383\n"+ntID('b')+" h 2 master - 5", uint8(7), "", uint16(30001))
+	f.Add(id+" h 1 MASTER - 16383-0 16384\n", uint8(2), "a b", uint16(2))
+	f.Fuzz(func(t *testing.T, body string, masters uint8, host string, port uint16) {
+		if pt, err := parseClusterNodes(body, 1); err == nil {
+			v := newClusterView(id, true).withTopology(pt, 1, 1)
+			_ = v.clusterNodes(0)
+			_ = v.clusterInfo("none")
+			_ = v.appendClusterSlots(nil)
+			for s, nd := range pt.owner {
+				if s < 0 || s >= numSlots || !nd.master {
+					t.Fatalf("slot %d owned by %+v", s, nd)
+				}
+			}
 		}
-		v := newClusterView(id, true).withTopology(pt, 1, 1)
-		_ = v.clusterNodes(0)
-		_ = v.clusterInfo("none")
-		_ = v.appendClusterSlots(nil)
-		for s, nd := range pt.owner {
-			if s < 0 || s >= numSlots || !nd.master {
-				t.Fatalf("slot %d owned by %+v", s, nd)
+
+		if len(strings.Fields(host)) != 1 || strings.Fields(host)[0] != host || port == 0 || port > 65535-16 {
+			host, port = "127.0.0.1", 7000
+		}
+		topo := Topology{Version: 1}
+		for i, slots := range SplitSlots(1 + int(masters)%8) {
+			at := func(n int) NodeRef {
+				return NodeRef{ID: fmt.Sprintf("%040d", n), Addr: net.JoinHostPort(host, strconv.Itoa(int(port)+n))}
+			}
+			topo.Shards = append(topo.Shards, ShardTopology{Master: at(2 * i), Replicas: []NodeRef{at(2*i + 1)}, Slots: []SlotRange{slots}})
+		}
+		pt, err := parseClusterNodes(topo.Render(), 1)
+		require.NoError(t, err, topo.Render())
+		for slot := range numSlots {
+			require.Equal(t, topo.Shards[topo.ShardOfSlot(slot)].Master.ID, pt.owner[slot].id, "slot %d", slot)
+		}
+		for _, nd := range pt.nodes {
+			if nd.master {
+				require.Len(t, nd.replicas, 1)
+				require.Equal(t, nd.id[:39], nd.replicas[0].id[:39])
 			}
 		}
 	})
