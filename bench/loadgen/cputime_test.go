@@ -1,7 +1,9 @@
 package loadgen
 
 import (
+	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -31,13 +33,27 @@ func TestParseStatCPUTicks(t *testing.T) {
 	}
 }
 
+// FuzzParseStatCPUTicks reads arbitrary stat lines, where fields after
+// stime do not count, and a stat line built from the other inputs (a command name holding any
+// bytes, spaces and parentheses included) gives back its utime+stime.
 func FuzzParseStatCPUTicks(f *testing.F) {
-	f.Add([]byte("27330 (cat) R 27328 27328 4534 0 -1 4194304 99 0 0 0 1234 56 7 8 20 0 1 0 110922"))
+	f.Add([]byte("27330 (cat) R 27328 27328 4534 0 -1 4194304 99 0 0 0 1234 56 7 8 20 0 1 0 110922"), "cat", uint32(1234), uint32(56))
+	f.Add([]byte("27330 cat R 1 2 3 4 5 6 7 8 9 10 11 12 13"), "a) b (c)", uint32(0), uint32(0))
+	f.Add([]byte("27330 (cat) R 27328 27328 4534 0 -1 4194304 99 0 0 0 -1 56"), ")", uint32(1<<32-1), uint32(1<<32-1))
+	f.Add([]byte("27330 (cat) R 27328 27328 4534 0 -1 4194304 99 0 0 0 1 x"), "", uint32(7), uint32(0))
 	if b, err := os.ReadFile("/proc/self/stat"); err == nil {
-		f.Add(b)
+		f.Add(b, "loadgen.test", uint32(1), uint32(2))
 	}
-	f.Fuzz(func(t *testing.T, stat []byte) {
-		parseStatCPUTicks(stat) // must not panic
+	f.Fuzz(func(t *testing.T, stat []byte, comm string, utime, stime uint32) {
+		if ticks, err := parseStatCPUTicks(stat); err == nil {
+			more, err := parseStatCPUTicks(append(bytes.Clone(stat), " 9 9"...))
+			require.NoError(t, err)
+			require.Equal(t, ticks, more, "fields after stime do not count")
+		}
+		line := fmt.Sprintf("27330 (%s) R 27328 27328 4534 0 -1 4194304 99 0 0 0 %d %d 7 8 20 0 1 0 110922\n", comm, utime, stime)
+		ticks, err := parseStatCPUTicks([]byte(line))
+		require.NoError(t, err, "%q", line)
+		require.Equal(t, uint64(utime)+uint64(stime), ticks, "%q", line)
 	})
 }
 

@@ -3,6 +3,8 @@ package loadgen
 import (
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -95,6 +97,26 @@ func TestInfoInt(t *testing.T) {
 	assert.ErrorContains(t, err, "no field total_commands")
 	_, err = infoInt("total_commands_processed:x\r\n", "total_commands_processed")
 	assert.Error(t, err)
+}
+
+// FuzzInfoInt reads arbitrary INFO text: a value found comes from a line
+// naming the field, and a field on a line of its own before the text is
+// found, with its value, whatever the text holds.
+func FuzzInfoInt(f *testing.F) {
+	f.Add("# Stats\r\ntotal_connections_received:12\r\ntotal_commands_processed:3456\r\ninstantaneous_ops_per_sec:0\r\n", int64(3456))
+	f.Add("total_commands_processed:x\r\n", int64(-1))
+	f.Add("total_commands_processed:99999999999999999999\n", int64(0))
+	f.Add("  total_commands_processed:+7  \n", int64(1<<62))
+	f.Add(strings.Repeat("x", 70000)+"\ntotal_commands_processed:1\n", int64(1))
+	const name = "total_commands_processed"
+	f.Fuzz(func(t *testing.T, info string, value int64) {
+		if _, err := infoInt(info, name); err == nil {
+			require.Contains(t, info, name+":")
+		}
+		got, err := infoInt(name+":"+strconv.FormatInt(value, 10)+"\r\n"+info, name)
+		require.NoError(t, err)
+		require.Equal(t, value, got)
+	})
 }
 
 // startProxyBenchWithoutKvproxy starts a cluster-enabled redis-server and
