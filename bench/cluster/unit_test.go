@@ -88,28 +88,55 @@ func TestParseClusterNodes(t *testing.T) {
 	assert.Equal(t, "disconnected", entries[2].LinkState)
 }
 
+// FuzzParseClusterNodes reads arbitrary CLUSTER NODES text: every entry is
+// one line's fields, and a line built from the other inputs, added to the
+// text, adds exactly the entry it describes.
 func FuzzParseClusterNodes(f *testing.F) {
-	f.Add("e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460\n")
-	f.Add("a b c d e f g h\nx")
-	f.Add("")
-	f.Fuzz(func(t *testing.T, text string) {
-		for _, e := range parseClusterNodes(text) {
+	f.Add("e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460\n",
+		"n2", "127.0.0.1:30002@31002,host", "slave", "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca")
+	f.Add("a b c d e f g h\nx", "id", ":0@0", "handshake", "-")
+	f.Add("", "id", "[::1]:7000@17000", "master,fail?", "-")
+	f.Fuzz(func(t *testing.T, text, id, addr, flags, master string) {
+		entries := parseClusterNodes(text)
+		for _, e := range entries {
 			if e.ID == "" || strings.ContainsAny(e.Addr, "@ \n") || e.MasterID == "-" || len(e.Flags) == 0 {
 				t.Fatalf("malformed entry %+v from %q", e, text)
 			}
 		}
+		for _, field := range []string{id, addr, flags, master} {
+			if len(strings.Fields(field)) != 1 || strings.Fields(field)[0] != field {
+				return
+			}
+		}
+		line := id + " " + addr + " " + flags + " " + master + " 0 1426238316232 1 connected 0-5460\n"
+		got := parseClusterNodes(text + "\n" + line)
+		want := nodeEntry{ID: id, Addr: strings.Split(strings.Split(addr, "@")[0], ",")[0],
+			Flags: strings.Split(flags, ","), LinkState: "connected"}
+		if master != "-" {
+			want.MasterID = master
+		}
+		require.Equal(t, append(entries, want), got, "%q", line)
 	})
 }
 
+// FuzzParseInfo reads arbitrary INFO text: keys are never comments and
+// never span lines; a field added on a line of its own after the text is
+// found with its value.
 func FuzzParseInfo(f *testing.F) {
-	f.Add("# Replication\r\nrole:master\r\nconnected_slaves:1\r\n")
-	f.Add("::\n#:\n")
-	f.Fuzz(func(t *testing.T, text string) {
-		for key, value := range parseInfo(text) {
-			if strings.ContainsAny(key, ":\n") || strings.HasPrefix(key, "#") || strings.ContainsAny(value, "\n") {
-				t.Fatalf("malformed field %q=%q from %q", key, value, text)
+	f.Add("# Replication\r\nrole:master\r\nconnected_slaves:1\r\n", "master_link_status", "up")
+	f.Add("::\n#:\n", "k", "a:b")
+	f.Add("role:master", "role", "")
+	f.Fuzz(func(t *testing.T, text, key, value string) {
+		for k, v := range parseInfo(text) {
+			if strings.ContainsAny(k, ":\n") || strings.HasPrefix(k, "#") || strings.ContainsAny(v, "\n") {
+				t.Fatalf("malformed field %q=%q from %q", k, v, text)
 			}
 		}
+		if key == "" || strings.ContainsAny(key, ":\r\n") || key[0] == '#' || strings.ContainsAny(value, "\r\n") {
+			return
+		}
+		fields := parseInfo(text + "\r\n" + key + ":" + value + "\r\n")
+		require.Equal(t, value, fields[key])
 	})
 }
 
