@@ -317,13 +317,7 @@ func FuzzExec(f *testing.F) {
 		now := int64(1_000_000)
 		master, replica := newTestKeyspace(&now), newTestKeyspace(&now)
 		replica.SetReplica(true)
-		master.SetJournal(func(seq uint64, effect [][]byte) {
-			copied := make([][]byte, len(effect))
-			for i, e := range effect {
-				copied[i] = clone(e)
-			}
-			replica.Apply(seq, copied)
-		})
+		master.SetJournal(journalTo(replica))
 		for _, cmdLine := range strings.Split(line, "\n") {
 			var args [][]byte
 			for _, a := range strings.Split(cmdLine, "\x00") {

@@ -67,14 +67,11 @@ func TestReplicationRebuildsIdenticalKeyspace(t *testing.T) {
 		master, replica := newTestKeyspace(&now), newTestKeyspace(&now)
 		replica.SetReplica(true)
 		lastSeq := uint64(1)
+		apply := journalTo(replica)
 		master.SetJournal(func(seq uint64, effect [][]byte) {
 			require.Equal(t, lastSeq+1, seq, "sequence numbers are consecutive")
 			lastSeq = seq
-			copied := make([][]byte, len(effect))
-			for i, e := range effect {
-				copied[i] = clone(e)
-			}
-			replica.Apply(seq, copied)
+			apply(seq, effect)
 		})
 		rng := rand.New(rand.NewPCG(seed, 42))
 		for i := 0; i < 3000; i++ {
@@ -115,18 +112,24 @@ func dump(cmds [][][]byte) string {
 	return b.String()
 }
 
-// TestConcurrentExecAndReplication drives a master from several goroutines
-// (for the race detector) and checks the replica converges.
-func TestConcurrentExecAndReplication(t *testing.T) {
-	master, replica := New(), New()
-	replica.SetReplica(true)
-	master.SetJournal(func(seq uint64, effect [][]byte) {
+// journalTo is a master's journal that applies each change to replica, as
+// replication does: copied, since the master reuses what it journals.
+func journalTo(replica *Keyspace) JournalFunc {
+	return func(seq uint64, effect [][]byte) {
 		copied := make([][]byte, len(effect))
 		for i, e := range effect {
 			copied[i] = clone(e)
 		}
 		replica.Apply(seq, copied)
-	})
+	}
+}
+
+// TestConcurrentExecAndReplication drives a master from several goroutines
+// (for the race detector) and checks the replica converges.
+func TestConcurrentExecAndReplication(t *testing.T) {
+	master, replica := New(), New()
+	replica.SetReplica(true)
+	master.SetJournal(journalTo(replica))
 	var wg sync.WaitGroup
 	for g := 0; g < 4; g++ {
 		wg.Add(1)
