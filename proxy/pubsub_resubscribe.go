@@ -134,7 +134,11 @@ func roleMaster(frame []byte) (addr string, ok bool) {
 	if !ok || port <= 0 || port > 65535 {
 		return "", false
 	}
-	return net.JoinHostPort(string(host), strconv.FormatInt(port, 10)), true
+	addr = net.JoinHostPort(string(host), strconv.FormatInt(port, 10))
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return "", false // a host no address can hold ("[", say): nothing to dial
+	}
+	return addr, true
 }
 
 // restoredLocked notes that what c carried is subscribed again.
