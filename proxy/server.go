@@ -47,6 +47,9 @@ type Server struct {
 	started       time.Time
 	limits        scanLimits
 	needsPassword bool
+	// Rate-limited logs of failed AUTHs and of requests the guard refused.
+	authFailureLog *rateLimitedLog
+	badRequestLog  *rateLimitedLog
 
 	// ctx is handed to Backend.Do; Close cancels it once the shutdown
 	// budget is spent.
@@ -113,18 +116,20 @@ func New(cfg Config, backend Backend) (*Server, error) {
 		return nil, err
 	}
 	return &Server{
-		loops:         loops,
-		dedicated:     dedicated,
-		pool:          newNodePool(dedicated),
-		blockingSlots: make(chan struct{}, cfg.MaxBlockingConns),
-		cfg:           cfg,
-		backend:       backend,
-		logger:        cfg.Logger,
-		nodeID:        hex.EncodeToString(sum[:]),
-		announceHost:  host,
-		announcePort:  port,
-		started:       time.Now(),
-		needsPassword: cfg.Password != "",
+		loops:          loops,
+		dedicated:      dedicated,
+		pool:           newNodePool(dedicated),
+		blockingSlots:  make(chan struct{}, cfg.MaxBlockingConns),
+		cfg:            cfg,
+		backend:        backend,
+		logger:         cfg.Logger,
+		nodeID:         hex.EncodeToString(sum[:]),
+		announceHost:   host,
+		announcePort:   port,
+		started:        time.Now(),
+		needsPassword:  cfg.Password != "",
+		authFailureLog: newRateLimitedLog(cfg.Logger, slog.LevelWarn, "client authentication failed"),
+		badRequestLog:  newRateLimitedLog(cfg.Logger, slog.LevelInfo, "closing client connection: bad request"),
 		limits: scanLimits{
 			maxBulkLen:      int64(cfg.MaxBulkLen),
 			maxArgs:         int64(cfg.MaxArgs),
