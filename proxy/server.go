@@ -65,14 +65,15 @@ type Server struct {
 	// shuttingDown mirrors closing for the data path, without the lock.
 	shuttingDown atomic.Bool
 	serveDone    chan struct{}
-	// stopAccepting is closed by Close: it ends Serve's pause after a
-	// failed accept.
-	stopAccepting chan struct{}
-	listener      net.Listener
-	loops         []*eventLoop
+	// stop is closed by Close: it ends Serve's pause after a failed accept
+	// and releaseMemoryWhenQuiet's wait.
+	stop     chan struct{}
+	listener net.Listener
+	loops    []*eventLoop
 
 	nextClientID atomic.Int64
 	stats        stats
+	memory       memoryRelease
 	scanCursors  scanCursors
 
 	// dedicated is the backend as a DedicatedBackend, nil when it is not one
@@ -135,11 +136,11 @@ func New(cfg Config, backend Backend) (*Server, error) {
 			maxArgs:         int64(cfg.MaxArgs),
 			maxRequestBytes: cfg.MaxRequestBytes,
 		},
-		ctx:           ctx,
-		cancel:        cancel,
-		sessions:      make(map[*session]struct{}),
-		serveDone:     make(chan struct{}),
-		stopAccepting: make(chan struct{}),
+		ctx:       ctx,
+		cancel:    cancel,
+		sessions:  make(map[*session]struct{}),
+		serveDone: make(chan struct{}),
+		stop:      make(chan struct{}),
 	}, nil
 }
 
@@ -176,7 +177,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			timer := time.NewTimer(failed.add(err, s.logger))
 			select {
 			case <-timer.C:
-			case <-s.stopAccepting:
+			case <-s.stop:
 				timer.Stop()
 				return ErrServerClosed
 			}
@@ -289,7 +290,7 @@ func (s *Server) Close() error {
 	}
 	s.closing = true
 	s.shuttingDown.Store(true)
-	close(s.stopAccepting)
+	close(s.stop)
 	serving := s.serving
 	var err error
 	if s.listener != nil {
@@ -353,6 +354,7 @@ func (s *Server) closed(sess *session, err error) {
 	delete(s.sessions, sess)
 	s.mu.Unlock()
 	s.stats.connectedClients.Add(-1)
+	s.clientLeft()
 	s.sessionsDone.Done()
 }
 
