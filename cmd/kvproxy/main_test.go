@@ -423,3 +423,43 @@ func TestAnnounceAddr(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:7001", announceAddr(&net.TCPAddr{IP: net.IPv6unspecified, Port: 7001}, logger))
 	assert.Equal(t, 2, strings.Count(logs.String(), "set --announce"), "listening everywhere warns")
 }
+
+// With --admin-password, FLUSHALL and the other destructive commands need
+// the admin user, inside MULTI too; failed AUTHs show in INFO and end the
+// connection at the limit.
+func TestRunAdminPasswordGatesDestructiveCommands(t *testing.T) {
+	cfg := kvsim.DefaultClusterConfig()
+	cfg.Shards, cfg.Replicas = 2, 0
+	sim, err := kvsim.StartCluster(cfg)
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+	addr, _, _, stop := runInBackground(t, []string{"--listen", "127.0.0.1:0", "--seeds", sim.Nodes()[0].Addr(),
+		"--password", "pw"}, envOf(map[string]string{"KVPROXY_ADMIN_PASSWORD": "ops"}))
+	defer stop()
+	ctx := context.Background()
+	c := newClient(t, addr, "pw")
+	require.NoError(t, c.Set(ctx, "{k}1", "v", 0).Err())
+	assert.ErrorContains(t, c.FlushAll(ctx).Err(), "NOPERM")
+	assert.ErrorContains(t, c.FlushDB(ctx).Err(), "NOPERM")
+	assert.ErrorContains(t, c.Do(ctx, "CONFIG", "SET", "maxmemory", "1").Err(), "NOPERM")
+	_, err = c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, "{k}2", "v", 0)
+		p.FlushDB(ctx)
+		return nil
+	})
+	assert.ErrorContains(t, err, "EXECABORT", "a gated command dooms the transaction")
+	assert.Equal(t, "v", c.Get(ctx, "{k}1").Val(), "nothing was flushed")
+	assert.Zero(t, c.Exists(ctx, "{k}2").Val(), "the doomed transaction did not run")
+
+	admin := redis.NewClient(&redis.Options{Addr: addr, Username: "admin", Password: "ops", Protocol: 2})
+	defer admin.Close()
+	assert.Equal(t, "OK", admin.FlushAll(ctx).Val())
+	assert.Zero(t, c.Exists(ctx, "{k}1").Val())
+
+	guesser := newClient(t, addr, "")
+	for range 4 {
+		assert.ErrorContains(t, guesser.Do(ctx, "AUTH", "guess").Err(), "WRONGPASS")
+	}
+	info := c.Info(ctx, "stats").Val()
+	assert.Contains(t, info, "auth_failures:4\r\n")
+}
