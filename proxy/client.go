@@ -102,7 +102,7 @@ func (s *Server) newClient(nc net.Conn) *client {
 			src.raw, src.rawio = raw, rawio.NewConn(raw)
 		}
 	}
-	g := newGuardConn(src, s.limits, !s.needsPassword, &s.stats.rejectedRequests, s.logger)
+	g := newGuardConn(src, s.limits, !s.needsPassword, &s.stats.rejectedRequests, s.badRequestLog)
 	c := &client{srv: s, nc: nc, src: src, guard: g, rd: redcon.NewReader(g), wr: redcon.NewWriter(g)}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -6,6 +6,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"kvproxy/router"
 )
 
 // Config says how the proxy serves its clients. Start from DefaultConfig;
@@ -43,6 +45,11 @@ type Config struct {
 	// A subscriber whose pending messages would pass it is disconnected, as
 	// Redis' client-output-buffer-limit pubsub does.
 	MaxOutputBytes int
+	// MaxClients is how many clients may be connected at once (Redis'
+	// maxclients); one more is answered "-ERR max number of clients
+	// reached" and closed. Each client costs a file descriptor: the command
+	// line lowers it to what RLIMIT_NOFILE allows.
+	MaxClients int
 	// MaxBlockingConns is how many blocking commands (BLPOP, XREAD BLOCK,
 	// WAIT ...) may wait at once, each on a backend connection of its own;
 	// past it they are refused with an error.
@@ -76,6 +83,18 @@ const (
 	DefaultMaxArgs = 1 << 20
 	// DefaultMaxRequestBytes is Redis' default client-query-buffer-limit.
 	DefaultMaxRequestBytes = 1 << 30
+	// DefaultMaxClients is Redis' default maxclients.
+	DefaultMaxClients = 10000
+)
+
+// Upper bounds Validate enforces, so a mistyped value is refused at start.
+const (
+	// MaxMaxClients bounds MaxClients: a million connections is past what
+	// one process serves well.
+	MaxMaxClients = 1_000_000
+	// MaxMaxBlockingConns bounds MaxBlockingConns: each waits on a backend
+	// connection of its own.
+	MaxMaxBlockingConns = 100_000
 )
 
 // DefaultConfig returns a Config listening on 127.0.0.1:6380 with Redis'
@@ -89,6 +108,7 @@ func DefaultConfig() Config {
 		MaxRequestBytes:  DefaultMaxRequestBytes,
 		MaxPipeline:      1024,
 		MaxOutputBytes:   1 << 20,
+		MaxClients:       DefaultMaxClients,
 		MaxBlockingConns: 1000,
 		ShutdownTimeout:  10 * time.Second,
 		Logger:           slog.New(slog.DiscardHandler),
@@ -107,12 +127,13 @@ func (c *Config) Validate() error {
 		ok   bool
 		rule string
 	}{
-		{c.MaxBulkLen > 0, "MaxBulkLen must be positive"},
+		{c.MaxBulkLen > 0 && int64(c.MaxBulkLen) <= router.MaxMaxBulkLen, "MaxBulkLen must be 1 to " + strconv.FormatInt(router.MaxMaxBulkLen, 10)},
 		{c.MaxArgs > 0, "MaxArgs must be positive"},
 		{c.MaxRequestBytes > 0, "MaxRequestBytes must be positive"},
 		{c.MaxPipeline > 0, "MaxPipeline must be positive"},
 		{c.MaxOutputBytes > 0, "MaxOutputBytes must be positive"},
-		{c.MaxBlockingConns > 0, "MaxBlockingConns must be positive"},
+		{c.MaxClients > 0 && c.MaxClients <= MaxMaxClients, "MaxClients must be 1 to " + strconv.Itoa(MaxMaxClients)},
+		{c.MaxBlockingConns > 0 && c.MaxBlockingConns <= MaxMaxBlockingConns, "MaxBlockingConns must be 1 to " + strconv.Itoa(MaxMaxBlockingConns)},
 		{c.ShutdownTimeout > 0, "ShutdownTimeout must be positive"},
 		{c.Logger != nil, "Logger must not be nil"},
 	}

@@ -55,9 +55,9 @@ const (
 	maxDedicatedRetryBackoff = 200 * time.Millisecond
 )
 
-// maxIdlePerNode caps the idle dedicated connections kept per master for
-// the next transaction or blocking command.
-const maxIdlePerNode = 4
+// MaxIdleDedicatedPerNode caps the idle dedicated connections kept per
+// master for the next transaction or blocking command.
+const MaxIdleDedicatedPerNode = 4
 
 // dedicatedDialTimeout bounds opening a dedicated connection.
 const dedicatedDialTimeout = 5 * time.Second
@@ -182,7 +182,7 @@ func (p *nodePool) put(c *nodeConn) {
 		return
 	}
 	p.mu.Lock()
-	if p.closed || len(p.idle[c.addr]) >= maxIdlePerNode {
+	if p.closed || len(p.idle[c.addr]) >= MaxIdleDedicatedPerNode {
 		p.mu.Unlock()
 		c.close()
 		return

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"errors"
-	"log/slog"
 	"math"
 	"net"
 	"sync"
@@ -386,7 +385,8 @@ type guardConn struct {
 	told bool
 	// refusals counts the connections the guard closed, for INFO.
 	refusals *atomic.Int64
-	logger   *slog.Logger
+	// refusedLog logs the refusals, a line a second at most.
+	refusedLog *rateLimitedLog
 
 	closeOnce sync.Once
 	closeErr  error
@@ -395,8 +395,8 @@ type guardConn struct {
 // errRefused is what Read returns after the guard refused a request.
 var errRefused = errors.New("proxy: request refused by the protocol guard")
 
-func newGuardConn(c net.Conn, limits scanLimits, authenticated bool, refusals *atomic.Int64, logger *slog.Logger) *guardConn {
-	g := &guardConn{Conn: c, scanner: requestScanner{limits: limits}, refusals: refusals, logger: logger}
+func newGuardConn(c net.Conn, limits scanLimits, authenticated bool, refusals *atomic.Int64, refusedLog *rateLimitedLog) *guardConn {
+	g := &guardConn{Conn: c, scanner: requestScanner{limits: limits}, refusals: refusals, refusedLog: refusedLog}
 	g.authenticated.Store(authenticated)
 	return g
 }
@@ -455,7 +455,7 @@ func (g *guardConn) refuse() error {
 	}
 	g.told = true
 	g.refusals.Add(1)
-	g.logger.Info("closing client connection: bad request", "client", g.RemoteAddr().String(), "reason", g.refused.msg)
+	g.refusedLog.Log("client", g.RemoteAddr().String(), "reason", g.refused.msg)
 	_ = g.SetWriteDeadline(time.Now().Add(guardErrorWriteBudget))
 	_, _ = g.Conn.Write([]byte("-ERR " + g.refused.msg + "\r\n"))
 	return errRefused

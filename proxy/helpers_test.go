@@ -238,6 +238,12 @@ func startProxy(t testing.TB, backend Backend, edit func(*Config)) (*Server, str
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	return startProxyOn(t, ln, backend, edit)
+}
+
+// startProxyOn is startProxy serving on ln.
+func startProxyOn(t testing.TB, ln net.Listener, backend Backend, edit func(*Config)) (*Server, string) {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.ListenAddr = ln.Addr().String()
 	cfg.AnnounceAddr = ln.Addr().String()

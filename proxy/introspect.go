@@ -67,15 +67,19 @@ func (srv *Server) writeInfoSection(b *strings.Builder, section string) {
 		line("tcp_port", strconv.Itoa(srv.announcePort))
 		line("uptime_in_seconds", itoa(uptime))
 		line("uptime_in_days", itoa(uptime/86400))
+		line("goroutines", strconv.Itoa(runtime.NumGoroutine()))
 	case "clients":
 		b.WriteString("# Clients\r\n")
 		line("connected_clients", itoa(srv.stats.connectedClients.Load()))
+		line("maxclients", strconv.Itoa(srv.cfg.MaxClients))
 		line("blocked_clients", "0")
 	case "stats":
 		b.WriteString("# Stats\r\n")
 		line("total_connections_received", itoa(srv.stats.connectionsReceived.Load()))
 		line("total_commands_processed", itoa(srv.stats.commandsProcessed.Load()))
+		line("rejected_connections", itoa(srv.stats.rejectedConnections.Load()))
 		line("rejected_requests", itoa(srv.stats.rejectedRequests.Load()))
+		line("auth_failures", itoa(srv.stats.authFailures.Load()))
 	case "cluster":
 		b.WriteString("# Cluster\r\n")
 		line("cluster_enabled", "1")

@@ -100,6 +100,65 @@ func (s *session) isAdmin() bool {
 	return s.admin || s.srv.cfg.AdminPassword == ""
 }
 
+// adminOnlyCommands need the admin user when an admin password is set
+// (besides CLUSTERX FAILOVER): they wipe data, change a server's
+// configuration or drop other clients.
+var adminOnlyCommands = map[*CommandInfo]bool{
+	cmdFLUSHALL: true,
+	cmdFLUSHDB:  true,
+	LookupCommand([]byte("script")).Subcommand([]byte("flush")):    true,
+	LookupCommand([]byte("function")).Subcommand([]byte("flush")):  true,
+	LookupCommand([]byte("function")).Subcommand([]byte("delete")): true,
+	LookupCommand([]byte("config")).Subcommand([]byte("set")):      true,
+	LookupCommand([]byte("client")).Subcommand([]byte("kill")):     true,
+}
+
+// adminOnly reports whether the command info and args name is one of
+// adminOnlyCommands. A malformed one is not: as in Redis, its arity error
+// comes first.
+func adminOnly(info *CommandInfo, args [][]byte) bool {
+	if info.IsContainer() {
+		info = info.Subcommand(args[1])
+	}
+	return adminOnlyCommands[info] && info.ArityOK(len(args))
+}
+
+// Failed AUTHs on one connection: the first freeAuthFailures are answered
+// at once, each later one after firstAuthFailureDelay doubling, and the
+// maxAuthFailures-th closes the connection after its reply, so passwords
+// cannot be tried at wire speed. A good AUTH starts the count again.
+const (
+	freeAuthFailures      = 2
+	firstAuthFailureDelay = 100 * time.Millisecond
+	maxAuthFailures       = 5
+)
+
+// authFailed answers a failed AUTH or HELLO ... AUTH for user: counted,
+// logged (rate-limited), delayed past the free failures and, at the limit,
+// followed by the connection's close. loopSafe sends a batch that may
+// get a delayed failure to the client's goroutine, so the wait here never
+// holds an event loop.
+func (s *session) authFailed(user []byte) {
+	s.authFailures++
+	s.srv.stats.authFailures.Add(1)
+	closing := s.authFailures >= maxAuthFailures
+	s.srv.authFailureLog.Log("client", s.remoteAddr(), "user", string(appendSanitized(nil, user, 64)),
+		"failures", s.authFailures, "closing", closing)
+	if s.authFailures > freeAuthFailures {
+		delay := firstAuthFailureDelay << (s.authFailures - freeAuthFailures - 1)
+		timer := time.NewTimer(delay)
+		select {
+		case <-timer.C:
+		case <-s.ctx.Done(): // hung up, or the server is closing
+			timer.Stop()
+		}
+	}
+	s.replyError(errWrongPass)
+	if closing {
+		s.quit = true
+	}
+}
+
 const (
 	errWrongPass = "WRONGPASS invalid username-password pair or user is disabled."
 	errNoPass    = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
@@ -137,7 +196,7 @@ func (s *session) auth(args [][]byte) {
 
 func (s *session) authenticate(user, password []byte) {
 	if !s.checkCredentials(user, password) {
-		s.replyError(errWrongPass)
+		s.authFailed(user)
 		return
 	}
 	s.signIn(user)
@@ -148,6 +207,7 @@ func (s *session) authenticate(user, password []byte) {
 // checked.
 func (s *session) signIn(user []byte) {
 	s.setAuthenticated(true)
+	s.authFailures = 0
 	s.admin = string(user) == adminUser && s.srv.cfg.AdminPassword != ""
 }
 
@@ -182,7 +242,7 @@ func (s *session) hello(args [][]byte) {
 	}
 	if user != nil {
 		if !s.checkCredentials(user, password) {
-			s.replyError(errWrongPass)
+			s.authFailed(user)
 			return
 		}
 		s.signIn(user)

@@ -47,6 +47,9 @@ type Server struct {
 	started       time.Time
 	limits        scanLimits
 	needsPassword bool
+	// Rate-limited logs of failed AUTHs and of requests the guard refused.
+	authFailureLog *rateLimitedLog
+	badRequestLog  *rateLimitedLog
 
 	// ctx is handed to Backend.Do; Close cancels it once the shutdown
 	// budget is spent.
@@ -62,11 +65,15 @@ type Server struct {
 	// shuttingDown mirrors closing for the data path, without the lock.
 	shuttingDown atomic.Bool
 	serveDone    chan struct{}
-	listener     net.Listener
-	loops        []*eventLoop
+	// stop is closed by Close: it ends Serve's pause after a failed accept
+	// and releaseMemoryWhenQuiet's wait.
+	stop     chan struct{}
+	listener net.Listener
+	loops    []*eventLoop
 
 	nextClientID atomic.Int64
 	stats        stats
+	memory       memoryRelease
 	scanCursors  scanCursors
 
 	// dedicated is the backend as a DedicatedBackend, nil when it is not one
@@ -84,6 +91,10 @@ type stats struct {
 	connectedClients    atomic.Int64
 	commandsProcessed   atomic.Int64
 	rejectedRequests    atomic.Int64
+	// rejectedConnections counts clients turned away at MaxClients.
+	rejectedConnections atomic.Int64
+	// authFailures counts failed AUTH and HELLO ... AUTH attempts.
+	authFailures atomic.Int64
 }
 
 // New returns a Server that sends commands to backend, with its event loops
@@ -106,18 +117,20 @@ func New(cfg Config, backend Backend) (*Server, error) {
 		return nil, err
 	}
 	return &Server{
-		loops:         loops,
-		dedicated:     dedicated,
-		pool:          newNodePool(dedicated),
-		blockingSlots: make(chan struct{}, cfg.MaxBlockingConns),
-		cfg:           cfg,
-		backend:       backend,
-		logger:        cfg.Logger,
-		nodeID:        hex.EncodeToString(sum[:]),
-		announceHost:  host,
-		announcePort:  port,
-		started:       time.Now(),
-		needsPassword: cfg.Password != "",
+		loops:          loops,
+		dedicated:      dedicated,
+		pool:           newNodePool(dedicated),
+		blockingSlots:  make(chan struct{}, cfg.MaxBlockingConns),
+		cfg:            cfg,
+		backend:        backend,
+		logger:         cfg.Logger,
+		nodeID:         hex.EncodeToString(sum[:]),
+		announceHost:   host,
+		announcePort:   port,
+		started:        time.Now(),
+		needsPassword:  cfg.Password != "",
+		authFailureLog: newRateLimitedLog(cfg.Logger, slog.LevelWarn, "client authentication failed"),
+		badRequestLog:  newRateLimitedLog(cfg.Logger, slog.LevelInfo, "closing client connection: bad request"),
 		limits: scanLimits{
 			maxBulkLen:      int64(cfg.MaxBulkLen),
 			maxArgs:         int64(cfg.MaxArgs),
@@ -127,11 +140,15 @@ func New(cfg Config, backend Backend) (*Server, error) {
 		cancel:    cancel,
 		sessions:  make(map[*session]struct{}),
 		serveDone: make(chan struct{}),
+		stop:      make(chan struct{}),
 	}, nil
 }
 
 // Serve accepts clients on ln until Close; it returns ErrServerClosed after
-// Close, or the listener's error. It may be called once.
+// Close, or net.ErrClosed when ln was closed by someone else. Any other
+// accept error (EMFILE, ENFILE, ECONNABORTED ...) pauses accepting a while
+// (failedAccepts) and the connected clients are served on. It may be called
+// once.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closing {
@@ -147,13 +164,29 @@ func (s *Server) Serve(ln net.Listener) error {
 	loops := s.loops
 	s.mu.Unlock()
 	defer close(s.serveDone)
+	var failed failedAccepts
 	for i := 0; ; i++ {
 		nc, err := ln.Accept()
 		if err != nil {
 			if s.shuttingDown.Load() {
 				return ErrServerClosed
 			}
-			return err
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			timer := time.NewTimer(failed.add(err, s.logger))
+			select {
+			case <-timer.C:
+			case <-s.stop:
+				timer.Stop()
+				return ErrServerClosed
+			}
+			continue
+		}
+		failed.recovered(s.logger)
+		if s.stats.connectedClients.Load() >= int64(s.cfg.MaxClients) {
+			s.turnAway(nc)
+			continue
 		}
 		c := s.newClient(nc)
 		if c == nil {
@@ -166,6 +199,57 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		c.start(loop)
 	}
+}
+
+// replyMaxClients is what a client past Config.MaxClients gets, in Redis'
+// words, before its connection is closed.
+var replyMaxClients = []byte("-ERR max number of clients reached\r\n")
+
+// turnAway answers a client past MaxClients and closes its connection, as
+// Redis does. The reply fits the empty send buffer of a new connection, so
+// the write does not block the accept loop.
+func (s *Server) turnAway(nc net.Conn) {
+	s.stats.rejectedConnections.Add(1)
+	_, _ = nc.Write(replyMaxClients)
+	_ = nc.Close()
+}
+
+// failedAccepts follows a burst of failed accepts: out of descriptors
+// (EMFILE, ENFILE), a connection aborted before it was accepted. Serve
+// pauses before each retry, 5 ms doubling up to 1 s as net/http does, so a
+// lasting shortage does not spin, and logs the burst twice: when it starts
+// and when accepting works again.
+type failedAccepts struct {
+	count int
+	since time.Time
+	pause time.Duration
+}
+
+const (
+	firstAcceptPause = 5 * time.Millisecond
+	maxAcceptPause   = time.Second
+)
+
+// add counts a failed accept and returns how long to pause.
+func (f *failedAccepts) add(err error, logger *slog.Logger) time.Duration {
+	if f.count == 0 {
+		f.since = time.Now()
+		f.pause = firstAcceptPause
+		logger.Warn("cannot accept client connections: pausing and retrying; connected clients are still served", "err", err)
+	} else {
+		f.pause = min(2*f.pause, maxAcceptPause)
+	}
+	f.count++
+	return f.pause
+}
+
+// recovered ends a burst once an accept succeeded.
+func (f *failedAccepts) recovered(logger *slog.Logger) {
+	if f.count == 0 {
+		return
+	}
+	logger.Info("accepting client connections again", "failed_accepts", f.count, "after", time.Since(f.since).Round(time.Millisecond))
+	*f = failedAccepts{}
 }
 
 // startEventLoops starts cfg.EventLoops loops (one per processor when
@@ -206,6 +290,7 @@ func (s *Server) Close() error {
 	}
 	s.closing = true
 	s.shuttingDown.Store(true)
+	close(s.stop)
 	serving := s.serving
 	var err error
 	if s.listener != nil {
@@ -269,6 +354,7 @@ func (s *Server) closed(sess *session, err error) {
 	delete(s.sessions, sess)
 	s.mu.Unlock()
 	s.stats.connectedClients.Add(-1)
+	s.clientLeft()
 	s.sessionsDone.Done()
 }
 

@@ -73,7 +73,9 @@ type session struct {
 	authed   bool
 	// admin: authenticated as the admin user (Config.AdminPassword).
 	admin bool
-	quit  bool
+	// authFailures counts the failed AUTHs since the last good one.
+	authFailures int
+	quit         bool
 	// lastCommand names the latest command, for CLIENT INFO/LIST.
 	lastCommand string
 	lastActive  time.Time
@@ -233,13 +235,16 @@ func (s *session) loopSafe(cmds []redcon.Command) bool {
 	if !s.plain() || len(cmds) > s.srv.cfg.MaxPipeline {
 		return false
 	}
-	size := 0
+	size, auths := 0, 0
 	s.looked, s.lookedNext = s.looked[:0], 0
 	for i := range cmds {
 		args := cmds[i].Args
 		size += len(cmds[i].Raw)
 		info := LookupCommand(args[0])
 		s.looked = append(s.looked, lookedUp{&cmds[i], info})
+		if info == cmdAUTH || info == cmdHELLO {
+			auths++
+		}
 		if info == nil || !info.ArityOK(len(args)) {
 			continue // answered with an error
 		}
@@ -256,7 +261,9 @@ func (s *session) loopSafe(cmds []redcon.Command) bool {
 			return false
 		}
 	}
-	return size <= maxAsyncCommandBytes
+	// A failed AUTH past the free ones is answered late (authFailed): not
+	// on the loop.
+	return size <= maxAsyncCommandBytes && s.authFailures+auths <= freeAuthFailures
 }
 
 // runPending sends the requests recorded so far and writes every reply in
@@ -409,6 +416,10 @@ func (s *session) classifyCommand(c *redcon.Command) {
 	}
 	if !s.authed && info != cmdAUTH && info != cmdHELLO && info != cmdQUIT && info != cmdRESET {
 		s.replyError(errNoAuth)
+		return
+	}
+	if !s.isAdmin() && adminOnly(info, args) {
+		s.replyError(errNoAdmin)
 		return
 	}
 	if info.Flags&FlagKeyless != 0 {

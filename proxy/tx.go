@@ -204,6 +204,10 @@ func (s *session) queueCommand(c *redcon.Command) {
 			return
 		}
 	}
+	if !s.isAdmin() && adminOnlyCommands[cmd] {
+		s.txReject(errNoAdmin)
+		return
+	}
 	// Subscribing would leave the pooled connection in subscriber mode.
 	if cmd.Flags&FlagAdmin != 0 || isSubscribe(cmd) {
 		s.txReject(unsupportedError(args))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"time"
 )
 
@@ -67,6 +68,22 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Upper bounds Validate enforces, so a mistyped value is refused at start
+// rather than exhausting descriptors or memory later.
+const (
+	// MaxConnsPerNode bounds ConnsPerNode: Kvrocks serves a connection on
+	// one of its few worker threads, so more than a few per node only costs
+	// descriptors.
+	MaxConnsPerNode = 256
+	// MaxHoldTimeout bounds HoldTimeout: a client has long given up on a
+	// request held longer.
+	MaxHoldTimeout = 10 * time.Minute
+	// MaxHoldMaxBytes bounds HoldMaxBytes (16 GiB).
+	MaxHoldMaxBytes = 16 << 30
+	// MaxMaxBulkLen bounds MaxBulkLen (4 GiB): a reply is buffered whole.
+	MaxMaxBulkLen = 4 << 30
+)
+
 // DefaultConfig returns a Config with every field but Seeds set.
 func DefaultConfig() Config {
 	return Config{
@@ -102,19 +119,19 @@ func (c *Config) Validate() error {
 		ok   bool
 		rule string
 	}{
-		{c.ConnsPerNode > 0, "ConnsPerNode must be positive"},
+		{c.ConnsPerNode > 0 && c.ConnsPerNode <= MaxConnsPerNode, "ConnsPerNode must be 1 to " + strconv.Itoa(MaxConnsPerNode)},
 		{c.DialTimeout > 0, "DialTimeout must be positive"},
 		{c.ReadTimeout > 0, "ReadTimeout must be positive"},
 		{c.RefreshInterval > 0, "RefreshInterval must be positive"},
 		{c.RefreshCooldown > 0, "RefreshCooldown must be positive"},
 		{c.MaxRedirects > 0, "MaxRedirects must be positive"},
-		{c.HoldTimeout > 0, "HoldTimeout must be positive"},
-		{c.HoldMaxBytes > 0, "HoldMaxBytes must be positive"},
+		{c.HoldTimeout > 0 && c.HoldTimeout <= MaxHoldTimeout, "HoldTimeout must be positive and at most " + MaxHoldTimeout.String()},
+		{c.HoldMaxBytes > 0 && c.HoldMaxBytes <= MaxHoldMaxBytes, "HoldMaxBytes must be 1 to " + strconv.FormatInt(MaxHoldMaxBytes, 10)},
 		{c.OutageProbeInterval > 0, "OutageProbeInterval must be positive"},
 		{c.MaxRetries >= 0, "MaxRetries must not be negative"},
 		{c.RetryBackoff > 0, "RetryBackoff must be positive"},
 		{c.MaxRetryBackoff >= c.RetryBackoff, "MaxRetryBackoff must be at least RetryBackoff"},
-		{c.MaxBulkLen > 0, "MaxBulkLen must be positive"},
+		{c.MaxBulkLen > 0 && int64(c.MaxBulkLen) <= MaxMaxBulkLen, "MaxBulkLen must be 1 to " + strconv.FormatInt(MaxMaxBulkLen, 10)},
 		{c.MaxPending > 0, "MaxPending must be positive"},
 		{c.Logger != nil, "Logger must not be nil"},
 	}

@@ -155,10 +155,13 @@ func (r *Router) endHold(cl *call, how holdOutcome) {
 // startOutage holds every request to n until n answers a dial again, the
 // topology gives n's slots to another node, or HoldTimeout passed (no held
 // request waits longer). It returns at once; an outage under way goes on.
+// Before New installed the first slot table (its dials may fail while it
+// loads, EMFILE included) there is nothing to hold and no slot to watch:
+// no outage starts, and the failed connections redial when used.
 func (r *Router) startOutage(n *node) {
 	n.outageMu.Lock()
 	defer n.outageMu.Unlock()
-	if n.outage != nil || r.closed.Load() {
+	if n.outage != nil || r.closed.Load() || r.table.Load() == nil {
 		return
 	}
 	ends := make(chan struct{})

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -154,4 +155,22 @@ func TestWaitWritableWaitsOutTheHold(t *testing.T) {
 		gate.release(a.addr) // still held from above
 	}()
 	assert.True(t, r2.WaitWritable(ctx, a.addr), "released within HoldTimeout")
+}
+
+// New dials a node's connections while it installs the first slot table;
+// dials that fail then (refused, or EMFILE when --backend-conns asks for
+// more descriptors than the process may open) must not start an outage
+// that looks for the node's slots in a table not there yet: that was a nil
+// pointer panic in ownsSlots.
+func TestDialFailureBeforeTheFirstTableStartsNoOutage(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	refused := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	cfg := testConfig(refused)
+	r := newRouter(cfg) // New's state while it loads the first view
+	r.nodeOf(refused)
+	require.Eventually(t, func() bool { return r.Stats().DialFailures >= uint64(cfg.ConnsPerNode) }, 5*time.Second, time.Millisecond)
+	require.NoError(t, r.Close()) // waits for any outage follower
+	assert.Empty(t, r.HoldStats(), "no outage before the slot table exists")
 }

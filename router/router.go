@@ -113,16 +113,7 @@ func New(ctx context.Context, cfg Config) (*Router, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	rctx, cancel := context.WithCancel(context.Background())
-	r := &Router{
-		cfg:            cfg,
-		log:            cfg.Logger.With("component", "router"),
-		ctx:            rctx,
-		cancel:         cancel,
-		nodes:          make(map[string]*node),
-		refreshed:      make(chan struct{}),
-		refreshTrigger: make(chan struct{}, 1),
-	}
+	r := newRouter(cfg)
 	var errs []error
 	for _, seed := range cfg.Seeds {
 		view, err := r.fetchView(ctx, seed)
@@ -134,12 +125,26 @@ func New(ctx context.Context, cfg Config) (*Router, error) {
 		errs = append(errs, err)
 	}
 	if r.table.Load() == nil {
-		cancel()
+		r.cancel()
 		return nil, fmt.Errorf("router: no seed returned the cluster topology: %w", joinOneLine(errs))
 	}
 	r.wg.Add(1)
 	go r.refreshLoop()
 	return r, nil
+}
+
+// newRouter is a Router with no slot table yet: New loads it.
+func newRouter(cfg Config) *Router {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Router{
+		cfg:            cfg,
+		log:            cfg.Logger.With("component", "router"),
+		ctx:            ctx,
+		cancel:         cancel,
+		nodes:          make(map[string]*node),
+		refreshed:      make(chan struct{}),
+		refreshTrigger: make(chan struct{}, 1),
+	}
 }
 
 // Close stops the refresh, fails every queued request and closes every

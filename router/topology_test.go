@@ -181,10 +181,19 @@ func TestConfigValidate(t *testing.T) {
 	assert.ErrorContains(t, cfg.Validate(), "seed")
 	cfg.Seeds = []string{"127.0.0.1:7000"}
 	require.NoError(t, cfg.Validate())
+	upper := cfg
+	upper.ConnsPerNode, upper.HoldTimeout, upper.HoldMaxBytes, upper.MaxBulkLen = MaxConnsPerNode, MaxHoldTimeout, MaxHoldMaxBytes, MaxMaxBulkLen
+	require.NoError(t, upper.Validate(), "the bounds themselves are valid")
 
 	bad := []func(*Config){
 		func(c *Config) { c.Seeds = []string{"no-port"} },
 		func(c *Config) { c.ConnsPerNode = 0 },
+		func(c *Config) { c.ConnsPerNode = MaxConnsPerNode + 1 },
+		func(c *Config) { c.HoldTimeout = 0 },
+		func(c *Config) { c.HoldTimeout = MaxHoldTimeout + 1 },
+		func(c *Config) { c.HoldMaxBytes = 0 },
+		func(c *Config) { c.HoldMaxBytes = MaxHoldMaxBytes + 1 },
+		func(c *Config) { c.MaxBulkLen = MaxMaxBulkLen + 1 },
 		func(c *Config) { c.DialTimeout = 0 },
 		func(c *Config) { c.ReadTimeout = 0 },
 		func(c *Config) { c.RefreshInterval = 0 },

@@ -163,6 +163,11 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		return exitStartup
 	}
 	cleanup = append(cleanup, func() { _ = rt.Close() })
+	// The topology tells how many nodes need descriptors of their own.
+	if err := fitDescriptors(&opts, len(rt.Topology().Nodes), logger); err != nil {
+		startupFailed(stderr, err)
+		return exitStartup
+	}
 
 	pcfg := proxyConfig(opts, ln.Addr().String(), announce, logger)
 	pcfg.Handovers = holds
@@ -209,6 +214,7 @@ func proxyConfig(opts options, listen, announce string, logger *slog.Logger) pro
 	cfg.Password = opts.password
 	cfg.MaxBulkLen = opts.maxBulkLen
 	cfg.MaxBlockingConns = opts.maxBlockingConns
+	cfg.MaxClients = opts.maxClients
 	cfg.Logger = logger.With("component", "proxy")
 	return cfg
 }

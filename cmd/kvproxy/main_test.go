@@ -45,6 +45,7 @@ func TestParseOptionsDefaults(t *testing.T) {
 		logLevel:         slog.LevelInfo,
 		maxBulkLen:       proxy.DefaultMaxBulkLen,
 		maxBlockingConns: proxy.DefaultConfig().MaxBlockingConns,
+		maxClients:       proxy.DefaultMaxClients,
 		holdTimeout:      router.DefaultConfig().HoldTimeout,
 		holdMaxBytes:     router.DefaultConfig().HoldMaxBytes,
 	}, o)
@@ -59,7 +60,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 	args := []string{
 		"--listen", ":7000", "--seeds", " a:1, b:2 ,,c:3", "--password", "pw", "--backend-password", "bpw", "--admin-password", "apw",
 		"--backend-conns", "8", "--announce", "proxy.example:7000", "--log-level", "WARN", "--max-bulk-len", "1024",
-		"--max-blocking-conns", "7", "--hold-timeout", "1s", "--hold-max-bytes", "4096",
+		"--max-blocking-conns", "7", "--hold-timeout", "1s", "--hold-max-bytes", "4096", "--max-clients", "50",
 	}
 	o, err := parseOptions(args, noEnv)
 	require.NoError(t, err)
@@ -74,6 +75,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		logLevel:         slog.LevelWarn,
 		maxBulkLen:       1024,
 		maxBlockingConns: 7,
+		maxClients:       50,
 		holdTimeout:      time.Second,
 		holdMaxBytes:     4096,
 	}, o)
@@ -92,6 +94,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		"KVPROXY_MAX_BLOCKING_CONNS": "3",
 		"KVPROXY_HOLD_TIMEOUT":       "750ms",
 		"KVPROXY_HOLD_MAX_BYTES":     "1000",
+		"KVPROXY_MAX_CLIENTS":        "20",
 	}
 	o, err := parseOptions(nil, envOf(env))
 	require.NoError(t, err)
@@ -105,6 +108,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		logLevel:         slog.LevelDebug,
 		maxBulkLen:       99,
 		maxBlockingConns: 3,
+		maxClients:       20,
 		holdTimeout:      750 * time.Millisecond,
 		holdMaxBytes:     1000,
 	}, o)
@@ -153,6 +157,14 @@ func TestParseOptionsRejects(t *testing.T) {
 		{"max blocking conns zero", []string{"--seeds", "a:1", "--max-blocking-conns", "0"}, nil, "--max-blocking-conns 0"},
 		{"hold timeout zero", []string{"--seeds", "a:1", "--hold-timeout", "0s"}, nil, "--hold-timeout 0s"},
 		{"hold max bytes zero", []string{"--seeds", "a:1", "--hold-max-bytes", "0"}, nil, "--hold-max-bytes 0"},
+		{"backend conns too many", []string{"--seeds", "a:1", "--backend-conns", "20000"}, nil, "--backend-conns 20000: want 1 to 256"},
+		{"max bulk len too long", []string{"--seeds", "a:1", "--max-bulk-len", "5000000000"}, nil, "--max-bulk-len 5000000000: want 1 to 4294967296"},
+		{"max blocking conns too many", []string{"--seeds", "a:1", "--max-blocking-conns", "100001"}, nil, "--max-blocking-conns 100001: want 1 to 100000"},
+		{"max clients zero", []string{"--seeds", "a:1", "--max-clients", "0"}, nil, "--max-clients 0: want 1 to 1000000"},
+		{"max clients too many", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_MAX_CLIENTS": "2000000"}, "--max-clients 2000000"},
+		{"hold timeout negative", []string{"--seeds", "a:1", "--hold-timeout", "-1s"}, nil, "--hold-timeout -1s"},
+		{"hold timeout too long", []string{"--seeds", "a:1", "--hold-timeout", "11m"}, nil, "--hold-timeout 11m0s: want a positive duration up to 10m0s"},
+		{"hold max bytes too many", []string{"--seeds", "a:1", "--hold-max-bytes", "17179869185"}, nil, "--hold-max-bytes 17179869185: want 1 to 17179869184"},
 		{"max blocking conns from env negative", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_MAX_BLOCKING_CONNS": "-2"},
 			"--max-blocking-conns -2"},
 		{"max blocking conns not a number", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_MAX_BLOCKING_CONNS": "lots"},
@@ -181,7 +193,7 @@ func TestRunHelp(t *testing.T) {
 	assert.Equal(t, exitOK, code)
 	assert.Empty(t, stderr.String())
 	for _, name := range []string{"listen", "seeds", "password", "backend-password", "backend-conns",
-		"announce", "log-level", "max-bulk-len", "max-blocking-conns", "demo"} {
+		"announce", "log-level", "max-bulk-len", "max-blocking-conns", "max-clients", "demo"} {
 		assert.Contains(t, stdout.String(), "--"+name)
 		assert.Contains(t, stdout.String(), envName(name))
 	}
@@ -213,6 +225,12 @@ func TestRunStartupFailures(t *testing.T) {
 		{"bad flag", []string{"--listne", "127.0.0.1:0"}, nil, "flag provided but not defined: -listne"},
 		{"no seeds", []string{"--listen", "127.0.0.1:0"}, nil, "no --seeds"},
 		{"bad env", nil, map[string]string{"KVPROXY_MAX_BULK_LEN": "big"}, "KVPROXY_MAX_BULK_LEN"},
+		{"backend conns 20000", []string{"--listen", "127.0.0.1:0", "--seeds", refused, "--backend-conns", "20000"}, nil,
+			"--backend-conns 20000: want 1 to 256"},
+		{"max clients out of range", []string{"--listen", "127.0.0.1:0", "--seeds", refused, "--max-clients", "-5"}, nil,
+			"--max-clients -5: want 1 to 1000000"},
+		{"hold timeout out of range", []string{"--listen", "127.0.0.1:0", "--seeds", refused}, map[string]string{"KVPROXY_HOLD_TIMEOUT": "24h"},
+			"--hold-timeout 24h0m0s"},
 		{"port in use", []string{"--listen", busy.Addr().String(), "--seeds", refused}, nil,
 			"cannot listen on " + busy.Addr().String()},
 		{"unreachable seed", []string{"--listen", "127.0.0.1:0", "--seeds", refused}, nil, refused},
@@ -382,7 +400,7 @@ func TestRunWiresFlags(t *testing.T) {
 // reaches its Config, and that the result is valid.
 func TestProxyConfigFromOptions(t *testing.T) {
 	o, err := parseOptions([]string{"--seeds", "a:1", "--password", "pw", "--max-bulk-len", "2048",
-		"--max-blocking-conns", "9"}, noEnv)
+		"--max-blocking-conns", "9", "--max-clients", "77"}, noEnv)
 	require.NoError(t, err)
 	cfg := proxyConfig(o, "127.0.0.1:7000", "proxy.example:7000", slog.New(slog.DiscardHandler))
 	require.NoError(t, cfg.Validate())
@@ -391,6 +409,7 @@ func TestProxyConfigFromOptions(t *testing.T) {
 	assert.Equal(t, "pw", cfg.Password)
 	assert.Equal(t, 2048, cfg.MaxBulkLen)
 	assert.Equal(t, 9, cfg.MaxBlockingConns)
+	assert.Equal(t, 77, cfg.MaxClients)
 }
 
 func TestAnnounceAddr(t *testing.T) {
@@ -403,4 +422,44 @@ func TestAnnounceAddr(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:7000", announceAddr(&net.TCPAddr{IP: net.IPv4zero, Port: 7000}, logger))
 	assert.Equal(t, "127.0.0.1:7001", announceAddr(&net.TCPAddr{IP: net.IPv6unspecified, Port: 7001}, logger))
 	assert.Equal(t, 2, strings.Count(logs.String(), "set --announce"), "listening everywhere warns")
+}
+
+// With --admin-password, FLUSHALL and the other destructive commands need
+// the admin user, inside MULTI too; failed AUTHs show in INFO and end the
+// connection at the limit.
+func TestRunAdminPasswordGatesDestructiveCommands(t *testing.T) {
+	cfg := kvsim.DefaultClusterConfig()
+	cfg.Shards, cfg.Replicas = 2, 0
+	sim, err := kvsim.StartCluster(cfg)
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+	addr, _, _, stop := runInBackground(t, []string{"--listen", "127.0.0.1:0", "--seeds", sim.Nodes()[0].Addr(),
+		"--password", "pw"}, envOf(map[string]string{"KVPROXY_ADMIN_PASSWORD": "ops"}))
+	defer stop()
+	ctx := context.Background()
+	c := newClient(t, addr, "pw")
+	require.NoError(t, c.Set(ctx, "{k}1", "v", 0).Err())
+	assert.ErrorContains(t, c.FlushAll(ctx).Err(), "NOPERM")
+	assert.ErrorContains(t, c.FlushDB(ctx).Err(), "NOPERM")
+	assert.ErrorContains(t, c.Do(ctx, "CONFIG", "SET", "maxmemory", "1").Err(), "NOPERM")
+	_, err = c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, "{k}2", "v", 0)
+		p.FlushDB(ctx)
+		return nil
+	})
+	assert.ErrorContains(t, err, "EXECABORT", "a gated command dooms the transaction")
+	assert.Equal(t, "v", c.Get(ctx, "{k}1").Val(), "nothing was flushed")
+	assert.Zero(t, c.Exists(ctx, "{k}2").Val(), "the doomed transaction did not run")
+
+	admin := redis.NewClient(&redis.Options{Addr: addr, Username: "admin", Password: "ops", Protocol: 2})
+	defer admin.Close()
+	assert.Equal(t, "OK", admin.FlushAll(ctx).Val())
+	assert.Zero(t, c.Exists(ctx, "{k}1").Val())
+
+	guesser := newClient(t, addr, "")
+	for range 4 {
+		assert.ErrorContains(t, guesser.Do(ctx, "AUTH", "guess").Err(), "WRONGPASS")
+	}
+	info := c.Info(ctx, "stats").Val()
+	assert.Contains(t, info, "auth_failures:4\r\n")
 }

@@ -37,6 +37,9 @@ type options struct {
 	maxBulkLen int
 	// maxBlockingConns is proxy.Config.MaxBlockingConns.
 	maxBlockingConns int
+	// maxClients is proxy.Config.MaxClients, before the open file limit
+	// has its say (fitDescriptors).
+	maxClients int
 	// holdTimeout is router.Config.HoldTimeout.
 	holdTimeout time.Duration
 	// holdMaxBytes is router.Config.HoldMaxBytes.
@@ -65,6 +68,8 @@ func newFlagSet(o *options, seeds, logLevel *string) *flag.FlagSet {
 	fs.IntVar(&o.maxBulkLen, "max-bulk-len", proxy.DefaultMaxBulkLen, "largest bulk string, in bytes, accepted from a client or a cluster node")
 	fs.IntVar(&o.maxBlockingConns, "max-blocking-conns", proxy.DefaultConfig().MaxBlockingConns,
 		"blocking commands (BLPOP, XREAD BLOCK, WAIT ...) that may wait at once, each on a cluster connection of its own; more are refused")
+	fs.IntVar(&o.maxClients, "max-clients", proxy.DefaultMaxClients,
+		"clients that may be connected at once; the next one gets \"-ERR max number of clients reached\" (lowered, with a warning, to what the open file limit allows)")
 	fs.DurationVar(&o.holdTimeout, "hold-timeout", router.DefaultConfig().HoldTimeout,
 		"longest a write waits inside the proxy while its shard's master fails over; then the client gets TRYAGAIN")
 	fs.Int64Var(&o.holdMaxBytes, "hold-max-bytes", router.DefaultConfig().HoldMaxBytes,
@@ -158,16 +163,22 @@ func (o options) validate() error {
 		return errors.New("--seeds and --demo exclude each other: --demo proxies a cluster of its own")
 	case !o.demo && len(o.seeds) == 0:
 		return errors.New("no --seeds: name at least one cluster node as host:port (or try --demo)")
-	case o.backendConns < 1:
-		return fmt.Errorf("--backend-conns %d: want at least 1", o.backendConns)
-	case o.maxBulkLen < 1:
-		return fmt.Errorf("--max-bulk-len %d: want at least 1", o.maxBulkLen)
-	case o.maxBlockingConns < 1:
-		return fmt.Errorf("--max-blocking-conns %d: want at least 1", o.maxBlockingConns)
-	case o.holdTimeout <= 0:
-		return fmt.Errorf("--hold-timeout %v: want a positive duration", o.holdTimeout)
-	case o.holdMaxBytes < 1:
-		return fmt.Errorf("--hold-max-bytes %d: want at least 1", o.holdMaxBytes)
+	case o.holdTimeout <= 0 || o.holdTimeout > router.MaxHoldTimeout:
+		return fmt.Errorf("--hold-timeout %v: want a positive duration up to %v", o.holdTimeout, router.MaxHoldTimeout)
+	}
+	for _, c := range []struct {
+		flag      string
+		value, hi int64
+	}{
+		{"backend-conns", int64(o.backendConns), router.MaxConnsPerNode},
+		{"max-bulk-len", int64(o.maxBulkLen), router.MaxMaxBulkLen},
+		{"max-blocking-conns", int64(o.maxBlockingConns), proxy.MaxMaxBlockingConns},
+		{"max-clients", int64(o.maxClients), proxy.MaxMaxClients},
+		{"hold-max-bytes", o.holdMaxBytes, router.MaxHoldMaxBytes},
+	} {
+		if c.value < 1 || c.value > c.hi {
+			return fmt.Errorf("--%s %d: want 1 to %d", c.flag, c.value, c.hi)
+		}
 	}
 	if err := checkAddr(o.listen, false); err != nil {
 		return fmt.Errorf("--listen %q: %v", o.listen, err)
