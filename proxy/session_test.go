@@ -67,7 +67,7 @@ func newTestSession(t testing.TB, backend Backend) (*session, *recordingConn) {
 		_ = server.Close()
 	})
 	conn := &recordingConn{}
-	g := newGuardConn(server, srv.limits, true, &srv.stats.rejectedRequests, srv.logger)
+	g := newGuardConn(server, true, &srv.stats.rejectedRequests, srv.logger)
 	return newSession(srv, conn, g, nil, nil), conn
 }
 
