@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -37,19 +38,12 @@ const (
 type entry struct {
 	kind     replyKind
 	from, to int
-	// keysFrom and keysTo delimit the command's part of session.keyMap
+	// keysFrom and keysTo delimit the command's part of session.keyParts
 	// (mergeMGET).
 	keysFrom, keysTo int
 	// aux: the master index of a SCAN page, the starting master of
 	// RANDOMKEY.
 	aux int
-}
-
-// keyRef places one key of a command being split by slot.
-type keyRef struct {
-	slot  uint16
-	order int // position among the command's keys
-	arg   int // index in args
 }
 
 // span is an element of a backend reply, as byte offsets.
@@ -94,14 +88,16 @@ type session struct {
 	lookedNext int
 	// Scratch space for key positions, slot splitting and merging.
 	keyIdx []int
-	refs   []keyRef
-	keyMap []int
-	spans  []span
-	// partStarts[g] is the index in spans of merge part g's first element.
-	partStarts []int
-	scratch    []byte
-	scanner    *router.Scanner
-	masters    []string
+	// keyParts holds, for each key of the chunk's split commands, the
+	// slot and then the part (the sub-command) it went to.
+	keyParts []uint16
+	parts    []splitPart
+	spans    []span
+	// partOffsets[g] is where merge part g's next element starts.
+	partOffsets []int
+	scratch     []byte
+	scanner     *router.Scanner
+	masters     []string
 	// unflushed counts reply bytes written since the last flush.
 	unflushed int
 
@@ -292,14 +288,37 @@ func (s *session) endChunk() {
 	if cap(s.out) > maxKeptBuffer {
 		s.out = nil
 	}
+	if cap(s.scratch) > maxKeptBuffer {
+		s.scratch = nil
+	}
+	// Nor the tables a command with very many keys needed.
+	if len(s.pool) > maxKeptRequests {
+		clear(s.pool[maxKeptRequests:])
+		clear(s.owned[maxKeptRequests:])
+		s.pool, s.owned = s.pool[:maxKeptRequests:maxKeptRequests], s.owned[:maxKeptRequests:maxKeptRequests]
+	}
+	if cap(s.keyParts) > maxKeptKeys {
+		s.keyParts = nil
+	}
+	if cap(s.keyIdx) > maxKeptKeys {
+		s.keyIdx = nil
+	}
+	if cap(s.parts) > maxKeptKeys {
+		s.parts = nil
+	}
 	s.entries = s.entries[:0]
 	s.reqs = s.reqs[:0]
 	s.local = s.local[:0]
-	s.keyMap = s.keyMap[:0]
+	s.keyParts = s.keyParts[:0]
 }
 
-// maxKeptBuffer is the largest per-session buffer kept for reuse.
-const maxKeptBuffer = 64 << 10
+// Bounds of what a session keeps for reuse: buffers up to maxKeptBuffer
+// bytes, tables of up to maxKeptKeys keys, maxKeptRequests requests.
+const (
+	maxKeptBuffer   = 64 << 10
+	maxKeptKeys     = 4 << 10
+	maxKeptRequests = 1 << 10
+)
 
 // write sends reply bytes to the client, flushing once MaxOutputBytes are
 // pending so a client's output stays bounded. A reply that large on its own
@@ -460,6 +479,10 @@ func (s *session) classifyCommand(c *redcon.Command) {
 		}
 		return
 	}
+	if splittable(cmd) {
+		s.multiKey(cmd, c)
+		return
+	}
 	s.keyIdx = cmd.KeyIndexes(args, s.keyIdx[:0])
 	switch len(s.keyIdx) {
 	case 0:
@@ -472,11 +495,7 @@ func (s *session) classifyCommand(c *redcon.Command) {
 	slot := router.Slot(args[s.keyIdx[0]])
 	for _, k := range s.keyIdx[1:] {
 		if router.Slot(args[k]) != slot {
-			if splittable(cmd) {
-				s.split(cmd, args)
-			} else {
-				s.replyError("CROSSSLOT Keys in request don't hash to the same slot")
-			}
+			s.replyError("CROSSSLOT Keys in request don't hash to the same slot")
 			return
 		}
 	}
@@ -568,53 +587,109 @@ func nonBlockingRead(cmd *CommandInfo, args [][]byte) bool {
 	return true
 }
 
-// splittable commands are split by slot and their replies merged.
+// splittable commands are split by slot and their replies merged. Every
+// argument after the name is a key, or for MSET a key and its value.
 func splittable(cmd *CommandInfo) bool {
 	return cmd == cmdMGET || cmd == cmdMSET || cmd == cmdDEL || cmd == cmdEXISTS || cmd == cmdUNLINK || cmd == cmdTOUCH
 }
 
-// split sends one sub-command per slot and merges the replies in argument
-// order.
-func (s *session) split(cmd *CommandInfo, args [][]byte) {
+// splitPart is one sub-command of a split command: the keys of one slot.
+type splitPart struct {
+	slot uint16
+	keys int
+	// size is the bytes of its key (and value) arguments, encoded.
+	size int
+}
+
+// partTables map a slot to 1 + its part while a command is split; zero
+// otherwise. Shared, as they are too big to keep per session.
+var partTables = sync.Pool{New: func() any { return new([router.SlotCount]uint16) }}
+
+// multiKey routes a splittable command to the master of its keys' slot, or
+// splits it when they span slots. Its keys' slots are computed once, into
+// keyParts, where split turns them into parts: a command with a million
+// keys costs two bytes per key besides its sub-commands.
+func (s *session) multiKey(cmd *CommandInfo, c *redcon.Command) {
+	args := c.Args
 	step := 1
 	if cmd == cmdMSET {
 		step = 2
-		if len(args)%2 == 0 {
-			s.replyError(wrongArgsError(cmd.Name)) // a key without a value
-			return
+	}
+	keysFrom := len(s.keyParts)
+	s.keyParts = slices.Grow(s.keyParts, (len(args)-1+step-1)/step)
+	first := router.Slot(args[1])
+	same := true
+	for k := 1; k < len(args); k += step {
+		slot := router.Slot(args[k])
+		s.keyParts = append(s.keyParts, slot)
+		same = same && slot == first
+	}
+	if same {
+		s.keyParts = s.keyParts[:keysFrom]
+		s.route(c.Raw, int(first), cmd.Flags&FlagReadOnly != 0)
+		return
+	}
+	if cmd == cmdMSET && len(args)%2 == 0 {
+		s.keyParts = s.keyParts[:keysFrom]
+		s.replyError(wrongArgsError(cmd.Name)) // a key without a value
+		return
+	}
+	s.split(cmd, args, step, keysFrom)
+	if len(c.Raw) > maxKeptBuffer {
+		// Its parts hold copies: let a huge command's buffer go while
+		// they are out (commandReader.detach).
+		clear(c.Args)
+		*c = redcon.Command{}
+	}
+}
+
+// split sends one sub-command per slot, in the order the slots first occur,
+// and merges the replies in argument order. Each sub-command is written
+// once into a buffer of its exact size, without sorting the keys: a key
+// repeated in MSET keeps its order, so the last value wins.
+func (s *session) split(cmd *CommandInfo, args [][]byte, step, keysFrom int) {
+	keys := s.keyParts[keysFrom:]
+	table := partTables.Get().(*[router.SlotCount]uint16)
+	parts := s.parts[:0]
+	for k, slot := range keys {
+		p := table[slot]
+		if p == 0 {
+			parts = append(parts, splitPart{slot: slot})
+			p = uint16(len(parts))
+			table[slot] = p
+		}
+		keys[k] = p - 1
+		part := &parts[p-1]
+		part.keys++
+		for a := 1 + k*step; a <= k*step+step; a++ {
+			part.size += bulkSize(len(args[a]))
 		}
 	}
-	s.refs = s.refs[:0]
-	for order, k := range s.keyIdx {
-		s.refs = append(s.refs, keyRef{slot: router.Slot(args[k]), order: order, arg: k})
+	for _, part := range parts {
+		table[part.slot] = 0
 	}
-	// Stable: a key repeated in MSET keeps its order, so the last value wins.
-	slices.SortStableFunc(s.refs, func(a, b keyRef) int { return int(a.slot) - int(b.slot) })
+	partTables.Put(table)
+	s.parts = parts
 
 	first := len(s.reqs)
-	keysFrom := len(s.keyMap)
-	s.keyMap = slices.Grow(s.keyMap, 2*len(s.refs))[:keysFrom+2*len(s.refs)]
-	for start := 0; start < len(s.refs); {
-		end := start + 1
-		for end < len(s.refs) && s.refs[end].slot == s.refs[start].slot {
-			end++
-		}
+	for _, part := range parts {
 		q, i := s.newRequest()
-		buf := appendArray(s.owned[i][:0], 1+(end-start)*step)
-		buf = appendBulk(buf, args[0])
-		for j, ref := range s.refs[start:end] {
-			for a := ref.arg; a < ref.arg+step; a++ {
-				buf = appendBulk(buf, args[a])
-			}
-			// Where this key's answer sits: request i-first, element j.
-			s.keyMap[keysFrom+2*ref.order] = i - first
-			s.keyMap[keysFrom+2*ref.order+1] = j
-		}
-		s.owned[i] = buf
-		q.Raw = buf
-		q.Slot = int(s.refs[start].slot)
+		n := 1 + part.keys*step
+		size := 1 + decimalDigits(n) + 2 + bulkSize(len(args[0])) + part.size
+		buf := slices.Grow(s.owned[i][:0], size)
+		buf = appendArray(buf, n)
+		s.owned[i] = appendBulk(buf, args[0])
+		q.Slot = int(part.slot)
 		q.ReadOnly = cmd.Flags&FlagReadOnly != 0
-		start = end
+	}
+	for k, p := range keys {
+		i := first + int(p)
+		for a := 1 + k*step; a <= k*step+step; a++ {
+			s.owned[i] = appendBulk(s.owned[i], args[a])
+		}
+	}
+	for i := first; i < len(s.reqs); i++ {
+		s.reqs[i].Raw = s.owned[i]
 	}
 	kind := mergeSum
 	switch cmd {
@@ -623,7 +698,22 @@ func (s *session) split(cmd *CommandInfo, args [][]byte) {
 	case cmdMSET:
 		kind = mergeOK
 	}
-	s.entries = append(s.entries, entry{kind: kind, from: first, to: len(s.reqs), keysFrom: keysFrom, keysTo: len(s.keyMap)})
+	if kind != mergeMGET {
+		s.keyParts = s.keyParts[:keysFrom] // only MGET merges by key
+	}
+	s.entries = append(s.entries, entry{kind: kind, from: first, to: len(s.reqs), keysFrom: keysFrom, keysTo: len(s.keyParts)})
+}
+
+// bulkSize is the length of a bulk string of n bytes, encoded.
+func bulkSize(n int) int { return 1 + decimalDigits(n) + 2 + n + 2 }
+
+// decimalDigits is the number of digits of n >= 0.
+func decimalDigits(n int) int {
+	digits := 1
+	for ; n >= 10; n /= 10 {
+		digits++
+	}
+	return digits
 }
 
 // writeReply writes the reply of one command to the client.
