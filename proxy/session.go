@@ -3,9 +3,7 @@ package proxy
 import (
 	"context"
 	"math"
-	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -585,135 +583,6 @@ func nonBlockingRead(cmd *CommandInfo, args [][]byte) bool {
 		}
 	}
 	return true
-}
-
-// splittable commands are split by slot and their replies merged. Every
-// argument after the name is a key, or for MSET a key and its value.
-func splittable(cmd *CommandInfo) bool {
-	return cmd == cmdMGET || cmd == cmdMSET || cmd == cmdDEL || cmd == cmdEXISTS || cmd == cmdUNLINK || cmd == cmdTOUCH
-}
-
-// splitPart is one sub-command of a split command: the keys of one slot.
-type splitPart struct {
-	slot uint16
-	keys int
-	// size is the bytes of its key (and value) arguments, encoded.
-	size int
-}
-
-// partTables map a slot to 1 + its part while a command is split; zero
-// otherwise. Shared, as they are too big to keep per session.
-var partTables = sync.Pool{New: func() any { return new([router.SlotCount]uint16) }}
-
-// multiKey routes a splittable command to the master of its keys' slot, or
-// splits it when they span slots. Its keys' slots are computed once, into
-// keyParts, where split turns them into parts: a command with a million
-// keys costs two bytes per key besides its sub-commands.
-func (s *session) multiKey(cmd *CommandInfo, c *redcon.Command) {
-	args := c.Args
-	step := 1
-	if cmd == cmdMSET {
-		step = 2
-	}
-	keysFrom := len(s.keyParts)
-	s.keyParts = slices.Grow(s.keyParts, (len(args)-1+step-1)/step)
-	first := router.Slot(args[1])
-	same := true
-	for k := 1; k < len(args); k += step {
-		slot := router.Slot(args[k])
-		s.keyParts = append(s.keyParts, slot)
-		same = same && slot == first
-	}
-	if same {
-		s.keyParts = s.keyParts[:keysFrom]
-		s.route(c.Raw, int(first), cmd.Flags&FlagReadOnly != 0)
-		return
-	}
-	if cmd == cmdMSET && len(args)%2 == 0 {
-		s.keyParts = s.keyParts[:keysFrom]
-		s.replyError(wrongArgsError(cmd.Name)) // a key without a value
-		return
-	}
-	s.split(cmd, args, step, keysFrom)
-	if len(c.Raw) > maxKeptBuffer {
-		// Its parts hold copies: let a huge command's buffer go while
-		// they are out (commandReader.detach).
-		clear(c.Args)
-		*c = redcon.Command{}
-	}
-}
-
-// split sends one sub-command per slot, in the order the slots first occur,
-// and merges the replies in argument order. Each sub-command is written
-// once into a buffer of its exact size, without sorting the keys: a key
-// repeated in MSET keeps its order, so the last value wins.
-func (s *session) split(cmd *CommandInfo, args [][]byte, step, keysFrom int) {
-	keys := s.keyParts[keysFrom:]
-	table := partTables.Get().(*[router.SlotCount]uint16)
-	parts := s.parts[:0]
-	for k, slot := range keys {
-		p := table[slot]
-		if p == 0 {
-			parts = append(parts, splitPart{slot: slot})
-			p = uint16(len(parts))
-			table[slot] = p
-		}
-		keys[k] = p - 1
-		part := &parts[p-1]
-		part.keys++
-		for a := 1 + k*step; a <= k*step+step; a++ {
-			part.size += bulkSize(len(args[a]))
-		}
-	}
-	for _, part := range parts {
-		table[part.slot] = 0
-	}
-	partTables.Put(table)
-	s.parts = parts
-
-	first := len(s.reqs)
-	for _, part := range parts {
-		q, i := s.newRequest()
-		n := 1 + part.keys*step
-		size := 1 + decimalDigits(n) + 2 + bulkSize(len(args[0])) + part.size
-		buf := slices.Grow(s.owned[i][:0], size)
-		buf = appendArray(buf, n)
-		s.owned[i] = appendBulk(buf, args[0])
-		q.Slot = int(part.slot)
-		q.ReadOnly = cmd.Flags&FlagReadOnly != 0
-	}
-	for k, p := range keys {
-		i := first + int(p)
-		for a := 1 + k*step; a <= k*step+step; a++ {
-			s.owned[i] = appendBulk(s.owned[i], args[a])
-		}
-	}
-	for i := first; i < len(s.reqs); i++ {
-		s.reqs[i].Raw = s.owned[i]
-	}
-	kind := mergeSum
-	switch cmd {
-	case cmdMGET:
-		kind = mergeMGET
-	case cmdMSET:
-		kind = mergeOK
-	}
-	if kind != mergeMGET {
-		s.keyParts = s.keyParts[:keysFrom] // only MGET merges by key
-	}
-	s.entries = append(s.entries, entry{kind: kind, from: first, to: len(s.reqs), keysFrom: keysFrom, keysTo: len(s.keyParts)})
-}
-
-// bulkSize is the length of a bulk string of n bytes, encoded.
-func bulkSize(n int) int { return 1 + decimalDigits(n) + 2 + n + 2 }
-
-// decimalDigits is the number of digits of n >= 0.
-func decimalDigits(n int) int {
-	digits := 1
-	for ; n >= 10; n /= 10 {
-		digits++
-	}
-	return digits
 }
 
 // writeReply writes the reply of one command to the client.
