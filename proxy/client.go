@@ -318,6 +318,7 @@ func (c *client) end(err error) {
 		if c.loop != nil {
 			c.loop.remove(c)
 		}
+		c.rd.close()
 		_ = c.guard.Close()
 		c.srv.closed(c.sess, err)
 	})

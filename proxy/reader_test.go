@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -178,6 +179,52 @@ func TestCommandReaderGrowsForAHugeCommand(t *testing.T) {
 		"the buffer overshot the command")
 	assert.Equal(t, readBufSize, len(r.buf), "the huge buffer is left to the command")
 	assert.Equal(t, "*1\r\n$4\r\nPI", string(r.buf[r.start:r.end]), "the next command's start stays")
+}
+
+// gcPercent is the GC target in force.
+func gcPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
+}
+
+// TestHugeRequestLowersTheGCTarget checks that the GC target is lowered
+// while a huge request is read and served, and restored once the session is
+// done with it, or its connection closed.
+func TestHugeRequestLowersTheGCTarget(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	huge := encodeHuge("SET", 2, func(i int) []byte {
+		if i == 0 {
+			return []byte("k")
+		}
+		return make([]byte, hugeRequestBytes)
+	})
+	for _, closed := range []bool{false, true} {
+		g := newGuardConn(&recordingNetConn{}, true, new(atomic.Int64), slog.New(slog.DiscardHandler))
+		limits := scanLimits{maxBulkLen: 1 << 30, maxArgs: 1 << 30, maxRequestBytes: 1 << 40}
+		r := newCommandReader(&pacedSource{data: huge, chunk: 1 << 20}, g, limits)
+		var cmds []redcon.Command
+		err := errWouldBlock
+		for errors.Is(err, errWouldBlock) {
+			cmds, err = r.ReadCommands()
+		}
+		require.NoError(t, err)
+		require.Len(t, cmds[0].Raw, len(huge))
+		assert.Equal(t, hugeRequestGCPercent, gcPercent(), "while the huge command is served")
+		if closed {
+			r.close()
+		} else {
+			// The next read finds the connection closed by the client,
+			// once the session is done with the command.
+			for err = errWouldBlock; errors.Is(err, errWouldBlock); {
+				_, err = r.ReadCommands()
+			}
+			require.ErrorIs(t, err, io.EOF)
+		}
+		assert.Equal(t, 400, gcPercent(), "once done (closed: %v)", closed)
+		r.close()
+		assert.Equal(t, 400, gcPercent(), "closing again changes nothing")
+	}
 }
 
 // FuzzCommandReader checks the reader against redcon's: the same commands
