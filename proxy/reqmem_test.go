@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"runtime"
@@ -14,7 +13,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"kvproxy/bench/cluster"
 	"kvproxy/router"
 )
 
@@ -101,22 +99,12 @@ const maxAllocatedPerByte = 6
 // replies (a sample of MGET's values) and bounds what serving each one
 // allocates.
 func TestMillionArgumentRequests(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end: runs without -short")
-	}
-	c := cluster.Start(t, cluster.Options{Masters: 3})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cfg := router.DefaultConfig()
-	cfg.Seeds = c.Addrs()
-	// Redis may take seconds over a million-member SADD on a busy machine;
-	// the read timeout is not what this test is about.
-	cfg.ReadTimeout = time.Minute
-	r, err := router.New(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, r.Close()) })
-	_, addr := startProxy(t, r, nil)
-	cl := dialHuge(t, addr)
+	cp := startClusterProxy(t, func(c *router.Config) {
+		// Redis may take seconds over a million-member SADD on a busy
+		// machine; the read timeout is not what this test is about.
+		c.ReadTimeout = time.Minute
+	})
+	cl := dialHuge(t, cp.addr)
 
 	const pairs, valueLen = 500_000, 100
 	tests := []struct {
