@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -28,7 +27,7 @@ type client struct {
 	nc    net.Conn
 	src   *clientSource
 	guard *guardConn
-	rd    *redcon.Reader
+	rd    *commandReader
 	wr    *redcon.Writer
 	sess  *session
 	loop  *eventLoop
@@ -102,8 +101,8 @@ func (s *Server) newClient(nc net.Conn) *client {
 			src.raw, src.rawio = raw, rawio.NewConn(raw)
 		}
 	}
-	g := newGuardConn(src, s.limits, !s.needsPassword, &s.stats.rejectedRequests, s.badRequestLog)
-	c := &client{srv: s, nc: nc, src: src, guard: g, rd: redcon.NewReader(g), wr: redcon.NewWriter(g)}
+	g := newGuardConn(src, !s.needsPassword, &s.stats.rejectedRequests, s.badRequestLog)
+	c := &client{srv: s, nc: nc, src: src, guard: g, rd: newCommandReader(src, g, s.limits), wr: redcon.NewWriter(g)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
@@ -198,8 +197,8 @@ func (c *client) attemptServe(writes *router.Writes) {
 				c.end(nil)
 			default:
 				// Without a notice, only what is buffered is served: a
-				// protocol error redcon finds after the commands it
-				// returned, or input the guard held back.
+				// refusal found behind the commands last returned, or
+				// input held back until an AUTH had run.
 				c.sess.writes = writes
 				c.serveInput(ready)
 				c.sess.writes = nil
@@ -223,7 +222,7 @@ func (c *client) serveInput(read bool) {
 	defer c.recoverPanic()
 	c.src.used = !read
 	cmds, err := c.rd.ReadCommands()
-	if c.src.more || c.guard.pending() {
+	if c.src.more || c.rd.pending() {
 		// More input may wait and the loop will not be told again.
 		c.mu.Lock()
 		c.readable, c.resume = true, true
@@ -310,27 +309,19 @@ func (c *client) isClosed() bool {
 }
 
 // end closes the connection and releases the session; it runs with the turn
-// held, at most once. A protocol error is told to the client first.
+// held, at most once. A refused request was told to the client already.
 func (c *client) end(err error) {
 	c.endOnce.Do(func() {
-		if err != nil && isProtocolError(err) {
-			c.wr.WriteError("ERR " + err.Error())
-			_ = c.wr.Flush()
-		}
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
 		if c.loop != nil {
 			c.loop.remove(c)
 		}
+		c.rd.close()
 		_ = c.guard.Close()
 		c.srv.closed(c.sess, err)
 	})
-}
-
-// isProtocolError tells redcon's parse errors from the socket's.
-func isProtocolError(err error) bool {
-	return strings.HasPrefix(err.Error(), "Protocol error")
 }
 
 // recoverPanic keeps a bug from costing more than the client's connection.

@@ -30,9 +30,10 @@ type Config struct {
 	// MaxArgs is the largest number of arguments in one command; more closes
 	// the connection with an error.
 	MaxArgs int
-	// MaxRequestBytes bounds the bytes of one command as it is received (Redis'
-	// client-query-buffer-limit), so a client cannot make the proxy buffer an
-	// endless request; beyond it the connection is closed with an error.
+	// MaxRequestBytes bounds the bytes of one command, so a client cannot
+	// make the proxy buffer an endless request: a command whose headers
+	// announce more is refused with an error before it is read whole, and
+	// the connection is closed, as Redis does past client-query-buffer-limit.
 	MaxRequestBytes int64
 	// MaxPipeline is how many of a client's pipelined commands are sent to
 	// the backends as one batch; a longer pipeline is served in several
@@ -81,8 +82,10 @@ const (
 	// DefaultMaxArgs allows a million arguments, far more than any real
 	// client sends, while bounding the per-command argument table.
 	DefaultMaxArgs = 1 << 20
-	// DefaultMaxRequestBytes is Redis' default client-query-buffer-limit.
-	DefaultMaxRequestBytes = 1 << 30
+	// DefaultMaxRequestBytes lets through a bulk string of Redis' default
+	// proto-max-bulk-len with little more; a request costs the proxy about
+	// twice its size while it is served.
+	DefaultMaxRequestBytes = 512 << 20
 	// DefaultMaxClients is Redis' default maxclients.
 	DefaultMaxClients = 10000
 )

@@ -4,23 +4,20 @@ import (
 	"errors"
 	"math"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// redcon parses whatever a client sends and buffers it without bounds: a
-// "$999999999999" header makes it wait for (and grow its buffer towards) that
-// many bytes, and it re-scans a partial command from its first byte on every
-// read. guardConn sits under redcon and follows the request stream as it
-// arrives, so an oversized or malformed request is refused with a Redis-style
-// error before redcon buffers it.
+// The guard follows a client's request stream as it arrives (requestScanner,
+// driven by commandReader), so an oversized or malformed request is refused
+// with a Redis-style error before it is buffered whole: a "$999999999999"
+// header is refused at once instead of being waited for.
 
 // Limits taken from Redis (PROTO_INLINE_MAX_SIZE for headers, and the
-// unauthenticated request caps of processMultibulkBuffer). Inline commands
-// get tighter caps than Redis' 64 KiB: redcon copies the rest of the line at
-// every space or quote, so its cost grows with length times separators
-// (a 64 KiB line of spaces takes it most of a second).
+// unauthenticated request caps of processMultibulkBuffer). Inline commands,
+// meant for people typing, get tighter caps than Redis' 64 KiB.
 const (
 	maxInlineLen          = 16 << 10
 	maxInlineSeparators   = 128
@@ -51,6 +48,7 @@ var (
 	errUnauthMultibulk   = &guardError{msg: "Protocol error: unauthenticated multibulk length", limit: true}
 	errUnauthBulk        = &guardError{msg: "Protocol error: unauthenticated bulk length", limit: true}
 	errRequestTooLarge   = &guardError{msg: "Protocol error: request exceeds the proxy's size limit", limit: true}
+	errUnbalancedQuotes  = &guardError{msg: "Protocol error: unbalanced quotes in request"}
 )
 
 // errUnexpectedByte is redcon's (and Redis') complaint about an argument that
@@ -83,12 +81,13 @@ type scanLimits struct {
 
 // requestScanner follows a client's request stream and finds where it stops
 // being acceptable, accepting exactly what redcon accepts (within the limits).
-// Numbers are parsed as strconv.Atoi does, as redcon does.
+// Numbers are parsed as strconv.Atoi does, as redcon does. It also records
+// each argument of a RESP command as it passes, so the command needs no
+// second parse (commandReader).
 type requestScanner struct {
 	limits scanLimits
 	// unauthenticated applies Redis' small caps for clients that still owe
-	// an AUTH, and makes scan stop after each complete command: the caps
-	// must not apply to what follows a successful AUTH in the same read.
+	// an AUTH.
 	unauthenticated bool
 
 	state scanState
@@ -98,15 +97,25 @@ type requestScanner struct {
 	lineLen int
 	// separators counts the spaces and quotes of the inline line.
 	separators int
-	// argsLeft is how many arguments of the command are still to come.
-	argsLeft int64
-	// dataLeft is how many bytes of the argument are still to come.
-	dataLeft int64
+	// count is the command's argument count, argsLeft how many of them are
+	// still to come.
+	count, argsLeft int64
+	// dataLeft is how many bytes of the argument are still to come, of
+	// argLen in all.
+	dataLeft, argLen int64
+	// argDone is set when an argument's CRLF was taken, for scan to record
+	// the argument.
+	argDone bool
 	// endSeen counts the bytes of the CRLF after an argument seen so far;
 	// firstEnd is the first of them (redcon only judges both together).
 	endSeen  int
 	firstEnd byte
 	num      numberParser
+	// args are the arguments recorded, as slices of the buffer scanned:
+	// those of the commands completed since the caller last reset it, then
+	// those of the command in progress, from argsFrom on.
+	args     [][]byte
+	argsFrom int
 }
 
 // numberParser parses a header number byte by byte the way strconv.Atoi
@@ -161,23 +170,23 @@ func (n *numberParser) finish() (v int64, ok bool) {
 	return n.value, true
 }
 
-// scan follows p, the next bytes of the stream, and returns how many it
-// consumed: all of them, or, for an unauthenticated client, those up to the
-// end of the first command that completes. On a refused request it returns
-// the error and the offset in p where that request starts (-1 when it started
-// in an earlier call), so the caller can pass on the complete requests before
-// it. After an error the scanner must not be used again.
-func (s *requestScanner) scan(p []byte) (consumed, start int, err *guardError) {
-	start = -1
-	for i := 0; i < len(p); {
+// scan follows buf[from:], the next bytes of the stream, buf holding the
+// command in progress from its first byte on, and returns where it stopped:
+// at the end of buf, or just after a command that completed (done). A RESP
+// command's arguments are then args[argsFrom:]; an inline command is left
+// to the caller, which has its line. On a refused request it returns the
+// error. After an error the scanner must not be used again.
+func (s *requestScanner) scan(buf []byte, from int) (next int, done bool, err *guardError) {
+	i := from
+	for i < len(buf) {
 		if s.state == stCommand {
-			start = i
 			s.requestBytes = 0
+			s.argsFrom = len(s.args)
 		}
 		switch s.state {
 		case stBulkData:
 			// Skip argument bytes in one step.
-			n := int64(len(p) - i)
+			n := int64(len(buf) - i)
 			if n > s.dataLeft {
 				n = s.dataLeft
 			}
@@ -189,27 +198,71 @@ func (s *requestScanner) scan(p []byte) (consumed, start int, err *guardError) {
 				s.endSeen = 0
 			}
 		default:
-			n, e := s.fastHeader(p[i:])
+			n, e := s.fastHeader(buf[i:])
 			if n == 0 {
-				n, e = 1, s.step(p[i])
+				n, e = 1, s.step(buf[i])
 			}
 			i += n
 			s.requestBytes += int64(n)
 			if e != nil {
-				return i, start, e
+				return i, false, e
+			}
+			if s.argDone {
+				// i is just past the argument's CRLF.
+				s.argDone = false
+				if len(s.args) == cap(s.args) {
+					s.growArgs()
+				}
+				s.args = append(s.args, buf[i-2-int(s.argLen):i-2])
 			}
 		}
-		if s.requestBytes > s.limits.maxRequestBytes {
-			return i, start, errRequestTooLarge
+		if s.requestBytes > s.limits.maxRequestBytes ||
+			s.state == stBulkData && s.requestBytes+s.dataLeft+2 > s.limits.maxRequestBytes {
+			// Refused as soon as a header announces more than the limit,
+			// not once that much was read.
+			return i, false, errRequestTooLarge
 		}
 		if s.state == stCommand {
-			start = -1
-			if s.unauthenticated {
-				return i, start, nil
-			}
+			return i, true, nil
 		}
 	}
-	return len(p), start, nil
+	return i, false, nil
+}
+
+// growArgs makes room for more arguments: up to four times as many, but no
+// more than the command announced. A million-argument command's table is
+// then allocated about 1.3 times over, where append (a quarter more at a
+// time) would allocate five times its size.
+func (s *requestScanner) growArgs() {
+	size := max(4*cap(s.args), 16)
+	if end := s.argsFrom + int(s.count); end > len(s.args) {
+		size = min(size, end)
+	}
+	s.args = slices.Grow(s.args, size-len(s.args))
+}
+
+// estimate guesses the size of the RESP command in progress from the sizes
+// announced so far: its arguments yet to come are taken to be as large as
+// those already seen. It is 0 outside a RESP command.
+func (s *requestScanner) estimate() int64 {
+	switch s.state {
+	case stCommand, stInline, stArrayLen:
+		return 0
+	}
+	left := s.argsLeft
+	current := int64(0)
+	switch s.state {
+	case stBulkData:
+		current, left = s.dataLeft+2, left-1
+	case stBulkEnd:
+		current, left = int64(2-s.endSeen), left-1
+	}
+	done := max(s.count-s.argsLeft, 1)
+	known := s.requestBytes + current
+	if average := s.requestBytes / done; left > 0 && average > (math.MaxInt64-known)/left {
+		return math.MaxInt64
+	}
+	return known + left*(s.requestBytes/done)
 }
 
 // step takes one byte in any state but stBulkData.
@@ -287,7 +340,7 @@ func (s *requestScanner) arrayLen(count int64, ok bool) *guardError {
 	case count > s.limits.maxArgs:
 		return errTooManyArgs
 	}
-	s.argsLeft = count
+	s.count, s.argsLeft = count, count
 	s.state = stBulkStart
 	return nil
 }
@@ -302,7 +355,7 @@ func (s *requestScanner) bulkLen(size int64, ok bool) *guardError {
 	case size > s.limits.maxBulkLen:
 		return errBulkTooLong
 	}
-	s.dataLeft = size
+	s.dataLeft, s.argLen = size, size
 	s.state = stBulkData
 	if size == 0 {
 		s.state = stBulkEnd
@@ -313,6 +366,7 @@ func (s *requestScanner) bulkLen(size int64, ok bool) *guardError {
 
 // argEnd follows the CRLF after an argument.
 func (s *requestScanner) argEnd() {
+	s.argDone = true
 	s.argsLeft--
 	if s.argsLeft == 0 {
 		s.state = stCommand
@@ -366,21 +420,16 @@ func headerNumber(p []byte) (v int64, n int) {
 	return v, digits + 2
 }
 
-// guardConn is the net.Conn redcon reads from. Read passes on only bytes the
-// scanner accepted; at the first refused request it writes the error to the
-// client (after the replies to every earlier request, since redcon flushes
-// before it reads again) and fails, which makes redcon close the connection.
+// guardConn is a client's connection as the proxy writes to it and closes
+// it. Its commands are read by a commandReader, which refuses a bad request
+// through it: the client is told why (after the replies to every earlier
+// request, since they are written before the next read) and the connection
+// is closed.
 type guardConn struct {
 	net.Conn
-	scanner requestScanner
 	// authenticated is set by the session once the client has passed AUTH
 	// (or when no password is configured).
 	authenticated atomic.Bool
-	// held are bytes read from the client and not yet passed on: before
-	// AUTH, requests go to redcon one at a time.
-	held []byte
-	// refused is the error found while earlier bytes were still passed on.
-	refused *guardError
 	// told is set once the client got the error reply.
 	told bool
 	// refusals counts the connections the guard closed, for INFO.
@@ -392,47 +441,13 @@ type guardConn struct {
 	closeErr  error
 }
 
-// errRefused is what Read returns after the guard refused a request.
+// errRefused is what reading returns after the guard refused a request.
 var errRefused = errors.New("proxy: request refused by the protocol guard")
 
-func newGuardConn(c net.Conn, limits scanLimits, authenticated bool, refusals *atomic.Int64, refusedLog *rateLimitedLog) *guardConn {
-	g := &guardConn{Conn: c, scanner: requestScanner{limits: limits}, refusals: refusals, refusedLog: refusedLog}
+func newGuardConn(c net.Conn, authenticated bool, refusals *atomic.Int64, refusedLog *rateLimitedLog) *guardConn {
+	g := &guardConn{Conn: c, refusals: refusals, refusedLog: refusedLog}
 	g.authenticated.Store(authenticated)
 	return g
-}
-
-func (g *guardConn) Read(p []byte) (int, error) {
-	if g.refused != nil {
-		return 0, g.refuse()
-	}
-	var n int
-	var err error
-	if len(g.held) > 0 {
-		n = copy(p, g.held)
-		g.held = g.held[n:]
-	} else {
-		n, err = g.Conn.Read(p)
-	}
-	if n == 0 {
-		return n, err
-	}
-	g.scanner.unauthenticated = !g.authenticated.Load()
-	consumed, start, refused := g.scanner.scan(p[:n])
-	if refused == nil {
-		if consumed < n {
-			// Hold the rest until redcon has run the command before it
-			// (which may be the AUTH that lifts the caps).
-			g.held = append(append([]byte(nil), p[consumed:n]...), g.held...)
-			return consumed, nil
-		}
-		return n, err
-	}
-	g.refused = refused
-	if start > 0 {
-		// Hand over the complete requests before the refused one first.
-		return start, nil
-	}
-	return 0, g.refuse()
 }
 
 // Write skips empty writes: a client's goroutine flushes its reply buffer
@@ -444,20 +459,16 @@ func (g *guardConn) Write(p []byte) (int, error) {
 	return g.Conn.Write(p)
 }
 
-// pending reports input read from the socket and not yet passed on, or a
-// refusal not yet told: either way the next Read has something to return.
-func (g *guardConn) pending() bool { return len(g.held) > 0 || g.refused != nil }
-
 // refuse tells the client why its connection is being closed.
-func (g *guardConn) refuse() error {
+func (g *guardConn) refuse(refused *guardError) error {
 	if g.told {
 		return errRefused
 	}
 	g.told = true
 	g.refusals.Add(1)
-	g.refusedLog.Log("client", g.RemoteAddr().String(), "reason", g.refused.msg)
+	g.refusedLog.Log("client", g.RemoteAddr().String(), "reason", refused.msg)
 	_ = g.SetWriteDeadline(time.Now().Add(guardErrorWriteBudget))
-	_, _ = g.Conn.Write([]byte("-ERR " + g.refused.msg + "\r\n"))
+	_, _ = g.Conn.Write([]byte("-ERR " + refused.msg + "\r\n"))
 	return errRefused
 }
 

@@ -14,26 +14,27 @@ import (
 
 var testLimits = scanLimits{maxBulkLen: 1 << 20, maxArgs: 1 << 16, maxRequestBytes: 1 << 24}
 
-// scanAll feeds data to a fresh scanner in chunks of size chunk (all at once
-// when chunk <= 0) and returns the verdict and the absolute offset where the
-// refused or unfinished request starts (len(data) when it ends on a boundary).
+// scanAll feeds data to a fresh scanner as if it arrived in reads of size
+// chunk (all at once when chunk <= 0) and returns the verdict and the offset
+// where the refused or unfinished request starts (len(data) when it ends on
+// a boundary).
 func scanAll(data []byte, limits scanLimits, chunk int) (boundary int, err *guardError) {
 	s := requestScanner{limits: limits}
 	if chunk <= 0 {
 		chunk = len(data) + 1
 	}
-	boundary = 0
-	for off := 0; off < len(data); off += chunk {
-		part := data[off:min(off+chunk, len(data))]
-		_, start, e := s.scan(part)
-		if start >= 0 {
-			boundary = off + start
-		}
-		if e != nil {
-			return boundary, e
-		}
-		if s.state == stCommand {
-			boundary = off + len(part)
+	pos := 0
+	for read := 0; read < len(data); {
+		read = min(read+chunk, len(data))
+		for pos < read {
+			next, done, e := s.scan(data[:read], pos)
+			pos = next
+			if e != nil {
+				return boundary, e
+			}
+			if done {
+				boundary = pos
+			}
 		}
 	}
 	return boundary, nil
@@ -98,18 +99,25 @@ func TestRequestScannerLimits(t *testing.T) {
 	assert.Equal(t, errBulkHeaderLong, err)
 
 	s := requestScanner{limits: testLimits, unauthenticated: true}
-	_, _, err = s.scan([]byte("*11\r\n"))
+	_, _, err = s.scan([]byte("*11\r\n"), 0)
 	assert.Equal(t, errUnauthMultibulk, err)
 	s = requestScanner{limits: testLimits, unauthenticated: true}
-	_, _, err = s.scan([]byte("*2\r\n$4\r\nAUTH\r\n$16385\r\n"))
+	_, _, err = s.scan([]byte("*2\r\n$4\r\nAUTH\r\n$16385\r\n"), 0)
 	assert.Equal(t, errUnauthBulk, err)
 
-	// Unauthenticated, the scanner stops after each command, so the next
-	// one is judged once the AUTH before it has run.
-	s = requestScanner{limits: testLimits, unauthenticated: true}
-	consumed, _, err := s.scan([]byte("*1\r\n$4\r\nPING\r\n*11\r\n"))
+	// A header that announces more than maxRequestBytes is refused before
+	// the bytes it announces arrive.
+	_, err = scanAll([]byte("*3\r\n$1\r\nx\r\n$9\r\n123456789\r\n$5\r\n"), limits, 0)
+	assert.Equal(t, errRequestTooLarge, err)
+
+	// The scanner stops after each command, with its arguments recorded.
+	s = requestScanner{limits: testLimits}
+	input := []byte("*2\r\n$3\r\nGET\r\n$0\r\n\r\n*1\r\n$4\r\nPING\r\n")
+	next, done, err := s.scan(input, 0)
 	assert.Nil(t, err)
-	assert.Equal(t, 14, consumed)
+	assert.True(t, done)
+	assert.Equal(t, 19, next)
+	assert.Equal(t, [][]byte{[]byte("GET"), {}}, s.args[s.argsFrom:])
 }
 
 // redconVerdict parses data with redcon's own reader: the number of complete

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strconv"
 
 	"github.com/tidwall/redcon"
@@ -239,36 +240,64 @@ func (s *session) elements(reply []byte) (count int, ok bool) {
 }
 
 // writeMGET puts the values of every part back in the order of the keys.
+// Every part is checked first: an array of one well-formed value per key
+// sent to it. The values are then copied out as the keys ask for them, each
+// part read from where its last value ended: no table of every value's
+// place, and the output goes out in pieces of MaxOutputBytes.
 func (s *session) writeMGET(e *entry, parts []*router.Request) {
-	s.spans = s.spans[:0]
-	// An extra last start marks the end of the last part.
-	starts := s.partStarts[:0]
-	for _, q := range parts {
-		starts = append(starts, len(s.spans))
-		if _, ok := s.elements(q.Reply); !ok {
-			s.partStarts = starts
+	keys := s.keyParts[e.keysFrom:e.keysTo]
+	offsets := slices.Grow(s.partOffsets[:0], len(parts))[:len(parts)]
+	clear(offsets)
+	s.partOffsets = offsets
+	for _, p := range keys {
+		offsets[p]++ // first the keys of each part
+	}
+	for p, q := range parts {
+		body, ok := s.arrayBody(q.Reply, offsets[p])
+		if !ok {
 			s.writeUnexpected(q.Reply)
 			return
 		}
+		offsets[p] = body
 	}
-	starts = append(starts, len(s.spans))
-	s.partStarts = starts
-	keys := (e.keysTo - e.keysFrom) / 2
-	for k := range keys {
-		part := s.keyMap[e.keysFrom+2*k]
-		if starts[part]+s.keyMap[e.keysFrom+2*k+1] >= starts[part+1] {
-			// Fewer values than keys: the reply cannot be merged.
-			s.writeUnexpected(parts[part].Reply)
-			return
+	out := appendArray(s.scratch[:0], len(keys))
+	for _, p := range keys {
+		reply := parts[p].Reply[offsets[p]:]
+		s.scanner.Reset()
+		size, _ := s.scanner.Scan(reply) // checked by arrayBody
+		out = append(out, reply[:size]...)
+		offsets[p] += size
+		if len(out) >= s.srv.cfg.MaxOutputBytes {
+			s.write(out)
+			out = out[:0]
 		}
 	}
-	s.scratch = appendArray(s.scratch[:0], keys)
-	s.write(s.scratch)
-	for k := range keys {
-		part := s.keyMap[e.keysFrom+2*k]
-		sp := s.spans[starts[part]+s.keyMap[e.keysFrom+2*k+1]]
-		s.write(parts[part].Reply[sp.from:sp.to])
+	if len(out) > 0 {
+		s.write(out)
 	}
+	s.scratch = out
+}
+
+// arrayBody checks that reply is an array of count well-formed elements and
+// returns where its first element starts.
+func (s *session) arrayBody(reply []byte, count int) (body int, ok bool) {
+	line, body, ok := replyLine(reply)
+	if !ok || reply[0] != '*' {
+		return 0, false
+	}
+	if n, isInt := parseInt64(line); !isInt || n != int64(count) {
+		return 0, false
+	}
+	pos := body
+	for range count {
+		s.scanner.Reset()
+		size, err := s.scanner.Scan(reply[pos:])
+		if err != nil || size == 0 {
+			return 0, false
+		}
+		pos += size
+	}
+	return body, pos == len(reply)
 }
 
 // writeConcat joins the arrays of every master (KEYS).

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"math"
-	"slices"
 	"strconv"
 	"time"
 
@@ -37,19 +36,12 @@ const (
 type entry struct {
 	kind     replyKind
 	from, to int
-	// keysFrom and keysTo delimit the command's part of session.keyMap
+	// keysFrom and keysTo delimit the command's part of session.keyParts
 	// (mergeMGET).
 	keysFrom, keysTo int
 	// aux: the master index of a SCAN page, the starting master of
 	// RANDOMKEY.
 	aux int
-}
-
-// keyRef places one key of a command being split by slot.
-type keyRef struct {
-	slot  uint16
-	order int // position among the command's keys
-	arg   int // index in args
 }
 
 // span is an element of a backend reply, as byte offsets.
@@ -96,14 +88,16 @@ type session struct {
 	lookedNext int
 	// Scratch space for key positions, slot splitting and merging.
 	keyIdx []int
-	refs   []keyRef
-	keyMap []int
-	spans  []span
-	// partStarts[g] is the index in spans of merge part g's first element.
-	partStarts []int
-	scratch    []byte
-	scanner    *router.Scanner
-	masters    []string
+	// keyParts holds, for each key of the chunk's split commands, the
+	// slot and then the part (the sub-command) it went to.
+	keyParts []uint16
+	parts    []splitPart
+	spans    []span
+	// partOffsets[g] is where merge part g's next element starts.
+	partOffsets []int
+	scratch     []byte
+	scanner     *router.Scanner
+	masters     []string
 	// unflushed counts reply bytes written since the last flush.
 	unflushed int
 
@@ -299,14 +293,37 @@ func (s *session) endChunk() {
 	if cap(s.out) > maxKeptBuffer {
 		s.out = nil
 	}
+	if cap(s.scratch) > maxKeptBuffer {
+		s.scratch = nil
+	}
+	// Nor the tables a command with very many keys needed.
+	if len(s.pool) > maxKeptRequests {
+		clear(s.pool[maxKeptRequests:])
+		clear(s.owned[maxKeptRequests:])
+		s.pool, s.owned = s.pool[:maxKeptRequests:maxKeptRequests], s.owned[:maxKeptRequests:maxKeptRequests]
+	}
+	if cap(s.keyParts) > maxKeptKeys {
+		s.keyParts = nil
+	}
+	if cap(s.keyIdx) > maxKeptKeys {
+		s.keyIdx = nil
+	}
+	if cap(s.parts) > maxKeptKeys {
+		s.parts = nil
+	}
 	s.entries = s.entries[:0]
 	s.reqs = s.reqs[:0]
 	s.local = s.local[:0]
-	s.keyMap = s.keyMap[:0]
+	s.keyParts = s.keyParts[:0]
 }
 
-// maxKeptBuffer is the largest per-session buffer kept for reuse.
-const maxKeptBuffer = 64 << 10
+// Bounds of what a session keeps for reuse: buffers up to maxKeptBuffer
+// bytes, tables of up to maxKeptKeys keys, maxKeptRequests requests.
+const (
+	maxKeptBuffer   = 64 << 10
+	maxKeptKeys     = 4 << 10
+	maxKeptRequests = 1 << 10
+)
 
 // write sends reply bytes to the client, flushing once MaxOutputBytes are
 // pending so a client's output stays bounded. A reply that large on its own
@@ -471,6 +488,10 @@ func (s *session) classifyCommand(c *redcon.Command) {
 		}
 		return
 	}
+	if splittable(cmd) {
+		s.multiKey(cmd, c)
+		return
+	}
 	s.keyIdx = cmd.KeyIndexes(args, s.keyIdx[:0])
 	switch len(s.keyIdx) {
 	case 0:
@@ -483,11 +504,7 @@ func (s *session) classifyCommand(c *redcon.Command) {
 	slot := router.Slot(args[s.keyIdx[0]])
 	for _, k := range s.keyIdx[1:] {
 		if router.Slot(args[k]) != slot {
-			if splittable(cmd) {
-				s.split(cmd, args)
-			} else {
-				s.replyError("CROSSSLOT Keys in request don't hash to the same slot")
-			}
+			s.replyError("CROSSSLOT Keys in request don't hash to the same slot")
 			return
 		}
 	}
@@ -577,64 +594,6 @@ func nonBlockingRead(cmd *CommandInfo, args [][]byte) bool {
 		}
 	}
 	return true
-}
-
-// splittable commands are split by slot and their replies merged.
-func splittable(cmd *CommandInfo) bool {
-	return cmd == cmdMGET || cmd == cmdMSET || cmd == cmdDEL || cmd == cmdEXISTS || cmd == cmdUNLINK || cmd == cmdTOUCH
-}
-
-// split sends one sub-command per slot and merges the replies in argument
-// order.
-func (s *session) split(cmd *CommandInfo, args [][]byte) {
-	step := 1
-	if cmd == cmdMSET {
-		step = 2
-		if len(args)%2 == 0 {
-			s.replyError(wrongArgsError(cmd.Name)) // a key without a value
-			return
-		}
-	}
-	s.refs = s.refs[:0]
-	for order, k := range s.keyIdx {
-		s.refs = append(s.refs, keyRef{slot: router.Slot(args[k]), order: order, arg: k})
-	}
-	// Stable: a key repeated in MSET keeps its order, so the last value wins.
-	slices.SortStableFunc(s.refs, func(a, b keyRef) int { return int(a.slot) - int(b.slot) })
-
-	first := len(s.reqs)
-	keysFrom := len(s.keyMap)
-	s.keyMap = slices.Grow(s.keyMap, 2*len(s.refs))[:keysFrom+2*len(s.refs)]
-	for start := 0; start < len(s.refs); {
-		end := start + 1
-		for end < len(s.refs) && s.refs[end].slot == s.refs[start].slot {
-			end++
-		}
-		q, i := s.newRequest()
-		buf := appendArray(s.owned[i][:0], 1+(end-start)*step)
-		buf = appendBulk(buf, args[0])
-		for j, ref := range s.refs[start:end] {
-			for a := ref.arg; a < ref.arg+step; a++ {
-				buf = appendBulk(buf, args[a])
-			}
-			// Where this key's answer sits: request i-first, element j.
-			s.keyMap[keysFrom+2*ref.order] = i - first
-			s.keyMap[keysFrom+2*ref.order+1] = j
-		}
-		s.owned[i] = buf
-		q.Raw = buf
-		q.Slot = int(s.refs[start].slot)
-		q.ReadOnly = cmd.Flags&FlagReadOnly != 0
-		start = end
-	}
-	kind := mergeSum
-	switch cmd {
-	case cmdMGET:
-		kind = mergeMGET
-	case cmdMSET:
-		kind = mergeOK
-	}
-	s.entries = append(s.entries, entry{kind: kind, from: first, to: len(s.reqs), keysFrom: keysFrom, keysTo: len(s.keyMap)})
 }
 
 // writeReply writes the reply of one command to the client.

@@ -67,7 +67,7 @@ func newTestSession(t testing.TB, backend Backend) (*session, *recordingConn) {
 		_ = server.Close()
 	})
 	conn := &recordingConn{}
-	g := newGuardConn(server, srv.limits, true, &srv.stats.rejectedRequests, srv.badRequestLog)
+	g := newGuardConn(server, true, &srv.stats.rejectedRequests, srv.badRequestLog)
 	return newSession(srv, conn, g, nil, nil), conn
 }
 
@@ -197,6 +197,10 @@ func TestMergeFailures(t *testing.T) {
 		{"MGET part fails", failSecond("*1\r\n$1\r\nv\r\n", "-ERR boom\r\n"), []string{"MGET", "a", "b"}, "-ERR boom\r\n"},
 		{"MGET part too short", failSecond("*1\r\n$1\r\nv\r\n", "*0\r\n"), []string{"MGET", "a", "b"},
 			"-ERR kvproxy: unexpected backend reply while merging: \"*0\\r\\n\"\r\n"},
+		{"MGET part too long", failSecond("*1\r\n$1\r\nv\r\n", "*2\r\n$1\r\nv\r\n$1\r\nw\r\n"), []string{"MGET", "a", "b"},
+			"-ERR kvproxy: unexpected backend reply while merging: \"*2\\r\\n$1\\r\\nv\\r\\n$1\\r\\nw\\r\\n\"\r\n"},
+		{"MGET value cut short", failSecond("*1\r\n$1\r\nv\r\n", "*1\r\n$5\r\nv\r\n"), []string{"MGET", "a", "b"},
+			"-ERR kvproxy: unexpected backend reply while merging: \"*1\\r\\n$5\\r\\nv\\r\\n\"\r\n"},
 		{"DEL part not an integer", failSecond(":1\r\n", "+OK\r\n"), []string{"DEL", "a", "b"},
 			"-ERR kvproxy: unexpected backend reply while merging: \"+OK\\r\\n\"\r\n"},
 		{"MSET part fails", failSecond("+OK\r\n", "-TRYAGAIN later\r\n"), []string{"MSET", "a", "1", "b", "2"}, "-TRYAGAIN later\r\n"},

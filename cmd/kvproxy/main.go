@@ -213,6 +213,7 @@ func proxyConfig(opts options, listen, announce string, logger *slog.Logger) pro
 	cfg.AnnounceAddr = announce
 	cfg.Password = opts.password
 	cfg.MaxBulkLen = opts.maxBulkLen
+	cfg.MaxRequestBytes = opts.maxRequestBytes
 	cfg.MaxBlockingConns = opts.maxBlockingConns
 	cfg.MaxClients = opts.maxClients
 	cfg.Logger = logger.With("component", "proxy")

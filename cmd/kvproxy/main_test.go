@@ -44,6 +44,7 @@ func TestParseOptionsDefaults(t *testing.T) {
 		backendConns:     4,
 		logLevel:         slog.LevelInfo,
 		maxBulkLen:       proxy.DefaultMaxBulkLen,
+		maxRequestBytes:  proxy.DefaultMaxRequestBytes,
 		maxBlockingConns: proxy.DefaultConfig().MaxBlockingConns,
 		maxClients:       proxy.DefaultMaxClients,
 		holdTimeout:      router.DefaultConfig().HoldTimeout,
@@ -60,7 +61,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 	args := []string{
 		"--listen", ":7000", "--seeds", " a:1, b:2 ,,c:3", "--password", "pw", "--backend-password", "bpw", "--admin-password", "apw",
 		"--backend-conns", "8", "--announce", "proxy.example:7000", "--log-level", "WARN", "--max-bulk-len", "1024",
-		"--max-blocking-conns", "7", "--hold-timeout", "1s", "--hold-max-bytes", "4096", "--max-clients", "50",
+		"--max-blocking-conns", "7", "--hold-timeout", "1s", "--hold-max-bytes", "4096", "--max-clients", "50", "--max-request-bytes", "2097152",
 	}
 	o, err := parseOptions(args, noEnv)
 	require.NoError(t, err)
@@ -74,6 +75,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		announce:         "proxy.example:7000",
 		logLevel:         slog.LevelWarn,
 		maxBulkLen:       1024,
+		maxRequestBytes:  2 << 20,
 		maxBlockingConns: 7,
 		maxClients:       50,
 		holdTimeout:      time.Second,
@@ -95,6 +97,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		"KVPROXY_HOLD_TIMEOUT":       "750ms",
 		"KVPROXY_HOLD_MAX_BYTES":     "1000",
 		"KVPROXY_MAX_CLIENTS":        "20",
+		"KVPROXY_MAX_REQUEST_BYTES":  "3145728",
 	}
 	o, err := parseOptions(nil, envOf(env))
 	require.NoError(t, err)
@@ -107,6 +110,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		announce:         "h:7001",
 		logLevel:         slog.LevelDebug,
 		maxBulkLen:       99,
+		maxRequestBytes:  3 << 20,
 		maxBlockingConns: 3,
 		maxClients:       20,
 		holdTimeout:      750 * time.Millisecond,
@@ -154,6 +158,8 @@ func TestParseOptionsRejects(t *testing.T) {
 		{"backend conns zero", []string{"--seeds", "a:1", "--backend-conns", "0"}, nil, "--backend-conns 0"},
 		{"backend conns not a number", []string{"--seeds", "a:1", "--backend-conns", "many"}, nil, "-backend-conns"},
 		{"max bulk len negative", []string{"--seeds", "a:1", "--max-bulk-len", "-1"}, nil, "--max-bulk-len -1"},
+		{"max request bytes too small", []string{"--seeds", "a:1", "--max-request-bytes", "1000"}, nil, "--max-request-bytes 1000: want 1048576 (1 MiB)"},
+		{"max request bytes too large", []string{"--seeds", "a:1", "--max-request-bytes", "1099511627776"}, nil, "--max-request-bytes 1099511627776"},
 		{"max blocking conns zero", []string{"--seeds", "a:1", "--max-blocking-conns", "0"}, nil, "--max-blocking-conns 0"},
 		{"hold timeout zero", []string{"--seeds", "a:1", "--hold-timeout", "0s"}, nil, "--hold-timeout 0s"},
 		{"hold max bytes zero", []string{"--seeds", "a:1", "--hold-max-bytes", "0"}, nil, "--hold-max-bytes 0"},
@@ -400,7 +406,7 @@ func TestRunWiresFlags(t *testing.T) {
 // reaches its Config, and that the result is valid.
 func TestProxyConfigFromOptions(t *testing.T) {
 	o, err := parseOptions([]string{"--seeds", "a:1", "--password", "pw", "--max-bulk-len", "2048",
-		"--max-blocking-conns", "9", "--max-clients", "77"}, noEnv)
+		"--max-blocking-conns", "9", "--max-clients", "77", "--max-request-bytes", "4194304"}, noEnv)
 	require.NoError(t, err)
 	cfg := proxyConfig(o, "127.0.0.1:7000", "proxy.example:7000", slog.New(slog.DiscardHandler))
 	require.NoError(t, cfg.Validate())
@@ -410,6 +416,7 @@ func TestProxyConfigFromOptions(t *testing.T) {
 	assert.Equal(t, 2048, cfg.MaxBulkLen)
 	assert.Equal(t, 9, cfg.MaxBlockingConns)
 	assert.Equal(t, 77, cfg.MaxClients)
+	assert.Equal(t, int64(4<<20), cfg.MaxRequestBytes)
 }
 
 func TestAnnounceAddr(t *testing.T) {

@@ -23,6 +23,13 @@ const envPrefix = "KVPROXY_"
 // node when --backend-conns is not given.
 const defaultBackendConns = 4
 
+// The range of --max-request-bytes: from Redis' smallest proto-max-bulk-len
+// to more than any machine could buffer.
+const (
+	minMaxRequestBytes = 1 << 20
+	maxMaxRequestBytes = 64 << 30
+)
+
 // options is the command line once parsed and checked.
 type options struct {
 	listen          string
@@ -35,6 +42,8 @@ type options struct {
 	announce   string
 	logLevel   slog.Level
 	maxBulkLen int
+	// maxRequestBytes is proxy.Config.MaxRequestBytes.
+	maxRequestBytes int64
 	// maxBlockingConns is proxy.Config.MaxBlockingConns.
 	maxBlockingConns int
 	// maxClients is proxy.Config.MaxClients, before the open file limit
@@ -66,6 +75,8 @@ func newFlagSet(o *options, seeds, logLevel *string) *flag.FlagSet {
 	fs.StringVar(&o.announce, "announce", "", "`host:port` CLUSTER SLOTS and CLUSTER NODES report for the proxy (default: the listen address)")
 	fs.StringVar(logLevel, "log-level", "info", "log level on stderr: debug, info, warn or error")
 	fs.IntVar(&o.maxBulkLen, "max-bulk-len", proxy.DefaultMaxBulkLen, "largest bulk string, in bytes, accepted from a client or a cluster node")
+	fs.Int64Var(&o.maxRequestBytes, "max-request-bytes", proxy.DefaultMaxRequestBytes,
+		"largest request (a command and its arguments), in bytes, accepted from a client; a larger one gets an error before it is read whole and its connection is closed")
 	fs.IntVar(&o.maxBlockingConns, "max-blocking-conns", proxy.DefaultConfig().MaxBlockingConns,
 		"blocking commands (BLPOP, XREAD BLOCK, WAIT ...) that may wait at once, each on a cluster connection of its own; more are refused")
 	fs.IntVar(&o.maxClients, "max-clients", proxy.DefaultMaxClients,
@@ -179,6 +190,9 @@ func (o options) validate() error {
 		if c.value < 1 || c.value > c.hi {
 			return fmt.Errorf("--%s %d: want 1 to %d", c.flag, c.value, c.hi)
 		}
+	}
+	if o.maxRequestBytes < minMaxRequestBytes || o.maxRequestBytes > maxMaxRequestBytes {
+		return fmt.Errorf("--max-request-bytes %d: want %d (1 MiB) to %d (64 GiB)", o.maxRequestBytes, minMaxRequestBytes, maxMaxRequestBytes)
 	}
 	if err := checkAddr(o.listen, false); err != nil {
 		return fmt.Errorf("--listen %q: %v", o.listen, err)
