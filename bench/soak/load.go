@@ -107,7 +107,7 @@ func (w *worker) value() string {
 // done counts n requests of op sent at start and err, their error, if any.
 func (w *worker) done(op Op, n int, start time.Time, err error) {
 	now := time.Now()
-	w.tally.Request(op, n, now.Sub(start))
+	w.tally.Request(op, n, now.Sub(start), now)
 	if err != nil && !errors.Is(err, redis.Nil) {
 		w.tally.Error(op, err, now)
 	}

@@ -47,7 +47,7 @@ func (p *publisher) run(stop *atomic.Bool) {
 		start := time.Now()
 		n, err := p.cl.Publish(bg, soakChannel, strconv.Itoa(seq)).Result()
 		now := time.Now()
-		p.tally.Request(OpPublish, 1, now.Sub(start))
+		p.tally.Request(OpPublish, 1, now.Sub(start), now)
 		switch {
 		case err != nil:
 			p.tally.Error(OpPublish, err, now)

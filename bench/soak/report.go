@@ -17,7 +17,7 @@ type Report struct {
 	// Requests and Longest are by op: how many were answered (with an
 	// error or not), and the longest wait for an answer.
 	Requests map[Op]uint64
-	Longest  map[Op]time.Duration
+	Longest  map[Op]Latency
 	// Errors are every error the clients saw, by kind, most frequent first.
 	Errors []ErrorCount
 	// Anomalies are the reads that did not show acknowledged writes.
@@ -145,10 +145,11 @@ func (r *Report) Print(w io.Writer) {
 
 	fmt.Fprintln(w, "\nrequests (answered, with or without error):")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "op\tcount\tlongest")
+	fmt.Fprintln(tw, "op\tcount\tlongest\tat")
 	for op := range opCount {
 		if n, ok := r.Requests[op]; ok {
-			fmt.Fprintf(tw, "%s\t%d\t%v\n", op, n, r.Longest[op].Round(time.Microsecond))
+			l := r.Longest[op]
+			fmt.Fprintf(tw, "%s\t%d\t%v\t%s\n", op, n, l.Longest.Round(time.Microsecond), formatElapsed(l.At))
 		}
 	}
 	tw.Flush()
@@ -250,7 +251,8 @@ func (f FailoverResult) result() string {
 	if f.Err == nil {
 		return "ok"
 	}
-	return "not done: " + f.Err.Error()
+	// Joined errors span lines; a table row must not.
+	return "not done: " + strings.ReplaceAll(f.Err.Error(), "\n", "; ")
 }
 
 // line is the progress line of a finished failover.

@@ -61,17 +61,18 @@ func TestTallyCountsErrorsByKind(t *testing.T) {
 	tally.Error(OpExec, replyError(t, "TRYAGAIN the shard's master is failing over: the command was held and not executed, retry"), start)
 	tally.Error(OpSet, fmt.Errorf("read tcp 127.0.0.1:1->127.0.0.1:2: %w", io.ErrUnexpectedEOF), start)
 	tally.Error(OpSet, io.EOF, start)
-	tally.Request(OpGet, 3, time.Millisecond)
-	tally.Request(OpGet, 1, 5*time.Millisecond)
-	tally.Request(OpPipeline, 1, time.Millisecond)
-	tally.Request(OpVerify, 7, time.Millisecond)
-	tally.Request(OpSet, 2, 2*time.Millisecond)
+	tally.Request(OpGet, 3, time.Millisecond, start.Add(time.Second))
+	tally.Request(OpGet, 1, 5*time.Millisecond, start.Add(4*time.Second))
+	tally.Request(OpGet, 1, 4*time.Millisecond, start.Add(5*time.Second))
+	tally.Request(OpPipeline, 1, time.Millisecond, start)
+	tally.Request(OpVerify, 7, time.Millisecond, start)
+	tally.Request(OpSet, 2, 2*time.Millisecond, start)
 
 	assert.Equal(t, uint64(5), tally.ErrorTotal())
-	assert.Equal(t, uint64(6), tally.Commands(), "pipelines and the final check are not commands")
+	assert.Equal(t, uint64(7), tally.Commands(), "pipelines and the final check are not commands")
 	requests, longest, errs, anomalies := tally.snapshot()
-	assert.Equal(t, map[Op]uint64{OpGet: 4, OpSet: 2, OpPipeline: 1, OpVerify: 7}, requests)
-	assert.Equal(t, 5*time.Millisecond, longest[OpGet])
+	assert.Equal(t, map[Op]uint64{OpGet: 5, OpSet: 2, OpPipeline: 1, OpVerify: 7}, requests)
+	assert.Equal(t, Latency{5 * time.Millisecond, 4 * time.Second}, longest[OpGet])
 	assert.Empty(t, anomalies)
 	require.Len(t, errs, 4)
 	assert.Equal(t, ErrorCount{Prefix: "MOVED", Text: "MOVED N N.N.N.N:N", Count: 2,
@@ -231,12 +232,12 @@ func TestReportVerdictAndPrint(t *testing.T) {
 		Config:   cfg,
 		Elapsed:  61 * time.Second,
 		Requests: map[Op]uint64{OpSet: 10, OpGet: 12},
-		Longest:  map[Op]time.Duration{OpSet: time.Millisecond, OpGet: 2 * time.Millisecond},
+		Longest:  map[Op]Latency{OpSet: {time.Millisecond, time.Second}, OpGet: {2 * time.Millisecond, 3 * time.Second}},
 		Verified: 20,
 		Failovers: []FailoverResult{
 			{Seq: 0, At: 5 * time.Second, Took: 1600 * time.Millisecond, Kind: FailoverClusterx, Shard: 0, From: "a:1", To: "b:2"},
 			{Seq: 1, At: 10 * time.Second, Took: 100 * time.Millisecond, Kind: FailoverPause, Shard: 1, From: "c:3", To: "d:4",
-				Err: errors.New("replica did not catch up")},
+				Err: errors.Join(errors.New("replica did not catch up"), errors.New("INFO: timeout"))},
 		},
 		Samples: []Sample{{At: 5 * time.Second, RSSKiB: 20480, HWMKiB: 30720, Threads: 9, Goroutines: -1, Clients: 13,
 			Requests: 22, Failovers: 1, FailoversOK: 1}},
@@ -251,7 +252,8 @@ func TestReportVerdictAndPrint(t *testing.T) {
 	assert.Contains(t, text, "2 SET/GET, 2 MSET/MGET, 2 pipelines of 16 SET/GET/INCR, 2 MULTI/INCR/SET/EXEC")
 	assert.Contains(t, text, "errors: none")
 	assert.Contains(t, text, "failovers: clusterx 1 (1 done, longest 1.6s); pause 1 (0 done, longest 0s)")
-	assert.Regexp(t, `1 +0:10 +1 +pause +c:3 -> d:4 +100ms +not done: replica did not catch up`, text)
+	assert.Regexp(t, `1 +0:10 +1 +pause +c:3 -> d:4 +100ms +not done: replica did not catch up; INFO: timeout\n`, text)
+	assert.Regexp(t, `GET +12 +2ms +0:03\n`, text)
 	assert.Regexp(t, `0:05 +20.0 MiB +30.0 MiB +9 +- +13 +22 +0 +1/1`, text)
 	assert.Contains(t, text, "proxy counters (INFO after the load): rejected_requests:0")
 	assert.Contains(t, text, "the proxy's INFO has no goroutine count")

@@ -39,7 +39,10 @@ type Tally struct {
 	start    time.Time
 	requests [opCount]atomic.Uint64
 	longest  [opCount]atomic.Int64 // nanoseconds
-	errTotal atomic.Uint64
+	// longestAt is when the longest one was answered, in nanoseconds since
+	// start (written after longest, so at worst it belongs to a close second).
+	longestAt [opCount]atomic.Int64
+	errTotal  atomic.Uint64
 
 	mu        sync.Mutex
 	errors    map[errorKey]*ErrorCount
@@ -51,15 +54,26 @@ func NewTally(now time.Time) *Tally {
 	return &Tally{start: now, errors: map[errorKey]*ErrorCount{}, anomalies: map[anomalyKey]*AnomalyCount{}}
 }
 
-// Request counts n requests of op, the batch of them having taken took.
-func (t *Tally) Request(op Op, n int, took time.Duration) {
+// Request counts n requests of op answered at now, the batch of them having
+// taken took.
+func (t *Tally) Request(op Op, n int, took time.Duration, now time.Time) {
 	t.requests[op].Add(uint64(n))
 	for {
 		cur := t.longest[op].Load()
-		if int64(took) <= cur || t.longest[op].CompareAndSwap(cur, int64(took)) {
+		if int64(took) <= cur {
+			return
+		}
+		if t.longest[op].CompareAndSwap(cur, int64(took)) {
+			t.longestAt[op].Store(int64(now.Sub(t.start)))
 			return
 		}
 	}
+}
+
+// Latency is the longest wait for an answer of one op, and when it ended.
+type Latency struct {
+	Longest time.Duration
+	At      time.Duration // since the start of the run
 }
 
 // Commands returns how many commands the load sent so far: pipelines and
@@ -219,12 +233,12 @@ func (t *Tally) Judge(v Verdict, during bool, op Op, key, want, got string, now 
 }
 
 // snapshot copies the counts, sorted: errors by count, anomalies by kind.
-func (t *Tally) snapshot() (requests map[Op]uint64, longest map[Op]time.Duration, errs []ErrorCount, anomalies []AnomalyCount) {
-	requests, longest = map[Op]uint64{}, map[Op]time.Duration{}
+func (t *Tally) snapshot() (requests map[Op]uint64, longest map[Op]Latency, errs []ErrorCount, anomalies []AnomalyCount) {
+	requests, longest = map[Op]uint64{}, map[Op]Latency{}
 	for op := range opCount {
 		if n := t.requests[op].Load(); n > 0 {
 			requests[op] = n
-			longest[op] = time.Duration(t.longest[op].Load())
+			longest[op] = Latency{time.Duration(t.longest[op].Load()), time.Duration(t.longestAt[op].Load())}
 		}
 	}
 	t.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 
 	"kvproxy/bench/soak"
@@ -66,12 +67,19 @@ kvproxy module) unless -kvproxy is given.`)
 	cfg.Progress = stderr
 
 	fmt.Fprintf(stderr, "kvbench: soak for %v, a failover every %v (%s)...\n", cfg.Duration, cfg.FailoverInterval, *kinds)
+	loadBefore := loadAverage()
 	report, err := soak.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "kvbench %s: %v\n", name, err)
 		return exitError
 	}
 	report.Print(stdout)
+	// Other processes' load stretches latencies and failovers; say how busy
+	// the machine was.
+	if loadAfter := loadAverage(); loadBefore != "" && loadAfter != "" {
+		fmt.Fprintf(stdout, "load average (1 min) on %d CPUs: %s before the run, %s after\n",
+			runtime.NumCPU(), loadBefore, loadAfter)
+	}
 	if report.Failed() {
 		return exitError
 	}
