@@ -16,7 +16,7 @@ import (
 func TestParseInfoFields(t *testing.T) {
 	text := "# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\nslave0:ip=127.0.0.1,port=40003,offset=1,lag=0\r\n" +
 		"\r\n# Keyspace\r\nsequence:42\r\nnot a field\r\nempty:\r\n"
-	fields := parseInfoFields(text)
+	fields := ParseInfoFields(text)
 	assert.Equal(t, map[string]string{
 		"role":        "slave",
 		"master_host": "127.0.0.1",
@@ -32,7 +32,7 @@ func TestParseInfoFields(t *testing.T) {
 	_, err = fieldInt(fields, "role")
 	assert.Error(t, err)
 	// CLUSTER NODES-style bare "\n" line ends work too.
-	assert.Equal(t, map[string]string{"a": "1", "b": "2"}, parseInfoFields("a:1\nb:2"))
+	assert.Equal(t, map[string]string{"a": "1", "b": "2"}, ParseInfoFields("a:1\nb:2"))
 }
 
 func FuzzParseInfoFields(f *testing.F) {
@@ -40,7 +40,7 @@ func FuzzParseInfoFields(f *testing.F) {
 	f.Add("cluster_state:ok\r\ncluster_failover_state:success\r\n")
 	f.Add(":\n#x:y\r\r\n")
 	f.Fuzz(func(t *testing.T, text string) {
-		for k, v := range parseInfoFields(text) {
+		for k, v := range ParseInfoFields(text) {
 			if strings.ContainsAny(k, "\n:") || strings.Contains(v, "\n") {
 				t.Fatalf("field %q=%q spans lines or splits badly", k, v)
 			}
@@ -205,10 +205,10 @@ func TestServerFailoverPushesTheSwappedTopology(t *testing.T) {
 	assert.True(t, isMoved(err, slotOfBar, replica.Addr()), "old master redirects: %v", err)
 	info, err := oldCl.ClusterInfo(ctx).Result()
 	require.NoError(t, err)
-	assert.NotContains(t, parseInfoFields(info), "cluster_failover_state", "a replica has no failover state")
+	assert.NotContains(t, ParseInfoFields(info), "cluster_failover_state", "a replica has no failover state")
 	info, err = newCl.ClusterInfo(ctx).Result()
 	require.NoError(t, err)
-	assert.Equal(t, "none", parseInfoFields(info)["cluster_failover_state"])
+	assert.Equal(t, "none", ParseInfoFields(info)["cluster_failover_state"])
 	require.Eventually(t, func() bool {
 		return polledInfoField(ctx, newCl, "replication", "connected_slaves") == "1"
 	}, 10*time.Second, 20*time.Millisecond, "the old master replicates from the new one")
@@ -266,7 +266,7 @@ func clusterInfoField(ctx context.Context, cl *redis.Client, key string) string 
 	if err != nil {
 		return ""
 	}
-	return parseInfoFields(info)[key]
+	return ParseInfoFields(info)[key]
 }
 
 // appliedOrder lists the nodes (8-character id prefixes) that logged
@@ -307,7 +307,7 @@ func TestServerFailoverReportsFailureAndRejection(t *testing.T) {
 	require.NoError(t, masterCl.Do(ctx, "CLUSTERX", "FAILOVER", replica.ID(), "10000").Err())
 	require.Eventually(t, func() bool {
 		info, err := masterCl.ClusterInfo(ctx).Result()
-		return err == nil && parseInfoFields(info)["cluster_failover_state"] == "success"
+		return err == nil && ParseInfoFields(info)["cluster_failover_state"] == "success"
 	}, 15*time.Second, 20*time.Millisecond)
 	err := c.Controller().ServerFailover(ctx, 0, time.Second)
 	require.ErrorIs(t, err, ErrFailoverRejected)

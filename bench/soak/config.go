@@ -81,7 +81,8 @@ type Config struct {
 	KvproxyBinary string
 	// KvproxyArgs are more kvproxy flags.
 	KvproxyArgs []string
-	// Progress receives a line per sample and the cluster's warnings; nil
+	// Progress receives a line per sample and per failover and the
+	// cluster's warnings, one write at a time, until Run returns; nil
 	// discards them.
 	Progress io.Writer
 }

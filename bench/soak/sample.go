@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"kvproxy/bench/kvsim"
 )
 
 // Sample is the proxy process and the load at one moment.
@@ -77,17 +79,7 @@ func proxyInfo(cl *redis.Client) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	fields := map[string]string{}
-	for line := range strings.SplitSeq(text, "\n") {
-		line = strings.TrimRight(line, "\r")
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok {
-			fields[k] = v
-		}
-	}
-	return fields, nil
+	return kvsim.ParseInfoFields(text), nil
 }
 
 // sampleInfo fills in the INFO figures; it reports whether INFO had a

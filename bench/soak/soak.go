@@ -33,16 +33,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("soak: %w", err)
 	}
-	progress := cfg.Progress
-	if progress == nil {
-		progress = io.Discard
+	var progress io.Writer = io.Discard
+	if cfg.Progress != nil {
+		progress = &lockedWriter{w: cfg.Progress}
 	}
 	simCfg := kvsim.DefaultClusterConfig()
 	simCfg.Shards, simCfg.Replicas, simCfg.ReplDelay = cfg.Shards, 1, cfg.ReplDelay
 	// Only the planned failovers may move a master.
 	simCfg.Controller.AutoFailover = false
 	simCfg.Controller.Failover = pauseFailoverOptions(cfg.ReplDelay)
-	simCfg.Logger = slog.New(slog.NewTextHandler(&lockedWriter{w: progress}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	simCfg.Logger = slog.New(slog.NewTextHandler(progress, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sim, err := kvsim.StartCluster(simCfg)
 	if err != nil {
 		return nil, fmt.Errorf("soak: %w", err)
@@ -77,8 +77,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return s.run(ctx)
 }
 
-// lockedWriter serializes the writes of the cluster's logger and the
-// progress lines.
+// lockedWriter serializes the writes of the cluster's logger, the sampler
+// and the failovers to Config.Progress.
 type lockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer
