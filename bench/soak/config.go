@@ -113,6 +113,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("duration must be positive, got %v", c.Duration)
 	case c.FailoverInterval <= 0:
 		return fmt.Errorf("failover interval must be positive, got %v", c.FailoverInterval)
+	case c.FailoverInterval >= c.Duration:
+		return fmt.Errorf("failover interval (%v) must be shorter than the duration (%v), or no failover runs", c.FailoverInterval, c.Duration)
 	case len(c.FailoverKinds) == 0:
 		return fmt.Errorf("no failover kind")
 	case c.FailoverTimeout < time.Millisecond:

@@ -3,7 +3,6 @@ package soak
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
@@ -125,7 +124,7 @@ func (w *worker) checkValue(op Op, key string, value string, found bool) {
 func (w *worker) checkCounter(op Op, key string, value string, found bool) {
 	got, err := parseCount(value, found)
 	if err != nil {
-		w.tally.Error(op, fmt.Errorf("ERR soak: counter %s holds %q, not an integer", key, value), time.Now())
+		w.tally.Error(op, badReply("counter %s holds %q, not an integer", key, value), time.Now())
 		return
 	}
 	want := countWant(w.ledger, key, 0)
@@ -222,7 +221,7 @@ func (w *worker) multi() {
 		return
 	}
 	if len(got) != len(keys) {
-		w.tally.Error(OpMGet, fmt.Errorf("ERR soak: MGET of %d keys answered %d values", len(keys), len(got)), time.Now())
+		w.tally.Error(OpMGet, badReply("MGET of %d keys answered %d values", len(keys), len(got)), time.Now())
 		return
 	}
 	for i, k := range keys {

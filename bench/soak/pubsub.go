@@ -106,7 +106,7 @@ func (s *subscriber) run(stop *atomic.Bool) {
 		s.lastAt.Store(time.Now().UnixNano())
 		seq, err := strconv.Atoi(m.Payload)
 		if err != nil || seq < 0 {
-			s.tally.Error(OpSubscribe, errors.New("ERR soak: message "+strconv.Quote(m.Payload)+" is no number the publisher sent"), time.Now())
+			s.tally.Error(OpSubscribe, badReply("message %q is no number the publisher sent", m.Payload), time.Now())
 			continue
 		}
 		for len(s.counts) <= seq {

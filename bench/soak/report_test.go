@@ -61,6 +61,7 @@ func TestTallyCountsErrorsByKind(t *testing.T) {
 	tally.Error(OpExec, replyError(t, "TRYAGAIN the shard's master is failing over: the command was held and not executed, retry"), start)
 	tally.Error(OpSet, fmt.Errorf("read tcp 127.0.0.1:1->127.0.0.1:2: %w", io.ErrUnexpectedEOF), start)
 	tally.Error(OpSet, io.EOF, start)
+	tally.Error(OpMGet, badReply("MGET of %d keys answered %d values", 8, 7), start)
 	tally.Request(OpGet, 3, time.Millisecond, start.Add(time.Second))
 	tally.Request(OpGet, 1, 5*time.Millisecond, start.Add(4*time.Second))
 	tally.Request(OpGet, 1, 4*time.Millisecond, start.Add(5*time.Second))
@@ -68,13 +69,13 @@ func TestTallyCountsErrorsByKind(t *testing.T) {
 	tally.Request(OpVerify, 7, time.Millisecond, start)
 	tally.Request(OpSet, 2, 2*time.Millisecond, start)
 
-	assert.Equal(t, uint64(5), tally.ErrorTotal())
+	assert.Equal(t, uint64(6), tally.ErrorTotal())
 	assert.Equal(t, uint64(7), tally.Commands(), "pipelines and the final check are not commands")
 	requests, longest, errs, anomalies := tally.snapshot()
 	assert.Equal(t, map[Op]uint64{OpGet: 5, OpSet: 2, OpPipeline: 1, OpVerify: 7}, requests)
 	assert.Equal(t, Latency{5 * time.Millisecond, 4 * time.Second}, longest[OpGet])
 	assert.Empty(t, anomalies)
-	require.Len(t, errs, 4)
+	require.Len(t, errs, 5)
 	assert.Equal(t, ErrorCount{Prefix: "MOVED", Text: "MOVED N N.N.N.N:N", Count: 2,
 		First: ErrorExample{At: 2 * time.Second, Op: OpGet, Text: "MOVED 1234 127.0.0.1:7001"}}, errs[0])
 	prefixes := map[string]string{}
@@ -86,6 +87,7 @@ func TestTallyCountsErrorsByKind(t *testing.T) {
 		"TRYAGAIN the shard's master is failing over: the command was held and not executed, retry": "TRYAGAIN",
 		"read tcp N.N.N.N:N->N.N.N.N:N: unexpected EOF":                                             "network",
 		"EOF": "network",
+		"bad reply: MGET of N keys answered N values": "reply",
 	}, prefixes)
 }
 
@@ -153,18 +155,19 @@ func TestParseFailoverKindsAndValidate(t *testing.T) {
 
 	require.NoError(t, DefaultConfig().Validate())
 	for name, edit := range map[string]func(*Config){
-		"duration":         func(c *Config) { c.Duration = 0 },
-		"interval":         func(c *Config) { c.FailoverInterval = -time.Second },
-		"no kinds":         func(c *Config) { c.FailoverKinds = nil },
-		"bad kind":         func(c *Config) { c.FailoverKinds = []FailoverKind{"kill"} },
-		"failover timeout": func(c *Config) { c.FailoverTimeout = 0 },
-		"sample":           func(c *Config) { c.SampleInterval = 0 },
-		"clients":          func(c *Config) { c.Clients = 0 },
-		"keys":             func(c *Config) { c.Keys = 0 },
-		"pipeline":         func(c *Config) { c.Pipeline = 0 },
-		"shards":           func(c *Config) { c.Shards = 0 },
-		"repl delay":       func(c *Config) { c.ReplDelay = -time.Millisecond },
-		"client timeout":   func(c *Config) { c.ClientTimeout = 0 },
+		"duration":          func(c *Config) { c.Duration = 0 },
+		"interval":          func(c *Config) { c.FailoverInterval = -time.Second },
+		"interval too long": func(c *Config) { c.FailoverInterval = c.Duration },
+		"no kinds":          func(c *Config) { c.FailoverKinds = nil },
+		"bad kind":          func(c *Config) { c.FailoverKinds = []FailoverKind{"kill"} },
+		"failover timeout":  func(c *Config) { c.FailoverTimeout = 0 },
+		"sample":            func(c *Config) { c.SampleInterval = 0 },
+		"clients":           func(c *Config) { c.Clients = 0 },
+		"keys":              func(c *Config) { c.Keys = 0 },
+		"pipeline":          func(c *Config) { c.Pipeline = 0 },
+		"shards":            func(c *Config) { c.Shards = 0 },
+		"repl delay":        func(c *Config) { c.ReplDelay = -time.Millisecond },
+		"client timeout":    func(c *Config) { c.ClientTimeout = 0 },
 	} {
 		cfg := DefaultConfig()
 		edit(&cfg)

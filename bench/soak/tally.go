@@ -3,6 +3,7 @@ package soak
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -94,9 +95,9 @@ const maxErrorKinds = 64
 
 // ErrorCount is how often one kind of error was seen, with the first one.
 type ErrorCount struct {
-	// Prefix is the RESP error code (TRYAGAIN, ERR, MOVED ...), or
-	// "network" for an error that is not a reply (timeout, lost
-	// connection).
+	// Prefix is the RESP error code (TRYAGAIN, ERR, MOVED ...), "reply"
+	// for a reply that is not what the command answers, or "network" for
+	// an error that is not a reply (timeout, lost connection).
 	Prefix string
 	// Text is the error with digit runs written N, so one kind of error
 	// with varying slots, ports or counts is one entry.
@@ -136,10 +137,22 @@ func (t *Tally) Error(op Op, err error, now time.Time) {
 // ErrorTotal returns how many errors were counted so far.
 func (t *Tally) ErrorTotal() uint64 { return t.errTotal.Load() }
 
-// classify splits err into its RESP error code and text; errors that are
-// not replies (the connection failed, the read timed out) are "network".
+// errBadReply marks a reply that is no error but not what the command
+// answers (a wrong count of values, a counter that is no integer).
+var errBadReply = errors.New("bad reply")
+
+func badReply(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errBadReply}, args...)...)
+}
+
+// classify splits err into its RESP error code and text; a bad reply is
+// "reply", and errors that are neither (the connection failed, the read
+// timed out) are "network".
 func classify(err error) (prefix, text string) {
 	text = err.Error()
+	if errors.Is(err, errBadReply) {
+		return "reply", text
+	}
 	var reply redis.Error
 	if errors.As(err, &reply) {
 		prefix, _, _ = strings.Cut(text, " ")

@@ -12,6 +12,7 @@ func TestSoakRejectsBadFlags(t *testing.T) {
 		"unknown flag":        {"-nosuchflag"},
 		"zero duration":       {"-duration", "0s"},
 		"negative interval":   {"-interval", "-1s"},
+		"interval too long":   {"-duration", "5s", "-interval", "5s"},
 		"unknown failover":    {"-failovers", "clusterx,kill"},
 		"no failover kind":    {"-failovers", ","},
 		"zero clients":        {"-clients", "0"},
