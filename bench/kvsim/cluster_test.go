@@ -87,7 +87,7 @@ func infoField(t *testing.T, ctx context.Context, cl *redis.Client, section, key
 	t.Helper()
 	text, err := cl.Info(ctx, section).Result()
 	require.NoError(t, err)
-	return parseInfoFields(text)[key]
+	return ParseInfoFields(text)[key]
 }
 
 // polledInfoField is infoField for Eventually conditions, which must not
@@ -97,7 +97,7 @@ func polledInfoField(ctx context.Context, cl *redis.Client, section, key string)
 	if err != nil {
 		return ""
 	}
-	return parseInfoFields(text)[key]
+	return ParseInfoFields(text)[key]
 }
 
 func port(t *testing.T, n *Node) string {

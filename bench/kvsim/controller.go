@@ -287,7 +287,7 @@ func (c *Controller) info(ctx context.Context, ref NodeRef, section ...any) (map
 	if !ok {
 		return nil, fmt.Errorf("%s INFO: reply is %T, not a bulk string", ref.Addr, v)
 	}
-	return parseInfoFields(s), nil
+	return ParseInfoFields(s), nil
 }
 
 // clusterInfo runs CLUSTER INFO on ref and returns its fields.
@@ -300,12 +300,12 @@ func (c *Controller) clusterInfo(ctx context.Context, ref NodeRef) (map[string]s
 	if !ok {
 		return nil, fmt.Errorf("%s CLUSTER INFO: reply is %T, not a bulk string", ref.Addr, v)
 	}
-	return parseInfoFields(s), nil
+	return ParseInfoFields(s), nil
 }
 
-// parseInfoFields reads the "key:value" lines of an INFO or CLUSTER INFO
+// ParseInfoFields reads the "key:value" lines of an INFO or CLUSTER INFO
 // reply; section headers, blank lines and lines without ':' are skipped.
-func parseInfoFields(text string) map[string]string {
+func ParseInfoFields(text string) map[string]string {
 	fields := map[string]string{}
 	for line := range strings.SplitSeq(text, "\n") {
 		line = strings.TrimRight(line, "\r")

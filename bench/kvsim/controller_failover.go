@@ -168,8 +168,8 @@ func (c *Controller) replicaCaughtUp(ctx context.Context, master, replica NodeRe
 // ServerFailover drives the in-server graceful failover (CLUSTERX FAILOVER,
 // kvrocks#3295) of shard: it sends CLUSTERX FAILOVER <replica-id> <timeout-ms>
 // to the master, polls its cluster_failover_state until success or failed and,
-// on success, commits and pushes the swapped topology one version up, as a
-// controller would after it. The wait is bounded by ctx and by timeout plus
+// on success, commits the swapped topology one version up as CommitHandover
+// does. The wait is bounded by ctx and by timeout plus
 // the longest check_slave phase (3 s) plus CommandTimeout.
 func (c *Controller) ServerFailover(ctx context.Context, shard int, timeout time.Duration) error {
 	c.opMu.Lock()
@@ -202,7 +202,7 @@ func (c *Controller) ServerFailover(ctx context.Context, shard int, timeout time
 			switch fields["cluster_failover_state"] {
 			case "success":
 				log.Info("server failover succeeded")
-				return c.commit(ctx, next)
+				return c.commitHandover(ctx, shard, next)
 			case "failed":
 				log.Warn("server failover failed")
 				return fmt.Errorf("%w on %s", ErrServerFailover, s.Master.Addr)
@@ -214,4 +214,36 @@ func (c *Controller) ServerFailover(ctx context.Context, shard int, timeout time
 		case <-tick.C:
 		}
 	}
+}
+
+// CommitHandover records that replica has taken over shard after a CLUSTERX
+// FAILOVER that succeeded, however it was started (through a proxy, say), as
+// a controller does then: it pushes the topology one version up with master
+// and replica swapped to the new master first, then to every node. Pushed to
+// the old master first, a real Kvrocks deletes its former slots and the
+// deletions replicate to the new master, losing writes (kvrocks-spec.md
+// section 8). When the new master cannot be told, nothing is committed and a
+// later call retries.
+func (c *Controller) CommitHandover(ctx context.Context, shard int, replica string) error {
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	t := c.Topology()
+	if _, err := c.shard(t, shard); err != nil {
+		return err
+	}
+	next, err := t.withPromoted(shard, replica)
+	if err != nil {
+		return err
+	}
+	return c.commitHandover(ctx, shard, next)
+}
+
+// commitHandover pushes next to shard's new master, then commits it (the
+// second push to the new master is a no-op: same version). Caller holds opMu.
+func (c *Controller) commitHandover(ctx context.Context, shard int, next Topology) error {
+	newMaster := next.Shards[shard].Master
+	if err := c.pushTo(ctx, newMaster, next, next.Render()); err != nil {
+		return fmt.Errorf("push topology version %d to the new master: %w", next.Version, err)
+	}
+	return c.commit(ctx, next)
 }

@@ -2,6 +2,8 @@ package kvsim
 
 import (
 	"context"
+	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +16,7 @@ import (
 func TestParseInfoFields(t *testing.T) {
 	text := "# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\nslave0:ip=127.0.0.1,port=40003,offset=1,lag=0\r\n" +
 		"\r\n# Keyspace\r\nsequence:42\r\nnot a field\r\nempty:\r\n"
-	fields := parseInfoFields(text)
+	fields := ParseInfoFields(text)
 	assert.Equal(t, map[string]string{
 		"role":        "slave",
 		"master_host": "127.0.0.1",
@@ -30,7 +32,7 @@ func TestParseInfoFields(t *testing.T) {
 	_, err = fieldInt(fields, "role")
 	assert.Error(t, err)
 	// CLUSTER NODES-style bare "\n" line ends work too.
-	assert.Equal(t, map[string]string{"a": "1", "b": "2"}, parseInfoFields("a:1\nb:2"))
+	assert.Equal(t, map[string]string{"a": "1", "b": "2"}, ParseInfoFields("a:1\nb:2"))
 }
 
 func FuzzParseInfoFields(f *testing.F) {
@@ -38,7 +40,7 @@ func FuzzParseInfoFields(f *testing.F) {
 	f.Add("cluster_state:ok\r\ncluster_failover_state:success\r\n")
 	f.Add(":\n#x:y\r\r\n")
 	f.Fuzz(func(t *testing.T, text string) {
-		for k, v := range parseInfoFields(text) {
+		for k, v := range ParseInfoFields(text) {
 			if strings.ContainsAny(k, "\n:") || strings.Contains(v, "\n") {
 				t.Fatalf("field %q=%q spans lines or splits badly", k, v)
 			}
@@ -203,10 +205,10 @@ func TestServerFailoverPushesTheSwappedTopology(t *testing.T) {
 	assert.True(t, isMoved(err, slotOfBar, replica.Addr()), "old master redirects: %v", err)
 	info, err := oldCl.ClusterInfo(ctx).Result()
 	require.NoError(t, err)
-	assert.NotContains(t, parseInfoFields(info), "cluster_failover_state", "a replica has no failover state")
+	assert.NotContains(t, ParseInfoFields(info), "cluster_failover_state", "a replica has no failover state")
 	info, err = newCl.ClusterInfo(ctx).Result()
 	require.NoError(t, err)
-	assert.Equal(t, "none", parseInfoFields(info)["cluster_failover_state"])
+	assert.Equal(t, "none", ParseInfoFields(info)["cluster_failover_state"])
 	require.Eventually(t, func() bool {
 		return polledInfoField(ctx, newCl, "replication", "connected_slaves") == "1"
 	}, 10*time.Second, 20*time.Millisecond, "the old master replicates from the new one")
@@ -214,6 +216,74 @@ func TestServerFailoverPushesTheSwappedTopology(t *testing.T) {
 	// The old master is now a replica: the server refuses to fail it over.
 	err = oldCl.Do(ctx, "CLUSTERX", "FAILOVER", replica.ID(), "1000").Err()
 	assert.EqualError(t, err, "ERR Current node is a slave, can't failover")
+}
+
+// A CLUSTERX FAILOVER started by someone else (a proxy) is committed by
+// CommitHandover: the swapped topology reaches the new master before any
+// other node, so a real old master's deletion of its former slots cannot
+// replicate to it.
+func TestCommitHandoverPushesToTheNewMasterFirst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: runs without -short")
+	}
+	logs := &lockedBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("cluster log:\n%s", logs)
+		}
+	})
+	cfg := testClusterConfig(t)
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	c := startTestCluster(t, cfg)
+	ctx := testContext(t)
+	oldMaster, replica := c.Nodes()[0], c.Nodes()[1]
+	ctrl := c.Controller()
+
+	assert.ErrorIs(t, ctrl.CommitHandover(ctx, 2, replica.ID()), ErrNoShard)
+	assert.Error(t, ctrl.CommitHandover(ctx, 0, c.Nodes()[3].ID()), "a replica of another shard")
+	assert.Equal(t, int64(1), c.Topology().Version, "nothing committed")
+
+	masterCl := dial(t, oldMaster, "")
+	require.NoError(t, masterCl.Do(ctx, "CLUSTERX", "FAILOVER", replica.ID(), "5000").Err())
+	require.Eventually(t, func() bool {
+		return clusterInfoField(ctx, masterCl, "cluster_failover_state") == "success"
+	}, 15*time.Second, 10*time.Millisecond)
+	require.NoError(t, ctrl.CommitHandover(ctx, 0, replica.ID()))
+
+	topo := c.Topology()
+	assert.Equal(t, int64(2), topo.Version)
+	assert.Equal(t, nodeRef(replica), topo.Shards[0].Master)
+	assert.Equal(t, []NodeRef{nodeRef(oldMaster)}, topo.Shards[0].Replicas)
+	order := appliedOrder(logs.String(), 2)
+	require.Len(t, order, len(c.Nodes()), "every node applied version 2")
+	assert.Equal(t, replica.ID()[:8], order[0], "the new master applied it first")
+	assert.Equal(t, "none", clusterInfoField(ctx, dial(t, replica, ""), "cluster_failover_state"))
+}
+
+// clusterInfoField is one CLUSTER INFO field of cl, "" when it fails.
+func clusterInfoField(ctx context.Context, cl *redis.Client, key string) string {
+	info, err := cl.ClusterInfo(ctx).Result()
+	if err != nil {
+		return ""
+	}
+	return ParseInfoFields(info)[key]
+}
+
+// appliedOrder lists the nodes (8-character id prefixes) that logged
+// applying topology version, in log order.
+func appliedOrder(logs string, version int) []string {
+	var nodes []string
+	for line := range strings.SplitSeq(logs, "\n") {
+		if !strings.Contains(line, `msg="kvsim topology applied"`) || !strings.Contains(line, " version="+strconv.Itoa(version)+" ") {
+			continue
+		}
+		for field := range strings.FieldsSeq(line) {
+			if id, ok := strings.CutPrefix(field, "node="); ok {
+				nodes = append(nodes, id)
+			}
+		}
+	}
+	return nodes
 }
 
 func TestServerFailoverReportsFailureAndRejection(t *testing.T) {
@@ -237,7 +307,7 @@ func TestServerFailoverReportsFailureAndRejection(t *testing.T) {
 	require.NoError(t, masterCl.Do(ctx, "CLUSTERX", "FAILOVER", replica.ID(), "10000").Err())
 	require.Eventually(t, func() bool {
 		info, err := masterCl.ClusterInfo(ctx).Result()
-		return err == nil && parseInfoFields(info)["cluster_failover_state"] == "success"
+		return err == nil && ParseInfoFields(info)["cluster_failover_state"] == "success"
 	}, 15*time.Second, 20*time.Millisecond)
 	err := c.Controller().ServerFailover(ctx, 0, time.Second)
 	require.ErrorIs(t, err, ErrFailoverRejected)

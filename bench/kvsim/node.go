@@ -64,6 +64,10 @@ type Node struct {
 	replLog   replLog
 	streams   streamSet // replicas streaming from me
 	link      replicaLinkHolder
+	// following is the address of the master whose history the keyspace
+	// is, "" once the topology made the node a master, nil before it
+	// followed anyone: see syncFromMaster.
+	following atomic.Pointer[string]
 
 	mu        sync.Mutex // guards addr, run, startedAt
 	addr      string

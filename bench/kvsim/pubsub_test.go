@@ -316,7 +316,9 @@ func TestPubSubOnReplicaAndAcrossRoleSwap(t *testing.T) {
 		ntMasterLine(ntID('b'), replica, "0-16383"),
 	}, s.nodes)
 	// The old master's subscriber never saw r1: its next message is the new
-	// master's, replicated once the new link is up.
+	// master's, replicated once the new link is up (after a full resync:
+	// messages published during it are not replayed).
+	ntWaitLinkUp(t, master)
 	assert.Equal(t, ":1\r\n", toReplica.do("PUBLISH", "c", "m2"))
 	assert.Equal(t, psFrame("message", "c", "m2"), onReplica.read())
 	assert.Equal(t, psFrame("message", "c", "m2"), onMaster.read())

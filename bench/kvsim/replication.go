@@ -238,10 +238,11 @@ func (s *streamSet) closeAll() {
 // servePsync is the master's side of the handshake: it takes the connection
 // over from redcon and streams to it until either side drops.
 func (n *Node) servePsync(conn redcon.Conn, args [][]byte) {
-	if len(args) != 4 {
+	if len(args) != 4 && (len(args) != 5 || string(args[4]) != psyncFull) {
 		conn.WriteError(wrongArityError(args[0]))
 		return
 	}
+	forceFull := len(args) == 5
 	from, err := strconv.ParseUint(string(args[3]), 10, 64)
 	if _, perr := strconv.Atoi(string(args[2])); err != nil || perr != nil {
 		conn.WriteError("ERR value is not an integer or out of range")
@@ -265,7 +266,7 @@ func (n *Node) servePsync(conn redcon.Conn, args [][]byte) {
 	rs.acked.Store(from)
 	n.streams.add(rs)
 	run.wg.Add(2)
-	go n.streamTo(run, rs, dc, from)
+	go n.streamTo(run, rs, dc, from, forceFull)
 	go func() {
 		defer run.wg.Done()
 		defer rs.close()
@@ -283,8 +284,9 @@ func (n *Node) servePsync(conn redcon.Conn, args [][]byte) {
 	}()
 }
 
-// streamTo sends a partial or full resync, then the live log.
-func (n *Node) streamTo(run *nodeRun, rs *replicaStream, dc redcon.DetachedConn, from uint64) {
+// streamTo sends a partial resync (unless forceFull) or a full one, then
+// the live log.
+func (n *Node) streamTo(run *nodeRun, rs *replicaStream, dc redcon.DetachedConn, from uint64, forceFull bool) {
 	defer run.wg.Done()
 	defer n.streams.remove(rs)
 	defer rs.close()
@@ -295,7 +297,7 @@ func (n *Node) streamTo(run *nodeRun, rs *replicaStream, dc redcon.DetachedConn,
 	}
 	w := bufio.NewWriterSize(rs.conn, 64<<10)
 	next := from
-	if n.replLog.covers(from) {
+	if !forceFull && n.replLog.covers(from) {
 		_, _ = w.Write(appendCommand(nil, []byte("CONT")))
 		n.syncPartial.Add(1)
 		n.log.Info("kvsim partial resync", "replica", rs.addr, "from", from)
@@ -349,6 +351,10 @@ func (n *Node) streamTo(run *nodeRun, rs *replicaStream, dc redcon.DetachedConn,
 func timeFrame() []byte {
 	return appendCommand(nil, []byte("T"), []byte(strconv.FormatInt(time.Now().UnixNano(), 10)))
 }
+
+// psyncFull is the last argument of a replica's handshake when it needs a
+// full resync whatever its sequence.
+const psyncFull = "full"
 
 // replicaLink is a replica's connection to its master; it reconnects with a
 // short backoff until stopped.
@@ -416,6 +422,8 @@ func (n *Node) retargetReplication(run *nodeRun, v *clusterView) {
 	n.loading.Store(false)
 	if v.isReplica() {
 		n.streams.closeAll()
+	} else if v.me != nil {
+		n.following.Store(new(string)) // a master of the topology writes a history of its own
 	}
 	if want == "" || run == nil {
 		return
@@ -497,9 +505,18 @@ func (n *Node) syncFromMaster(run *nodeRun, l *replicaLink) (reachedUp bool, err
 	if err != nil {
 		return false, err
 	}
-	seq := n.ks.Sequence()
-	if _, err := conn.Write(appendCommand(nil, []byte(replPsyncCommand), []byte(host), []byte(port),
-		[]byte(strconv.FormatUint(seq, 10)))); err != nil {
+	// Sequences name a write only within one master's history. A node
+	// whose data followed another master, or its own writes as a master
+	// (an old master after a failover, which kept serving PUBLISH and so
+	// moved its sequence while the new master wrote on its own), would skip
+	// writes of the new master that share a sequence with writes of its
+	// own history: it asks for a full resync, as Kvrocks refuses such a
+	// node's partial sync ("sequence out of range, please use fullsync").
+	psync := [][]byte{[]byte(replPsyncCommand), []byte(host), []byte(port), []byte(strconv.FormatUint(n.ks.Sequence(), 10))}
+	if f := n.following.Load(); f != nil && *f != l.masterAddr {
+		psync = append(psync, []byte(psyncFull))
+	}
+	if _, err := conn.Write(appendCommand(nil, psync...)); err != nil {
 		return false, err
 	}
 	rd := redcon.NewReader(conn)
@@ -516,6 +533,7 @@ func (n *Node) syncFromMaster(run *nodeRun, l *replicaLink) (reachedUp bool, err
 	default:
 		return false, fmt.Errorf("master refused: %q", first.Raw)
 	}
+	n.following.Store(&l.masterAddr)
 	l.lastIO.Store(time.Now().UnixNano())
 	l.up.Store(true)
 	n.log.Info("kvsim replication link up", "master", l.masterAddr, "seq", n.ks.Sequence())

@@ -207,3 +207,47 @@ func mustLookup(t *testing.T, name string) *keyspace.Command {
 	require.NotNil(t, c, name)
 	return c
 }
+
+// After a CLUSTERX FAILOVER the old master keeps serving keyless commands
+// such as PUBLISH, which move its sequence (and, replicated, its other
+// replicas') while the new master writes on its own: their histories part.
+// Once the swapped topology makes them replicas of the new master they must
+// still end up with every write of it: they resync fully, as Kvrocks makes
+// the old master do.
+func TestReplicasOfTheNewMasterGetAllItsWritesAfterTheOldOnePublished(t *testing.T) {
+	ntSkipShort(t)
+	s := ntStartShard(t, 2, NodeConfig{})
+	oldMaster, newMaster, other := s.master, s.replicas[0], s.replicas[1]
+	m := ntDial(t, oldMaster.Addr())
+	require.Equal(t, "+OK\r\n", m.do("SET", "k0", "v0"))
+	ntWaitCaughtUp(t, oldMaster, newMaster)
+	ntWaitCaughtUp(t, oldMaster, other)
+	require.Equal(t, "+OK\r\n", m.do("CLUSTERX", "FAILOVER", ntID('b')))
+	ntWaitFailoverState(t, ntClient(t, oldMaster.Addr(), ""), "success")
+
+	n := ntDial(t, newMaster.Addr())
+	require.Equal(t, "+OK\r\n", n.do("SET", "k1", "v1"))
+	require.Equal(t, ":0\r\n", m.do("PUBLISH", "ch", "m1"))
+	require.Equal(t, "+OK\r\n", n.do("SET", "k2", "v2"))
+	require.Equal(t, ":0\r\n", m.do("PUBLISH", "ch", "m2"))
+	ntWaitCaughtUp(t, oldMaster, other)
+
+	full := newMaster.syncFull.Load()
+	ntPush(t, 2, []string{
+		ntMasterLine(ntID('b'), newMaster, "0-16383"),
+		ntReplicaLine(ntID('a'), oldMaster, ntID('b')),
+		ntReplicaLine(ntID('c'), other, ntID('b')),
+	}, s.nodes)
+	ntWaitLinkUp(t, oldMaster)
+	ntWaitLinkUp(t, other)
+	require.Equal(t, "+OK\r\n", n.do("SET", "k3", "v3"))
+	for _, r := range []*Node{oldMaster, other} {
+		c := ntDial(t, r.Addr())
+		assert.Equal(t, "+OK\r\n", c.do("READONLY"))
+		require.Eventually(t, func() bool { return c.do("GET", "k3") == ntBulk("v3") }, 10*time.Second, 5*time.Millisecond)
+		for _, k := range []string{"k0", "k1", "k2"} {
+			assert.Equal(t, ntBulk("v"+k[1:]), c.do("GET", k), "%s has %s", r.Addr(), k)
+		}
+	}
+	assert.Equal(t, full+2, newMaster.syncFull.Load(), "both resynced fully")
+}

@@ -308,6 +308,10 @@ func (s *server) Addr() string { return s.addr }
 // Pid is the server's process id, for CPUTime.
 func (s *server) Pid() int { return s.proc.cmd.Process.Pid }
 
+// LogTail is the end of the server's log (its stdout and stderr), to show
+// what it said when a run went wrong. Close removes the log.
+func (s *server) LogTail() string { return s.proc.logTail() }
+
 // Close kills the server and removes its directory. It may be called more
 // than once.
 func (s *server) Close() {

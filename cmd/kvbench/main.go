@@ -1,6 +1,7 @@
-// Command kvbench runs kvproxy's throughput comparisons. Every result is a
-// ratio between targets measured in the same run, in interleaved rounds:
-// the machines are small and noisy, so absolute numbers say little.
+// Command kvbench runs kvproxy's throughput comparisons and its soak. Every
+// comparison's result is a ratio between targets measured in the same run,
+// in interleaved rounds: the machines are small and noisy, so absolute
+// numbers say little.
 //
 // Usage:
 //
@@ -10,9 +11,11 @@
 //
 //	kvsim-vs-redis   redis-benchmark SET/GET against a kvsim node and a redis-server
 //	proxy            redis-benchmark SET/GET against redis-server directly, through kvproxy and through twemproxy
+//	soak             mixed load through kvproxy while planned failovers rotate over every shard
 //
-// Exit status: 0 when the run completed (whatever its verdict), 1 when it
-// failed, 2 on bad usage.
+// Exit status: 0 when the run completed (whatever a comparison's verdict;
+// for soak, when it found no error and no lost write), 1 when it failed,
+// 2 on bad usage.
 package main
 
 import (
@@ -61,6 +64,10 @@ var subcommands = map[string]subcommand{
 	"proxy": {
 		summary: "redis-benchmark SET/GET against redis-server directly, through kvproxy and through twemproxy",
 		run:     runProxy,
+	},
+	"soak": {
+		summary: "mixed load through kvproxy while planned failovers rotate over every shard; errors, lost writes, RSS",
+		run:     runSoak,
 	},
 }
 
