@@ -53,6 +53,18 @@ type Scanner struct {
 	// pending[i] is how many elements level i still expects; level 0 is the
 	// frame itself, which expects one value.
 	pending [MaxNesting + 1]int64
+
+	// skipOversized makes a bulk longer than maxBulkLen discard its frame
+	// (see Discard) instead of failing the stream: a backend's reply is
+	// skipped, so the connection stays in step.
+	skipOversized bool
+	// discarding: the frame in progress is consumed without being kept,
+	// oversized says a bulk longer than maxBulkLen is why. Both describe
+	// the last frame until the next one starts.
+	discarding, oversized bool
+	// skip is how many bytes of a discarded blob, its CRLF included, are
+	// still to pass.
+	skip int64
 }
 
 // NewScanner returns a Scanner that rejects bulk strings, blob errors,
@@ -68,6 +80,42 @@ func NewScanner(maxBulkLen int) *Scanner {
 // Reset forgets the frame in progress.
 func (s *Scanner) Reset() {
 	s.pos, s.lineFrom, s.depth = 0, 0, 0
+	s.discarding, s.oversized, s.skip = false, false, 0
+}
+
+// Discard makes the rest of the frame in progress pass without being kept:
+// blobs are skipped as they arrive instead of awaited whole, and the caller
+// drops the bytes scanned so far (Scanned, Drop), so a frame of any size
+// costs a bounded buffer. Scan still reports where the frame ends, and
+// Discarded tells the frame was dropped.
+func (s *Scanner) Discard() {
+	if s.depth > 0 {
+		s.discarding = true
+	}
+}
+
+// Scanned is how many bytes at the start of the frame in progress are
+// scanned; a discarding caller may remove them from its buffer (Drop).
+func (s *Scanner) Scanned() int {
+	if s.depth == 0 {
+		return 0
+	}
+	return s.pos
+}
+
+// Drop tells the Scanner that the first n scanned bytes of the frame in
+// progress were removed from the front of its buffer.
+func (s *Scanner) Drop(n int) {
+	s.pos -= n
+	if s.lineFrom > 0 {
+		s.lineFrom = max(s.lineFrom-n, 0)
+	}
+}
+
+// Discarded reports whether the frame Scan reported last was discarded
+// (Discard), and whether a bulk longer than the limit is why.
+func (s *Scanner) Discarded() (discarded, oversized bool) {
+	return s.discarding, s.oversized
 }
 
 // Scan reports the length of the reply frame at the start of buf: n > 0 when
@@ -83,6 +131,15 @@ func (s *Scanner) Scan(buf []byte) (int, error) {
 	if s.depth == 0 {
 		s.pos, s.lineFrom, s.depth = 0, 0, 1
 		s.pending[0] = 1
+		s.discarding, s.oversized = false, false
+	}
+	if s.skip > 0 {
+		n := min(int64(len(buf)-s.pos), s.skip)
+		s.pos += int(n)
+		if s.skip -= n; s.skip > 0 {
+			return 0, nil
+		}
+		s.pending[s.depth-1]--
 	}
 	for s.depth > 0 {
 		if s.pending[s.depth-1] == 0 {
@@ -192,10 +249,18 @@ func (s *Scanner) blob(buf []byte, typ byte, header []byte, next int) (bool, err
 		return true, nil
 	case n < 0:
 		return false, errNegativeLength
-	case n > s.maxBulkLen:
+	case n > s.maxBulkLen && !s.skipOversized:
 		return false, errTooLarge
+	case n > s.maxBulkLen:
+		s.discarding, s.oversized = true, true
 	}
 	end := int64(next) + n
+	if s.discarding && int64(len(buf)) < end+2 {
+		// Pass over what is here; Scan skips the rest as it comes.
+		s.skip = end + 2 - int64(len(buf))
+		s.advance(len(buf))
+		return false, nil
+	}
 	if int64(len(buf)) < end+2 {
 		// Remember the header's end so the next call finds it at once.
 		s.lineFrom = next - 1

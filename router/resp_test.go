@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -417,6 +418,149 @@ func BenchmarkScanLargeArrayInChunks(b *testing.B) {
 					break
 				}
 			}
+		}
+	})
+}
+
+// discardingScan feeds stream to s in chunks of the sizes rng picks, keeping
+// at most the bytes of the frame in progress that are not scanned yet once
+// discard says so; it returns every frame's end, as an offset in stream, and
+// whether it was discarded and oversized, up to the first error.
+func discardingScan(s *Scanner, stream []byte, rng *rand.Rand, discard func() bool) (ends []int, dropped []bool, oversized []bool, err error) {
+	var buf []byte
+	base := 0 // stream offset of buf[0]
+	for fed := 0; fed < len(stream); {
+		next := min(len(stream), fed+1+rng.IntN(24))
+		buf = append(buf, stream[fed:next]...)
+		fed = next
+		for len(buf) > 0 {
+			n, err := s.Scan(buf)
+			if err != nil {
+				return ends, dropped, oversized, err
+			}
+			if n == 0 {
+				if s.Scanned() > 0 && !s.discarding && discard() {
+					s.Discard()
+					continue
+				}
+				break
+			}
+			d, o := s.Discarded()
+			ends, dropped, oversized = append(ends, base+n), append(dropped, d), append(oversized, o)
+			buf, base = buf[n:], base+n
+		}
+		if s.discarding {
+			k := s.Scanned()
+			buf, base = buf[k:], base+k
+			s.Drop(k)
+		}
+	}
+	return ends, dropped, oversized, nil
+}
+
+// A discarded frame ends where a kept one would, whatever the chunking and
+// whenever Discard is called, and nothing but its unscanned tail is kept.
+func TestScanDiscardKeepsFrameBoundaries(t *testing.T) {
+	var stream []byte
+	for _, tt := range goodFrames {
+		stream = append(stream, tt.frame...)
+	}
+	stream = append(stream, largeArrayReply(300)...)
+	stream = append(stream, "$200\r\n"+strings.Repeat("v", 200)+"\r\n"...)
+	for seed := range uint64(200) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		want, _, _, err := discardingScan(NewScanner(DefaultMaxBulkLen), stream, rng, func() bool { return false })
+		require.NoError(t, err)
+		got, dropped, _, err := discardingScan(NewScanner(DefaultMaxBulkLen), stream, rng, func() bool { return rng.IntN(3) == 0 })
+		require.NoError(t, err, "seed %d", seed)
+		require.Equal(t, want, got, "seed %d", seed)
+		assert.Len(t, dropped, len(goodFrames)+2)
+	}
+}
+
+// With skipOversized, a bulk over the limit discards its frame and the
+// stream stays in step; without, it is an error.
+func TestScanSkipsOversizedBulk(t *testing.T) {
+	big := "$100\r\n" + strings.Repeat("x", 100) + "\r\n"
+	stream := []byte("+OK\r\n*3\r\n:1\r\n" + big + "$2\r\nok\r\n" + big + ":7\r\n")
+	s := NewScanner(10)
+	s.skipOversized = true
+	ends, dropped, oversized, err := discardingScan(s, stream, rand.New(rand.NewPCG(1, 2)), func() bool { return false })
+	require.NoError(t, err)
+	first := len("+OK\r\n")
+	second := first + len("*3\r\n:1\r\n"+big+"$2\r\nok\r\n")
+	third := second + len(big)
+	assert.Equal(t, []int{first, second, third, len(stream)}, ends)
+	assert.Equal(t, []bool{false, true, true, false}, dropped)
+	assert.Equal(t, []bool{false, true, true, false}, oversized)
+
+	_, err = NewScanner(10).Scan([]byte(big))
+	assert.ErrorIs(t, err, errTooLarge)
+}
+
+// While a frame is discarded, a huge blob costs no buffer: the caller never
+// holds more than one chunk of it.
+func TestScanDiscardSkipsABlobInPieces(t *testing.T) {
+	s := NewScanner(DefaultMaxBulkLen)
+	header := []byte("*2\r\n:1\r\n$1000000\r\n")
+	n, err := s.Scan(header)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	s.Discard()
+	n, err = s.Scan(header)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.Equal(t, len(header), s.Scanned())
+	s.Drop(len(header))
+	chunk := bytes.Repeat([]byte("z"), 4096)
+	for left := 1000000; left > 0; left -= len(chunk) {
+		piece := chunk[:min(len(chunk), left)]
+		n, err = s.Scan(piece)
+		require.NoError(t, err)
+		require.Zero(t, n)
+		s.Drop(s.Scanned())
+	}
+	n, err = s.Scan([]byte("\r\n+next\r\n"))
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+	discarded, oversized := s.Discarded()
+	assert.True(t, discarded)
+	assert.False(t, oversized)
+	n, err = s.Scan([]byte("+next\r\n"))
+	require.NoError(t, err)
+	assert.Equal(t, 7, n)
+	discarded, _ = s.Discarded()
+	assert.False(t, discarded)
+}
+
+// FuzzScanDiscard checks that discarding frames at random points, with the
+// caller dropping what was scanned, finds the frame boundaries a plain scan
+// finds, on any input, and that oversized bulks are skipped, not errors.
+func FuzzScanDiscard(f *testing.F) {
+	for i, tt := range goodFrames {
+		f.Add([]byte(tt.frame), uint64(i))
+	}
+	f.Add([]byte("*2\r\n$20\r\nabcdefghijabcdefghij\r\n:1\r\n+OK\r\n"), uint64(7))
+	f.Add(largeArrayReply(20), uint64(3))
+	f.Fuzz(func(t *testing.T, data []byte, seed uint64) {
+		const maxBulkLen = 8
+		plain := NewScanner(DefaultMaxBulkLen)
+		want, _, _, wantErr := discardingScan(plain, data, rand.New(rand.NewPCG(seed, 0)), func() bool { return false })
+		rng := rand.New(rand.NewPCG(seed, 1))
+		s := NewScanner(maxBulkLen)
+		s.skipOversized = true
+		got, _, _, gotErr := discardingScan(s, data, rng, func() bool { return rng.IntN(2) == 0 })
+		// A skipped blob is not checked, so the discarding scan may pass
+		// over bytes the plain one rejects; up to the first error both agree.
+		n := min(len(want), len(got))
+		require.True(t, slices.Equal(want[:n], got[:n]), "%q: %v against %v", data, got, want)
+		switch {
+		case wantErr != nil:
+		case gotErr != nil:
+			// Text lines keep their limit: only they may fail here.
+			require.ErrorIs(t, gotErr, errTooLarge, "%q", data)
+		default:
+			require.Equal(t, len(want), len(got), "%q", data)
 		}
 	})
 }
