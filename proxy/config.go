@@ -51,6 +51,14 @@ type Config struct {
 	// reached" and closed. Each client costs a file descriptor: the command
 	// line lowers it to what RLIMIT_NOFILE allows.
 	MaxClients int
+	// ClientOutputLimit bounds the reply bytes the proxy keeps for one
+	// client, from their arrival until they are written to its socket
+	// (Redis' client-output-buffer-limit): a client whose replies would
+	// pass it (a pipeline of big replies it does not read, one reply larger
+	// than the limit) is disconnected, its pending requests dropped, and
+	// the replies still arriving for it discarded as they stream in.
+	// Pub/Sub messages have a cap of their own.
+	ClientOutputLimit int64
 	// MaxBlockingConns is how many blocking commands (BLPOP, XREAD BLOCK,
 	// WAIT ...) may wait at once, each on a backend connection of its own;
 	// past it they are refused with an error.
@@ -98,6 +106,11 @@ const (
 	// MaxMaxBlockingConns bounds MaxBlockingConns: each waits on a backend
 	// connection of its own.
 	MaxMaxBlockingConns = 100_000
+	// MinClientOutputLimit and MaxClientOutputLimit bound ClientOutputLimit:
+	// below 64 KiB ordinary replies would disconnect clients; above 64 GiB
+	// the limit bounds nothing a machine has.
+	MinClientOutputLimit = 64 << 10
+	MaxClientOutputLimit = 64 << 30
 )
 
 // DefaultConfig returns a Config listening on 127.0.0.1:6380 with Redis'
@@ -111,6 +124,9 @@ func DefaultConfig() Config {
 		MaxRequestBytes:  DefaultMaxRequestBytes,
 		MaxPipeline:      1024,
 		MaxOutputBytes:   1 << 20,
+		// ClientOutputLimit: 64 MiB, twice Redis' hard limit for
+		// Pub/Sub clients, for commands that reply in bulk.
+		ClientOutputLimit: 64 << 20,
 		MaxClients:       DefaultMaxClients,
 		MaxBlockingConns: 1000,
 		ShutdownTimeout:  10 * time.Second,
@@ -135,6 +151,8 @@ func (c *Config) Validate() error {
 		{c.MaxRequestBytes > 0, "MaxRequestBytes must be positive"},
 		{c.MaxPipeline > 0, "MaxPipeline must be positive"},
 		{c.MaxOutputBytes > 0, "MaxOutputBytes must be positive"},
+		{c.ClientOutputLimit >= MinClientOutputLimit && c.ClientOutputLimit <= MaxClientOutputLimit,
+			"ClientOutputLimit must be " + strconv.Itoa(MinClientOutputLimit) + " to " + strconv.FormatInt(MaxClientOutputLimit, 10)},
 		{c.MaxClients > 0 && c.MaxClients <= MaxMaxClients, "MaxClients must be 1 to " + strconv.Itoa(MaxMaxClients)},
 		{c.MaxBlockingConns > 0 && c.MaxBlockingConns <= MaxMaxBlockingConns, "MaxBlockingConns must be 1 to " + strconv.Itoa(MaxMaxBlockingConns)},
 		{c.ShutdownTimeout > 0, "ShutdownTimeout must be positive"},

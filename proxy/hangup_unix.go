@@ -32,3 +32,14 @@ func peerHungUp(conn net.Conn) bool {
 	})
 	return hungUp
 }
+
+// shutdown shuts the client's socket down in both directions, without
+// closing its descriptor, which whoever serves the client still uses: that
+// one then reads the end of the stream and ends the session.
+func (c *client) shutdown() {
+	if c.src.raw == nil {
+		_ = c.nc.Close()
+		return
+	}
+	_ = c.src.raw.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
+}

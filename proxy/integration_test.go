@@ -38,6 +38,13 @@ type clusterProxy struct {
 // edits, if any, change the router's Config first.
 func startClusterProxy(t *testing.T, edits ...func(*router.Config)) *clusterProxy {
 	t.Helper()
+	return startClusterProxyWith(t, nil, edits...)
+}
+
+// startClusterProxyWith is startClusterProxy with the proxy's Config edited
+// too.
+func startClusterProxyWith(t *testing.T, proxyEdit func(*Config), edits ...func(*router.Config)) *clusterProxy {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
@@ -52,7 +59,7 @@ func startClusterProxy(t *testing.T, edits ...func(*router.Config)) *clusterProx
 	r, err := router.New(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, r.Close()) })
-	_, addr := startProxy(t, r, nil)
+	_, addr := startProxy(t, r, proxyEdit)
 	return &clusterProxy{cluster: c, router: r, addr: addr}
 }
 

@@ -80,6 +80,16 @@ func (srv *Server) writeInfoSection(b *strings.Builder, section string) {
 		line("rejected_connections", itoa(srv.stats.rejectedConnections.Load()))
 		line("rejected_requests", itoa(srv.stats.rejectedRequests.Load()))
 		line("auth_failures", itoa(srv.stats.authFailures.Load()))
+		line("output_limit_disconnections", itoa(srv.stats.outputLimitDisconnections.Load()))
+		if rs, ok := srv.backend.(holdStats); ok {
+			st := rs.Stats()
+			line("backend_parked_requests", strconv.FormatUint(st.Parked, 10))
+			line("oversized_replies", strconv.FormatUint(st.Oversized, 10))
+			line("backend_probes", strconv.FormatUint(st.Probes, 10))
+			line("backend_unresponsive", strconv.FormatUint(st.Unresponsive, 10))
+			line("backend_declared_dead", strconv.FormatUint(st.Dead, 10))
+			line("backend_connections_lost", strconv.FormatUint(st.ConnsLost, 10))
+		}
 	case "cluster":
 		b.WriteString("# Cluster\r\n")
 		line("cluster_enabled", "1")

@@ -50,6 +50,7 @@ type Server struct {
 	// Rate-limited logs of failed AUTHs and of requests the guard refused.
 	authFailureLog *rateLimitedLog
 	badRequestLog  *rateLimitedLog
+	outputLimitLog *rateLimitedLog
 
 	// ctx is handed to Backend.Do; Close cancels it once the shutdown
 	// budget is spent.
@@ -95,6 +96,9 @@ type stats struct {
 	rejectedConnections atomic.Int64
 	// authFailures counts failed AUTH and HELLO ... AUTH attempts.
 	authFailures atomic.Int64
+	// outputLimitDisconnections counts clients disconnected for passing
+	// ClientOutputLimit.
+	outputLimitDisconnections atomic.Int64
 }
 
 // New returns a Server that sends commands to backend, with its event loops
@@ -131,6 +135,7 @@ func New(cfg Config, backend Backend) (*Server, error) {
 		needsPassword:  cfg.Password != "",
 		authFailureLog: newRateLimitedLog(cfg.Logger, slog.LevelWarn, "client authentication failed"),
 		badRequestLog:  newRateLimitedLog(cfg.Logger, slog.LevelInfo, "closing client connection: bad request"),
+		outputLimitLog: newRateLimitedLog(cfg.Logger, slog.LevelWarn, "closing client connection: its replies passed the client output limit"),
 		limits: scanLimits{
 			maxBulkLen:      int64(cfg.MaxBulkLen),
 			maxArgs:         int64(cfg.MaxArgs),

@@ -127,6 +127,9 @@ type session struct {
 	// one: WAIT goes to that master.
 	lastSlot int
 
+	// output bounds the replies kept for the client (ClientOutputLimit).
+	output *router.OutputBudget
+
 	// ctx bounds the session's backend calls: it ends when the server
 	// closes, or when the client hung up (hangUp), which drops its held
 	// requests unsent.
@@ -160,6 +163,7 @@ func newSession(srv *Server, conn replyConn, g *guardConn, w *redcon.Writer, raw
 	}
 	s.lastActive = s.created
 	s.ctx, s.hangUp = context.WithCancel(srv.ctx)
+	s.output = router.NewOutputBudget(srv.cfg.ClientOutputLimit, s.outputLimitReached)
 	// Never zero, which would mean "by slot".
 	s.affinity = uint32(s.id) | 1<<31
 	s.flush = func() error { return nil }
@@ -311,6 +315,7 @@ func (s *session) endChunk() {
 	if cap(s.parts) > maxKeptKeys {
 		s.parts = nil
 	}
+	s.output.Release()
 	s.entries = s.entries[:0]
 	s.reqs = s.reqs[:0]
 	s.local = s.local[:0]
@@ -330,6 +335,9 @@ const (
 // goes straight to the socket, after what is pending, rather than being
 // copied into redcon's buffer first.
 func (s *session) write(b []byte) {
+	if s.output.Exceeded() {
+		return // the client is being disconnected
+	}
 	if s.async {
 		s.writeAsync(b)
 		return
@@ -359,6 +367,7 @@ func (s *session) newRequest() (*router.Request, int) {
 	q := s.pool[i]
 	q.Raw, q.Slot, q.Addr, q.ReadOnly = nil, -1, "", false
 	q.Affinity = s.affinity
+	q.Output = s.output
 	q.Reply = q.Reply[:0]
 	s.reqs = append(s.reqs, q)
 	return q, i

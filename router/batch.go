@@ -40,14 +40,18 @@ type call struct {
 	// conn is the connection the current round queues the call on; only Do
 	// reads or writes it.
 	conn *backendConn
+	// queued is the size of the request in its connection's queue, counted
+	// under the connection's lock (the request itself may be reused by
+	// then, if its caller gave up).
+	queued int
 	// target overrides the slot table for the next send (ASK, a MOVED of a
 	// keyless request); asking sends ASKING first.
 	target *node
 	asking bool
 	// redirects and retries count hops and resends against their bounds.
 	redirects, retries int
-	// waitingSince is when the call was first held, refused with TRYAGAIN
-	// or found its node unreachable: its HoldTimeout counts from there.
+	// waitingSince is when the call was first held, for the longest-hold
+	// figure (its HoldTimeout budget counts from its batch's arrival).
 	// holdEnds is the hold it waits for now, nil when none; heldOn is the
 	// node whose hold it is, and inOutage says the hold is heldOn's outage
 	// rather than the gate's.
@@ -57,13 +61,23 @@ type call struct {
 	inOutage     bool
 }
 
-// completeLocked stores a backend reply; the reader calls it with b.mu held (see
-// completeCalls).
-func (cl *call) completeLocked(frame []byte) {
+// completeLocked stores a backend reply; the reader calls it with b.mu held
+// (see completeCalls). A reply discarded as it streamed in, or past the
+// client's output budget, is replaced by an error: for an oversized reply its
+// client reads it, past the budget the client is being disconnected anyway.
+func (cl *call) completeLocked(frame []byte, f frameSpan) {
 	if cl.b.abandoned {
 		return
 	}
-	cl.req.Reply = append(cl.req.Reply[:0], frame...)
+	switch {
+	case f.oversized:
+		cl.b.r.counters.oversized.Add(1)
+		cl.req.Reply = append(cl.req.Reply[:0], replyOversized...)
+	case f.discarded || !cl.req.Output.take(len(frame)):
+		cl.req.Reply = append(cl.req.Reply[:0], replyOutputLimit...)
+	default:
+		cl.req.Reply = append(cl.req.Reply[:0], frame...)
+	}
 	cl.status = callReplied
 }
 
@@ -99,9 +113,12 @@ type batch struct {
 	remaining atomic.Int32
 	done      chan struct{}
 	// onDone is set for a Start batch: the last completion of a round
-	// settles it instead of waking a waiting Do. ctx is Start's.
+	// settles it instead of waking a waiting Do. ctx is the caller's.
 	onDone func()
 	ctx    context.Context
+	// started is when the batch arrived: every call's HoldTimeout budget
+	// counts from there.
+	started time.Time
 	// writes defers the writes of a Start round's dispatch.
 	writes *Writes
 
@@ -129,6 +146,7 @@ var batchPool = sync.Pool{New: func() any { return &batch{done: make(chan struct
 func getBatch(r *Router, reqs []*Request) *batch {
 	b := batchPool.Get().(*batch)
 	b.r = r
+	b.started = time.Now()
 	if cap(b.calls) < len(reqs) {
 		b.calls = make([]call, len(reqs))
 		b.active = make([]int, 0, len(reqs))
@@ -195,7 +213,12 @@ func completeCalls(calls []*call, frames []frameSpan, buf []byte) {
 			cur, run = cl.b, 0
 			cur.mu.Lock()
 		}
-		cl.completeLocked(buf[frames[i].from:frames[i].to])
+		f := frames[i]
+		var frame []byte
+		if !f.discarded {
+			frame = buf[f.from:f.to]
+		}
+		cl.completeLocked(frame, f)
 		run++
 	}
 	if cur != nil {

@@ -24,10 +24,25 @@ type Config struct {
 	ConnsPerNode int
 	// DialTimeout bounds connecting (and AUTH) to a backend.
 	DialTimeout time.Duration
-	// ReadTimeout is how long a connection may have requests outstanding with
-	// no reply arriving before it is declared dead. Keep it well above the
-	// longest CLIENT PAUSE a failover may impose.
+	// ReadTimeout bounds the control plane's calls (topology reloads). Data
+	// connections have no read timeout: a slow command delays what follows
+	// it, as on the server itself; liveness is judged by probes.
 	ReadTimeout time.Duration
+	// ProbeInterval is how long a request may wait for its reply before
+	// the node is probed (PING on a connection of the probe's own), and
+	// how often an unresponsive node is probed.
+	ProbeInterval time.Duration
+	// ProbeTimeout is how long a probe waits for its reply (and for its
+	// dial). A node that does not answer in time is unresponsive: every
+	// request to it is held (an outage) until it answers again or its
+	// slots move, each within its HoldTimeout. Keep ProbeInterval plus
+	// ProbeTimeout a fraction of HoldTimeout: that is how long finding a
+	// stopped node takes.
+	ProbeTimeout time.Duration
+	// DeadTimeout is how long a node may stay unresponsive before its
+	// connections are closed: the requests sent on them are then answered
+	// (writes with "may have run"), rather than waiting for the node.
+	DeadTimeout time.Duration
 	// RefreshInterval is the period of the background topology reload, so a
 	// dead master is noticed even when nothing redirects.
 	RefreshInterval time.Duration
@@ -42,25 +57,26 @@ type Config struct {
 	// HoldMaxBytes caps the bytes of all requests held at once; a request
 	// that would pass it gets a TRYAGAIN error saying it was not run.
 	HoldMaxBytes int64
-	// OutageProbeInterval is how often a node whose connections were lost
-	// or refused is dialled, and the topology reloaded, while its requests
-	// are held.
-	OutageProbeInterval time.Duration
-	// MaxRetries bounds the resends of one request rejected without running
-	// (CLUSTERDOWN, LOADING, MASTERDOWN, READONLY) or a read whose
-	// connection was lost. TRYAGAIN and requests to an unreachable node are
-	// bounded by HoldTimeout instead.
+	// MaxRetries bounds the resends of a read whose connection was lost and
+	// of a request redirected to the node that sent it. Requests refused
+	// without running (TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN, READONLY)
+	// and those to an unreachable node are bounded by HoldTimeout instead.
 	MaxRetries int
 	// RetryBackoff is the wait before the first resend of a rejected request;
 	// it doubles on each further round up to MaxRetryBackoff.
 	RetryBackoff time.Duration
 	// MaxRetryBackoff caps the wait between two resends.
 	MaxRetryBackoff time.Duration
-	// MaxBulkLen is the largest bulk string accepted in a backend reply.
+	// MaxBulkLen is the largest bulk string kept from a backend reply; a
+	// reply with a longer one is skipped as it streams in, and its request
+	// answered with an error, the connection staying in step.
 	MaxBulkLen int
-	// MaxPending bounds the requests queued or in flight on one backend
-	// connection; beyond it requests fail at once with an ERR reply.
-	MaxPending int
+	// MaxPending and MaxPendingBytes bound the requests (and their bytes)
+	// written to one backend connection and not answered yet; further
+	// requests wait in the proxy, in order, until replies make room. A
+	// request alone on its connection is always sent.
+	MaxPending      int
+	MaxPendingBytes int
 	// Gate, when not nil, is consulted before requests are sent to a node
 	// (see Gate). Nil sends without asking.
 	Gate Gate
@@ -82,26 +98,34 @@ const (
 	MaxHoldMaxBytes = 16 << 30
 	// MaxMaxBulkLen bounds MaxBulkLen (4 GiB): a reply is buffered whole.
 	MaxMaxBulkLen = 4 << 30
+	// MinDeadTimeout and MaxDeadTimeout bound DeadTimeout as the command
+	// line sets it: a node must miss several probes before what was sent
+	// to it is given up, and a client has long given up after minutes.
+	MinDeadTimeout = time.Second
+	MaxDeadTimeout = 10 * time.Minute
 )
 
 // DefaultConfig returns a Config with every field but Seeds set.
 func DefaultConfig() Config {
 	return Config{
-		ConnsPerNode:        4,
-		DialTimeout:         time.Second,
-		ReadTimeout:         5 * time.Second,
-		RefreshInterval:     10 * time.Second,
-		RefreshCooldown:     100 * time.Millisecond,
-		MaxRedirects:        5,
-		HoldTimeout:         2500 * time.Millisecond,
-		HoldMaxBytes:        64 << 20,
-		OutageProbeInterval: 50 * time.Millisecond,
-		MaxRetries:          10,
-		RetryBackoff:        5 * time.Millisecond,
-		MaxRetryBackoff:     200 * time.Millisecond,
-		MaxBulkLen:          DefaultMaxBulkLen,
-		MaxPending:          8192,
-		Logger:              slog.New(slog.DiscardHandler),
+		ConnsPerNode:    4,
+		DialTimeout:     time.Second,
+		ReadTimeout:     5 * time.Second,
+		RefreshInterval: 10 * time.Second,
+		RefreshCooldown: 100 * time.Millisecond,
+		MaxRedirects:    5,
+		HoldTimeout:     2500 * time.Millisecond,
+		HoldMaxBytes:    64 << 20,
+		ProbeInterval:   100 * time.Millisecond,
+		ProbeTimeout:    250 * time.Millisecond,
+		DeadTimeout:     5 * time.Second,
+		MaxRetries:      10,
+		RetryBackoff:    5 * time.Millisecond,
+		MaxRetryBackoff: 200 * time.Millisecond,
+		MaxBulkLen:      DefaultMaxBulkLen,
+		MaxPending:      8192,
+		MaxPendingBytes: 16 << 20,
+		Logger:          slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -127,12 +151,15 @@ func (c *Config) Validate() error {
 		{c.MaxRedirects > 0, "MaxRedirects must be positive"},
 		{c.HoldTimeout > 0 && c.HoldTimeout <= MaxHoldTimeout, "HoldTimeout must be positive and at most " + MaxHoldTimeout.String()},
 		{c.HoldMaxBytes > 0 && c.HoldMaxBytes <= MaxHoldMaxBytes, "HoldMaxBytes must be 1 to " + strconv.FormatInt(MaxHoldMaxBytes, 10)},
-		{c.OutageProbeInterval > 0, "OutageProbeInterval must be positive"},
+		{c.ProbeInterval > 0, "ProbeInterval must be positive"},
+		{c.ProbeTimeout > 0, "ProbeTimeout must be positive"},
+		{c.DeadTimeout >= c.ProbeTimeout, "DeadTimeout must be at least ProbeTimeout"},
 		{c.MaxRetries >= 0, "MaxRetries must not be negative"},
 		{c.RetryBackoff > 0, "RetryBackoff must be positive"},
 		{c.MaxRetryBackoff >= c.RetryBackoff, "MaxRetryBackoff must be at least RetryBackoff"},
 		{c.MaxBulkLen > 0 && int64(c.MaxBulkLen) <= MaxMaxBulkLen, "MaxBulkLen must be 1 to " + strconv.FormatInt(MaxMaxBulkLen, 10)},
 		{c.MaxPending > 0, "MaxPending must be positive"},
+		{c.MaxPendingBytes > 0, "MaxPendingBytes must be positive"},
 		{c.Logger != nil, "Logger must not be nil"},
 	}
 	for _, check := range checks {

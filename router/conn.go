@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"runtime"
@@ -26,12 +25,19 @@ const (
 	stableConnAge = time.Second
 )
 
-// Read buffer sizes: a connection starts with readBufSize and shrinks back to
-// it after a reply larger than maxIdleReadBuf passed through.
+// Buffer sizes: a connection reads into readBufSize and shrinks back to it
+// after a reply larger than maxIdleReadBuf passed through; a write buffer
+// larger than maxIdleWriteBuf is not kept for the next write.
 const (
-	readBufSize    = 16 << 10
-	maxIdleReadBuf = 1 << 20
+	readBufSize     = 16 << 10
+	maxIdleReadBuf  = 1 << 20
+	maxIdleWriteBuf = 1 << 20
 )
+
+// discardCheckBytes is the size a reply in progress must reach before the
+// reader asks whether its client can take it (OutputBudget); below it every
+// reply is read whole.
+const discardCheckBytes = 1 << 20
 
 // askingCmd precedes a command redirected by ASK, on the same connection.
 var askingCmd = []byte("*1\r\n$6\r\nASKING\r\n")
@@ -48,6 +54,11 @@ type node struct {
 	outageMu sync.Mutex
 	outage   chan struct{}
 	inOutage atomic.Bool
+	// probeMu serialises probes, which share probeConn, a connection of
+	// their own; probing is set while the watchdog's probe runs.
+	probeMu   sync.Mutex
+	probeConn net.Conn
+	probing   atomic.Bool
 }
 
 // connFor picks a request's connection: by its Affinity when set, else by
@@ -77,8 +88,15 @@ const (
 // backendConn is one multiplexed, pipelined connection to a node. Callers
 // append commands to wbuf and the FIFO under mu and write the buffer
 // themselves when no write is in progress ("flush combining": no writer
-// goroutine, no hand-off). One reader goroutine per network connection splits
-// reply frames and completes the FIFO's head.
+// goroutine, no hand-off). A write never waits for the backend: what the
+// socket does not take at once is finished by a goroutine, so no event loop
+// or reader stalls behind a slow node. One reader goroutine per network
+// connection splits reply frames and completes the FIFO's head.
+//
+// Requests past MaxPending or MaxPendingBytes outstanding are parked, in
+// order, and written as replies make room: never refused. Their clients are
+// not read meanwhile (a client has one batch in flight at a time), so the
+// backpressure reaches them as TCP's.
 type backendConn struct {
 	r    *Router
 	node *node
@@ -92,11 +110,15 @@ type backendConn struct {
 	spare   []byte // the buffer of the write in progress, reused next time
 	writing bool
 	fifo    callQueue
+	// parked holds the requests waiting for room, not yet in wbuf;
+	// queuedBytes counts the bytes of those in fifo.
+	parked      callQueue
+	queuedBytes int
 	// sent counts the calls at the head of fifo whose bytes were handed to
 	// Write: if the connection dies, they may have run.
 	sent int
 	// progress is when the head of fifo started waiting or the last reply
-	// arrived: the reader declares the connection stalled ReadTimeout later.
+	// arrived: the watchdog probes the node ProbeInterval later.
 	progress time.Time
 	retryAt  time.Time
 	backoff  time.Duration
@@ -108,8 +130,9 @@ func newBackendConn(r *Router, n *node) *backendConn {
 	return &backendConn{r: r, node: n, state: stateDown}
 }
 
-// enqueueLocked queues cl behind the connection's earlier requests, or fails
-// it at once as never sent. The caller holds c.mu and calls flush afterwards.
+// enqueueLocked queues cl behind the connection's earlier requests (parked
+// while the connection has too much outstanding), or fails it at once as
+// never sent. The caller holds c.mu and calls flush afterwards.
 func (c *backendConn) enqueueLocked(cl *call) {
 	if c.state == stateDown {
 		switch {
@@ -122,16 +145,53 @@ func (c *backendConn) enqueueLocked(cl *call) {
 		}
 		c.startConnectLocked()
 	}
-	if c.fifo.n >= c.r.cfg.MaxPending {
-		cl.fail(callUnsent, replyQueueFull)
+	cl.queued = len(cl.req.Raw)
+	if c.parked.n > 0 || c.fullLocked(cl.queued) {
+		c.parked.push(cl)
+		c.r.counters.parked.Add(1)
 		return
 	}
+	c.admitLocked(cl)
+}
+
+// fullLocked reports whether a request of size bytes must wait for replies
+// to make room.
+func (c *backendConn) fullLocked(size int) bool {
+	return c.fifo.n > 0 && (c.fifo.n >= c.r.cfg.MaxPending || c.queuedBytes+size > c.r.cfg.MaxPendingBytes)
+}
+
+// admitLocked appends cl to the write buffer and the FIFO.
+func (c *backendConn) admitLocked(cl *call) {
 	if cl.asking {
 		c.wbuf = append(c.wbuf, askingCmd...)
 		c.fifo.push(nil)
 	}
 	c.wbuf = append(c.wbuf, cl.req.Raw...)
+	c.queuedBytes += cl.queued
 	c.fifo.push(cl)
+}
+
+// admitParkedLocked moves parked requests into the write buffer while there
+// is room; it reports whether it queued any, which the caller then flushes.
+// A parked request whose caller gave up is dropped unsent: its Raw may be
+// reused already.
+func (c *backendConn) admitParkedLocked() bool {
+	admitted := false
+	for c.parked.n > 0 && !c.fullLocked(c.parked.peek().queued) {
+		cl := c.parked.pop()
+		b := cl.b
+		b.mu.Lock()
+		gone := b.abandoned || (b.ctx != nil && b.ctx.Err() != nil)
+		if !gone {
+			c.admitLocked(cl)
+			admitted = true
+		}
+		b.mu.Unlock()
+		if gone {
+			cl.fail(callUnsent, replyCancelled)
+		}
+	}
+	return admitted
 }
 
 // startConnectLocked dials in the background; requests queue meanwhile.
@@ -155,6 +215,23 @@ func (c *backendConn) preconnect() {
 // (that caller will pick them up before it stops).
 func (c *backendConn) flush() { c.write(true) }
 
+// reclaimUnsentLocked fails, as never sent, every request not handed to the
+// socket yet (parked, or in wbuf behind the write in progress): the node
+// stopped answering, and they wait in its outage instead, within their
+// budget, where they can still go to a new master.
+func (c *backendConn) reclaimUnsentLocked() {
+	for c.fifo.n > c.sent {
+		if cl := c.fifo.popTail(); cl != nil {
+			c.queuedBytes -= cl.queued
+			cl.fail(callUnsent, nil)
+		}
+	}
+	c.wbuf = c.wbuf[:0]
+	for c.parked.n > 0 {
+		c.parked.pop().fail(callUnsent, nil)
+	}
+}
+
 // write is flush; with yield it first lets the goroutines the same network
 // poll woke queue their requests, so this write carries them too. Under
 // redis-benchmark -P 16 -c 50 with a goroutine per client this took Redis
@@ -173,8 +250,16 @@ func (c *backendConn) write(yield bool) {
 		runtime.Gosched()
 		c.mu.Lock()
 	}
-	// The connection may be replaced while the lock is released; whatever
-	// is queued goes to the current one.
+	c.drainLocked(false)
+	c.mu.Unlock()
+}
+
+// drainLocked writes wbuf until it is empty, then clears writing. The lock
+// is released around each write; the connection may be replaced meanwhile,
+// and whatever is queued goes to the current one. Without mayBlock a write
+// the socket does not take whole is handed, writing still set, to a
+// goroutine that may wait for the backend (finishWrite).
+func (c *backendConn) drainLocked(mayBlock bool) {
 	for c.state == stateUp && len(c.wbuf) > 0 {
 		nc, raw, buf := c.nc, c.raw, c.wbuf
 		c.wbuf, c.spare = c.spare[:0], nil
@@ -183,15 +268,44 @@ func (c *backendConn) write(yield bool) {
 		}
 		c.sent = c.fifo.n
 		c.mu.Unlock()
-		err := writeAll(nc, raw, buf)
+		n, err := writeSome(nc, raw, buf, mayBlock)
 		c.mu.Lock()
-		c.spare = buf[:0]
+		if err == nil && n < len(buf) {
+			c.r.wg.Add(1)
+			go c.finishWrite(nc, raw, buf, n)
+			return
+		}
+		c.keepSpareLocked(buf)
 		if err != nil {
 			c.breakLocked(nc, fmt.Errorf("write: %w", err))
 		}
 	}
 	c.writing = false
-	c.mu.Unlock()
+}
+
+// finishWrite writes the rest of buf, from offset done, waiting for the
+// backend as long as it takes (or until the connection is closed), then
+// drains what queued meanwhile.
+func (c *backendConn) finishWrite(nc net.Conn, raw *rawio.Conn, buf []byte, done int) {
+	defer c.r.wg.Done()
+	_, err := writeSome(nc, raw, buf[done:], true)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.keepSpareLocked(buf)
+	if err != nil {
+		c.breakLocked(nc, fmt.Errorf("write: %w", err))
+		c.writing = false
+		return
+	}
+	c.drainLocked(true)
+}
+
+// keepSpareLocked keeps a written buffer for the next write, unless a huge
+// request made it too big to keep.
+func (c *backendConn) keepSpareLocked(buf []byte) {
+	if cap(buf) <= maxIdleWriteBuf {
+		c.spare = buf[:0]
+	}
 }
 
 // breakLocked closes nc, if it is still the current connection, and fails
@@ -214,7 +328,7 @@ func (c *backendConn) breakLocked(nc net.Conn, cause error) {
 		c.r.counters.connsLost.Add(1)
 		c.r.log.Warn("backend connection lost", "addr", c.node.addr, "pending", c.fifo.n, "err", cause)
 		c.r.triggerRefresh()
-		c.r.startOutage(c.node)
+		c.r.startOutage(c.node, "connection lost")
 	}
 	c.failQueueLocked()
 }
@@ -242,7 +356,10 @@ func (c *backendConn) failQueueLocked() {
 			cl.fail(callUnsent, reply)
 		}
 	}
-	c.sent = 0
+	for c.parked.n > 0 {
+		c.parked.pop().fail(callUnsent, reply)
+	}
+	c.sent, c.queuedBytes = 0, 0
 	c.wbuf = c.wbuf[:0]
 }
 
@@ -274,7 +391,7 @@ func (c *backendConn) connectAndServe() {
 			c.r.counters.dialFailures.Add(1)
 			c.r.log.Warn("backend dial failed", "addr", c.node.addr, "retry_in", c.backoff, "err", err)
 			c.r.triggerRefresh()
-			c.r.startOutage(c.node)
+			c.r.startOutage(c.node, "dial failed")
 		}
 		c.failQueueLocked()
 		c.mu.Unlock()
@@ -288,35 +405,24 @@ func (c *backendConn) connectAndServe() {
 }
 
 // readLoop splits the reply stream into frames and completes the FIFO's
-// head with each, until a read fails, the stream is malformed, or replies
-// stall for ReadTimeout while requests are outstanding.
+// head with each, until a read fails or the stream is malformed. It has no
+// deadline: a slow command delays the replies behind it, and a node that
+// stops answering is found by the watchdog's probes instead.
 func (c *backendConn) readLoop(nc net.Conn, raw *rawio.Conn) {
 	scanner := NewScanner(c.r.cfg.MaxBulkLen)
-	timeout := c.r.cfg.ReadTimeout
+	scanner.skipOversized = true
 	buf := make([]byte, 0, readBufSize)
 	var frames []frameSpan
 	var calls []*call
-	var renewAt time.Time
 	start := 0 // offset of the first byte not yet consumed
 	for {
 		if len(buf) == cap(buf) {
 			buf = compactOrGrow(buf, start)
 			start = 0
 		}
-		now := time.Now()
-		if now.After(renewAt) {
-			// Renewing the deadline on every read would cost a timer
-			// update per batch; a quarter of the timeout is precise enough.
-			_ = nc.SetReadDeadline(now.Add(timeout))
-			renewAt = now.Add(timeout / 4)
-		}
 		n, err := readSome(nc, raw, buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err != nil {
-			if isTimeout(err) && !c.stalled(timeout) {
-				renewAt = time.Time{}
-				continue
-			}
 			c.fail(nc, fmt.Errorf("read: %w", err))
 			return
 		}
@@ -327,20 +433,36 @@ func (c *backendConn) readLoop(nc net.Conn, raw *rawio.Conn) {
 				c.fail(nc, err)
 				return
 			}
-			if size == 0 {
+			if size > 0 {
+				frame := frameSpan{from: start, to: start + size}
+				frame.discarded, frame.oversized = scanner.Discarded()
+				frames = append(frames, frame)
+				start += size
+				continue
+			}
+			if scanner.discarding || len(buf)-start < discardCheckBytes || c.keeps(len(frames), len(buf)-start) {
 				break
 			}
-			frames = append(frames, frameSpan{start, start + size})
-			start += size
+			scanner.Discard() // and scan on: blobs now pass as they come
+		}
+		if scanner.discarding {
+			// Keep nothing of a discarded reply but its unscanned tail.
+			if k := scanner.Scanned(); k > 0 {
+				buf = append(buf[:start], buf[start+k:]...)
+				scanner.Drop(k)
+			}
 		}
 		if len(frames) > 0 {
-			var ok bool
-			if calls, ok = c.popReplied(calls[:0], len(frames)); !ok {
+			var ok, admitted bool
+			if calls, ok, admitted = c.popReplied(calls[:0], len(frames)); !ok {
 				c.fail(nc, fmt.Errorf("%w: reply without a request", ErrProtocol))
 				return
 			}
 			completeCalls(calls, frames, buf)
 			clear(calls)
+			if admitted {
+				c.flush()
+			}
 		}
 		if start == len(buf) {
 			start = 0
@@ -352,7 +474,33 @@ func (c *backendConn) readLoop(nc net.Conn, raw *rawio.Conn) {
 	}
 }
 
-type frameSpan struct{ from, to int }
+// keeps reports whether the reply in progress, of size bytes so far, for
+// the i-th request outstanding, may be read whole: its client's budget can
+// still take it. When it cannot, the budget is exceeded and the reply is
+// discarded as it streams in.
+func (c *backendConn) keeps(i, size int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i >= c.sent {
+		return true // no request for it: the stream is broken, Scan will tell
+	}
+	cl := c.fifo.at(i)
+	if cl == nil {
+		return true
+	}
+	cl.b.mu.Lock()
+	defer cl.b.mu.Unlock()
+	// An abandoned call's request is its caller's again: nothing is kept.
+	return !cl.b.abandoned && cl.req.Output.fits(size)
+}
+
+// frameSpan is a reply's place in the read buffer; a discarded reply's bytes
+// are not there (Scanner.Discard), an oversized one held a bulk longer than
+// MaxBulkLen.
+type frameSpan struct {
+	from, to             int
+	discarded, oversized bool
+}
 
 // rawConnOf returns nc's socket for raw reads and writes (package rawio),
 // nil when nc has none.
@@ -372,14 +520,16 @@ func readSome(nc net.Conn, raw *rawio.Conn, p []byte) (int, error) {
 	return raw.Read(p)
 }
 
-func writeAll(nc net.Conn, raw *rawio.Conn, p []byte) error {
-	var err error
-	if raw == nil {
-		_, err = nc.Write(p)
-	} else {
-		_, err = raw.Write(p)
+// writeSome writes p, all of it when mayBlock, else what the socket takes
+// now. A connection without a raw socket (only in tests) always blocks.
+func writeSome(nc net.Conn, raw *rawio.Conn, p []byte, mayBlock bool) (int, error) {
+	switch {
+	case raw == nil:
+		return nc.Write(p)
+	case mayBlock:
+		return raw.Write(p)
 	}
-	return err
+	return raw.TryWrite(p)
 }
 
 // compactOrGrow makes room at the end of a full buffer whose bytes before
@@ -393,27 +543,33 @@ func compactOrGrow(buf []byte, start int) []byte {
 	return grown
 }
 
-// popReplied removes the n oldest requests from the FIFO; it reports false if
-// fewer were written, i.e. the server replied to nothing.
-func (c *backendConn) popReplied(calls []*call, n int) ([]*call, bool) {
+// popReplied removes the n oldest requests from the FIFO and admits parked
+// ones into the room they leave; ok is false if fewer were written, i.e.
+// the server replied to nothing, admitted says the caller must flush.
+func (c *backendConn) popReplied(calls []*call, n int) (_ []*call, ok, admitted bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n > c.sent {
-		return calls, false
+		return calls, false, false
 	}
 	for range n {
-		calls = append(calls, c.fifo.pop())
+		cl := c.fifo.pop()
+		if cl != nil {
+			c.queuedBytes -= cl.queued
+		}
+		calls = append(calls, cl)
 	}
 	c.sent -= n
 	c.progress = time.Now()
-	return calls, true
+	return calls, true, c.parked.n > 0 && c.admitParkedLocked()
 }
 
-// stalled reports whether requests have waited ReadTimeout with no reply.
-func (c *backendConn) stalled(timeout time.Duration) bool {
+// waitingSince reports whether requests were sent and not answered, and
+// since when the oldest waits or the last reply arrived.
+func (c *backendConn) waitingSince() (time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.sent > 0 && time.Since(c.progress) >= timeout
+	return c.progress, c.sent > 0
 }
 
 func (c *backendConn) fail(nc net.Conn, cause error) {
@@ -422,14 +578,14 @@ func (c *backendConn) fail(nc net.Conn, cause error) {
 	c.mu.Unlock()
 }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// dial connects to addr and authenticates when a password is configured.
+// dial connects to addr and authenticates when a password is configured,
+// within DialTimeout or ctx's deadline, whichever comes first.
 func (r *Router) dial(ctx context.Context, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: r.cfg.DialTimeout}
+	deadline := time.Now().Add(r.cfg.DialTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	d := net.Dialer{Deadline: deadline}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
@@ -437,7 +593,7 @@ func (r *Router) dial(ctx context.Context, addr string) (net.Conn, error) {
 	if r.cfg.Password == "" {
 		return nc, nil
 	}
-	if err := authenticate(nc, r.cfg.Password, r.cfg.DialTimeout); err != nil {
+	if err := authenticate(nc, r.cfg.Password, deadline); err != nil {
 		_ = nc.Close()
 		return nil, fmt.Errorf("%s: %w", addr, err)
 	}
@@ -446,8 +602,8 @@ func (r *Router) dial(ctx context.Context, addr string) (net.Conn, error) {
 
 // authenticate sends AUTH and expects +OK. The server sends nothing else
 // before the reply, so reading up to its line end consumes exactly it.
-func authenticate(nc net.Conn, password string, timeout time.Duration) error {
-	if err := nc.SetDeadline(time.Now().Add(timeout)); err != nil {
+func authenticate(nc net.Conn, password string, deadline time.Time) error {
+	if err := nc.SetDeadline(deadline); err != nil {
 		return err
 	}
 	cmd := fmt.Appendf(nil, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password)
@@ -499,3 +655,17 @@ func (q *callQueue) pop() *call {
 	q.n--
 	return cl
 }
+
+// popTail removes the newest call.
+func (q *callQueue) popTail() *call {
+	q.n--
+	i := (q.head + q.n) & (len(q.buf) - 1)
+	cl := q.buf[i]
+	q.buf[i] = nil
+	return cl
+}
+
+// peek is the oldest call; at(i) the i-th oldest.
+func (q *callQueue) peek() *call { return q.buf[q.head] }
+
+func (q *callQueue) at(i int) *call { return q.buf[(q.head+i)&(len(q.buf)-1)] }

@@ -25,6 +25,7 @@ func (r *Router) Do(ctx context.Context, reqs []*Request) {
 		return
 	}
 	b := getBatch(r, reqs)
+	b.ctx = ctx
 	r.dispatch(ctx, b)
 	r.finishRounds(ctx, b)
 }
@@ -369,7 +370,7 @@ func ctxReply(ctx context.Context) []byte {
 	if ctx.Err() == context.DeadlineExceeded {
 		return []byte("-ERR proxy timed out waiting for the backend\r\n")
 	}
-	return []byte("-ERR request cancelled\r\n")
+	return replyCancelled
 }
 
 // settle decides what a completed call needs next; it reports true if the
@@ -379,7 +380,7 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 	case callFinal:
 		return false
 	case callHeld:
-		deadline := cl.waitingSince.Add(r.cfg.HoldTimeout)
+		deadline := cl.b.started.Add(r.cfg.HoldTimeout)
 		if !time.Now().Before(deadline) {
 			if cl.inOutage {
 				cl.finish(replyUnreachable(cl.heldOn))
@@ -409,7 +410,7 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 			cl.finish(replyUnreachable(cl.sentTo))
 			return false
 		}
-		r.startOutage(cl.sentTo)
+		r.startOutage(cl.sentTo, "unreachable")
 		o.backoff = true
 		r.counters.resent.Add(1)
 		cl.target, cl.asking = nil, false
@@ -458,13 +459,19 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 		return true
 	case "CLUSTERDOWN", "READONLY", "LOADING", "MASTERDOWN":
 		// The node serves the slot no more (a role swap) or cannot yet (a
-		// resync): the topology may say who does.
+		// resync, a restarted Redis rejoining its cluster for seconds): the
+		// topology may say who does. Resent within the call's budget; past
+		// it the client gets the server's error.
+		if !r.withinBudget(cl) {
+			return false
+		}
 		o.backoff, o.refresh = true, true
-	default:
-		return false
+		r.counters.rejected.Add(1)
+		r.counters.resent.Add(1)
+		cl.target, cl.asking = nil, false
+		return true
 	}
-	r.counters.rejected.Add(1)
-	return r.retry(cl, nil)
+	return false
 }
 
 // replyUnreachable answers a request that waited its whole budget for n.
@@ -472,13 +479,10 @@ func replyUnreachable(n *node) []byte {
 	return fmt.Appendf(nil, "-TRYAGAIN backend %s is unreachable: the command was not executed, retry\r\n", n.addr)
 }
 
-// withinBudget starts cl's HoldTimeout budget if it has none yet and reports
-// whether some of it is left.
+// withinBudget reports whether some of cl's HoldTimeout budget, which counts
+// from its batch's arrival, is left.
 func (r *Router) withinBudget(cl *call) bool {
-	if cl.waitingSince.IsZero() {
-		cl.waitingSince = time.Now()
-	}
-	return time.Since(cl.waitingSince) < r.cfg.HoldTimeout
+	return time.Since(cl.b.started) < r.cfg.HoldTimeout
 }
 
 // retry counts a resend; once MaxRetries is spent the call keeps its reply,

@@ -52,6 +52,29 @@ type fakeNode struct {
 
 	slotsCalls atomic.Int32 // CLUSTER SLOTS requests served
 	accepted   atomic.Int32 // connections accepted
+
+	// stopped, while not nil, is closed when a stopped node resumes: every
+	// command waits for it, like a process under SIGSTOP.
+	stopped chan struct{}
+}
+
+// stopProcess makes n answer nothing, on every connection, until resume.
+func (n *fakeNode) stopProcess() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopped == nil {
+		n.stopped = make(chan struct{})
+	}
+}
+
+// resume lets a stopped node answer again.
+func (n *fakeNode) resume() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopped != nil {
+		close(n.stopped)
+		n.stopped = nil
+	}
 }
 
 func newFakeCluster(t *testing.T, nodes int) *fakeCluster {
@@ -68,6 +91,7 @@ func newFakeCluster(t *testing.T, nodes int) *fakeCluster {
 			_ = n.srv.Serve(ln)
 		}()
 		t.Cleanup(n.stop)
+		t.Cleanup(n.resume) // runs first: a stopped node's handlers must end
 		fc.nodes = append(fc.nodes, n)
 	}
 	// Split the slots evenly, in ranges of 4096 slots so that adjacent
@@ -127,8 +151,11 @@ func (n *fakeNode) handle(conn redcon.Conn, cmd redcon.Command) {
 		args[i] = string(a)
 	}
 	n.mu.Lock()
-	script := n.script
+	script, stopped := n.script, n.stopped
 	n.mu.Unlock()
+	if stopped != nil {
+		<-stopped
+	}
 	if script != nil && script(conn, args) {
 		return
 	}

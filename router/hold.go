@@ -2,6 +2,9 @@ package router
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -152,13 +155,13 @@ func (r *Router) endHold(cl *call, how holdOutcome) {
 	}
 }
 
-// startOutage holds every request to n until n answers a dial again, the
-// topology gives n's slots to another node, or HoldTimeout passed (no held
-// request waits longer). It returns at once; an outage under way goes on.
+// startOutage holds every request to n until n answers a probe again or
+// the topology gives n's slots to another node; each held request waits at
+// most its HoldTimeout. It returns at once; an outage under way goes on.
 // Before New installed the first slot table (its dials may fail while it
 // loads, EMFILE included) there is nothing to hold and no slot to watch:
 // no outage starts, and the failed connections redial when used.
-func (r *Router) startOutage(n *node) {
+func (r *Router) startOutage(n *node, cause string) {
 	n.outageMu.Lock()
 	defer n.outageMu.Unlock()
 	if n.outage != nil || r.closed.Load() || r.table.Load() == nil {
@@ -169,19 +172,23 @@ func (r *Router) startOutage(n *node) {
 	n.inOutage.Store(true)
 	n.holds.outages.Add(1)
 	r.wg.Add(1)
-	go r.followOutage(n, ends)
+	go r.followOutage(n, ends, cause)
 }
 
-// followOutage probes n and refreshes the topology every
-// OutageProbeInterval until the outage can end.
-func (r *Router) followOutage(n *node, ends chan struct{}) {
+// followOutage probes n and refreshes the topology every ProbeInterval
+// until the outage can end. Requests not handed to n's sockets yet join the
+// held ones; those sent wait for n, until it stayed unresponsive for
+// DeadTimeout: then its connections are closed and they are answered.
+func (r *Router) followOutage(n *node, ends chan struct{}, cause string) {
 	defer r.wg.Done()
 	start := time.Now()
-	r.log.Warn("backend unreachable: holding its requests", "addr", n.addr)
-	ticker := time.NewTicker(r.cfg.OutageProbeInterval)
+	r.log.Warn("backend unreachable: holding its requests", "addr", n.addr, "cause", cause)
+	n.reclaimUnsent()
+	ticker := time.NewTicker(r.cfg.ProbeInterval)
 	defer ticker.Stop()
-	reason := "timed out"
-	for time.Since(start) < r.cfg.HoldTimeout {
+	declaredDead := false
+	var reason string
+	for {
 		if !r.ownsSlots(n) {
 			reason = "no longer serves slots"
 			break
@@ -191,13 +198,20 @@ func (r *Router) followOutage(n *node, ends chan struct{}) {
 			n.redialNow()
 			break
 		}
+		if !declaredDead && time.Since(start) >= r.cfg.DeadTimeout {
+			declaredDead = true
+			r.counters.dead.Add(1)
+			r.log.Warn("backend declared dead: closing its connections, answering what was sent on them",
+				"addr", n.addr, "unresponsive_for", time.Since(start))
+			n.breakConns(errDeclaredDead)
+		}
 		r.triggerRefresh()
 		select {
 		case <-ticker.C:
 		case <-r.ctx.Done():
-			reason = "router closed"
 		}
 		if r.ctx.Err() != nil {
+			reason = "router closed"
 			break
 		}
 	}
@@ -210,25 +224,163 @@ func (r *Router) followOutage(n *node, ends chan struct{}) {
 		"duration", time.Since(start))
 }
 
+// errDeclaredDead closes the connections of a node unresponsive for
+// DeadTimeout.
+var errDeclaredDead = errors.New("the node did not answer its probes for DeadTimeout")
+
 // ownsSlots reports whether the slot table routes any slot to n.
 func (r *Router) ownsSlots(n *node) bool {
 	return slices.Contains(r.table.Load().owner[:], n)
 }
 
-// probe reports whether n accepts (and authenticates) a connection.
+// reclaimUnsent takes back every request of n not handed to a socket yet.
+func (n *node) reclaimUnsent() {
+	for _, c := range n.conns {
+		c.mu.Lock()
+		c.reclaimUnsentLocked()
+		c.mu.Unlock()
+	}
+}
+
+// breakConns closes every connection of n (see breakLocked).
+func (n *node) breakConns(cause error) {
+	for _, c := range n.conns {
+		c.mu.Lock()
+		if c.nc != nil {
+			c.breakLocked(c.nc, cause)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// watch probes, every ProbeInterval, each node that has had a request
+// waiting ProbeInterval for its reply and no outage under way. A node that
+// stopped answering (a stopped process, a network black hole) is found in
+// about ProbeInterval + ProbeTimeout and its requests held, while a slow
+// command on a live node only delays the requests behind it, as it would on
+// the node itself: liveness is the probe's answer, on a connection of its
+// own, never a busy data connection's silence.
+func (r *Router) watch() {
+	defer r.wg.Done()
+	ticker := time.NewTicker(r.cfg.ProbeInterval)
+	defer ticker.Stop()
+	var nodes []*node
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		r.mu.Lock()
+		nodes = nodes[:0]
+		for _, n := range r.nodes {
+			nodes = append(nodes, n)
+		}
+		r.mu.Unlock()
+		now := time.Now()
+		for _, n := range nodes {
+			if n.inOutage.Load() || n.probing.Load() || !n.waited(now, r.cfg.ProbeInterval) {
+				continue
+			}
+			n.probing.Store(true)
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				defer n.probing.Store(false)
+				if !r.probe(n) && r.ctx.Err() == nil {
+					r.counters.unresponsive.Add(1)
+					r.startOutage(n, "does not answer its probe")
+				}
+			}()
+		}
+		clear(nodes)
+	}
+}
+
+// waited reports whether a request to n has waited at least d for a reply.
+func (n *node) waited(now time.Time, d time.Duration) bool {
+	for _, c := range n.conns {
+		if since, waiting := c.waitingSince(); waiting && now.Sub(since) >= d {
+			return true
+		}
+	}
+	return false
+}
+
+// pingCmd is the probe.
+var pingCmd = []byte("*1\r\n$4\r\nPING\r\n")
+
+// probe reports whether n answers a PING within ProbeTimeout, on the
+// probes' own connection (dialled, and authenticated, when there is none).
+// Any reply counts, an error too (LOADING, BUSY): the node runs.
 func (r *Router) probe(n *node) bool {
-	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.DialTimeout)
-	defer cancel()
-	nc, err := r.dial(ctx, n.addr)
-	if err != nil {
+	n.probeMu.Lock()
+	defer n.probeMu.Unlock()
+	if r.ctx.Err() != nil {
 		return false
 	}
-	_ = nc.Close()
+	r.counters.probes.Add(1)
+	deadline := time.Now().Add(r.cfg.ProbeTimeout)
+	if n.probeConn == nil {
+		ctx, cancel := context.WithDeadline(r.ctx, deadline)
+		nc, err := r.dial(ctx, n.addr)
+		cancel()
+		if err != nil {
+			return false
+		}
+		n.probeConn = nc
+	}
+	nc := n.probeConn
+	err := nc.SetDeadline(deadline)
+	if err == nil {
+		_, err = nc.Write(pingCmd)
+	}
+	if err == nil {
+		err = readReply(nc)
+	}
+	if err != nil {
+		_ = nc.Close()
+		n.probeConn = nil
+		return false
+	}
 	return true
 }
 
+// closeProbe closes n's probe connection; the router is closing.
+func (n *node) closeProbe() {
+	n.probeMu.Lock()
+	defer n.probeMu.Unlock()
+	if n.probeConn != nil {
+		_ = n.probeConn.Close()
+		n.probeConn = nil
+	}
+}
+
+// maxProbeReply bounds the reply a probe reads (PONG, or an error line).
+const maxProbeReply = 4096
+
+// readReply reads one reply frame from nc and drops it.
+func readReply(nc net.Conn) error {
+	var buf [maxProbeReply]byte
+	scanner := NewScanner(maxProbeReply)
+	have := 0
+	for {
+		n, err := nc.Read(buf[have:])
+		have += n
+		if size, serr := scanner.Scan(buf[:have]); serr != nil || size > 0 {
+			return serr
+		}
+		if err != nil {
+			return err
+		}
+		if have == len(buf) {
+			return fmt.Errorf("%w: probe reply longer than %d bytes", ErrProtocol, maxProbeReply)
+		}
+	}
+}
+
 // redialNow lets the next request to n dial at once, whatever backoff its
-// connections' failures earned: n just accepted a probe.
+// connections' failures earned: n just answered a probe.
 func (n *node) redialNow() {
 	for _, c := range n.conns {
 		c.mu.Lock()

@@ -35,6 +35,9 @@ type Request struct {
 	// one write and comes back in one read, while different clients spread
 	// over the node's connections. Zero spreads requests by slot.
 	Affinity uint32
+	// Output, when not nil, bounds the reply bytes kept for the request's
+	// client (see OutputBudget).
+	Output *OutputBudget
 	// Reply is the raw RESP reply once Do returns: the backend's own bytes, or
 	// a RESP error made by the router (never a redirect, never a Go error).
 	Reply []byte
@@ -67,11 +70,13 @@ const HeldNotRunError = "TRYAGAIN the shard's master is failing over: the comman
 // Replies the router makes itself.
 var (
 	replyShuttingDown = []byte("-ERR proxy is shutting down\r\n")
-	replyQueueFull    = []byte("-ERR proxy backend queue is full, try again later\r\n")
 	replyLost         = []byte("-ERR backend connection lost after the command was sent: the command may have run\r\n")
 	replyNotServed    = []byte("-CLUSTERDOWN Hash slot not served\r\n")
 	replyNoRoute      = []byte("-ERR request has neither a valid slot nor a backend address\r\n")
 	replyHoldExpired  = []byte("-" + HeldNotRunError + "\r\n")
+	replyOversized    = []byte("-ERR reply too large: it holds a bulk string longer than the proxy's max-bulk-len, so it was discarded\r\n")
+	replyOutputLimit  = []byte("-ERR the client's replies passed its output limit: discarded\r\n")
+	replyCancelled    = []byte("-ERR request cancelled\r\n")
 	replyHoldFull     = []byte("-TRYAGAIN the shard's master is failing over and the proxy holds as much as it may: the command was not executed, retry\r\n")
 )
 
@@ -128,8 +133,9 @@ func New(ctx context.Context, cfg Config) (*Router, error) {
 		r.cancel()
 		return nil, fmt.Errorf("router: no seed returned the cluster topology: %w", joinOneLine(errs))
 	}
-	r.wg.Add(1)
+	r.wg.Add(2)
 	go r.refreshLoop()
+	go r.watch()
 	return r, nil
 }
 
@@ -166,6 +172,9 @@ func (r *Router) Close() error {
 		}
 	}
 	r.wg.Wait()
+	for _, n := range nodes {
+		n.closeProbe()
+	}
 	return nil
 }
 

@@ -340,18 +340,6 @@ func TestLostConnectionFailsSentWritesAndResendsReads(t *testing.T) {
 	assert.Equal(t, uint64(1), stats.ConnsLost)
 }
 
-func TestStalledBackendTimesOut(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	a := fc.nodes[0]
-	cfg := testConfig(a.addr)
-	cfg.ReadTimeout = 200 * time.Millisecond
-	r := newTestRouter(t, cfg)
-	a.setScript(stallOn(t, "STALL"))
-	req := &Request{Raw: command("STALL", "k"), Slot: int(Slot([]byte("k")))}
-	doWithin(t, r, req)
-	assert.Equal(t, string(replyLost), string(req.Reply))
-}
-
 func TestMalformedReplyBreaksTheConnection(t *testing.T) {
 	fc := newFakeCluster(t, 1)
 	a := fc.nodes[0]
@@ -599,23 +587,4 @@ func TestChaosEveryReplyBelongsToItsRequest(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, int32(callers*batches*pipeline), answered.Load()+failed.Load())
 	assert.Positive(t, answered.Load())
-}
-
-func TestFullQueueFailsAtOnce(t *testing.T) {
-	fc := newFakeCluster(t, 1)
-	a := fc.nodes[0]
-	cfg := testConfig(a.addr)
-	cfg.ConnsPerNode, cfg.MaxPending = 1, 2
-	r := newTestRouter(t, cfg)
-	a.setScript(stallOn(t, "STALL"))
-	reqs := make([]*Request, 3)
-	for i := range reqs {
-		reqs[i] = &Request{Raw: command("STALL", "k"), Slot: int(Slot([]byte("k")))}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	r.Do(ctx, reqs)
-	assert.Equal(t, "-ERR proxy timed out waiting for the backend\r\n", string(reqs[0].Reply))
-	assert.Equal(t, "-ERR proxy timed out waiting for the backend\r\n", string(reqs[1].Reply))
-	assert.Equal(t, string(replyQueueFull), string(reqs[2].Reply))
 }

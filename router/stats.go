@@ -27,6 +27,15 @@ type Stats struct {
 	// HoldFull counts requests answered TRYAGAIN instead of held, because
 	// the held requests' bytes had reached Config.HoldMaxBytes.
 	HoldFull uint64
+	// Parked counts requests that waited in the proxy for room on their
+	// backend connection (MaxPending, MaxPendingBytes).
+	Parked uint64
+	// Oversized counts replies discarded for a bulk longer than MaxBulkLen.
+	Oversized uint64
+	// Probes counts liveness probes sent; Unresponsive the probes a node
+	// did not answer in time; Dead the times a node stayed unresponsive for
+	// DeadTimeout and its connections were closed.
+	Probes, Unresponsive, Dead uint64
 }
 
 // counters are the live values behind Stats; none is touched on the path of
@@ -37,6 +46,8 @@ type counters struct {
 	reloads, reloadFailures            atomic.Uint64
 	held, released, expired, abandoned atomic.Uint64
 	holdFull                           atomic.Uint64
+	parked, oversized                  atomic.Uint64
+	probes, unresponsive, dead         atomic.Uint64
 }
 
 // Stats returns a snapshot of the router's counters.
@@ -48,6 +59,7 @@ func (r *Router) Stats() Stats {
 		ConnsLost: c.connsLost.Load(), DialFailures: c.dialFailures.Load(),
 		Reloads: c.reloads.Load(), ReloadFailures: c.reloadFailures.Load(),
 		Held: c.held.Load(), Released: c.released.Load(), Expired: c.expired.Load(), Abandoned: c.abandoned.Load(),
-		HoldFull: c.holdFull.Load(),
+		HoldFull: c.holdFull.Load(), Parked: c.parked.Load(), Oversized: c.oversized.Load(),
+		Probes: c.probes.Load(), Unresponsive: c.unresponsive.Load(), Dead: c.dead.Load(),
 	}
 }

@@ -149,6 +149,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	rcfg.MaxBulkLen = opts.maxBulkLen
 	rcfg.HoldTimeout = opts.holdTimeout
 	rcfg.HoldMaxBytes = opts.holdMaxBytes
+	rcfg.DeadTimeout = opts.deadTimeout
 	rcfg.Gate = holds
 	rcfg.Logger = logger
 	startCtx, cancel := context.WithTimeout(ctx, startupTimeout)
@@ -216,6 +217,7 @@ func proxyConfig(opts options, listen, announce string, logger *slog.Logger) pro
 	cfg.MaxRequestBytes = opts.maxRequestBytes
 	cfg.MaxBlockingConns = opts.maxBlockingConns
 	cfg.MaxClients = opts.maxClients
+	cfg.ClientOutputLimit = opts.clientOutputLimit
 	cfg.Logger = logger.With("component", "proxy")
 	return cfg
 }

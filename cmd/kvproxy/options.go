@@ -53,7 +53,11 @@ type options struct {
 	holdTimeout time.Duration
 	// holdMaxBytes is router.Config.HoldMaxBytes.
 	holdMaxBytes int64
-	demo         bool
+	// clientOutputLimit is proxy.Config.ClientOutputLimit.
+	clientOutputLimit int64
+	// deadTimeout is router.Config.DeadTimeout.
+	deadTimeout time.Duration
+	demo        bool
 }
 
 // envName is the environment variable that sets flag name.
@@ -85,6 +89,10 @@ func newFlagSet(o *options, seeds, logLevel *string) *flag.FlagSet {
 		"longest a write waits inside the proxy while its shard's master fails over; then the client gets TRYAGAIN")
 	fs.Int64Var(&o.holdMaxBytes, "hold-max-bytes", router.DefaultConfig().HoldMaxBytes,
 		"most bytes of requests held at once across all failing-over shards; past it a write gets TRYAGAIN at once")
+	fs.Int64Var(&o.clientOutputLimit, "client-output-limit", proxy.DefaultConfig().ClientOutputLimit,
+		"most reply bytes the proxy keeps for one client until it reads them; a client past it is disconnected")
+	fs.DurationVar(&o.deadTimeout, "backend-dead-timeout", router.DefaultConfig().DeadTimeout,
+		"how long a cluster node may leave its liveness probes unanswered before the requests already sent to it are answered (writes: may have run)")
 	fs.BoolVar(&o.demo, "demo", false, "start a simulated Kvrocks cluster (3 shards x 1 replica) on free loopback ports and proxy it")
 	return fs
 }
@@ -176,6 +184,10 @@ func (o options) validate() error {
 		return errors.New("no --seeds: name at least one cluster node as host:port (or try --demo)")
 	case o.holdTimeout <= 0 || o.holdTimeout > router.MaxHoldTimeout:
 		return fmt.Errorf("--hold-timeout %v: want a positive duration up to %v", o.holdTimeout, router.MaxHoldTimeout)
+	case o.deadTimeout < router.MinDeadTimeout || o.deadTimeout > router.MaxDeadTimeout:
+		return fmt.Errorf("--backend-dead-timeout %v: want %v to %v", o.deadTimeout, router.MinDeadTimeout, router.MaxDeadTimeout)
+	case o.clientOutputLimit < proxy.MinClientOutputLimit || o.clientOutputLimit > proxy.MaxClientOutputLimit:
+		return fmt.Errorf("--client-output-limit %d: want %d (64 KiB) to %d (64 GiB)", o.clientOutputLimit, proxy.MinClientOutputLimit, int64(proxy.MaxClientOutputLimit))
 	}
 	for _, c := range []struct {
 		flag      string
