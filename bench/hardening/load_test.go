@@ -40,6 +40,7 @@ type shardLoad struct {
 	masters []*cluster.Node
 	e       *env
 	done    chan struct{}
+	halt    sync.Once
 	wg      sync.WaitGroup
 
 	mu       sync.Mutex
@@ -51,6 +52,8 @@ type shardLoad struct {
 func startShardLoad(tb testing.TB, e *env, addr string, writers, readers int) *shardLoad {
 	tb.Helper()
 	l := &shardLoad{addr: addr, masters: e.cluster.Masters(), e: e, done: make(chan struct{})}
+	// A test that ends early still stops its load.
+	tb.Cleanup(func() { l.stop() })
 	for shard, m := range l.masters {
 		for w := range writers + readers {
 			c := mustDial(tb, addr)
@@ -127,7 +130,7 @@ func (l *shardLoad) arrive(tb testing.TB, shard int, first time.Time, interval t
 
 // stop ends the loops, waits for the arrivals and returns every outcome.
 func (l *shardLoad) stop() []outcome {
-	close(l.done)
+	l.halt.Do(func() { close(l.done) })
 	l.wg.Wait()
 	return l.outcomes
 }

@@ -204,6 +204,7 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 // latencyLoop is a client alternating SET and GET of one key, timing each.
 type latencyLoop struct {
 	done    chan struct{}
+	halt    sync.Once
 	wg      sync.WaitGroup
 	samples []latencySample
 	errs    []string
@@ -217,6 +218,8 @@ type latencySample struct {
 func startLatencyLoop(tb testing.TB, addr, key string) *latencyLoop {
 	c := mustDial(tb, addr)
 	l := &latencyLoop{done: make(chan struct{})}
+	// A test that ends early still stops the loop.
+	tb.Cleanup(func() { l.stop() })
 	l.wg.Go(func() {
 		for i := 0; ; i++ {
 			select {
@@ -244,7 +247,7 @@ func startLatencyLoop(tb testing.TB, addr, key string) *latencyLoop {
 
 // stop ends the loop and returns its samples and errors.
 func (l *latencyLoop) stop() ([]latencySample, []string) {
-	close(l.done)
+	l.halt.Do(func() { close(l.done) })
 	l.wg.Wait()
 	return l.samples, l.errs
 }

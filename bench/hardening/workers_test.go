@@ -18,6 +18,7 @@ type step struct {
 // time, until stopped, and note every reply that is not the one wanted.
 type workers struct {
 	done chan struct{}
+	halt sync.Once
 	wg   sync.WaitGroup
 
 	mu       sync.Mutex
@@ -31,6 +32,8 @@ type workers struct {
 func startWorkers(tb testing.TB, addr string, n int, steps func(w, i int) []step) *workers {
 	tb.Helper()
 	ws := &workers{done: make(chan struct{}), answered: make([]int, n)}
+	// A test that ends early still stops its workers.
+	tb.Cleanup(ws.end)
 	for w := range n {
 		c := mustDial(tb, addr)
 		ws.wg.Go(func() {
@@ -71,12 +74,17 @@ func (ws *workers) record(w int, s step, rep reply, err error, took time.Duratio
 	return true
 }
 
+// end stops the loops and waits for them.
+func (ws *workers) end() {
+	ws.halt.Do(func() { close(ws.done) })
+	ws.wg.Wait()
+}
+
 // stop ends the loops and checks that every worker was answered and no
 // reply was wrong.
 func (ws *workers) stop(t *testing.T, what string) {
 	t.Helper()
-	close(ws.done)
-	ws.wg.Wait()
+	ws.end()
 	total := 0
 	for w, n := range ws.answered {
 		if n == 0 {
