@@ -41,7 +41,10 @@ type Config struct {
 	ProbeTimeout time.Duration
 	// DeadTimeout is how long a node may stay unresponsive before its
 	// connections are closed: the requests sent on them are then answered
-	// (writes with "may have run"), rather than waiting for the node.
+	// (writes with "may have run"), rather than waiting for the node. A
+	// single-threaded Redis answers nothing while it runs a long script
+	// (until busy-reply-threshold, 5 s) or builds a huge output (100 GETs
+	// of 20 MB took it 5.6 s): keep DeadTimeout above such stalls.
 	DeadTimeout time.Duration
 	// RefreshInterval is the period of the background topology reload, so a
 	// dead master is noticed even when nothing redirects.
@@ -118,7 +121,7 @@ func DefaultConfig() Config {
 		HoldMaxBytes:    64 << 20,
 		ProbeInterval:   100 * time.Millisecond,
 		ProbeTimeout:    250 * time.Millisecond,
-		DeadTimeout:     5 * time.Second,
+		DeadTimeout:     10 * time.Second,
 		MaxRetries:      10,
 		RetryBackoff:    5 * time.Millisecond,
 		MaxRetryBackoff: 200 * time.Millisecond,
