@@ -273,7 +273,15 @@ func (r *Router) dispatch(ctx context.Context, b *batch) {
 		}
 	}
 	for _, c := range b.touched {
+		size := 0
+		for _, i := range b.active {
+			if cl := &b.calls[i]; cl.conn == c {
+				size += len(cl.req.Raw)
+			}
+		}
 		c.mu.Lock()
+		// One allocation for a huge batch, not append's many.
+		c.wbuf = slices.Grow(c.wbuf, size)
 		for _, i := range b.active {
 			if cl := &b.calls[i]; cl.conn == c {
 				c.enqueueLocked(cl)
