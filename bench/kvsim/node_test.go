@@ -436,7 +436,14 @@ func FuzzParseClusterNodes(f *testing.F) {
 			}
 		}
 
-		if len(strings.Fields(host)) != 1 || strings.Fields(host)[0] != host || port == 0 || port > 65535-16 {
+		// Render splits each NodeRef.Addr, a listening node's address, back
+		// into host and port, so only hosts a node's address can carry are
+		// generated: one word that net.SplitHostPort gets back from
+		// net.JoinHostPort. A host of "]" joins to "]:30001", which does not
+		// split, so Render wrote a line with no port, and the parser (like
+		// Kvrocks) rightly rejected it with "Invalid cluster node port".
+		split, _, err := net.SplitHostPort(net.JoinHostPort(host, "1"))
+		if err != nil || split != host || len(strings.Fields(host)) != 1 || strings.Fields(host)[0] != host || port == 0 || port > 65535-16 {
 			host, port = "127.0.0.1", 7000
 		}
 		topo := Topology{Version: 1}
