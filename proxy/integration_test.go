@@ -38,10 +38,18 @@ type clusterProxy struct {
 // edits, if any, change the router's Config first.
 func startClusterProxy(t *testing.T, edits ...func(*router.Config)) *clusterProxy {
 	t.Helper()
+	return startClusterProxyWith(t, cluster.Options{Masters: 3, ReplicasPerMaster: 1}, nil, edits...)
+}
+
+// startClusterProxyWith starts a Redis Cluster of opts and a proxy in front
+// of it; editProxy, when not nil, changes the proxy's Config, edits the
+// router's.
+func startClusterProxyWith(t *testing.T, opts cluster.Options, editProxy func(*Config), edits ...func(*router.Config)) *clusterProxy {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
-	c := cluster.Start(t, cluster.Options{Masters: 3, ReplicasPerMaster: 1})
+	c := cluster.Start(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cfg := router.DefaultConfig()
@@ -52,7 +60,7 @@ func startClusterProxy(t *testing.T, edits ...func(*router.Config)) *clusterProx
 	r, err := router.New(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, r.Close()) })
-	_, addr := startProxy(t, r, nil)
+	_, addr := startProxy(t, r, editProxy)
 	return &clusterProxy{cluster: c, router: r, addr: addr}
 }
 
