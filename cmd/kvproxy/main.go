@@ -216,6 +216,7 @@ func proxyConfig(opts options, listen, announce string, logger *slog.Logger) pro
 	cfg.MaxRequestBytes = opts.maxRequestBytes
 	cfg.MaxBlockingConns = opts.maxBlockingConns
 	cfg.MaxClients = opts.maxClients
+	cfg.PubSubOutputLimit = opts.pubsubOutputLimit
 	cfg.Logger = logger.With("component", "proxy")
 	return cfg
 }

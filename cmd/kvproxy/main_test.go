@@ -39,16 +39,17 @@ func TestParseOptionsDefaults(t *testing.T) {
 	o, err := parseOptions([]string{"--seeds", "10.0.0.1:6666"}, noEnv)
 	require.NoError(t, err)
 	assert.Equal(t, options{
-		listen:           "127.0.0.1:6380",
-		seeds:            []string{"10.0.0.1:6666"},
-		backendConns:     4,
-		logLevel:         slog.LevelInfo,
-		maxBulkLen:       proxy.DefaultMaxBulkLen,
-		maxRequestBytes:  proxy.DefaultMaxRequestBytes,
-		maxBlockingConns: proxy.DefaultConfig().MaxBlockingConns,
-		maxClients:       proxy.DefaultMaxClients,
-		holdTimeout:      router.DefaultConfig().HoldTimeout,
-		holdMaxBytes:     router.DefaultConfig().HoldMaxBytes,
+		listen:            "127.0.0.1:6380",
+		seeds:             []string{"10.0.0.1:6666"},
+		backendConns:      4,
+		logLevel:          slog.LevelInfo,
+		maxBulkLen:        proxy.DefaultMaxBulkLen,
+		maxRequestBytes:   proxy.DefaultMaxRequestBytes,
+		maxBlockingConns:  proxy.DefaultConfig().MaxBlockingConns,
+		maxClients:        proxy.DefaultMaxClients,
+		holdTimeout:       router.DefaultConfig().HoldTimeout,
+		holdMaxBytes:      router.DefaultConfig().HoldMaxBytes,
+		pubsubOutputLimit: proxy.DefaultPubSubOutputLimit,
 	}, o)
 
 	o, err = parseOptions([]string{"--demo"}, noEnv)
@@ -62,59 +63,63 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		"--listen", ":7000", "--seeds", " a:1, b:2 ,,c:3", "--password", "pw", "--backend-password", "bpw", "--admin-password", "apw",
 		"--backend-conns", "8", "--announce", "proxy.example:7000", "--log-level", "WARN", "--max-bulk-len", "1024",
 		"--max-blocking-conns", "7", "--hold-timeout", "1s", "--hold-max-bytes", "4096", "--max-clients", "50", "--max-request-bytes", "2097152",
+		"--pubsub-output-limit", "1048576",
 	}
 	o, err := parseOptions(args, noEnv)
 	require.NoError(t, err)
 	assert.Equal(t, options{
-		listen:           ":7000",
-		seeds:            []string{"a:1", "b:2", "c:3"},
-		password:         "pw",
-		backendPassword:  "bpw",
-		adminPassword:    "apw",
-		backendConns:     8,
-		announce:         "proxy.example:7000",
-		logLevel:         slog.LevelWarn,
-		maxBulkLen:       1024,
-		maxRequestBytes:  2 << 20,
-		maxBlockingConns: 7,
-		maxClients:       50,
-		holdTimeout:      time.Second,
-		holdMaxBytes:     4096,
+		listen:            ":7000",
+		seeds:             []string{"a:1", "b:2", "c:3"},
+		password:          "pw",
+		backendPassword:   "bpw",
+		adminPassword:     "apw",
+		backendConns:      8,
+		announce:          "proxy.example:7000",
+		logLevel:          slog.LevelWarn,
+		maxBulkLen:        1024,
+		maxRequestBytes:   2 << 20,
+		maxBlockingConns:  7,
+		maxClients:        50,
+		holdTimeout:       time.Second,
+		holdMaxBytes:      4096,
+		pubsubOutputLimit: 1 << 20,
 	}, o)
 }
 
 func TestParseOptionsEnvironment(t *testing.T) {
 	env := map[string]string{
-		"KVPROXY_LISTEN":             "127.0.0.1:7001",
-		"KVPROXY_SEEDS":              "s:1,t:2",
-		"KVPROXY_PASSWORD":           "pw",
-		"KVPROXY_BACKEND_PASSWORD":   "bpw",
-		"KVPROXY_BACKEND_CONNS":      "2",
-		"KVPROXY_ANNOUNCE":           "h:7001",
-		"KVPROXY_LOG_LEVEL":          "debug",
-		"KVPROXY_MAX_BULK_LEN":       "99",
-		"KVPROXY_MAX_BLOCKING_CONNS": "3",
-		"KVPROXY_HOLD_TIMEOUT":       "750ms",
-		"KVPROXY_HOLD_MAX_BYTES":     "1000",
-		"KVPROXY_MAX_CLIENTS":        "20",
-		"KVPROXY_MAX_REQUEST_BYTES":  "3145728",
+		"KVPROXY_LISTEN":              "127.0.0.1:7001",
+		"KVPROXY_SEEDS":               "s:1,t:2",
+		"KVPROXY_PASSWORD":            "pw",
+		"KVPROXY_BACKEND_PASSWORD":    "bpw",
+		"KVPROXY_BACKEND_CONNS":       "2",
+		"KVPROXY_ANNOUNCE":            "h:7001",
+		"KVPROXY_LOG_LEVEL":           "debug",
+		"KVPROXY_MAX_BULK_LEN":        "99",
+		"KVPROXY_MAX_BLOCKING_CONNS":  "3",
+		"KVPROXY_HOLD_TIMEOUT":        "750ms",
+		"KVPROXY_HOLD_MAX_BYTES":      "1000",
+		"KVPROXY_MAX_CLIENTS":         "20",
+		"KVPROXY_MAX_REQUEST_BYTES":   "3145728",
+		"KVPROXY_PUBSUB_OUTPUT_LIMIT": "65536",
 	}
 	o, err := parseOptions(nil, envOf(env))
 	require.NoError(t, err)
 	assert.Equal(t, options{
-		listen:           "127.0.0.1:7001",
-		seeds:            []string{"s:1", "t:2"},
-		password:         "pw",
-		backendPassword:  "bpw",
-		backendConns:     2,
-		announce:         "h:7001",
-		logLevel:         slog.LevelDebug,
-		maxBulkLen:       99,
-		maxRequestBytes:  3 << 20,
-		maxBlockingConns: 3,
-		maxClients:       20,
-		holdTimeout:      750 * time.Millisecond,
-		holdMaxBytes:     1000,
+		listen:            "127.0.0.1:7001",
+		seeds:             []string{"s:1", "t:2"},
+		password:          "pw",
+		backendPassword:   "bpw",
+		backendConns:      2,
+		announce:          "h:7001",
+		logLevel:          slog.LevelDebug,
+		maxBulkLen:        99,
+		maxRequestBytes:   3 << 20,
+		maxBlockingConns:  3,
+		maxClients:        20,
+		holdTimeout:       750 * time.Millisecond,
+		holdMaxBytes:      1000,
+		pubsubOutputLimit: 64 << 10,
 	}, o)
 
 	t.Run("flag wins over env", func(t *testing.T) {
@@ -171,6 +176,10 @@ func TestParseOptionsRejects(t *testing.T) {
 		{"hold timeout negative", []string{"--seeds", "a:1", "--hold-timeout", "-1s"}, nil, "--hold-timeout -1s"},
 		{"hold timeout too long", []string{"--seeds", "a:1", "--hold-timeout", "11m"}, nil, "--hold-timeout 11m0s: want a positive duration up to 10m0s"},
 		{"hold max bytes too many", []string{"--seeds", "a:1", "--hold-max-bytes", "17179869185"}, nil, "--hold-max-bytes 17179869185: want 1 to 17179869184"},
+		{"pubsub output limit too small", []string{"--seeds", "a:1", "--pubsub-output-limit", "65535"}, nil,
+			"--pubsub-output-limit 65535: want 65536 (64 KiB) to 17179869184 (16 GiB)"},
+		{"pubsub output limit too large", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_PUBSUB_OUTPUT_LIMIT": "17179869185"},
+			"--pubsub-output-limit 17179869185"},
 		{"max blocking conns from env negative", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_MAX_BLOCKING_CONNS": "-2"},
 			"--max-blocking-conns -2"},
 		{"max blocking conns not a number", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_MAX_BLOCKING_CONNS": "lots"},
@@ -199,7 +208,7 @@ func TestRunHelp(t *testing.T) {
 	assert.Equal(t, exitOK, code)
 	assert.Empty(t, stderr.String())
 	for _, name := range []string{"listen", "seeds", "password", "backend-password", "backend-conns",
-		"announce", "log-level", "max-bulk-len", "max-blocking-conns", "max-clients", "demo"} {
+		"announce", "log-level", "max-bulk-len", "max-blocking-conns", "max-clients", "pubsub-output-limit", "demo"} {
 		assert.Contains(t, stdout.String(), "--"+name)
 		assert.Contains(t, stdout.String(), envName(name))
 	}
@@ -373,10 +382,11 @@ func TestRunWiresFlags(t *testing.T) {
 	t.Cleanup(sim.Close)
 
 	env := envOf(map[string]string{
-		"KVPROXY_PASSWORD":         "client-secret",
-		"KVPROXY_BACKEND_PASSWORD": "backend-secret",
-		"KVPROXY_ANNOUNCE":         "proxy.invalid:7777",
-		"KVPROXY_LOG_LEVEL":        "error", // overridden below: the serving line is logged at info
+		"KVPROXY_PASSWORD":            "client-secret",
+		"KVPROXY_BACKEND_PASSWORD":    "backend-secret",
+		"KVPROXY_ANNOUNCE":            "proxy.invalid:7777",
+		"KVPROXY_LOG_LEVEL":           "error", // overridden below: the serving line is logged at info
+		"KVPROXY_PUBSUB_OUTPUT_LIMIT": "1048576",
 	})
 	args := []string{"--listen", "127.0.0.1:0", "--seeds", refusedAddr(t) + "," + sim.Nodes()[1].Addr(),
 		"--log-level", "info", "--backend-conns", "1"}
@@ -398,6 +408,7 @@ func TestRunWiresFlags(t *testing.T) {
 	require.Len(t, slots, 1)
 	require.NotEmpty(t, slots[0].Nodes)
 	assert.Equal(t, "proxy.invalid:7777", slots[0].Nodes[0].Addr)
+	assert.Contains(t, c.Info(ctx, "clients").Val(), "pubsub_output_limit:1048576\r\n")
 
 	assert.Equal(t, exitOK, stop())
 }
@@ -406,7 +417,7 @@ func TestRunWiresFlags(t *testing.T) {
 // reaches its Config, and that the result is valid.
 func TestProxyConfigFromOptions(t *testing.T) {
 	o, err := parseOptions([]string{"--seeds", "a:1", "--password", "pw", "--max-bulk-len", "2048",
-		"--max-blocking-conns", "9", "--max-clients", "77", "--max-request-bytes", "4194304"}, noEnv)
+		"--max-blocking-conns", "9", "--max-clients", "77", "--max-request-bytes", "4194304", "--pubsub-output-limit", "2097152"}, noEnv)
 	require.NoError(t, err)
 	cfg := proxyConfig(o, "127.0.0.1:7000", "proxy.example:7000", slog.New(slog.DiscardHandler))
 	require.NoError(t, cfg.Validate())
@@ -417,6 +428,7 @@ func TestProxyConfigFromOptions(t *testing.T) {
 	assert.Equal(t, 9, cfg.MaxBlockingConns)
 	assert.Equal(t, 77, cfg.MaxClients)
 	assert.Equal(t, int64(4<<20), cfg.MaxRequestBytes)
+	assert.Equal(t, int64(2<<20), cfg.PubSubOutputLimit)
 }
 
 func TestAnnounceAddr(t *testing.T) {

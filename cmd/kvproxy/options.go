@@ -30,6 +30,10 @@ const (
 	maxMaxRequestBytes = 64 << 30
 )
 
+// minPubSubOutputLimit is the least --pubsub-output-limit: below it a
+// subscriber's cluster connections would stop every few messages.
+const minPubSubOutputLimit = 64 << 10
+
 // options is the command line once parsed and checked.
 type options struct {
 	listen          string
@@ -53,7 +57,9 @@ type options struct {
 	holdTimeout time.Duration
 	// holdMaxBytes is router.Config.HoldMaxBytes.
 	holdMaxBytes int64
-	demo         bool
+	// pubsubOutputLimit is proxy.Config.PubSubOutputLimit.
+	pubsubOutputLimit int64
+	demo              bool
 }
 
 // envName is the environment variable that sets flag name.
@@ -85,6 +91,8 @@ func newFlagSet(o *options, seeds, logLevel *string) *flag.FlagSet {
 		"longest a write waits inside the proxy while its shard's master fails over; then the client gets TRYAGAIN")
 	fs.Int64Var(&o.holdMaxBytes, "hold-max-bytes", router.DefaultConfig().HoldMaxBytes,
 		"most bytes of requests held at once across all failing-over shards; past it a write gets TRYAGAIN at once")
+	fs.Int64Var(&o.pubsubOutputLimit, "pubsub-output-limit", proxy.DefaultPubSubOutputLimit,
+		"bytes of messages pending for one subscriber; at it the proxy stops reading that subscriber's cluster connections until it catches up (a subscriber that reads is never dropped)")
 	fs.BoolVar(&o.demo, "demo", false, "start a simulated Kvrocks cluster (3 shards x 1 replica) on free loopback ports and proxy it")
 	return fs
 }
@@ -193,6 +201,9 @@ func (o options) validate() error {
 	}
 	if o.maxRequestBytes < minMaxRequestBytes || o.maxRequestBytes > maxMaxRequestBytes {
 		return fmt.Errorf("--max-request-bytes %d: want %d (1 MiB) to %d (64 GiB)", o.maxRequestBytes, minMaxRequestBytes, maxMaxRequestBytes)
+	}
+	if o.pubsubOutputLimit < minPubSubOutputLimit || o.pubsubOutputLimit > proxy.MaxPubSubOutputLimit {
+		return fmt.Errorf("--pubsub-output-limit %d: want %d (64 KiB) to %d (16 GiB)", o.pubsubOutputLimit, minPubSubOutputLimit, int64(proxy.MaxPubSubOutputLimit))
 	}
 	if err := checkAddr(o.listen, false); err != nil {
 		return fmt.Errorf("--listen %q: %v", o.listen, err)
