@@ -43,9 +43,20 @@ type Config struct {
 	// MaxOutputBytes is how many reply bytes are buffered for one client
 	// before they are written out; writing blocks while the client does not
 	// read, so a client's pending output stays under this plus one reply.
-	// A subscriber whose pending messages would pass it is disconnected, as
-	// Redis' client-output-buffer-limit pubsub does.
+	// Subscribers have a limit of their own, PubSubOutputLimit.
 	MaxOutputBytes int
+	// PubSubOutputLimit caps the bytes of messages and replies pending for
+	// one subscriber (Redis' client-output-buffer-limit pubsub hard limit).
+	// A subscriber is never dropped for reaching it: the proxy stops reading
+	// that subscriber's own backend connections until it has drained half of
+	// it, so the backend holds the rest (TCP backpressure). Its pending
+	// output stays under this plus one message per backend connection.
+	PubSubOutputLimit int64
+	// PubSubStallTimeout is how long a subscriber at PubSubOutputLimit may
+	// take no byte of its output before it is disconnected: it reads
+	// nothing, and keeping its subscription only keeps the backend
+	// buffering for it.
+	PubSubStallTimeout time.Duration
 	// MaxClients is how many clients may be connected at once (Redis'
 	// maxclients); one more is answered "-ERR max number of clients
 	// reached" and closed. Each client costs a file descriptor: the command
@@ -96,6 +107,13 @@ const (
 	DefaultMaxRequestBytes = 512 << 20
 	// DefaultMaxClients is Redis' default maxclients.
 	DefaultMaxClients = 10000
+	// DefaultPubSubOutputLimit is Redis' default hard limit for
+	// subscribers (client-output-buffer-limit pubsub 32mb 8mb 60).
+	DefaultPubSubOutputLimit = 32 << 20
+	// DefaultPubSubStallTimeout is the 60 seconds of that Redis setting:
+	// there a subscriber over 8 MB for 60 s is dropped even if it reads;
+	// here only one that took nothing for that long while at the limit.
+	DefaultPubSubStallTimeout = 60 * time.Second
 )
 
 // Upper bounds Validate enforces, so a mistyped value is refused at start.
@@ -111,26 +129,31 @@ const (
 	// the limit bounds nothing a machine has.
 	MinClientOutputLimit = 64 << 10
 	MaxClientOutputLimit = 64 << 30
+	// MaxPubSubOutputLimit bounds PubSubOutputLimit: more per subscriber
+	// is a typo, not a plan.
+	MaxPubSubOutputLimit = 16 << 30
 )
 
 // DefaultConfig returns a Config listening on 127.0.0.1:6380 with Redis'
 // limits.
 func DefaultConfig() Config {
 	return Config{
-		ListenAddr:       "127.0.0.1:6380",
-		AnnounceAddr:     "127.0.0.1:6380",
-		MaxBulkLen:       DefaultMaxBulkLen,
-		MaxArgs:          DefaultMaxArgs,
-		MaxRequestBytes:  DefaultMaxRequestBytes,
-		MaxPipeline:      1024,
-		MaxOutputBytes:   1 << 20,
+		ListenAddr:      "127.0.0.1:6380",
+		AnnounceAddr:    "127.0.0.1:6380",
+		MaxBulkLen:      DefaultMaxBulkLen,
+		MaxArgs:         DefaultMaxArgs,
+		MaxRequestBytes: DefaultMaxRequestBytes,
+		MaxPipeline:     1024,
+		MaxOutputBytes:  1 << 20,
 		// ClientOutputLimit: 64 MiB, twice Redis' hard limit for
 		// Pub/Sub clients, for commands that reply in bulk.
-		ClientOutputLimit: 64 << 20,
-		MaxClients:       DefaultMaxClients,
-		MaxBlockingConns: 1000,
-		ShutdownTimeout:  10 * time.Second,
-		Logger:           slog.New(slog.DiscardHandler),
+		ClientOutputLimit:  64 << 20,
+		PubSubOutputLimit:  DefaultPubSubOutputLimit,
+		PubSubStallTimeout: DefaultPubSubStallTimeout,
+		MaxClients:         DefaultMaxClients,
+		MaxBlockingConns:   1000,
+		ShutdownTimeout:    10 * time.Second,
+		Logger:             slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -153,6 +176,8 @@ func (c *Config) Validate() error {
 		{c.MaxOutputBytes > 0, "MaxOutputBytes must be positive"},
 		{c.ClientOutputLimit >= MinClientOutputLimit && c.ClientOutputLimit <= MaxClientOutputLimit,
 			"ClientOutputLimit must be " + strconv.Itoa(MinClientOutputLimit) + " to " + strconv.FormatInt(MaxClientOutputLimit, 10)},
+		{c.PubSubOutputLimit > 0 && c.PubSubOutputLimit <= MaxPubSubOutputLimit, "PubSubOutputLimit must be 1 to " + strconv.FormatInt(MaxPubSubOutputLimit, 10)},
+		{c.PubSubStallTimeout > 0, "PubSubStallTimeout must be positive"},
 		{c.MaxClients > 0 && c.MaxClients <= MaxMaxClients, "MaxClients must be 1 to " + strconv.Itoa(MaxMaxClients)},
 		{c.MaxBlockingConns > 0 && c.MaxBlockingConns <= MaxMaxBlockingConns, "MaxBlockingConns must be 1 to " + strconv.Itoa(MaxMaxBlockingConns)},
 		{c.ShutdownTimeout > 0, "ShutdownTimeout must be positive"},

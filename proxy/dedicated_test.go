@@ -225,29 +225,6 @@ func TestBlockingCapAndHangUp(t *testing.T) {
 		5*time.Second, 5*time.Millisecond, "the backend connection is closed with the client's")
 }
 
-func TestSubscriberTooSlowIsDisconnected(t *testing.T) {
-	client, peer := net.Pipe()
-	t.Cleanup(func() { _ = peer.Close() })
-	sub := newSubscriber(context.Background(), client, 10)
-	t.Cleanup(sub.shutdown)
-	sub.mu.Lock()
-	sub.enqueueLocked([]byte("12345678")) // the writer takes it and blocks: nobody reads
-	sub.mu.Unlock()
-	require.Eventually(t, func() bool {
-		sub.mu.Lock()
-		defer sub.mu.Unlock()
-		return sub.writing
-	}, 5*time.Second, time.Millisecond)
-	sub.mu.Lock()
-	sub.enqueueLocked([]byte("abcdef"))
-	sub.enqueueLocked([]byte("ghijk")) // 11 bytes pending: over the limit
-	closed := sub.closed
-	sub.mu.Unlock()
-	assert.True(t, closed)
-	_, err := peer.Read(make([]byte, 64))
-	assert.Error(t, err, "the client's connection is closed")
-}
-
 func TestParsePubSubReply(t *testing.T) {
 	for _, tc := range []struct {
 		frame   string

@@ -38,17 +38,18 @@ type clusterProxy struct {
 // edits, if any, change the router's Config first.
 func startClusterProxy(t *testing.T, edits ...func(*router.Config)) *clusterProxy {
 	t.Helper()
-	return startClusterProxyWith(t, nil, edits...)
+	return startClusterProxyWith(t, threeMasters, nil, edits...)
 }
 
-// startClusterProxyWith is startClusterProxy with the proxy's Config edited
-// too.
-func startClusterProxyWith(t *testing.T, proxyEdit func(*Config), edits ...func(*router.Config)) *clusterProxy {
+// startClusterProxyWith starts a Redis Cluster of opts and a proxy in front
+// of it; editProxy, when not nil, changes the proxy's Config, edits the
+// router's.
+func startClusterProxyWith(t *testing.T, opts cluster.Options, editProxy func(*Config), edits ...func(*router.Config)) *clusterProxy {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
-	c := cluster.Start(t, cluster.Options{Masters: 3, ReplicasPerMaster: 1})
+	c := cluster.Start(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cfg := router.DefaultConfig()
@@ -59,7 +60,7 @@ func startClusterProxyWith(t *testing.T, proxyEdit func(*Config), edits ...func(
 	r, err := router.New(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, r.Close()) })
-	_, addr := startProxy(t, r, proxyEdit)
+	_, addr := startProxy(t, r, editProxy)
 	return &clusterProxy{cluster: c, router: r, addr: addr}
 }
 
@@ -525,3 +526,6 @@ func TestRepliesMatchTheKvsimNodes(t *testing.T) {
 		assert.Contains(t, nodes, m.ID()+" "+m.Addr()+"@")
 	}
 }
+
+// threeMasters is the Redis Cluster startClusterProxy starts.
+var threeMasters = cluster.Options{Masters: 3, ReplicasPerMaster: 1}

@@ -73,6 +73,8 @@ func (srv *Server) writeInfoSection(b *strings.Builder, section string) {
 		line("connected_clients", itoa(srv.stats.connectedClients.Load()))
 		line("maxclients", strconv.Itoa(srv.cfg.MaxClients))
 		line("blocked_clients", "0")
+		line("pubsub_output_limit", itoa(srv.cfg.PubSubOutputLimit))
+		line("pubsub_peak_output_bytes", itoa(srv.stats.pubsubPeakOutput.Load()))
 	case "stats":
 		b.WriteString("# Stats\r\n")
 		line("total_connections_received", itoa(srv.stats.connectionsReceived.Load()))
@@ -90,6 +92,8 @@ func (srv *Server) writeInfoSection(b *strings.Builder, section string) {
 			line("backend_declared_dead", strconv.FormatUint(st.Dead, 10))
 			line("backend_connections_lost", strconv.FormatUint(st.ConnsLost, 10))
 		}
+		line("pubsub_output_limit_pauses", itoa(srv.stats.pubsubOutputLimitPauses.Load()))
+		line("pubsub_output_limit_disconnections", itoa(srv.stats.pubsubOutputLimitDisconnections.Load()))
 	case "cluster":
 		b.WriteString("# Cluster\r\n")
 		line("cluster_enabled", "1")

@@ -14,7 +14,7 @@ import (
 // limit; the clients that stay under it, on the same shard, are served.
 func TestClientPastItsOutputLimitIsDisconnected(t *testing.T) {
 	const limit = 1 << 20
-	cp := startClusterProxyWith(t, func(c *Config) { c.ClientOutputLimit = limit })
+	cp := startClusterProxyWith(t, threeMasters, func(c *Config) { c.ClientOutputLimit = limit })
 	bystander := dialResp(t, cp.addr)
 	value := strings.Repeat("v", 300<<10)
 	require.Equal(t, "+OK\r\n", bystander.do("SET", "{k}v", value))

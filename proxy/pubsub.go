@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -23,12 +24,22 @@ import (
 // any keyed command.
 //
 // While subscribed, a per-client writer goroutine owns the client's socket:
-// every reply and message goes through its queue, which holds at most
-// MaxOutputBytes (past it the slow subscriber is disconnected, as Redis'
-// client-output-buffer-limit pubsub does). The session waits for the
+// every reply and message goes through its queue. The session waits for the
 // replies in flight before it answers a command itself, so replies keep the
 // order of the commands, and the subscription counts the backends report
 // tell when the client has left subscriber mode.
+//
+// The queue is capped by PubSubOutputLimit, but a subscriber is not dropped
+// for reaching it, as Redis' client-output-buffer-limit would: a client that
+// reads, however slowly, gets every message its backends kept for it. At
+// the limit the pumps stop reading the client's backend connections (its
+// own: no other client shares them) until it has drained half of it, so
+// messages wait in the kernel's socket buffers and then in the backend's
+// output buffer for the proxy's connection. Past the backend's own limit
+// (Redis' pubsub default: 32 MB, or 8 MB for 60 s) the backend closes that
+// connection: it is re-established as a lost one, and what the backend
+// dropped is lost. Only a subscriber that takes no byte for
+// PubSubStallTimeout while at the limit is disconnected (writeBatchLocked).
 //
 // A lost subscriber connection (node restarted, killed, or closing it) is
 // re-established without the client noticing: the global one on the first
@@ -117,7 +128,10 @@ func routedPubSub(cmd *CommandInfo) bool { return cmd == cmdSPUBLISH }
 // subscriber is the Pub/Sub state of a client in subscriber mode.
 type subscriber struct {
 	client net.Conn
-	maxOut int
+	// limit is Config.PubSubOutputLimit, stallTimeout
+	// Config.PubSubStallTimeout.
+	limit        int64
+	stallTimeout time.Duration
 	// srv gives the topology, the pool and the logger for re-establishing
 	// lost connections.
 	srv *Server
@@ -130,12 +144,18 @@ type subscriber struct {
 	mu   sync.Mutex
 	cond sync.Cond
 	// out is what the writer has yet to send; writing is true while it
-	// sends a batch taken from out.
+	// sends a batch taken from out, of which unsent bytes are left.
 	out     []byte
 	spare   []byte
 	writing bool
-	closed  bool
-	conns   map[string]*subConn
+	unsent  int
+	// pausedAt is when the pending output reached the limit, zero while
+	// the pumps read; drainedAt is when the client last took some.
+	pausedAt, drainedAt time.Time
+	// peak is the most output pending so far.
+	peak   int
+	closed bool
+	conns  map[string]*subConn
 	// watching is set once the goroutine that moves connections after a
 	// topology change runs.
 	watching bool
@@ -222,10 +242,16 @@ func (c *subConn) subscriptions() int { return len(c.channels) + len(c.patterns)
 func (c *subConn) unused() bool { return len(c.expect) == 0 && c.subscriptions() == 0 }
 
 // newSubscriber starts the writer; cancelling ctx (a shutdown past its
-// budget) ends the subscription even while nodes keep silent. srv must be
-// set before a connection is added.
-func newSubscriber(ctx context.Context, client net.Conn, maxOut int) *subscriber {
-	sub := &subscriber{client: client, maxOut: maxOut, conns: make(map[string]*subConn), resubscribeTimeout: resubscribeTimeout}
+// budget) ends the subscription even while nodes keep silent.
+func newSubscriber(ctx context.Context, srv *Server, client net.Conn) *subscriber {
+	sub := &subscriber{
+		client:             client,
+		srv:                srv,
+		limit:              srv.cfg.PubSubOutputLimit,
+		stallTimeout:       srv.cfg.PubSubStallTimeout,
+		conns:              make(map[string]*subConn),
+		resubscribeTimeout: resubscribeTimeout,
+	}
 	sub.ctx, sub.cancel = context.WithCancel(ctx)
 	sub.cond.L = &sub.mu
 	sub.stopCancel = context.AfterFunc(ctx, func() {
@@ -238,9 +264,19 @@ func newSubscriber(ctx context.Context, client net.Conn, maxOut int) *subscriber
 	return sub
 }
 
+// subscriberWriteChunk bounds one write to a subscriber, so the pending
+// count follows what the client takes and the pumps resume once it is down
+// to half the limit, not only after a whole batch.
+const subscriberWriteChunk = 64 << 10
+
+// errSubscriberStalled ends a subscriber that took nothing at its limit.
+var errSubscriberStalled = errors.New("proxy: subscriber took no output for its stall timeout")
+
 // writeLoop sends the queued output to the client.
 func (sub *subscriber) writeLoop() {
 	defer sub.wg.Done()
+	// The session writes to the socket again once out of subscriber mode.
+	defer func() { _ = sub.client.SetWriteDeadline(time.Time{}) }()
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	for {
@@ -252,11 +288,9 @@ func (sub *subscriber) writeLoop() {
 		}
 		batch := sub.out
 		sub.out, sub.spare = sub.spare[:0], nil
-		sub.writing = true
-		sub.mu.Unlock()
-		_, err := sub.client.Write(batch)
-		sub.mu.Lock()
-		sub.writing = false
+		sub.writing, sub.unsent = true, len(batch)
+		err := sub.writeBatchLocked(batch)
+		sub.writing, sub.unsent = false, 0
 		if cap(batch) <= maxKeptBuffer {
 			sub.spare = batch[:0]
 		}
@@ -268,22 +302,89 @@ func (sub *subscriber) writeLoop() {
 	}
 }
 
-// enqueueLocked queues output for the client, disconnecting a client whose
-// queue would pass the limit. sub.mu is held.
+// writeBatchLocked sends batch a chunk at a time, releasing sub.mu while it
+// writes. Each write has a deadline: at the limit, PubSubStallTimeout after
+// the later of the last progress and the pause, so a client that takes
+// nothing for that long is disconnected (errSubscriberStalled); below the
+// limit it only wakes the writer now and then, as such a client costs no
+// more than the limit. Progress is dated when a write returns, never
+// earlier than it happened.
+func (sub *subscriber) writeBatchLocked(batch []byte) error {
+	for sent := 0; sent < len(batch); {
+		deadline := time.Now().Add(sub.stallTimeout)
+		if !sub.pausedAt.IsZero() {
+			deadline = sub.stalledSinceLocked().Add(sub.stallTimeout)
+		}
+		chunk := batch[sent:min(len(batch), sent+subscriberWriteChunk)]
+		sub.mu.Unlock()
+		err := sub.client.SetWriteDeadline(deadline)
+		n := 0
+		if err == nil {
+			n, err = sub.client.Write(chunk)
+		}
+		sub.mu.Lock()
+		if n > 0 {
+			sent += n
+			sub.drainedLocked(n)
+		}
+		switch {
+		case err == nil:
+		case sub.closed || !isTimeout(err):
+			return err
+		case !sub.pausedAt.IsZero() && time.Since(sub.stalledSinceLocked()) >= sub.stallTimeout:
+			sub.srv.stats.pubsubOutputLimitDisconnections.Add(1)
+			sub.srv.stalledSubLog.Log("client", sub.client.RemoteAddr().String(), "pending", sub.pendingLocked(),
+				"limit", sub.limit, "stalled", sub.stallTimeout)
+			return errSubscriberStalled
+		}
+	}
+	return nil
+}
+
+// stalledSinceLocked is when a paused subscriber last made progress: the
+// later of its pause and its last drained byte.
+func (sub *subscriber) stalledSinceLocked() time.Time {
+	if sub.drainedAt.After(sub.pausedAt) {
+		return sub.drainedAt
+	}
+	return sub.pausedAt
+}
+
+// pendingLocked is the output not yet written to the client.
+func (sub *subscriber) pendingLocked() int { return len(sub.out) + sub.unsent }
+
+// drainedLocked notes n bytes written to the client, resuming the pumps
+// once the pending output is down to half the limit.
+func (sub *subscriber) drainedLocked(n int) {
+	sub.unsent -= n
+	sub.drainedAt = time.Now()
+	if !sub.pausedAt.IsZero() && int64(sub.pendingLocked()) <= sub.limit/2 {
+		sub.pausedAt = time.Time{}
+		sub.cond.Broadcast()
+	}
+}
+
+// enqueueLocked queues output for the client; at the limit the pumps stop
+// reading until the client has drained half of it. sub.mu is held.
 func (sub *subscriber) enqueueLocked(b []byte) {
 	if sub.closed {
 		return
 	}
-	if len(sub.out)+len(b) > sub.maxOut && len(sub.out) > 0 {
-		sub.failLocked()
-		return
-	}
 	sub.out = append(sub.out, b...)
+	pending := sub.pendingLocked()
+	if pending > sub.peak {
+		sub.peak = pending
+		sub.srv.stats.notePubSubOutput(int64(pending))
+	}
+	if int64(pending) >= sub.limit && sub.pausedAt.IsZero() {
+		sub.pausedAt = time.Now()
+		sub.srv.stats.pubsubOutputLimitPauses.Add(1)
+	}
 	sub.cond.Broadcast()
 }
 
 // failLocked ends the subscription and the client's connection: the client
-// is too slow or gone, or a lost subscription could not be restored (a
+// reads nothing or is gone, or a lost subscription could not be restored (a
 // subscriber cannot be told otherwise that it may have missed messages).
 func (sub *subscriber) failLocked() {
 	if sub.closed {
@@ -394,11 +495,19 @@ func (sub *subscriber) releaseLocked(c *subConn) {
 
 // pump forwards what one backend connection sends and re-establishes it
 // when it is lost; it releases the connection once nothing is subscribed on
-// it and no reply is owed.
+// it and no reply is owed. It reads nothing while the client's output is
+// at the limit, so the backend keeps the rest.
 func (sub *subscriber) pump(c *subConn) {
 	defer sub.wg.Done()
 	for {
 		sub.mu.Lock()
+		for !sub.pausedAt.IsZero() && !sub.closed {
+			sub.cond.Wait()
+		}
+		if sub.closed {
+			sub.mu.Unlock()
+			return
+		}
 		nc := c.nc
 		sub.mu.Unlock()
 		if nc == nil {
@@ -564,8 +673,7 @@ func (s *session) pubSubCommand(cmd *CommandInfo, c *redcon.Command) {
 		s.runPending()
 		_ = s.flush()
 		s.unflushed = 0
-		s.sub = newSubscriber(s.srv.ctx, s.netConn, s.srv.cfg.MaxOutputBytes)
-		s.sub.srv = s.srv
+		s.sub = newSubscriber(s.srv.ctx, s.srv, s.netConn)
 		s.subscriberCommand(c)
 	case cmdUNSUBSCRIBE, cmdPUNSUBSCRIBE, cmdSUNSUBSCRIBE:
 		mark := len(s.local)

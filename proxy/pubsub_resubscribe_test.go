@@ -606,9 +606,8 @@ func TestUnrestorableSubscriptionDisconnects(t *testing.T) {
 
 	client, peer := net.Pipe()
 	t.Cleanup(func() { _ = peer.Close() })
-	sub := newSubscriber(context.Background(), client, 1<<20)
+	sub := newSubscriber(context.Background(), srv, client)
 	t.Cleanup(sub.shutdown)
-	sub.srv = srv
 	sub.resubscribeTimeout = 100 * time.Millisecond
 	sub.mu.Lock()
 	lost := newSubConn(globalSubscriptions, nil)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
 )
 
 // hugeKey is key i of the huge requests: spread over every slot.
@@ -98,7 +97,7 @@ const maxAllocatedPerByte = 6
 // replies (a sample of MGET's values) and bounds what serving each one
 // allocates.
 func TestMillionArgumentRequests(t *testing.T) {
-	cp := startClusterProxyWith(t, func(c *Config) {
+	cp := startClusterProxyWith(t, threeMasters, func(c *Config) {
 		// MGET's reply (about 100 MB) passes the default client output
 		// limit, which would disconnect the client, as Redis does.
 		c.ClientOutputLimit = 256 << 20

@@ -47,10 +47,12 @@ type Server struct {
 	started       time.Time
 	limits        scanLimits
 	needsPassword bool
-	// Rate-limited logs of failed AUTHs and of requests the guard refused.
+	// Rate-limited logs of failed AUTHs, of requests the guard refused and
+	// of subscribers dropped for reading nothing at their output limit.
 	authFailureLog *rateLimitedLog
 	badRequestLog  *rateLimitedLog
 	outputLimitLog *rateLimitedLog
+	stalledSubLog  *rateLimitedLog
 
 	// ctx is handed to Backend.Do; Close cancels it once the shutdown
 	// budget is spent.
@@ -99,6 +101,24 @@ type stats struct {
 	// outputLimitDisconnections counts clients disconnected for passing
 	// ClientOutputLimit.
 	outputLimitDisconnections atomic.Int64
+	// pubsubOutputLimitPauses counts the times a subscriber's pending output
+	// reached PubSubOutputLimit and its backend connections stopped being
+	// read; pubsubOutputLimitDisconnections the subscribers then dropped
+	// for taking nothing within PubSubStallTimeout.
+	pubsubOutputLimitPauses         atomic.Int64
+	pubsubOutputLimitDisconnections atomic.Int64
+	// pubsubPeakOutput is the most output ever pending for one subscriber.
+	pubsubPeakOutput atomic.Int64
+}
+
+// notePubSubOutput raises pubsubPeakOutput to pending.
+func (s *stats) notePubSubOutput(pending int64) {
+	for {
+		peak := s.pubsubPeakOutput.Load()
+		if pending <= peak || s.pubsubPeakOutput.CompareAndSwap(peak, pending) {
+			return
+		}
+	}
 }
 
 // New returns a Server that sends commands to backend, with its event loops
@@ -136,6 +156,7 @@ func New(cfg Config, backend Backend) (*Server, error) {
 		authFailureLog: newRateLimitedLog(cfg.Logger, slog.LevelWarn, "client authentication failed"),
 		badRequestLog:  newRateLimitedLog(cfg.Logger, slog.LevelInfo, "closing client connection: bad request"),
 		outputLimitLog: newRateLimitedLog(cfg.Logger, slog.LevelWarn, "closing client connection: its replies passed the client output limit"),
+		stalledSubLog:  newRateLimitedLog(cfg.Logger, slog.LevelWarn, "pubsub: disconnecting a subscriber that reads nothing at its output limit"),
 		limits: scanLimits{
 			maxBulkLen:      int64(cfg.MaxBulkLen),
 			maxArgs:         int64(cfg.MaxArgs),

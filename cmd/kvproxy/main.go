@@ -218,6 +218,7 @@ func proxyConfig(opts options, listen, announce string, logger *slog.Logger) pro
 	cfg.MaxBlockingConns = opts.maxBlockingConns
 	cfg.MaxClients = opts.maxClients
 	cfg.ClientOutputLimit = opts.clientOutputLimit
+	cfg.PubSubOutputLimit = opts.pubsubOutputLimit
 	cfg.Logger = logger.With("component", "proxy")
 	return cfg
 }

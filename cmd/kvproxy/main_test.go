@@ -51,6 +51,7 @@ func TestParseOptionsDefaults(t *testing.T) {
 		holdMaxBytes:      router.DefaultConfig().HoldMaxBytes,
 		clientOutputLimit: proxy.DefaultConfig().ClientOutputLimit,
 		deadTimeout:       router.DefaultConfig().DeadTimeout,
+		pubsubOutputLimit: proxy.DefaultPubSubOutputLimit,
 	}, o)
 
 	o, err = parseOptions([]string{"--demo"}, noEnv)
@@ -64,7 +65,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		"--listen", ":7000", "--seeds", " a:1, b:2 ,,c:3", "--password", "pw", "--backend-password", "bpw", "--admin-password", "apw",
 		"--backend-conns", "8", "--announce", "proxy.example:7000", "--log-level", "WARN", "--max-bulk-len", "1024",
 		"--max-blocking-conns", "7", "--hold-timeout", "1s", "--hold-max-bytes", "4096", "--max-clients", "50", "--max-request-bytes", "2097152",
-		"--client-output-limit", "1048576", "--backend-dead-timeout", "3s",
+		"--client-output-limit", "1048576", "--backend-dead-timeout", "3s", "--pubsub-output-limit", "1048576",
 	}
 	o, err := parseOptions(args, noEnv)
 	require.NoError(t, err)
@@ -85,6 +86,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		holdMaxBytes:      4096,
 		clientOutputLimit: 1 << 20,
 		deadTimeout:       3 * time.Second,
+		pubsubOutputLimit: 1 << 20,
 	}, o)
 }
 
@@ -105,6 +107,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		"KVPROXY_MAX_REQUEST_BYTES":    "3145728",
 		"KVPROXY_CLIENT_OUTPUT_LIMIT":  "2097152",
 		"KVPROXY_BACKEND_DEAD_TIMEOUT": "7s",
+		"KVPROXY_PUBSUB_OUTPUT_LIMIT":  "65536",
 	}
 	o, err := parseOptions(nil, envOf(env))
 	require.NoError(t, err)
@@ -124,6 +127,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		holdMaxBytes:      1000,
 		clientOutputLimit: 2 << 20,
 		deadTimeout:       7 * time.Second,
+		pubsubOutputLimit: 64 << 10,
 	}, o)
 
 	t.Run("flag wins over env", func(t *testing.T) {
@@ -184,6 +188,10 @@ func TestParseOptionsRejects(t *testing.T) {
 		{"dead timeout too short", []string{"--seeds", "a:1", "--backend-dead-timeout", "10ms"}, nil, "--backend-dead-timeout 10ms: want 1s to 10m0s"},
 		{"dead timeout too long", []string{"--seeds", "a:1", "--backend-dead-timeout", "1h"}, nil, "--backend-dead-timeout 1h0m0s"},
 		{"hold max bytes too many", []string{"--seeds", "a:1", "--hold-max-bytes", "17179869185"}, nil, "--hold-max-bytes 17179869185: want 1 to 17179869184"},
+		{"pubsub output limit too small", []string{"--seeds", "a:1", "--pubsub-output-limit", "65535"}, nil,
+			"--pubsub-output-limit 65535: want 65536 (64 KiB) to 17179869184 (16 GiB)"},
+		{"pubsub output limit too large", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_PUBSUB_OUTPUT_LIMIT": "17179869185"},
+			"--pubsub-output-limit 17179869185"},
 		{"max blocking conns from env negative", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_MAX_BLOCKING_CONNS": "-2"},
 			"--max-blocking-conns -2"},
 		{"max blocking conns not a number", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_MAX_BLOCKING_CONNS": "lots"},
@@ -212,7 +220,7 @@ func TestRunHelp(t *testing.T) {
 	assert.Equal(t, exitOK, code)
 	assert.Empty(t, stderr.String())
 	for _, name := range []string{"listen", "seeds", "password", "backend-password", "backend-conns",
-		"announce", "log-level", "max-bulk-len", "max-blocking-conns", "max-clients", "demo"} {
+		"announce", "log-level", "max-bulk-len", "max-blocking-conns", "max-clients", "pubsub-output-limit", "demo"} {
 		assert.Contains(t, stdout.String(), "--"+name)
 		assert.Contains(t, stdout.String(), envName(name))
 	}
@@ -386,10 +394,11 @@ func TestRunWiresFlags(t *testing.T) {
 	t.Cleanup(sim.Close)
 
 	env := envOf(map[string]string{
-		"KVPROXY_PASSWORD":         "client-secret",
-		"KVPROXY_BACKEND_PASSWORD": "backend-secret",
-		"KVPROXY_ANNOUNCE":         "proxy.invalid:7777",
-		"KVPROXY_LOG_LEVEL":        "error", // overridden below: the serving line is logged at info
+		"KVPROXY_PASSWORD":            "client-secret",
+		"KVPROXY_BACKEND_PASSWORD":    "backend-secret",
+		"KVPROXY_ANNOUNCE":            "proxy.invalid:7777",
+		"KVPROXY_LOG_LEVEL":           "error", // overridden below: the serving line is logged at info
+		"KVPROXY_PUBSUB_OUTPUT_LIMIT": "1048576",
 	})
 	args := []string{"--listen", "127.0.0.1:0", "--seeds", refusedAddr(t) + "," + sim.Nodes()[1].Addr(),
 		"--log-level", "info", "--backend-conns", "1"}
@@ -411,6 +420,7 @@ func TestRunWiresFlags(t *testing.T) {
 	require.Len(t, slots, 1)
 	require.NotEmpty(t, slots[0].Nodes)
 	assert.Equal(t, "proxy.invalid:7777", slots[0].Nodes[0].Addr)
+	assert.Contains(t, c.Info(ctx, "clients").Val(), "pubsub_output_limit:1048576\r\n")
 
 	assert.Equal(t, exitOK, stop())
 }
@@ -419,7 +429,7 @@ func TestRunWiresFlags(t *testing.T) {
 // reaches its Config, and that the result is valid.
 func TestProxyConfigFromOptions(t *testing.T) {
 	o, err := parseOptions([]string{"--seeds", "a:1", "--password", "pw", "--max-bulk-len", "2048",
-		"--max-blocking-conns", "9", "--max-clients", "77", "--max-request-bytes", "4194304"}, noEnv)
+		"--max-blocking-conns", "9", "--max-clients", "77", "--max-request-bytes", "4194304", "--pubsub-output-limit", "2097152"}, noEnv)
 	require.NoError(t, err)
 	cfg := proxyConfig(o, "127.0.0.1:7000", "proxy.example:7000", slog.New(slog.DiscardHandler))
 	require.NoError(t, cfg.Validate())
@@ -430,6 +440,7 @@ func TestProxyConfigFromOptions(t *testing.T) {
 	assert.Equal(t, 9, cfg.MaxBlockingConns)
 	assert.Equal(t, 77, cfg.MaxClients)
 	assert.Equal(t, int64(4<<20), cfg.MaxRequestBytes)
+	assert.Equal(t, int64(2<<20), cfg.PubSubOutputLimit)
 }
 
 func TestAnnounceAddr(t *testing.T) {

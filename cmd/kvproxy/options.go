@@ -30,6 +30,10 @@ const (
 	maxMaxRequestBytes = 64 << 30
 )
 
+// minPubSubOutputLimit is the least --pubsub-output-limit: below it a
+// subscriber's cluster connections would stop every few messages.
+const minPubSubOutputLimit = 64 << 10
+
 // options is the command line once parsed and checked.
 type options struct {
 	listen          string
@@ -57,7 +61,9 @@ type options struct {
 	clientOutputLimit int64
 	// deadTimeout is router.Config.DeadTimeout.
 	deadTimeout time.Duration
-	demo        bool
+	// pubsubOutputLimit is proxy.Config.PubSubOutputLimit.
+	pubsubOutputLimit int64
+	demo              bool
 }
 
 // envName is the environment variable that sets flag name.
@@ -93,6 +99,8 @@ func newFlagSet(o *options, seeds, logLevel *string) *flag.FlagSet {
 		"most reply bytes the proxy keeps for one client until it reads them; a client past it is disconnected")
 	fs.DurationVar(&o.deadTimeout, "backend-dead-timeout", router.DefaultConfig().DeadTimeout,
 		"how long a cluster node may leave its liveness probes unanswered before the requests already sent to it are answered (writes: may have run)")
+	fs.Int64Var(&o.pubsubOutputLimit, "pubsub-output-limit", proxy.DefaultPubSubOutputLimit,
+		"bytes of messages pending for one subscriber; at it the proxy stops reading that subscriber's cluster connections until it catches up (a subscriber that reads is never dropped)")
 	fs.BoolVar(&o.demo, "demo", false, "start a simulated Kvrocks cluster (3 shards x 1 replica) on free loopback ports and proxy it")
 	return fs
 }
@@ -205,6 +213,9 @@ func (o options) validate() error {
 	}
 	if o.maxRequestBytes < minMaxRequestBytes || o.maxRequestBytes > maxMaxRequestBytes {
 		return fmt.Errorf("--max-request-bytes %d: want %d (1 MiB) to %d (64 GiB)", o.maxRequestBytes, minMaxRequestBytes, maxMaxRequestBytes)
+	}
+	if o.pubsubOutputLimit < minPubSubOutputLimit || o.pubsubOutputLimit > proxy.MaxPubSubOutputLimit {
+		return fmt.Errorf("--pubsub-output-limit %d: want %d (64 KiB) to %d (16 GiB)", o.pubsubOutputLimit, minPubSubOutputLimit, int64(proxy.MaxPubSubOutputLimit))
 	}
 	if err := checkAddr(o.listen, false); err != nil {
 		return fmt.Errorf("--listen %q: %v", o.listen, err)
