@@ -22,6 +22,9 @@ const (
 	callFinal
 	// callHeld: not sent, the gate holds the node; resent when it lets go.
 	callHeld
+	// callReclaimed: taken back unsent by its node's outage; routed again,
+	// it waits in that outage while it lasts.
+	callReclaimed
 )
 
 // call is one Request's journey through Do: its latest status and what the

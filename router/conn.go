@@ -120,8 +120,11 @@ type backendConn struct {
 	// progress is when the head of fifo started waiting or the last reply
 	// arrived: the watchdog probes the node ProbeInterval later.
 	progress time.Time
-	retryAt  time.Time
-	backoff  time.Duration
+	// replies counts the replies read: a node whose replies keep coming is
+	// alive, whatever its probe says.
+	replies uint64
+	retryAt time.Time
+	backoff time.Duration
 	// connectedAt is when the current or last connection was established.
 	connectedAt time.Time
 }
@@ -223,12 +226,12 @@ func (c *backendConn) reclaimUnsentLocked() {
 	for c.fifo.n > c.sent {
 		if cl := c.fifo.popTail(); cl != nil {
 			c.queuedBytes -= cl.queued
-			cl.fail(callUnsent, nil)
+			cl.fail(callReclaimed, nil)
 		}
 	}
 	c.wbuf = c.wbuf[:0]
 	for c.parked.n > 0 {
-		c.parked.pop().fail(callUnsent, nil)
+		c.parked.pop().fail(callReclaimed, nil)
 	}
 }
 
@@ -560,6 +563,7 @@ func (c *backendConn) popReplied(calls []*call, n int) (_ []*call, ok, admitted 
 		calls = append(calls, cl)
 	}
 	c.sent -= n
+	c.replies += uint64(n)
 	c.progress = time.Now()
 	return calls, true, c.parked.n > 0 && c.admitParkedLocked()
 }

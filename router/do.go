@@ -423,6 +423,17 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 		r.counters.resent.Add(1)
 		cl.target, cl.asking = nil, false
 		return true
+	case callReclaimed:
+		// Not a failure of its own: routed again, it joins the outage that
+		// took it back, or goes to the node that answers again (or to the
+		// slot's new owner). Starting an outage here would restart the one
+		// that just ended, for as long as reclaimed calls come back.
+		if !r.withinBudget(cl) {
+			cl.finish(replyUnreachable(cl.sentTo))
+			return false
+		}
+		cl.target, cl.asking = nil, false
+		return true
 	case callLost:
 		if cl.failure != nil {
 			cl.finish(cl.failure)

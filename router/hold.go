@@ -187,6 +187,7 @@ func (r *Router) followOutage(n *node, ends chan struct{}, cause string) {
 	ticker := time.NewTicker(r.cfg.ProbeInterval)
 	defer ticker.Stop()
 	declaredDead := false
+	replies := n.replies()
 	var reason string
 	for {
 		if !r.ownsSlots(n) {
@@ -195,6 +196,13 @@ func (r *Router) followOutage(n *node, ends chan struct{}, cause string) {
 		}
 		if r.probe(n) {
 			reason = "answers again"
+			n.redialNow()
+			break
+		}
+		if n.replies() != replies {
+			// Its probe waits behind a busy event loop, or a starved
+			// proxy; the replies to what was sent before show it runs.
+			reason = "replies again"
 			n.redialNow()
 			break
 		}
@@ -259,7 +267,8 @@ func (n *node) breakConns(cause error) {
 // about ProbeInterval + ProbeTimeout and its requests held, while a slow
 // command on a live node only delays the requests behind it, as it would on
 // the node itself: liveness is the probe's answer, on a connection of its
-// own, never a busy data connection's silence.
+// own, or replies read while it waited; never a busy data connection's
+// silence alone.
 func (r *Router) watch() {
 	defer r.wg.Done()
 	ticker := time.NewTicker(r.cfg.ProbeInterval)
@@ -287,7 +296,8 @@ func (r *Router) watch() {
 			go func() {
 				defer r.wg.Done()
 				defer n.probing.Store(false)
-				if !r.probe(n) && r.ctx.Err() == nil {
+				replies := n.replies()
+				if !r.probe(n) && r.ctx.Err() == nil && n.replies() == replies {
 					r.counters.unresponsive.Add(1)
 					r.startOutage(n, "does not answer its probe")
 				}
@@ -305,6 +315,17 @@ func (n *node) waited(now time.Time, d time.Duration) bool {
 		}
 	}
 	return false
+}
+
+// replies counts the replies n's connections have read so far.
+func (n *node) replies() uint64 {
+	var sum uint64
+	for _, c := range n.conns {
+		c.mu.Lock()
+		sum += c.replies
+		c.mu.Unlock()
+	}
+	return sum
 }
 
 // pingCmd is the probe.

@@ -250,3 +250,78 @@ func TestBackendWritesNeverWaitForTheBackend(t *testing.T) {
 		assert.Equal(t, "+OK\r\n", string(q.Reply))
 	}
 }
+
+// Requests an outage took back unsent are routed again when their batch
+// settles, which may be after the outage ended (here the batch waits for
+// its first request, in flight on the stopped node): they are sent, and
+// start no outage of their own.
+func TestReclaimedRequestsDoNotRestartTheOutage(t *testing.T) {
+	fc := newFakeCluster(t, 1)
+	a := fc.nodes[0]
+	cfg := livenessConfig(a.addr)
+	cfg.MaxPending = 1
+	cfg.HoldTimeout = 5 * time.Second
+	cfg.DeadTimeout = 5 * time.Second
+	r := newTestRouter(t, cfg)
+	warm := keyed(false, "SET", "k", "0")
+	doWithin(t, r, warm)
+	require.Equal(t, "+OK\r\n", string(warm.Reply))
+
+	a.stopProcess()
+	var reqs []*Request
+	for i := range 20 {
+		reqs = append(reqs, keyed(false, "SET", "k", itoa(i)))
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		doWithin(t, r, reqs...)
+	}()
+	require.Eventually(t, func() bool { return r.HoldsOf(a.addr).InOutage }, 10*time.Second, time.Millisecond)
+	a.resume()
+	<-done
+	for i, q := range reqs {
+		assert.Equal(t, "+OK\r\n", string(q.Reply), "request %d", i)
+	}
+	assert.Equal(t, uint64(1), r.HoldsOf(a.addr).Outages, "one stop, one outage")
+	assertHoldsConserved(t, r)
+}
+
+// A node whose probe goes unanswered while replies keep coming on its data
+// connection (a busy event loop, a proxy short of CPU) is alive: no outage.
+func TestRepliesProveLifeWhenTheProbeIsLate(t *testing.T) {
+	fc := newFakeCluster(t, 1)
+	a := fc.nodes[0]
+	cfg := livenessConfig(a.addr)
+	cfg.ProbeTimeout = 300 * time.Millisecond
+	// One at a time, so that each is answered on its own (a server answers
+	// a pipeline read in one go).
+	cfg.MaxPending = 1
+	r := newTestRouter(t, cfg)
+	warm := keyed(false, "SET", "k", "0")
+	doWithin(t, r, warm)
+	require.Equal(t, "+OK\r\n", string(warm.Reply))
+
+	never := make(chan struct{})
+	defer close(never)
+	slowSet := answerAfter("SLOWSET", 25*time.Millisecond)
+	a.setScript(func(conn redcon.Conn, args []string) bool {
+		if isCommand(args, "PING") {
+			<-never
+			return true
+		}
+		return slowSet(conn, args)
+	})
+	var reqs []*Request
+	for range 40 {
+		reqs = append(reqs, keyed(false, "SLOWSET", "k"))
+	}
+	doWithin(t, r, reqs...)
+	for i, q := range reqs {
+		assert.Equal(t, "+OK\r\n", string(q.Reply), "request %d", i)
+	}
+	st := r.Stats()
+	assert.Positive(t, st.Probes, "the silent gaps were probed")
+	assert.Zero(t, st.Unresponsive, "replies arrived while the probe waited")
+	assert.Zero(t, r.HoldsOf(a.addr).Outages)
+}
