@@ -22,7 +22,7 @@ import (
 
 // answerTimeout is how long a request may go unanswered before the tests
 // call it a hang: well past every budget the proxy has (hold-timeout 2.5 s,
-// backend-dead-timeout 5 s).
+// backend-dead-timeout 10 s).
 const answerTimeout = 15 * time.Second
 
 // reply is one RESP2 reply.
