@@ -30,6 +30,9 @@ type ClusterConfig struct {
 	ReplDelay time.Duration
 	// Password is every node's requirepass; empty means none.
 	Password string
+	// Released makes every node answer as released Kvrocks does, without
+	// CLUSTERX FAILOVER (see NodeConfig.Released).
+	Released bool
 	// ReadyTimeout bounds StartCluster's wait for every replication link.
 	ReadyTimeout time.Duration
 	// Controller holds the controller's timings.
@@ -115,6 +118,7 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 			ID:        id,
 			Password:  cfg.Password,
 			ReplDelay: cfg.ReplDelay,
+			Released:  cfg.Released,
 			Admin:     c.adminHandler(id),
 			Logger:    log.With("component", "kvsim-node", "node", id[:8]),
 		})

@@ -53,31 +53,43 @@ func (c *Controller) shard(t Topology, shard int) (ShardTopology, error) {
 // PAUSE <PauseTimeout> WRITE on the master; poll INFO replication on master
 // and replica until the replica's slave_repl_offset reaches the master's
 // master_repl_offset (past SyncTimeout: CLIENT UNPAUSE and fail, unless
-// Force); commit the topology one version up with master and replica swapped;
-// push it to every node in parallel; CLIENT UNPAUSE the old master.
+// Force); commit the topology one version up with master and replica swapped,
+// pushed to the new master first, then to every other node in parallel;
+// CLIENT UNPAUSE the old master.
 func (c *Controller) FailoverShard(ctx context.Context, shard int, opts FailoverOptions) error {
+	_, err := c.failoverShard(ctx, shard, opts)
+	return err
+}
+
+// failoverResult is what a manual failover got done, also when it failed.
+type failoverResult struct {
+	newMaster NodeRef // the replica chosen; zero before one was
+	committed bool    // the swapped topology is the controller's
+}
+
+func (c *Controller) failoverShard(ctx context.Context, shard int, opts FailoverOptions) (failoverResult, error) {
+	var res failoverResult
 	if err := opts.Validate(); err != nil {
-		return err
+		return res, err
 	}
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
 	t := c.Topology()
 	s, err := c.shard(t, shard)
 	if err != nil {
-		return err
+		return res, err
 	}
-	replica, err := c.pickReplica(ctx, s, opts.Replica)
+	if res.newMaster, err = c.pickReplica(ctx, s, opts.Replica); err != nil {
+		return res, err
+	}
+	next, err := t.withPromoted(shard, res.newMaster.ID)
 	if err != nil {
-		return err
+		return res, err
 	}
-	next, err := t.withPromoted(shard, replica.ID)
-	if err != nil {
-		return err
-	}
-	log := c.log.With("shard", shard, "old_master", s.Master.Addr, "new_master", replica.Addr)
+	log := c.log.With("shard", shard, "old_master", s.Master.Addr, "new_master", res.newMaster.Addr)
 	log.Info("manual failover started")
 	if _, err := c.do(ctx, s.Master, "CLIENT", "PAUSE", strconv.FormatInt(opts.PauseTimeout.Milliseconds(), 10), "WRITE"); err != nil {
-		return fmt.Errorf("failover shard %d: %w", shard, err)
+		return res, fmt.Errorf("failover shard %d: %w: %w", shard, ErrPauseFailed, err)
 	}
 	// Unpause on a fresh context: ctx may be what ended the failover.
 	unpause := func() {
@@ -88,18 +100,20 @@ func (c *Controller) FailoverShard(ctx context.Context, shard int, opts Failover
 		}
 	}
 	defer unpause()
-	if err := c.waitSync(ctx, s.Master, replica, opts); err != nil {
+	if err := c.waitSync(ctx, s.Master, res.newMaster, opts); err != nil {
 		if !opts.Force {
 			log.Warn("manual failover abandoned", "err", err)
-			return fmt.Errorf("failover shard %d: %w", shard, err)
+			return res, fmt.Errorf("failover shard %d: %w", shard, err)
 		}
 		log.Warn("replica not caught up, forcing failover", "err", err)
 	}
-	if err := c.commit(ctx, next); err != nil {
-		return fmt.Errorf("failover shard %d: %w", shard, err)
+	err = c.commit(ctx, next)
+	res.committed = c.Topology().Version == next.Version // under opMu: nobody else commits
+	if err != nil {
+		return res, fmt.Errorf("failover shard %d: %w", shard, err)
 	}
 	log.Info("manual failover done", "version", next.Version)
-	return nil
+	return res, nil
 }
 
 // waitSync polls INFO replication on master and replica until the replica's
@@ -202,7 +216,7 @@ func (c *Controller) ServerFailover(ctx context.Context, shard int, timeout time
 			switch fields["cluster_failover_state"] {
 			case "success":
 				log.Info("server failover succeeded")
-				return c.commitHandover(ctx, shard, next)
+				return c.commit(ctx, next)
 			case "failed":
 				log.Warn("server failover failed")
 				return fmt.Errorf("%w on %s", ErrServerFailover, s.Master.Addr)
@@ -218,12 +232,10 @@ func (c *Controller) ServerFailover(ctx context.Context, shard int, timeout time
 
 // CommitHandover records that replica has taken over shard after a CLUSTERX
 // FAILOVER that succeeded, however it was started (through a proxy, say), as
-// a controller does then: it pushes the topology one version up with master
-// and replica swapped to the new master first, then to every node. Pushed to
-// the old master first, a real Kvrocks deletes its former slots and the
-// deletions replicate to the new master, losing writes (kvrocks-spec.md
-// section 8). When the new master cannot be told, nothing is committed and a
-// later call retries.
+// a controller does then: it commits the topology one version up with master
+// and replica swapped, which reaches the new master before any other node
+// (see commit). When the new master cannot be told, nothing is committed and
+// a later call retries.
 func (c *Controller) CommitHandover(ctx context.Context, shard int, replica string) error {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
@@ -234,16 +246,6 @@ func (c *Controller) CommitHandover(ctx context.Context, shard int, replica stri
 	next, err := t.withPromoted(shard, replica)
 	if err != nil {
 		return err
-	}
-	return c.commitHandover(ctx, shard, next)
-}
-
-// commitHandover pushes next to shard's new master, then commits it (the
-// second push to the new master is a no-op: same version). Caller holds opMu.
-func (c *Controller) commitHandover(ctx context.Context, shard int, next Topology) error {
-	newMaster := next.Shards[shard].Master
-	if err := c.pushTo(ctx, newMaster, next, next.Render()); err != nil {
-		return fmt.Errorf("push topology version %d to the new master: %w", next.Version, err)
 	}
 	return c.commit(ctx, next)
 }
