@@ -127,8 +127,14 @@ type Controller struct {
 	log      *slog.Logger
 	password string
 	nodes    map[string]*Node // fixed after construction
-	pool     *ants.Pool
-	auto     atomic.Bool
+	// rank is each node's place in creation order and createdAt the unix
+	// second the nodes were registered: the HTTP API lists a shard's nodes
+	// in that order, with that created_at, as kvrocks-controller keeps a
+	// shard's nodes in place and swaps roles.
+	rank      map[string]int
+	createdAt int64
+	pool      *ants.Pool
+	auto      atomic.Bool
 
 	// opMu serializes topology changes: failovers, promotions.
 	opMu sync.Mutex
@@ -153,17 +159,20 @@ func newController(cfg ControllerConfig, password string, log *slog.Logger, node
 		return nil, fmt.Errorf("controller pool: %w", err)
 	}
 	c := &Controller{
-		cfg:      cfg,
-		log:      log,
-		password: password,
-		nodes:    make(map[string]*Node, len(nodes)),
-		pool:     pool,
-		clients:  map[string]*redis.Client{},
-		down:     map[string]bool{},
-		failures: map[string]int{},
+		cfg:       cfg,
+		log:       log,
+		password:  password,
+		nodes:     make(map[string]*Node, len(nodes)),
+		rank:      make(map[string]int, len(nodes)),
+		createdAt: time.Now().Unix(),
+		pool:      pool,
+		clients:   map[string]*redis.Client{},
+		down:      map[string]bool{},
+		failures:  map[string]int{},
 	}
-	for _, n := range nodes {
+	for i, n := range nodes {
 		c.nodes[n.ID()] = n
+		c.rank[n.ID()] = i
 	}
 	c.auto.Store(cfg.AutoFailover)
 	return c, nil
