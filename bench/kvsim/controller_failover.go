@@ -4,42 +4,56 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 )
 
-// pickReplica chooses the replica of shard s to promote: preferred if given,
-// else the reachable one reporting role:slave with the highest sequence.
-func (c *Controller) pickReplica(ctx context.Context, s ShardTopology, preferred string) (NodeRef, error) {
+// pickReplica chooses the replica of shard s to promote: preferred if given
+// and eligible (reachable, reporting role:slave), else the eligible one with
+// the highest sequence. Without fallback, a preferred node that is no
+// eligible replica is an error; with it, it is ignored, as kvrocks-controller
+// ignores it.
+func (c *Controller) pickReplica(ctx context.Context, s ShardTopology, preferred string, fallback bool) (NodeRef, error) {
 	if preferred != "" {
-		for _, r := range s.Replicas {
-			if r.ID == preferred {
-				return r, nil
-			}
+		i := slices.IndexFunc(s.Replicas, func(r NodeRef) bool { return r.ID == preferred })
+		switch {
+		case i >= 0 && c.eligible(ctx, s.Replicas[i]) >= 0:
+			return s.Replicas[i], nil
+		case fallback:
+		case i < 0:
+			return NodeRef{}, fmt.Errorf("%w: %s is not a replica of master %s", ErrNoReplica, preferred, s.Master.ID)
+		default:
+			return NodeRef{}, fmt.Errorf("%w: replica %s does not answer as one", ErrNoReplica, preferred)
 		}
-		return NodeRef{}, fmt.Errorf("%w: %s is not a replica of master %s", ErrNoReplica, preferred, s.Master.ID)
 	}
-	best, bestSeq, found := NodeRef{}, int64(-1), false
+	best, bestSeq := NodeRef{}, int64(-1)
 	for _, r := range s.Replicas {
-		fields, err := c.info(ctx, r) // role is in Replication, sequence in Keyspace
-		if err != nil {
-			c.log.Warn("replica skipped", "id", r.ID, "addr", r.Addr, "err", err)
-			continue
-		}
-		seq, err := fieldInt(fields, "sequence")
-		if fields["role"] != "slave" || err != nil {
-			c.log.Warn("replica skipped", "id", r.ID, "addr", r.Addr, "role", fields["role"], "err", err)
-			continue
-		}
-		if seq > bestSeq {
-			best, bestSeq, found = r, seq, true
+		if seq := c.eligible(ctx, r); seq > bestSeq {
+			best, bestSeq = r, seq
 		}
 	}
-	if !found {
+	if bestSeq < 0 {
 		return NodeRef{}, fmt.Errorf("%w: shard of master %s", ErrNoReplica, s.Master.ID)
 	}
 	return best, nil
+}
+
+// eligible is the sequence of replica r if it answers INFO with role:slave,
+// else -1.
+func (c *Controller) eligible(ctx context.Context, r NodeRef) int64 {
+	fields, err := c.info(ctx, r) // role is in Replication, sequence in Keyspace
+	if err != nil {
+		c.log.Warn("replica skipped", "id", r.ID, "addr", r.Addr, "err", err)
+		return -1
+	}
+	seq, err := fieldInt(fields, "sequence")
+	if fields["role"] != "slave" || err != nil || seq < 0 {
+		c.log.Warn("replica skipped", "id", r.ID, "addr", r.Addr, "role", fields["role"], "err", err)
+		return -1
+	}
+	return seq
 }
 
 func (c *Controller) shard(t Topology, shard int) (ShardTopology, error) {
@@ -57,7 +71,7 @@ func (c *Controller) shard(t Topology, shard int) (ShardTopology, error) {
 // pushed to the new master first, then to every other node in parallel;
 // CLIENT UNPAUSE the old master.
 func (c *Controller) FailoverShard(ctx context.Context, shard int, opts FailoverOptions) error {
-	_, err := c.failoverShard(ctx, shard, opts)
+	_, err := c.failoverShard(ctx, shard, opts, false)
 	return err
 }
 
@@ -67,7 +81,9 @@ type failoverResult struct {
 	committed bool    // the swapped topology is the controller's
 }
 
-func (c *Controller) failoverShard(ctx context.Context, shard int, opts FailoverOptions) (failoverResult, error) {
+// failoverShard is FailoverShard; fallback ignores an opts.Replica that is
+// no eligible replica (see pickReplica).
+func (c *Controller) failoverShard(ctx context.Context, shard int, opts FailoverOptions, fallback bool) (failoverResult, error) {
 	var res failoverResult
 	if err := opts.Validate(); err != nil {
 		return res, err
@@ -79,7 +95,7 @@ func (c *Controller) failoverShard(ctx context.Context, shard int, opts Failover
 	if err != nil {
 		return res, err
 	}
-	if res.newMaster, err = c.pickReplica(ctx, s, opts.Replica); err != nil {
+	if res.newMaster, err = c.pickReplica(ctx, s, opts.Replica, fallback); err != nil {
 		return res, err
 	}
 	next, err := t.withPromoted(shard, res.newMaster.ID)
@@ -193,7 +209,7 @@ func (c *Controller) ServerFailover(ctx context.Context, shard int, timeout time
 	if err != nil {
 		return err
 	}
-	replica, err := c.pickReplica(ctx, s, "")
+	replica, err := c.pickReplica(ctx, s, "", false)
 	if err != nil {
 		return err
 	}

@@ -272,8 +272,9 @@ func (a *controllerAPI) apiShard(s ShardTopology) apiShard {
 
 // failover is upstream's shard failover: the body is required JSON (an empty
 // one is "EOF"), a preferred node id must have 40 characters, and a preferred
-// node that is no replica of the shard is ignored: the replica with the
-// highest sequence is promoted instead. The answer names the new master.
+// node that is no replica of the shard, or does not answer as one, is
+// ignored: the replica with the highest sequence is promoted instead. The
+// answer names the new master.
 func (a *controllerAPI) failover(w http.ResponseWriter, r *http.Request) {
 	t, shard, ok := a.requiredClusterShard(w, r)
 	if !ok {
@@ -303,9 +304,7 @@ func (a *controllerAPI) failover(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, http.StatusInternalServerError, apiNoReplica)
 		return
 	}
-	if slices.ContainsFunc(s.Replicas, func(ref NodeRef) bool { return ref.ID == req.PreferredNodeID }) {
-		opts.Replica = req.PreferredNodeID
-	}
+	opts.Replica = req.PreferredNodeID
 	if opts.PauseTimeout <= opts.SyncTimeout {
 		writeAPIError(w, http.StatusInternalServerError,
 			fmt.Sprintf("PauseDuration (%v) must be greater than SyncTimeout (%v)", opts.PauseTimeout, opts.SyncTimeout))
@@ -313,7 +312,7 @@ func (a *controllerAPI) failover(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*a.ctrl.cfg.CommandTimeout+opts.PauseTimeout)
 	defer cancel()
-	res, err := a.ctrl.failoverShard(ctx, shard, opts)
+	res, err := a.ctrl.failoverShard(ctx, shard, opts, true)
 	switch {
 	case err == nil || res.committed: // upstream answers once the topology is stored
 		writeAPIData(w, map[string]any{"new_master_id": res.newMaster.ID})

@@ -103,7 +103,7 @@ func (c *Controller) promote(ctx context.Context, shard int, id string) {
 		return // a failover already replaced it
 	}
 	log := c.log.With("shard", shard, "old_master", t.Shards[shard].Master.Addr)
-	replica, err := c.pickReplica(ctx, t.Shards[shard], "")
+	replica, err := c.pickReplica(ctx, t.Shards[shard], "", false)
 	if err != nil {
 		log.Warn("automatic failover impossible", "err", err)
 		return
