@@ -1,7 +1,6 @@
 package kvsim
 
 import (
-	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -50,16 +49,9 @@ func TestReleasedKvrocksHasNoClusterxFailover(t *testing.T) {
 // topology to both nodes in the given order by hand, and returns how many
 // of those keys the new master still has once the old master resynced.
 func pushOrderLoss(t *testing.T, oldMasterFirst bool) (kept, written int) {
-	logs := &lockedBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("cluster log:\n%s", logs)
-		}
-	})
-	cfg := DefaultClusterConfig()
-	cfg.Shards, cfg.Replicas = 1, 1
+	cfg := testClusterConfig(t)
+	cfg.Shards = 1
 	cfg.Controller.AutoFailover = false
-	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c := startTestCluster(t, cfg)
 	ctx := testContext(t)
 	oldMaster, newMaster := c.Nodes()[0], c.Nodes()[1]
@@ -129,17 +121,9 @@ func TestControllerPushesToNewMastersFirst(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
-	logs := &lockedBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("cluster log:\n%s", logs)
-		}
-	})
-	cfg := DefaultClusterConfig()
-	cfg.Shards, cfg.Replicas = 2, 1
+	cfg, logs := loggedClusterConfig(t)
 	cfg.Controller.ProbeInterval = 100 * time.Millisecond
 	cfg.Controller.FailureCount = 3
-	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	c := startTestCluster(t, cfg)
 	ctx := testContext(t)
 	nodes := c.Nodes()
