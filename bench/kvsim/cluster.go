@@ -30,10 +30,16 @@ type ClusterConfig struct {
 	ReplDelay time.Duration
 	// Password is every node's requirepass; empty means none.
 	Password string
+	// Released makes every node answer as released Kvrocks does, without
+	// CLUSTERX FAILOVER (see NodeConfig.Released).
+	Released bool
 	// ReadyTimeout bounds StartCluster's wait for every replication link.
 	ReadyTimeout time.Duration
 	// Controller holds the controller's timings.
 	Controller ControllerConfig
+	// ControllerAPI serves the controller's HTTP API, kvrocks-controller's,
+	// when its Listen is set.
+	ControllerAPI ControllerAPIConfig
 	// Logger receives state transitions; nil means discard.
 	Logger *slog.Logger
 }
@@ -69,6 +75,9 @@ func (c ClusterConfig) Validate() error {
 	if err := c.Controller.Validate(); err != nil {
 		return fmt.Errorf("kvsim: %w", err)
 	}
+	if err := c.ControllerAPI.Validate(); err != nil {
+		return fmt.Errorf("kvsim: %w", err)
+	}
 	return nil
 }
 
@@ -78,6 +87,7 @@ type Cluster struct {
 	nodes []*Node // in creation order: shard 0 master, its replicas, shard 1 master...
 	byID  map[string]*Node
 	ctrl  *Controller
+	api   *apiServer // nil without ClusterConfig.ControllerAPI.Listen
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -115,6 +125,7 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 			ID:        id,
 			Password:  cfg.Password,
 			ReplDelay: cfg.ReplDelay,
+			Released:  cfg.Released,
 			Admin:     c.adminHandler(id),
 			Logger:    log.With("component", "kvsim-node", "node", id[:8]),
 		})
@@ -157,6 +168,14 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 		c.Close()
 		return nil, fmt.Errorf("kvsim: %w", err)
 	}
+	if cfg.ControllerAPI.Listen != "" {
+		if c.api, err = startAPIServer(c.ctrl, cfg.ControllerAPI); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("kvsim: %w", err)
+		}
+		namespace, cluster := cfg.ControllerAPI.names()
+		c.log.Info("controller API listening", "url", c.ControllerAPIURL(), "namespace", namespace, "cluster", cluster)
+	}
 	c.ctrl.startProbing()
 	c.log.Info("cluster started", "shards", cfg.Shards, "replicas", cfg.Replicas, "nodes", total)
 	return c, nil
@@ -184,6 +203,15 @@ func (c *Cluster) waitReplicationLinks(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// ControllerAPIURL is the base URL of the controller's HTTP API
+// ("http://127.0.0.1:port"), "" when it was not started.
+func (c *Cluster) ControllerAPIURL() string {
+	if c.api == nil {
+		return ""
+	}
+	return "http://" + c.api.addr
 }
 
 // Controller returns the cluster's controller.
@@ -275,6 +303,9 @@ func (c *Cluster) Table() string {
 func (c *Cluster) Close() {
 	c.closeOnce.Do(func() {
 		close(c.closing)
+		if c.api != nil {
+			c.api.close(c.ctrl.cfg.CommandTimeout)
+		}
 		c.tasks.Wait()
 		c.ctrl.close()
 		c.stopNodes(c.nodes)

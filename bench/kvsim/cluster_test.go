@@ -46,6 +46,13 @@ func (b *lockedBuffer) String() string {
 // testClusterConfig is a 2 x 1 cluster whose logs the test prints if it fails.
 func testClusterConfig(t *testing.T) ClusterConfig {
 	t.Helper()
+	cfg, _ := loggedClusterConfig(t)
+	return cfg
+}
+
+// loggedClusterConfig is testClusterConfig and the buffer of its logs.
+func loggedClusterConfig(t *testing.T) (ClusterConfig, *lockedBuffer) {
+	t.Helper()
 	logs := &lockedBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -55,7 +62,7 @@ func testClusterConfig(t *testing.T) ClusterConfig {
 	cfg := DefaultClusterConfig()
 	cfg.Shards, cfg.Replicas = 2, 1
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	return cfg
+	return cfg, logs
 }
 
 func startTestCluster(t *testing.T, cfg ClusterConfig) *Cluster {

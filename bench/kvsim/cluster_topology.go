@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -127,6 +128,17 @@ func (t Topology) allNodes() []NodeRef {
 		refs = append(refs, s.Replicas...)
 	}
 	return refs
+}
+
+// promotedSince lists the masters of t that were not masters in prev.
+func (t Topology) promotedSince(prev Topology) []NodeRef {
+	var promoted []NodeRef
+	for _, s := range t.Shards {
+		if !slices.ContainsFunc(prev.Shards, func(p ShardTopology) bool { return p.Master == s.Master }) {
+			promoted = append(promoted, s.Master)
+		}
+	}
+	return promoted
 }
 
 // ShardOfSlot returns the index of the shard serving slot, or -1.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ var (
 	ErrNodeRunning      = errors.New("node is running")
 	ErrNodeDown         = errors.New("node is down")
 	ErrSyncTimeout      = errors.New("replica did not catch up")
+	ErrPauseFailed      = errors.New("CLIENT PAUSE failed")
 	ErrServerFailover   = errors.New("server failover failed")
 	ErrFailoverRejected = errors.New("server failover rejected")
 )
@@ -125,8 +127,14 @@ type Controller struct {
 	log      *slog.Logger
 	password string
 	nodes    map[string]*Node // fixed after construction
-	pool     *ants.Pool
-	auto     atomic.Bool
+	// rank is each node's place in creation order and createdAt the unix
+	// second the nodes were registered: the HTTP API lists a shard's nodes
+	// in that order, with that created_at, as kvrocks-controller keeps a
+	// shard's nodes in place and swaps roles.
+	rank      map[string]int
+	createdAt int64
+	pool      *ants.Pool
+	auto      atomic.Bool
 
 	// opMu serializes topology changes: failovers, promotions.
 	opMu sync.Mutex
@@ -151,17 +159,20 @@ func newController(cfg ControllerConfig, password string, log *slog.Logger, node
 		return nil, fmt.Errorf("controller pool: %w", err)
 	}
 	c := &Controller{
-		cfg:      cfg,
-		log:      log,
-		password: password,
-		nodes:    make(map[string]*Node, len(nodes)),
-		pool:     pool,
-		clients:  map[string]*redis.Client{},
-		down:     map[string]bool{},
-		failures: map[string]int{},
+		cfg:       cfg,
+		log:       log,
+		password:  password,
+		nodes:     make(map[string]*Node, len(nodes)),
+		rank:      make(map[string]int, len(nodes)),
+		createdAt: time.Now().Unix(),
+		pool:      pool,
+		clients:   map[string]*redis.Client{},
+		down:      map[string]bool{},
+		failures:  map[string]int{},
 	}
-	for _, n := range nodes {
+	for i, n := range nodes {
 		c.nodes[n.ID()] = n
+		c.rank[n.ID()] = i
 	}
 	c.auto.Store(cfg.AutoFailover)
 	return c, nil
@@ -371,28 +382,47 @@ func (c *Controller) fanout(refs []NodeRef, fn func(NodeRef) error) error {
 
 // PushTopology pushes the current topology to every node in parallel.
 func (c *Controller) PushTopology(ctx context.Context) error {
-	return c.push(ctx, c.Topology())
+	return c.push(ctx, c.Topology(), c.Topology().allNodes())
 }
 
-func (c *Controller) push(ctx context.Context, t Topology) error {
+// push sends t to refs in parallel.
+func (c *Controller) push(ctx context.Context, t Topology, refs []NodeRef) error {
 	rendered := t.Render()
-	err := c.fanout(t.allNodes(), func(ref NodeRef) error {
+	err := c.fanout(refs, func(ref NodeRef) error {
 		return c.pushTo(ctx, ref, t, rendered)
 	})
 	if err != nil {
 		c.log.Warn("topology push incomplete", "version", t.Version, "err", err)
 		return fmt.Errorf("push topology version %d: %w", t.Version, err)
 	}
-	c.log.Info("topology pushed", "version", t.Version)
 	return nil
 }
 
-// commit makes next the controller's topology and pushes it to every node.
-// The topology stays committed when some pushes fail: the probe loop re-syncs
-// nodes that report an older version, as kvrocks-controller's does.
+// commit makes next the controller's topology and pushes it, to the masters
+// it promotes first: a real old master that applies a swapped topology while
+// its replica has not deletes its former slots, and the deletions replicate
+// to that replica, the new master (kvrocks-spec.md section 8). So next is
+// committed only once every new master has it; until then nothing changes
+// and the caller may retry. The pushes to the other nodes may fail and next
+// stays committed: the probe loop re-syncs nodes that report an older
+// version, as kvrocks-controller's does.
 func (c *Controller) commit(ctx context.Context, next Topology) error {
+	promoted := next.promotedSince(c.Topology())
+	if err := c.push(ctx, next, promoted); err != nil {
+		return fmt.Errorf("new masters first: %w", err)
+	}
 	c.setTopology(next)
-	return c.push(ctx, next)
+	var rest []NodeRef
+	for _, ref := range next.allNodes() {
+		if !slices.Contains(promoted, ref) {
+			rest = append(rest, ref)
+		}
+	}
+	if err := c.push(ctx, next, rest); err != nil {
+		return err
+	}
+	c.log.Info("topology pushed", "version", next.Version, "new_masters_first", len(promoted))
+	return nil
 }
 
 // close stops the probe loop, then releases the pool and the clients.

@@ -4,42 +4,56 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 )
 
-// pickReplica chooses the replica of shard s to promote: preferred if given,
-// else the reachable one reporting role:slave with the highest sequence.
-func (c *Controller) pickReplica(ctx context.Context, s ShardTopology, preferred string) (NodeRef, error) {
+// pickReplica chooses the replica of shard s to promote: preferred if given
+// and eligible (reachable, reporting role:slave), else the eligible one with
+// the highest sequence. Without fallback, a preferred node that is no
+// eligible replica is an error; with it, it is ignored, as kvrocks-controller
+// ignores it.
+func (c *Controller) pickReplica(ctx context.Context, s ShardTopology, preferred string, fallback bool) (NodeRef, error) {
 	if preferred != "" {
-		for _, r := range s.Replicas {
-			if r.ID == preferred {
-				return r, nil
-			}
+		i := slices.IndexFunc(s.Replicas, func(r NodeRef) bool { return r.ID == preferred })
+		switch {
+		case i >= 0 && c.eligible(ctx, s.Replicas[i]) >= 0:
+			return s.Replicas[i], nil
+		case fallback:
+		case i < 0:
+			return NodeRef{}, fmt.Errorf("%w: %s is not a replica of master %s", ErrNoReplica, preferred, s.Master.ID)
+		default:
+			return NodeRef{}, fmt.Errorf("%w: replica %s does not answer as one", ErrNoReplica, preferred)
 		}
-		return NodeRef{}, fmt.Errorf("%w: %s is not a replica of master %s", ErrNoReplica, preferred, s.Master.ID)
 	}
-	best, bestSeq, found := NodeRef{}, int64(-1), false
+	best, bestSeq := NodeRef{}, int64(-1)
 	for _, r := range s.Replicas {
-		fields, err := c.info(ctx, r) // role is in Replication, sequence in Keyspace
-		if err != nil {
-			c.log.Warn("replica skipped", "id", r.ID, "addr", r.Addr, "err", err)
-			continue
-		}
-		seq, err := fieldInt(fields, "sequence")
-		if fields["role"] != "slave" || err != nil {
-			c.log.Warn("replica skipped", "id", r.ID, "addr", r.Addr, "role", fields["role"], "err", err)
-			continue
-		}
-		if seq > bestSeq {
-			best, bestSeq, found = r, seq, true
+		if seq := c.eligible(ctx, r); seq > bestSeq {
+			best, bestSeq = r, seq
 		}
 	}
-	if !found {
+	if bestSeq < 0 {
 		return NodeRef{}, fmt.Errorf("%w: shard of master %s", ErrNoReplica, s.Master.ID)
 	}
 	return best, nil
+}
+
+// eligible is the sequence of replica r if it answers INFO with role:slave,
+// else -1.
+func (c *Controller) eligible(ctx context.Context, r NodeRef) int64 {
+	fields, err := c.info(ctx, r) // role is in Replication, sequence in Keyspace
+	if err != nil {
+		c.log.Warn("replica skipped", "id", r.ID, "addr", r.Addr, "err", err)
+		return -1
+	}
+	seq, err := fieldInt(fields, "sequence")
+	if fields["role"] != "slave" || err != nil || seq < 0 {
+		c.log.Warn("replica skipped", "id", r.ID, "addr", r.Addr, "role", fields["role"], "err", err)
+		return -1
+	}
+	return seq
 }
 
 func (c *Controller) shard(t Topology, shard int) (ShardTopology, error) {
@@ -53,31 +67,45 @@ func (c *Controller) shard(t Topology, shard int) (ShardTopology, error) {
 // PAUSE <PauseTimeout> WRITE on the master; poll INFO replication on master
 // and replica until the replica's slave_repl_offset reaches the master's
 // master_repl_offset (past SyncTimeout: CLIENT UNPAUSE and fail, unless
-// Force); commit the topology one version up with master and replica swapped;
-// push it to every node in parallel; CLIENT UNPAUSE the old master.
+// Force); commit the topology one version up with master and replica swapped,
+// pushed to the new master first, then to every other node in parallel;
+// CLIENT UNPAUSE the old master.
 func (c *Controller) FailoverShard(ctx context.Context, shard int, opts FailoverOptions) error {
+	_, err := c.failoverShard(ctx, shard, opts, false)
+	return err
+}
+
+// failoverResult is what a manual failover got done, also when it failed.
+type failoverResult struct {
+	newMaster NodeRef // the replica chosen; zero before one was
+	committed bool    // the swapped topology is the controller's
+}
+
+// failoverShard is FailoverShard; fallback ignores an opts.Replica that is
+// no eligible replica (see pickReplica).
+func (c *Controller) failoverShard(ctx context.Context, shard int, opts FailoverOptions, fallback bool) (failoverResult, error) {
+	var res failoverResult
 	if err := opts.Validate(); err != nil {
-		return err
+		return res, err
 	}
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
 	t := c.Topology()
 	s, err := c.shard(t, shard)
 	if err != nil {
-		return err
+		return res, err
 	}
-	replica, err := c.pickReplica(ctx, s, opts.Replica)
+	if res.newMaster, err = c.pickReplica(ctx, s, opts.Replica, fallback); err != nil {
+		return res, err
+	}
+	next, err := t.withPromoted(shard, res.newMaster.ID)
 	if err != nil {
-		return err
+		return res, err
 	}
-	next, err := t.withPromoted(shard, replica.ID)
-	if err != nil {
-		return err
-	}
-	log := c.log.With("shard", shard, "old_master", s.Master.Addr, "new_master", replica.Addr)
+	log := c.log.With("shard", shard, "old_master", s.Master.Addr, "new_master", res.newMaster.Addr)
 	log.Info("manual failover started")
 	if _, err := c.do(ctx, s.Master, "CLIENT", "PAUSE", strconv.FormatInt(opts.PauseTimeout.Milliseconds(), 10), "WRITE"); err != nil {
-		return fmt.Errorf("failover shard %d: %w", shard, err)
+		return res, fmt.Errorf("failover shard %d: %w: %w", shard, ErrPauseFailed, err)
 	}
 	// Unpause on a fresh context: ctx may be what ended the failover.
 	unpause := func() {
@@ -88,18 +116,20 @@ func (c *Controller) FailoverShard(ctx context.Context, shard int, opts Failover
 		}
 	}
 	defer unpause()
-	if err := c.waitSync(ctx, s.Master, replica, opts); err != nil {
+	if err := c.waitSync(ctx, s.Master, res.newMaster, opts); err != nil {
 		if !opts.Force {
 			log.Warn("manual failover abandoned", "err", err)
-			return fmt.Errorf("failover shard %d: %w", shard, err)
+			return res, fmt.Errorf("failover shard %d: %w", shard, err)
 		}
 		log.Warn("replica not caught up, forcing failover", "err", err)
 	}
-	if err := c.commit(ctx, next); err != nil {
-		return fmt.Errorf("failover shard %d: %w", shard, err)
+	err = c.commit(ctx, next)
+	res.committed = c.Topology().Version == next.Version // under opMu: nobody else commits
+	if err != nil {
+		return res, fmt.Errorf("failover shard %d: %w", shard, err)
 	}
 	log.Info("manual failover done", "version", next.Version)
-	return nil
+	return res, nil
 }
 
 // waitSync polls INFO replication on master and replica until the replica's
@@ -179,7 +209,7 @@ func (c *Controller) ServerFailover(ctx context.Context, shard int, timeout time
 	if err != nil {
 		return err
 	}
-	replica, err := c.pickReplica(ctx, s, "")
+	replica, err := c.pickReplica(ctx, s, "", false)
 	if err != nil {
 		return err
 	}
@@ -202,7 +232,7 @@ func (c *Controller) ServerFailover(ctx context.Context, shard int, timeout time
 			switch fields["cluster_failover_state"] {
 			case "success":
 				log.Info("server failover succeeded")
-				return c.commitHandover(ctx, shard, next)
+				return c.commit(ctx, next)
 			case "failed":
 				log.Warn("server failover failed")
 				return fmt.Errorf("%w on %s", ErrServerFailover, s.Master.Addr)
@@ -218,12 +248,10 @@ func (c *Controller) ServerFailover(ctx context.Context, shard int, timeout time
 
 // CommitHandover records that replica has taken over shard after a CLUSTERX
 // FAILOVER that succeeded, however it was started (through a proxy, say), as
-// a controller does then: it pushes the topology one version up with master
-// and replica swapped to the new master first, then to every node. Pushed to
-// the old master first, a real Kvrocks deletes its former slots and the
-// deletions replicate to the new master, losing writes (kvrocks-spec.md
-// section 8). When the new master cannot be told, nothing is committed and a
-// later call retries.
+// a controller does then: it commits the topology one version up with master
+// and replica swapped, which reaches the new master before any other node
+// (see commit). When the new master cannot be told, nothing is committed and
+// a later call retries.
 func (c *Controller) CommitHandover(ctx context.Context, shard int, replica string) error {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
@@ -234,16 +262,6 @@ func (c *Controller) CommitHandover(ctx context.Context, shard int, replica stri
 	next, err := t.withPromoted(shard, replica)
 	if err != nil {
 		return err
-	}
-	return c.commitHandover(ctx, shard, next)
-}
-
-// commitHandover pushes next to shard's new master, then commits it (the
-// second push to the new master is a no-op: same version). Caller holds opMu.
-func (c *Controller) commitHandover(ctx context.Context, shard int, next Topology) error {
-	newMaster := next.Shards[shard].Master
-	if err := c.pushTo(ctx, newMaster, next, next.Render()); err != nil {
-		return fmt.Errorf("push topology version %d to the new master: %w", next.Version, err)
 	}
 	return c.commit(ctx, next)
 }

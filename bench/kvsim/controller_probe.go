@@ -92,8 +92,9 @@ func (c *Controller) probeAll(ctx context.Context) {
 }
 
 // promote replaces the unreachable master id of shard by its replica with the
-// highest sequence and pushes the topology one version up. Nothing is paused:
-// writes the replica had not applied are lost, as with the real controller.
+// highest sequence and commits the topology one version up (the new master
+// gets it first, see commit). Nothing is paused: writes the replica had not
+// applied are lost, as with the real controller.
 func (c *Controller) promote(ctx context.Context, shard int, id string) {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
@@ -102,7 +103,7 @@ func (c *Controller) promote(ctx context.Context, shard int, id string) {
 		return // a failover already replaced it
 	}
 	log := c.log.With("shard", shard, "old_master", t.Shards[shard].Master.Addr)
-	replica, err := c.pickReplica(ctx, t.Shards[shard], "")
+	replica, err := c.pickReplica(ctx, t.Shards[shard], "", false)
 	if err != nil {
 		log.Warn("automatic failover impossible", "err", err)
 		return
@@ -114,6 +115,10 @@ func (c *Controller) promote(ctx context.Context, shard int, id string) {
 	}
 	log.Info("automatic failover: promoting replica", "new_master", replica.Addr, "version", next.Version)
 	if err := c.commit(ctx, next); err != nil {
+		if c.Topology().Version != next.Version {
+			log.Warn("automatic failover not committed: the new master did not take the topology", "err", err)
+			return
+		}
 		log.Warn("automatic failover pushed with errors", "err", err)
 	}
 	c.mu.Lock()

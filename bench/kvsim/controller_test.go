@@ -2,7 +2,6 @@ package kvsim
 
 import (
 	"context"
-	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
@@ -226,14 +225,7 @@ func TestCommitHandoverPushesToTheNewMasterFirst(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
-	logs := &lockedBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("cluster log:\n%s", logs)
-		}
-	})
-	cfg := testClusterConfig(t)
-	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	cfg, logs := loggedClusterConfig(t)
 	c := startTestCluster(t, cfg)
 	ctx := testContext(t)
 	oldMaster, replica := c.Nodes()[0], c.Nodes()[1]

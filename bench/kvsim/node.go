@@ -30,6 +30,11 @@ type NodeConfig struct {
 	// ReplDelay is how long a replica waits before applying each change it
 	// receives from its master.
 	ReplDelay time.Duration
+	// Released makes the node answer as released Kvrocks, without the
+	// graceful failover of kvrocks#3295: CLUSTERX FAILOVER and TAKEOVER get
+	// the unknown-subcommand usage error and CLUSTER INFO has no
+	// cluster_failover_state line. CLIENT PAUSE works either way.
+	Released bool
 	// Admin, when set, answers the simulator's own KVSIM admin commands
 	// (args[0] is "KVSIM") with a complete RESP reply.
 	Admin func(args [][]byte) []byte

@@ -8,10 +8,12 @@ import (
 	"github.com/tidwall/redcon"
 )
 
-// Usage errors of CLUSTER and CLUSTERX, as observed on Kvrocks (spec section 7).
+// Usage errors of CLUSTER and CLUSTERX, as observed on Kvrocks (spec sections
+// 7 and 8): a server with the failover of kvrocks#3295 lists FAILOVER too.
 const (
-	clusterUsage  = "ERR CLUSTER command, CLUSTER INFO|NODES|SLOTS|KEYSLOT|RESET|REPLICAS"
-	clusterxUsage = "ERR CLUSTERX command, CLUSTERX VERSION|MYID|SETNODEID|SETNODES|SETSLOT|MIGRATE"
+	clusterUsage          = "ERR CLUSTER command, CLUSTER INFO|NODES|SLOTS|KEYSLOT|RESET|REPLICAS"
+	clusterxUsageReleased = "ERR CLUSTERX command, CLUSTERX VERSION|MYID|SETNODEID|SETNODES|SETSLOT|MIGRATE"
+	clusterxUsage         = clusterxUsageReleased + "|FAILOVER"
 )
 
 func (n *Node) cluster(conn redcon.Conn, args [][]byte) {
@@ -40,7 +42,7 @@ func (n *Node) cluster(conn redcon.Conn, args [][]byte) {
 	switch sub {
 	case "info":
 		state := ""
-		if v.me != nil && v.me.master {
+		if v.me != nil && v.me.master && !n.cfg.Released {
 			state = n.failover.stateName()
 		}
 		conn.WriteBulkString(v.clusterInfo(state))
@@ -83,14 +85,22 @@ func (n *Node) clusterx(conn redcon.Conn, args [][]byte) {
 			return
 		}
 	case "failover":
-		n.clusterxFailover(conn, args)
-		return
+		if !n.cfg.Released {
+			n.clusterxFailover(conn, args)
+			return
+		}
 	case "takeover":
-		n.clusterxTakeover(conn, args)
-		return
+		if !n.cfg.Released {
+			n.clusterxTakeover(conn, args)
+			return
+		}
 	}
 	// SETSLOT and MIGRATE (slot migration) are not simulated: they get the
 	// usage error, like any malformed subcommand.
+	if n.cfg.Released {
+		conn.WriteError(clusterxUsageReleased)
+		return
+	}
 	conn.WriteError(clusterxUsage)
 }
 
@@ -144,6 +154,7 @@ func (n *Node) setNodes(conn redcon.Conn, args [][]byte) {
 	}
 	n.gen++
 	v := cur.withTopology(pt, version, n.gen)
+	n.deleteFormerSlots(cur, v)
 	n.failover.reset()
 	n.view.Store(v)
 	n.retargetReplication(run, v)

@@ -168,6 +168,7 @@ type replicaStream struct {
 	addr      string // announced host:port
 	conn      net.Conn
 	acked     atomic.Uint64
+	sent      atomic.Uint64 // sequence of the last entry written to conn
 	closed    chan struct{}
 	closeOnce sync.Once
 }
@@ -227,6 +228,17 @@ func (s *streamSet) snapshot() []*replicaStream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]*replicaStream(nil), s.list...)
+}
+
+// waitSent waits until every open stream has written the entries up to seq,
+// or timeout passes.
+func (s *streamSet) waitSent(seq uint64, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for _, r := range s.snapshot() {
+		for !r.isClosed() && r.sent.Load() < seq && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
 }
 
 func (s *streamSet) closeAll() {
@@ -333,6 +345,7 @@ func (n *Node) streamTo(run *nodeRun, rs *replicaStream, dc redcon.DetachedConn,
 		if w.Flush() != nil {
 			return
 		}
+		rs.sent.Store(next)
 		if len(frames) > 0 {
 			continue
 		}
@@ -670,7 +683,7 @@ func (n *Node) applyEntries(run *nodeRun, l *replicaLink, conn net.Conn, queue <
 				return
 			}
 		}
-		n.ks.Apply(e.seq, e.effect)
+		n.applyEffect(e.seq, e.effect)
 		n.replLog.append(e.seq, e.frame)
 		n.replayPublish(e.effect)
 		pending = true

@@ -140,11 +140,12 @@ func TestSwappedTopologyResyncsAndResetsFailoverState(t *testing.T) {
 	mc := ntClient(t, s.master.Addr(), "")
 	require.Eventually(t, func() bool { return ntFailoverState(t, mc) == "success" }, 10*time.Second, 10*time.Millisecond)
 
+	// The new master first, as a controller must: the old master deletes
+	// its former slots as it applies the swap (TestSwappedTopologyPushOrderDecidesDataLoss).
 	newMaster, oldMaster := s.replicas[0], s.master
-	ntPush(t, 2, []string{
-		ntMasterLine(ntID('b'), newMaster, "0-16383"),
-		ntReplicaLine(ntID('a'), oldMaster, ntID('b')),
-	}, s.nodes)
+	swapped := []string{ntMasterLine(ntID('b'), newMaster, "0-16383"), ntReplicaLine(ntID('a'), oldMaster, ntID('b'))}
+	ntPush(t, 2, swapped, map[string]*Node{ntID('b'): newMaster})
+	ntPush(t, 2, swapped, map[string]*Node{ntID('a'): oldMaster})
 	assert.Equal(t, "", ntFailoverState(t, mc), "a replica prints no failover state")
 	nc := ntClient(t, newMaster.Addr(), "")
 	assert.Equal(t, "none", ntFailoverState(t, nc))
@@ -155,7 +156,7 @@ func TestSwappedTopologyResyncsAndResetsFailoverState(t *testing.T) {
 	slot := strconv.Itoa(hashSlot([]byte("k")))
 	assert.Equal(t, "-MOVED "+slot+" "+newMaster.Addr()+"\r\n", m.do("GET", "k"), "old master redirects")
 	assert.Equal(t, "+OK\r\n", m.do("READONLY"))
-	assert.Equal(t, ntBulk("v"), m.do("GET", "k"), "old master keeps its data and serves READONLY reads")
+	assert.Equal(t, ntBulk("v"), m.do("GET", "k"), "old master, resynced from the new one, serves READONLY reads")
 	if mustLookupOK("flushdb") {
 		assert.Equal(t, "-READONLY You can't write against a read only slave.\r\n", m.do("FLUSHDB"))
 	}
@@ -233,11 +234,13 @@ func TestReplicasOfTheNewMasterGetAllItsWritesAfterTheOldOnePublished(t *testing
 	ntWaitCaughtUp(t, oldMaster, other)
 
 	full := newMaster.syncFull.Load()
-	ntPush(t, 2, []string{
+	swapped := []string{
 		ntMasterLine(ntID('b'), newMaster, "0-16383"),
 		ntReplicaLine(ntID('a'), oldMaster, ntID('b')),
 		ntReplicaLine(ntID('c'), other, ntID('b')),
-	}, s.nodes)
+	}
+	ntPush(t, 2, swapped, map[string]*Node{ntID('b'): newMaster}) // first, as a controller must
+	ntPush(t, 2, swapped, map[string]*Node{ntID('a'): oldMaster, ntID('c'): other})
 	ntWaitLinkUp(t, oldMaster)
 	ntWaitLinkUp(t, other)
 	require.Equal(t, "+OK\r\n", n.do("SET", "k3", "v3"))

@@ -2,9 +2,12 @@
 // until SIGINT or SIGTERM:
 //
 //	kvsim --shards 3 --replicas 1 --port 30001 [--repl-delay 300ms] [--password X]
+//	      [--released] [--controller-listen 127.0.0.1:9379]
 //
-// It prints the node table once every replica replicates. Send KVSIM HELP to
-// any node for the admin commands (failover, kill, restart...).
+// It prints the node table once every replica replicates, then the URL of
+// the controller's HTTP API (kvrocks-controller's) if --controller-listen
+// asks for it. Send KVSIM HELP to any node for the admin commands (failover,
+// kill, restart...).
 package main
 
 import (
@@ -54,6 +57,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fmt.Fprint(stdout, cluster.Table())
+	if url := cluster.ControllerAPIURL(); url != "" {
+		namespace, name := cfg.ControllerAPI.Namespace, cfg.ControllerAPI.Cluster
+		fmt.Fprintf(stdout, "controller API: %s (namespace %s, cluster %s)\n", url, namespace, name)
+	}
 	cfg.Logger.Info("kvsim ready: send KVSIM HELP to any node; Ctrl-C stops")
 	<-ctx.Done()
 	cfg.Logger.Info("shutting down")
@@ -70,6 +77,10 @@ func newFlagSet() (*flag.FlagSet, *kvsim.ClusterConfig, *string) {
 	fs.IntVar(&cfg.BasePort, "port", cfg.BasePort, "first of the consecutive ports (shard 0 master, its replicas, shard 1 master...); 0: free ports")
 	fs.DurationVar(&cfg.ReplDelay, "repl-delay", cfg.ReplDelay, "delay before a replica applies each change")
 	fs.StringVar(&cfg.Password, "password", cfg.Password, "requirepass of every node")
+	fs.BoolVar(&cfg.Released, "released", cfg.Released, "answer as released Kvrocks: no CLUSTERX FAILOVER/TAKEOVER (kvrocks#3295), CLIENT PAUSE only")
+	fs.StringVar(&cfg.ControllerAPI.Listen, "controller-listen", "", "serve kvrocks-controller's HTTP API on host:port (port 0: a free one)")
+	fs.StringVar(&cfg.ControllerAPI.Namespace, "controller-namespace", kvsim.DefaultAPINamespace, "the namespace in the controller API's paths")
+	fs.StringVar(&cfg.ControllerAPI.Cluster, "controller-cluster", kvsim.DefaultAPICluster, "the cluster name in the controller API's paths")
 	fs.DurationVar(&cfg.Controller.ProbeInterval, "probe-interval", cfg.Controller.ProbeInterval, "controller probe period")
 	fs.IntVar(&cfg.Controller.FailureCount, "probe-failures", cfg.Controller.FailureCount, "failed probes of a master before automatic failover")
 	fs.DurationVar(&cfg.Controller.Failover.PauseTimeout, "pause-timeout", cfg.Controller.Failover.PauseTimeout, "KVSIM FAILOVER: CLIENT PAUSE WRITE duration on the old master")
@@ -103,7 +114,7 @@ func parseFlags(args []string) (kvsim.ClusterConfig, slog.Level, error) {
 func usage() string {
 	fs, _, _ := newFlagSet()
 	var b strings.Builder
-	fmt.Fprintln(&b, "usage: kvsim [--shards N] [--replicas R] [--port P] [--repl-delay D] [--password X] [flags]")
+	fmt.Fprintln(&b, "usage: kvsim [--shards N] [--replicas R] [--port P] [--repl-delay D] [--password X] [--released] [--controller-listen HOST:PORT] [flags]")
 	fs.SetOutput(&b)
 	fs.PrintDefaults()
 	return b.String()

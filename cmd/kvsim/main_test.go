@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -20,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -38,6 +41,8 @@ func TestRunRejectsBadFlagsInOneLine(t *testing.T) {
 		{"--log-level", "loud"},
 		{"--probe-failures", "0"},
 		{"--pause-timeout", "100ms", "--sync-timeout", "200ms"},
+		{"--controller-listen", "9379"},
+		{"--controller-namespace", "a/b"},
 		{"extra"},
 	} {
 		var stdout, stderr bytes.Buffer
@@ -53,6 +58,8 @@ func TestRunHelp(t *testing.T) {
 	assert.Equal(t, 0, run(context.Background(), []string{"--help"}, &stdout, &stderr))
 	assert.Contains(t, stdout.String(), "usage: kvsim")
 	assert.Contains(t, stdout.String(), "-repl-delay")
+	assert.Contains(t, stdout.String(), "-controller-listen")
+	assert.Contains(t, stdout.String(), "-released")
 	assert.Empty(t, stderr.String())
 }
 
@@ -67,6 +74,84 @@ func TestRunReportsAPortInUse(t *testing.T) {
 	assert.Equal(t, 2, code)
 	assert.Empty(t, stdout.String())
 	assert.Regexp(t, `^kvsim: listen 127\.0\.0\.1:`+port+`: [^\n]*address already in use\n$`, stderr.String())
+}
+
+// --controller-listen serves the controller's HTTP API on the address it
+// prints; --released makes the nodes refuse CLUSTERX FAILOVER as released
+// Kvrocks does, and the API's failover works there all the same.
+func TestRunServesTheControllerAPIOfAReleasedCluster(t *testing.T) {
+	ctx, stop := context.WithCancel(context.Background())
+	var stdout, stderr lockedBuffer
+	exited := make(chan int, 1)
+	go func() {
+		exited <- run(ctx, []string{"--shards", "1", "--replicas", "1", "--released", "--log-level", "error",
+			"--controller-listen", "127.0.0.1:0", "--controller-namespace", "ns1", "--controller-cluster", "c1"}, &stdout, &stderr)
+	}()
+	t.Cleanup(func() {
+		stop()
+		assert.Equal(t, 0, <-exited)
+		if t.Failed() {
+			t.Logf("kvsim stdout:\n%s\nkvsim stderr:\n%s", stdout.String(), stderr.String())
+		}
+	})
+	line := regexp.MustCompile(`(?m)^controller API: (http://127\.0\.0\.1:\d+) \(namespace ns1, cluster c1\)$`)
+	var url string
+	require.Eventually(t, func() bool {
+		if m := line.FindStringSubmatch(stdout.String()); m != nil {
+			url = m[1]
+		}
+		return url != ""
+	}, 30*time.Second, 10*time.Millisecond, "kvsim prints the API's address")
+
+	client := &http.Client{Timeout: 30 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	get := func(path string) (int, string) {
+		resp, err := client.Get(url + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(body)
+	}
+	code, body := get("/api/v1/namespaces")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, `{"data":{"namespaces":["ns1"]}}`, body)
+	code, body = get("/api/v1/namespaces/ns1/clusters/c1")
+	require.Equal(t, 200, code, body)
+	var got struct {
+		Data struct {
+			Cluster struct {
+				Version int64 `json:"version"`
+				Shards  []struct {
+					Nodes []struct{ ID, Addr, Role string } `json:"nodes"`
+				} `json:"shards"`
+			} `json:"cluster"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &got))
+	require.Len(t, got.Data.Cluster.Shards, 1)
+	nodes := got.Data.Cluster.Shards[0].Nodes
+	require.Len(t, nodes, 2)
+	require.Equal(t, "master", nodes[0].Role)
+	master := redis.NewClient(&redis.Options{Addr: nodes[0].Addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+	t.Cleanup(func() { master.Close() })
+	assert.EqualError(t, master.Do(ctx, "CLUSTERX", "FAILOVER", nodes[1].ID).Err(),
+		"ERR CLUSTERX command, CLUSTERX VERSION|MYID|SETNODEID|SETNODES|SETSLOT|MIGRATE")
+
+	resp, err := client.Post(url+"/api/v1/namespaces/ns1/clusters/c1/shards/0/failover", "application/json",
+		strings.NewReader(`{"preferred_node_id":"`+nodes[1].ID+`"}`))
+	require.NoError(t, err)
+	failover, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, `{"data":{"new_master_id":"`+nodes[1].ID+`"}}`, string(failover))
+	code, body = get("/api/v1/namespaces/ns1/clusters/c1")
+	require.Equal(t, 200, code)
+	require.NoError(t, json.Unmarshal([]byte(body), &got))
+	assert.Equal(t, int64(2), got.Data.Cluster.Version)
+	assert.Equal(t, "slave", got.Data.Cluster.Shards[0].Nodes[0].Role)
+	assert.Equal(t, "master", got.Data.Cluster.Shards[0].Nodes[1].Role)
 }
 
 // lockedBuffer is the kvsim process's stdout, read while it runs.
