@@ -52,7 +52,10 @@ type Config struct {
 	// RefreshCooldown is the least time between two reloads triggered by
 	// MOVED, CLUSTERDOWN or a lost connection; triggers in between coalesce.
 	RefreshCooldown time.Duration
-	// MaxRedirects bounds the MOVED/ASK hops one request may follow.
+	// MaxRedirects bounds the MOVED/ASK hops one request may follow to
+	// nodes new to it. A redirect back to a node it came from (nodes that
+	// disagree while a topology is pushed to them one by one) is not a
+	// hop: the request waits for a reload, within HoldTimeout.
 	MaxRedirects int
 	// HoldTimeout bounds how long one request waits, in all, while a Gate
 	// holds its node; then it gets a TRYAGAIN error saying it was not run.
