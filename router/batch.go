@@ -51,8 +51,11 @@ type call struct {
 	// keyless request); asking sends ASKING first.
 	target *node
 	asking bool
-	// redirects and retries count hops and resends against their bounds.
-	redirects, retries int
+	// redirectedBy are the nodes whose redirects the call followed since it
+	// was sent by the table; a redirect back to one of them is a bounce.
+	redirectedBy []*node
+	// retries counts resends against MaxRetries.
+	retries int
 	// waitingSince is when the call was first held, for the longest-hold
 	// figure (its HoldTimeout budget counts from its batch's arrival).
 	// holdEnds is the hold it waits for now, nil when none; heldOn is the

@@ -46,13 +46,19 @@ type Config struct {
 	// (until busy-reply-threshold, 5 s) or builds a huge output (100 GETs
 	// of 20 MB took it 5.6 s): keep DeadTimeout above such stalls.
 	DeadTimeout time.Duration
-	// RefreshInterval is the period of the background topology reload, so a
-	// dead master is noticed even when nothing redirects.
+	// RefreshInterval is the period of the background topology reload: how
+	// long a topology pushed to an idle cluster can take to be routed by,
+	// and how soon a dead master is noticed when nothing redirects. With
+	// traffic, a MOVED patches the table at once and triggers a reload.
+	// A reload costs CLUSTER INFO, SLOTS and NODES on one node.
 	RefreshInterval time.Duration
 	// RefreshCooldown is the least time between two reloads triggered by
 	// MOVED, CLUSTERDOWN or a lost connection; triggers in between coalesce.
 	RefreshCooldown time.Duration
-	// MaxRedirects bounds the MOVED/ASK hops one request may follow.
+	// MaxRedirects bounds the MOVED/ASK hops one request may follow to
+	// nodes new to it. A redirect back to a node it came from (nodes that
+	// disagree while a topology is pushed to them one by one) is not a
+	// hop: the request waits for a reload, within HoldTimeout.
 	MaxRedirects int
 	// HoldTimeout bounds how long one request waits, in all, while a Gate
 	// holds its node; then it gets a TRYAGAIN error saying it was not run.
@@ -114,7 +120,7 @@ func DefaultConfig() Config {
 		ConnsPerNode:    4,
 		DialTimeout:     time.Second,
 		ReadTimeout:     5 * time.Second,
-		RefreshInterval: 10 * time.Second,
+		RefreshInterval: time.Second,
 		RefreshCooldown: 100 * time.Millisecond,
 		MaxRedirects:    5,
 		HoldTimeout:     2500 * time.Millisecond,

@@ -16,7 +16,8 @@ import (
 //
 // Requests are sent in rounds: all of them first, then, in index order,
 // those that came back redirected or rejected, at most MaxRedirects hops and
-// MaxRetries resends each. When ctx ends first, the unanswered requests get
+// MaxRetries resends each; a redirect that bounces back waits for a reload,
+// within HoldTimeout. When ctx ends first, the unanswered requests get
 // an ERR reply and the router never touches any of them again, so the caller
 // may reuse them at once. Do may be called concurrently.
 func (r *Router) Do(ctx context.Context, reqs []*Request) {
@@ -148,7 +149,13 @@ func (r *Router) settleRound(b *batch) roundOutcome {
 // ends first.
 func (r *Router) prepareRound(ctx context.Context, b *batch, o roundOutcome, backoff *time.Duration) bool {
 	if o.awaitRefresh {
-		r.awaitRefresh(ctx)
+		actx := ctx
+		if !o.refreshBy.IsZero() {
+			var cancel context.CancelFunc
+			actx, cancel = context.WithDeadline(ctx, o.refreshBy)
+			defer cancel()
+		}
+		r.awaitRefresh(actx)
 	}
 	if len(o.holds) > 0 {
 		waitHolds(ctx, o.holds, o.holdDeadline)
@@ -219,6 +226,9 @@ func answerAll(reqs []*Request, reply []byte) {
 // roundOutcome collects what a round's replies ask of the next round.
 type roundOutcome struct {
 	refresh, awaitRefresh, backoff bool
+	// refreshBy, when not zero, bounds the wait for the reload: the first
+	// end of the budget of a bouncing call.
+	refreshBy time.Time
 	// holds are the holds the round's held calls wait for; holdDeadline is
 	// when the first of them runs out of HoldTimeout.
 	holds        []<-chan struct{}
@@ -519,7 +529,8 @@ func (r *Router) retry(cl *call, final []byte) bool {
 	return true
 }
 
-// redirect follows MOVED (patching the table for keyed requests) or ASK.
+// redirect follows MOVED (patching the table for keyed requests) or ASK,
+// unless it bounces.
 func (r *Router) redirect(cl *call, kind redirectKind, slot int, addr string, o *roundOutcome) bool {
 	if addr == cl.sentTo.addr {
 		// A node redirecting to itself serves the slot no more and knows no
@@ -529,12 +540,43 @@ func (r *Router) redirect(cl *call, kind redirectKind, slot int, addr string, o 
 		cl.target, cl.asking = nil, false
 		return r.retry(cl, fmt.Appendf(nil, "-CLUSTERDOWN slot %d is not served: %s redirects it to itself\r\n", slot, addr))
 	}
-	cl.redirects++
-	if cl.redirects > r.cfg.MaxRedirects {
+	if cycle, handedOver := cl.redirectedBefore(addr), r.table.Load().handedOver(addr); cycle || handedOver {
+		// The nodes disagree on the slot's owner while they apply a new
+		// topology one by one (the old master already redirects to the new
+		// one, which still redirects back), or the redirect leads back to a
+		// node that handed the slot over, which only a newer topology may
+		// undo. Following it would go round in circles until the hop count
+		// ran out: the request waits for a reload instead and is sent again
+		// by the table, within its hold budget. A cycle also backs off: the
+		// reload may not have anything new yet. A node that handed over
+		// and was failed back to is confirmed by the reload itself, after
+		// which the request goes at once (reloads are at most one per
+		// RefreshCooldown).
+		r.counters.bounces.Add(1)
+		cl.target, cl.asking, cl.redirectedBy = nil, false, cl.redirectedBy[:0]
+		deadline := cl.b.started.Add(r.cfg.HoldTimeout)
+		if !time.Now().Before(deadline) {
+			cl.finish(fmt.Appendf(nil, "-TRYAGAIN slot %d bounces between %s and %s while the cluster's nodes disagree on its owner: the command was not executed, retry\r\n",
+				slot, cl.sentTo.addr, addr))
+			return false
+		}
+		o.awaitRefresh = true
+		o.backoff = o.backoff || cycle
+		if o.refreshBy.IsZero() || deadline.Before(o.refreshBy) {
+			o.refreshBy = deadline
+		}
+		return true
+	}
+	// Bounces aside, a chain of redirects visits a new node at each hop,
+	// and the router dials every node it learns of: the hop count bounds
+	// what a misconfigured cluster (an announced address that is not the
+	// node's, a node that redirects to ever new ones) can make it dial.
+	if len(cl.redirectedBy) >= r.cfg.MaxRedirects {
 		o.refresh = true
 		cl.finish(fmt.Appendf(nil, "-CLUSTERDOWN slot %d: more than %d redirects, last to %s\r\n", slot, r.cfg.MaxRedirects, addr))
 		return false
 	}
+	cl.redirectedBy = append(cl.redirectedBy, cl.sentTo)
 	cl.asking = kind == redirectAsk
 	if kind == redirectMoved && cl.req.Slot == slot {
 		cl.target = nil
@@ -544,6 +586,17 @@ func (r *Router) redirect(cl *call, kind redirectKind, slot int, addr string, o 
 	}
 	cl.target = r.nodeOf(addr)
 	return true
+}
+
+// redirectedBefore reports whether the node at addr redirected cl since
+// the table last sent it.
+func (cl *call) redirectedBefore(addr string) bool {
+	for _, n := range cl.redirectedBy {
+		if n.addr == addr {
+			return true
+		}
+	}
+	return false
 }
 
 // ErrorCode returns the first word of an error reply ("-TRYAGAIN ..." →

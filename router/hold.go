@@ -418,10 +418,13 @@ func (r *Router) Warm(addr string) {
 	r.nodeOf(addr)
 }
 
-// HandOver routes every slot of master to replica at once, trusted like a
-// MOVED until the cluster's epoch changes: a failover of master has just
-// succeeded. With replica "", master's only replica in the topology is
-// taken; with none or several, nothing changes (MOVED will tell).
+// HandOver routes every slot of master to replica at once: a failover of
+// master has just succeeded. No topology at the current epoch or an older
+// one, and no MOVED, routes them back to master: only a topology that makes
+// master a master again at a higher config epoch does (see handover). A
+// handover recorded for replica ends: it took over. With replica "",
+// master's only replica in the topology is taken; with none or several,
+// nothing changes (MOVED will tell).
 func (r *Router) HandOver(master, replica string) {
 	r.tableMu.Lock()
 	defer r.tableMu.Unlock()
@@ -431,15 +434,22 @@ func (r *Router) HandOver(master, replica string) {
 			return
 		}
 	}
+	base := *cur
+	base.handovers = withHandover(withoutHandover(cur.handovers, replica), master, cur.epoch)
 	var patches []slotPatch
 	for s, n := range cur.owner {
 		if n != nil && n.addr == master {
 			patches = append(patches, slotPatch{s, replica, master})
 		}
 	}
-	if len(patches) == 0 {
+	nt := &base
+	if len(patches) > 0 {
+		nt = base.withPatches(patches, r.nodeOf)
+	}
+	if nt.sameAs(cur) {
 		return
 	}
-	r.storeTableLocked(cur.withPatches(patches, r.nodeOf))
-	r.log.Info("failover succeeded: slots routed to the new master", "from", master, "to", replica, "slots", len(patches))
+	r.storeTableLocked(nt)
+	r.log.Info("failover succeeded: slots routed to the new master", "from", master, "to", replica, "slots", len(patches),
+		"epoch", cur.epoch)
 }

@@ -134,6 +134,36 @@ func TestRedisClusterFailoverMovedIsFollowed(t *testing.T) {
 	assert.NotContains(t, r.Masters(), old.Addr)
 }
 
+// A handover the router saw is undone only by a topology that makes the old
+// master a master again with a higher config epoch: a failover back is such
+// a topology on Redis Cluster, and is followed without an error.
+func TestRedisClusterFailBackAfterHandOverIsFollowed(t *testing.T) {
+	skipIfShort(t)
+	c := cluster.Start(t, cluster.Options{Masters: 2, ReplicasPerMaster: 1})
+	r := newTestRouter(t, redisRouterConfig(c.Addrs()[0]))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	key := "failback:key"
+	slot := int(Slot([]byte(key)))
+	doWithin(t, r, keyed(false, "SET", key, "before"))
+	old := c.MasterForKey(key)
+	replica := c.ReplicasOf(old.ID)[0]
+	require.NoError(t, c.Failover(ctx, replica))
+	r.HandOver(old.Addr, replica.Addr)
+	r.awaitRefresh(ctx)
+	require.Equal(t, replica.Addr, r.MasterOf(slot), "the old master is a replica now")
+	require.True(t, r.table.Load().handedOver(old.Addr))
+
+	require.NoError(t, c.Failover(ctx, old))
+	reqs := []*Request{keyed(false, "SET", key, "after"), keyed(true, "GET", key)}
+	doWithin(t, r, reqs...)
+	assert.Equal(t, "+OK\r\n", string(reqs[0].Reply))
+	assert.Equal(t, "$5\r\nafter\r\n", string(reqs[1].Reply))
+	assert.Equal(t, old.Addr, r.MasterOf(slot))
+	assert.NotContains(t, r.Masters(), replica.Addr)
+}
+
 func TestRedisClusterKilledMasterNeverHangs(t *testing.T) {
 	skipIfShort(t)
 	c := cluster.Start(t, cluster.Options{Masters: 3, ReplicasPerMaster: 1, NodeTimeout: time.Second})

@@ -94,9 +94,12 @@ type Router struct {
 
 	table atomic.Pointer[slotTable]
 	// tableMu serialises table writers (reloads and MOVED patches); it
-	// guards changed, closed and replaced each time the table is.
-	tableMu sync.Mutex
-	changed chan struct{}
+	// guards changed, closed and replaced each time the table is, and
+	// keptAtEpoch, the epoch of the last view logged for giving slots back
+	// to nodes that handed over.
+	tableMu     sync.Mutex
+	changed     chan struct{}
+	keptAtEpoch int64
 
 	mu    sync.Mutex
 	nodes map[string]*node
@@ -353,7 +356,10 @@ func withHost(addr, host string) (string, error) {
 // patched by MOVED keep their patched owner: Kvrocks' CLUSTER SLOTS stays
 // stale after a failover until the controller pushes a new version. A newer
 // epoch replaces everything; so does an older one, which reload only passes
-// when every node reported it (the cluster was rebuilt).
+// when every node reported it (the cluster was rebuilt). Whatever the epoch,
+// no slot goes back to a node that handed over (see handover) unless the
+// view makes it a master again at a higher config epoch. A view that
+// changes nothing leaves the table, and Changed, alone.
 func (r *Router) applyView(view *clusterView) {
 	r.tableMu.Lock()
 	defer r.tableMu.Unlock()
@@ -365,14 +371,25 @@ func (r *Router) applyView(view *clusterView) {
 			nt.owner[s] = n
 		}
 	}
-	if cur != nil && view.epoch == cur.epoch {
-		for s := range nt.owner {
-			if cur.patched[s] {
-				nt.owner[s], nt.patched[s] = cur.owner[s], true
+	if cur != nil {
+		if view.epoch == cur.epoch {
+			for s := range nt.owner {
+				if cur.patched[s] {
+					nt.owner[s], nt.patched[s] = cur.owner[s], true
+				}
 			}
+		}
+		nt.handovers = cur.handoversUnder(view)
+		if kept := nt.keepHandedOverSlots(cur); kept > 0 && r.keptAtEpoch != view.epoch {
+			r.keptAtEpoch = view.epoch
+			r.log.Info("topology gives slots back to nodes that handed them over: kept with their new masters until a newer version makes those nodes masters again",
+				"epoch", view.epoch, "slots", kept, "handed_over", nt.handovers)
 		}
 	}
 	nt.masters = distinctOwners(&nt.owner)
+	if cur != nil && nt.sameAs(cur) {
+		return
+	}
 	r.storeTableLocked(nt)
 	if cur == nil || cur.epoch != nt.epoch || !slices.Equal(cur.masters, nt.masters) {
 		r.log.Info("topology loaded", "epoch", nt.epoch, "masters", nt.masters)
@@ -409,7 +426,10 @@ func (r *Router) patch(patches []slotPatch) {
 	cur := r.table.Load()
 	for _, p := range patches {
 		if n := cur.owner[p.slot]; n == nil || n.addr != p.addr {
-			r.storeTableLocked(cur.withPatches(patches, r.nodeOf))
+			// Patches to nodes that handed over are skipped: maybe all.
+			if nt := cur.withPatches(patches, r.nodeOf); !nt.sameAs(cur) {
+				r.storeTableLocked(nt)
+			}
 			return
 		}
 	}

@@ -180,25 +180,84 @@ func TestMovedWithEmptyHostMeansReplyingNodesHost(t *testing.T) {
 	assert.Equal(t, b.addr, r.MasterOf(slot))
 }
 
-func TestEndlessRedirectChainIsBounded(t *testing.T) {
-	fc := newFakeCluster(t, 2)
-	a, b := fc.nodes[0], fc.nodes[1]
-	r := newTestRouter(t, testConfig(a.addr))
-	pingPong := func(other *fakeNode) func(redcon.Conn, []string) bool {
-		return func(conn redcon.Conn, args []string) bool {
-			if isCommand(args, "GET") {
-				conn.WriteError("MOVED " + itoa(int(Slot([]byte(args[1])))) + " " + other.addr)
-				return true
-			}
-			return false
+// movedTo answers GET and SET with a MOVED to other, while on says so.
+func movedTo(other *fakeNode, on func() bool) func(redcon.Conn, []string) bool {
+	return func(conn redcon.Conn, args []string) bool {
+		if (isCommand(args, "GET") || isCommand(args, "SET")) && on() {
+			conn.WriteError("MOVED " + itoa(int(Slot([]byte(args[1])))) + " " + other.addr)
+			return true
 		}
+		return false
 	}
-	a.setScript(pingPong(b))
-	b.setScript(pingPong(a))
+}
+
+func always() bool { return true }
+
+// A chain of redirects through ever new nodes ends after MaxRedirects hops.
+func TestRedirectChainThroughNewNodesIsBounded(t *testing.T) {
+	fc := newFakeCluster(t, 4)
+	for i, n := range fc.nodes {
+		n.setScript(movedTo(fc.nodes[(i+1)%len(fc.nodes)], always))
+	}
+	fc.setOwner(fc.nodes[0], 1)
+	cfg := testConfig(fc.nodes[0].addr)
+	cfg.MaxRedirects = 2
+	r := newTestRouter(t, cfg)
 	req := keyed(true, "GET", "k")
 	doWithin(t, r, req)
-	assert.True(t, strings.HasPrefix(string(req.Reply), "-CLUSTERDOWN "), "got %q", req.Reply)
-	assert.Contains(t, string(req.Reply), "redirects")
+	assert.Equal(t, "-CLUSTERDOWN slot "+itoa(int(Slot([]byte("k"))))+": more than 2 redirects, last to "+fc.nodes[3].addr+"\r\n", string(req.Reply))
+	assert.Zero(t, r.Stats().Bounces, "no node was visited twice")
+}
+
+// Nodes applying a new topology one by one disagree for a while: a sends
+// the slot to b, b still sends it back. The request waits, with reloads
+// and backoff, and is served once b serves the slot: no hop count ends it.
+func TestRedirectPingPongIsWaitedOut(t *testing.T) {
+	fc := newFakeCluster(t, 2)
+	a, b := fc.nodes[0], fc.nodes[1]
+	fc.setOwner(a, 1)
+	r := newTestRouter(t, testConfig(a.addr))
+	var bLags atomic.Bool
+	bLags.Store(true)
+	a.setScript(movedTo(b, always))
+	b.setScript(movedTo(a, bLags.Load))
+	b.data["k"] = "from-b"
+	reloads := r.Stats().Reloads
+	done := make(chan struct{})
+	req := keyed(true, "GET", "k")
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		r.Do(ctx, []*Request{req})
+	}()
+	// Many more bounces than MaxRedirects before b catches up.
+	require.Eventually(t, func() bool { return r.Stats().Bounces > uint64(2*r.cfg.MaxRedirects) }, 10*time.Second, time.Millisecond)
+	bLags.Store(false)
+	<-done
+	assert.Equal(t, "$6\r\nfrom-b\r\n", string(req.Reply))
+	assert.Greater(t, r.Stats().Reloads, reloads, "each bounce waits for a reload")
+	assert.Equal(t, b.addr, r.MasterOf(int(Slot([]byte("k")))))
+}
+
+// A ping-pong that outlasts the request's hold budget ends in a TRYAGAIN
+// that says the command did not run, not in a busy loop.
+func TestRedirectPingPongPastTheBudgetIsTryAgain(t *testing.T) {
+	fc := newFakeCluster(t, 2)
+	a, b := fc.nodes[0], fc.nodes[1]
+	fc.setOwner(a, 1)
+	cfg := testConfig(a.addr)
+	cfg.HoldTimeout = 300 * time.Millisecond
+	cfg.RefreshCooldown = 20 * time.Millisecond
+	r := newTestRouter(t, cfg)
+	a.setScript(movedTo(b, always))
+	b.setScript(movedTo(a, always))
+	req := keyed(false, "SET", "k", "v")
+	doWithin(t, r, req)
+	assert.True(t, strings.HasPrefix(string(req.Reply), "-TRYAGAIN slot "), "got %q", req.Reply)
+	assert.Contains(t, string(req.Reply), "the command was not executed")
+	// Each bounce waits for a reload, at most one per RefreshCooldown.
+	assert.Less(t, r.Stats().Bounces, uint64(cfg.HoldTimeout/cfg.RefreshCooldown)+2)
 }
 
 func TestAskSendsAskingBackToBackAndDoesNotPatch(t *testing.T) {

@@ -4,8 +4,13 @@ import "sync/atomic"
 
 // Stats counts what the router did since New. Every field only grows.
 type Stats struct {
-	// Moved and Ask count redirect replies followed.
+	// Moved and Ask count redirect replies.
 	Moved, Ask uint64
+	// Bounces counts redirects not followed because they sent a request
+	// back to a node that had redirected it, or that handed its slots over;
+	// the request was sent again after a reload (and a backoff for the
+	// former), within its HoldTimeout.
+	Bounces uint64
 	// Rejected counts replies proving a command did not run (TRYAGAIN,
 	// CLUSTERDOWN, LOADING, MASTERDOWN, READONLY), each resent or returned.
 	Rejected uint64
@@ -41,20 +46,21 @@ type Stats struct {
 // counters are the live values behind Stats; none is touched on the path of
 // a request that succeeds at once.
 type counters struct {
-	moved, ask, rejected, resent, lost atomic.Uint64
-	connsLost, dialFailures            atomic.Uint64
-	reloads, reloadFailures            atomic.Uint64
-	held, released, expired, abandoned atomic.Uint64
-	holdFull                           atomic.Uint64
-	parked, oversized                  atomic.Uint64
-	probes, unresponsive, dead         atomic.Uint64
+	moved, ask, bounces, rejected, lost atomic.Uint64
+	resent                              atomic.Uint64
+	connsLost, dialFailures             atomic.Uint64
+	reloads, reloadFailures             atomic.Uint64
+	held, released, expired, abandoned  atomic.Uint64
+	holdFull                            atomic.Uint64
+	parked, oversized                   atomic.Uint64
+	probes, unresponsive, dead          atomic.Uint64
 }
 
 // Stats returns a snapshot of the router's counters.
 func (r *Router) Stats() Stats {
 	c := &r.counters
 	return Stats{
-		Moved: c.moved.Load(), Ask: c.ask.Load(), Rejected: c.rejected.Load(),
+		Moved: c.moved.Load(), Ask: c.ask.Load(), Bounces: c.bounces.Load(), Rejected: c.rejected.Load(),
 		Resent: c.resent.Load(), Lost: c.lost.Load(),
 		ConnsLost: c.connsLost.Load(), DialFailures: c.dialFailures.Load(),
 		Reloads: c.reloads.Load(), ReloadFailures: c.reloadFailures.Load(),

@@ -44,6 +44,11 @@ type Topology struct {
 type clusterNode struct {
 	id, addr, masterID string
 	master             bool
+	// configEpoch is the version of the node's claim on its slots: Redis'
+	// configEpoch (a replica shows its master's), Kvrocks' topology version
+	// (the same on every line). A node that handed its slots over gets them
+	// back only with a higher one (see handover).
+	configEpoch int64
 }
 
 // parseClusterNodes reads CLUSTER NODES output, Redis or Kvrocks flavour.
@@ -75,7 +80,11 @@ func parseClusterNodes(text, hostOfReplier string) ([]clusterNode, error) {
 		if host == "" {
 			host = hostOfReplier
 		}
-		n := clusterNode{id: f[0], addr: net.JoinHostPort(host, port)}
+		configEpoch, err := strconv.ParseInt(f[6], 10, 64)
+		if err != nil || configEpoch < 0 {
+			return nil, fmt.Errorf("CLUSTER NODES line has a bad config epoch %q", f[6])
+		}
+		n := clusterNode{id: f[0], addr: net.JoinHostPort(host, port), configEpoch: configEpoch}
 		for flag := range strings.SplitSeq(f[2], ",") {
 			switch flag {
 			case "master":
@@ -168,6 +177,26 @@ type clusterView struct {
 	epoch  int64
 	owners []slotOwner
 	nodes  []clusterNode
+}
+
+// node returns the node the view lists at addr.
+func (v *clusterView) node(addr string) (clusterNode, bool) {
+	for _, n := range v.nodes {
+		if n.addr == addr {
+			return n, true
+		}
+	}
+	return clusterNode{}, false
+}
+
+// nodeByID returns the node the view lists with id.
+func (v *clusterView) nodeByID(id string) (clusterNode, bool) {
+	for _, n := range v.nodes {
+		if n.id == id {
+			return n, true
+		}
+	}
+	return clusterNode{}, false
 }
 
 // validateOwners checks that the ranges are in bounds and do not overlap.

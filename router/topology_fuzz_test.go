@@ -62,9 +62,9 @@ func FuzzParseClusterNodes(f *testing.F) {
 		if !oneField(id) || !hostOK || !oneField(master) {
 			return
 		}
-		flags, want := "master", clusterNode{id: id, master: true}
+		flags, want := "master", clusterNode{id: id, master: true, configEpoch: 1}
 		if replica {
-			flags, want = "slave", clusterNode{id: id, masterID: master}
+			flags, want = "slave", clusterNode{id: id, masterID: master, configEpoch: 1}
 			if master == "-" {
 				want.masterID = ""
 			}

@@ -18,9 +18,9 @@ func TestParseClusterNodesKvrocks(t *testing.T) {
 	nodes, err := parseClusterNodes(text, "127.0.0.1")
 	require.NoError(t, err)
 	assert.Equal(t, []clusterNode{
-		{id: strings.Repeat("2", 40), addr: "127.0.0.1:30002", masterID: strings.Repeat("1", 40)},
-		{id: strings.Repeat("1", 40), addr: "127.0.0.1:30001", master: true},
-		{id: strings.Repeat("3", 40), addr: "127.0.0.1:30003", master: true},
+		{id: strings.Repeat("2", 40), addr: "127.0.0.1:30002", masterID: strings.Repeat("1", 40), configEpoch: 3},
+		{id: strings.Repeat("1", 40), addr: "127.0.0.1:30001", master: true, configEpoch: 3},
+		{id: strings.Repeat("3", 40), addr: "127.0.0.1:30003", master: true, configEpoch: 3},
 	}, nodes)
 }
 
@@ -36,16 +36,17 @@ func TestParseClusterNodesRedis(t *testing.T) {
 	nodes, err := parseClusterNodes(text, "10.0.0.9")
 	require.NoError(t, err)
 	require.Len(t, nodes, 4)
-	assert.Equal(t, clusterNode{id: "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca", addr: "127.0.0.1:30001", master: true}, nodes[0])
+	assert.Equal(t, clusterNode{id: "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca", addr: "127.0.0.1:30001", master: true, configEpoch: 1}, nodes[0])
 	assert.Equal(t, "10.0.0.9:30002", nodes[1].addr)
 	assert.True(t, nodes[2].master)
-	assert.Equal(t, clusterNode{id: "6ec23923021cf3ffec47632106199cb7f496ce01", addr: "127.0.0.1:30005", masterID: "67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1"}, nodes[3])
+	assert.Equal(t, clusterNode{id: "6ec23923021cf3ffec47632106199cb7f496ce01", addr: "127.0.0.1:30005", masterID: "67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1", configEpoch: 5}, nodes[3])
 }
 
 func TestParseClusterNodesRejectsGarbage(t *testing.T) {
 	for _, text := range []string{
 		"too few fields\n",
 		"id noport master - 0 0 1 connected\n",
+		"id 127.0.0.1:7000@17000 master - 0 0 x connected\n", // config epoch
 	} {
 		_, err := parseClusterNodes(text, "h")
 		assert.Error(t, err, "%q", text)
@@ -249,4 +250,131 @@ func TestMovedTarget(t *testing.T) {
 		assert.Equal(t, tc.want != "", ok, tc.reply)
 		assert.Equal(t, tc.want, got, tc.reply)
 	}
+}
+
+// newTableRouter is a Router with no cluster behind it, for the slot table's
+// own rules: nothing is dialled.
+func newTableRouter() *Router {
+	r := &Router{cfg: testConfig("a:1"), nodes: map[string]*node{}}
+	r.cfg.Logger = DefaultConfig().Logger
+	r.log = r.cfg.Logger
+	r.closed.Store(true)
+	return r
+}
+
+// shardView is a reload of a one-shard cluster at epoch: master owns every
+// slot, with its config epoch, and replica replicates from it. Node ids are
+// their addresses.
+func shardView(epoch int64, master string, masterEpoch int64, replica string) *clusterView {
+	return &clusterView{
+		epoch:  epoch,
+		owners: []slotOwner{{SlotRange{0, SlotCount - 1}, master, master}},
+		nodes: []clusterNode{
+			{id: master, addr: master, master: true, configEpoch: masterEpoch},
+			{id: replica, addr: replica, masterID: master, configEpoch: masterEpoch},
+		},
+	}
+}
+
+// After HandOver, neither a reload at the same or an older epoch nor a MOVED
+// routes the shard back to the old master; a newer topology that makes it
+// master again does.
+func TestHandOverIsUndoneOnlyByANewerTopology(t *testing.T) {
+	r := newTableRouter()
+	r.applyView(shardView(5, "a:1", 5, "b:1"))
+	r.HandOver("a:1", "b:1")
+	require.Equal(t, "b:1", r.MasterOf(0))
+
+	r.applyView(shardView(5, "a:1", 5, "b:1")) // Kvrocks' stale CLUSTER SLOTS
+	assert.Equal(t, "b:1", r.MasterOf(0), "same version")
+	assert.Equal(t, []string{"b:1"}, r.Masters())
+	r.applyView(shardView(3, "a:1", 3, "b:1")) // every node forced back to version 3
+	assert.Equal(t, "b:1", r.MasterOf(16383), "lower version")
+	assert.Equal(t, int64(3), r.Topology().Epoch, "the rest of the view is taken")
+	r.patch([]slotPatch{{7, "a:1", "b:1"}})
+	assert.Equal(t, "b:1", r.MasterOf(7), "a MOVED back is not followed")
+
+	r.applyView(shardView(6, "a:1", 6, "b:1"))
+	assert.Equal(t, "a:1", r.MasterOf(0), "version 6 makes a master again")
+	assert.Equal(t, []handover{{"b:1", 6}}, r.table.Load().handovers, "and b, its replica now, handed back")
+}
+
+// Redis Cluster: the cluster's epoch grows with any shard's failover, but
+// a node takes its slots back only with a config epoch of its own above the
+// epoch its handover was seen at.
+func TestHandOverIsUndoneOnlyByAHigherConfigEpoch(t *testing.T) {
+	r := newTableRouter()
+	r.applyView(shardView(7, "a:1", 4, "b:1"))
+	r.HandOver("a:1", "b:1")
+
+	r.applyView(shardView(9, "a:1", 4, "b:1")) // a stale node's view, newer epoch
+	assert.Equal(t, "b:1", r.MasterOf(0))
+	r.applyView(shardView(9, "a:1", 7, "b:1"))
+	assert.Equal(t, "b:1", r.MasterOf(0), "config epoch 7 is not above 7")
+	r.applyView(shardView(10, "a:1", 10, "b:1")) // a failed back over
+	assert.Equal(t, "a:1", r.MasterOf(0))
+}
+
+// A newer topology that lists the old master as a replica confirms the
+// handover at its own version: a later push of that same version that
+// makes the old master master again does not undo it.
+func TestConfirmedHandOverRisesToTheConfirmingVersion(t *testing.T) {
+	r := newTableRouter()
+	r.applyView(shardView(1, "a:1", 1, "b:1"))
+	r.HandOver("a:1", "b:1")
+	r.applyView(shardView(2, "b:1", 2, "a:1")) // the controller recorded it
+	assert.Equal(t, []handover{{"a:1", 2}}, r.table.Load().handovers)
+	r.applyView(shardView(2, "a:1", 2, "b:1")) // forced at the same version
+	assert.Equal(t, "b:1", r.MasterOf(0))
+	r.applyView(shardView(3, "a:1", 3, "b:1"))
+	assert.Equal(t, "a:1", r.MasterOf(0))
+}
+
+// Handovers the router did not hear of through HandOver count too: a MOVED
+// from a master to its own replica, and a newer reload that lists a slot
+// owner as a replica.
+func TestHandOversSeenInMovedAndReloadsAreKept(t *testing.T) {
+	r := newTableRouter()
+	r.applyView(shardView(4, "a:1", 4, "b:1"))
+	r.patch([]slotPatch{{0, "b:1", "a:1"}})
+	require.Equal(t, "b:1", r.MasterOf(16383), "the whole shard moved")
+	r.applyView(shardView(4, "a:1", 4, "b:1"))
+	assert.Equal(t, "b:1", r.MasterOf(16383), "MOVED from a master to its replica")
+
+	r = newTableRouter()
+	r.applyView(shardView(4, "a:1", 4, "b:1"))
+	r.applyView(shardView(5, "b:1", 5, "a:1")) // the controller failed a over
+	r.applyView(shardView(4, "a:1", 4, "b:1")) // then every node forced back
+	assert.Equal(t, "b:1", r.MasterOf(0), "a reload that showed a turn replica")
+}
+
+// A failover back through the proxy ends the record of the node taking
+// over: HandOver itself is the proof.
+func TestHandOverBackEndsTheNewMastersRecord(t *testing.T) {
+	r := newTableRouter()
+	r.applyView(shardView(1, "a:1", 1, "b:1"))
+	r.HandOver("a:1", "b:1")
+	r.HandOver("b:1", "a:1")
+	assert.Equal(t, "a:1", r.MasterOf(0))
+	assert.Equal(t, []handover{{"b:1", 1}}, r.table.Load().handovers)
+	r.applyView(shardView(1, "b:1", 1, "a:1"))
+	assert.Equal(t, "a:1", r.MasterOf(0))
+}
+
+// A reload that changes nothing leaves the table and Changed alone, so a
+// short RefreshInterval wakes no subscriber.
+func TestReloadWithNothingNewKeepsTheTable(t *testing.T) {
+	r := newTableRouter()
+	r.applyView(shardView(1, "a:1", 1, "b:1"))
+	before, changed := r.table.Load(), r.Changed()
+	r.applyView(shardView(1, "a:1", 1, "b:1"))
+	assert.Same(t, before, r.table.Load())
+	select {
+	case <-changed:
+		t.Fatal("Changed fired for a reload with nothing new")
+	default:
+	}
+	r.applyView(shardView(2, "a:1", 2, "b:1"))
+	assert.NotSame(t, before, r.table.Load())
+	<-changed
 }

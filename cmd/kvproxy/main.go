@@ -150,6 +150,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	rcfg.HoldTimeout = opts.holdTimeout
 	rcfg.HoldMaxBytes = opts.holdMaxBytes
 	rcfg.DeadTimeout = opts.deadTimeout
+	rcfg.RefreshInterval = opts.refreshInterval
 	rcfg.Gate = holds
 	rcfg.Logger = logger
 	startCtx, cancel := context.WithTimeout(ctx, startupTimeout)

@@ -52,6 +52,7 @@ func TestParseOptionsDefaults(t *testing.T) {
 		clientOutputLimit: proxy.DefaultConfig().ClientOutputLimit,
 		deadTimeout:       router.DefaultConfig().DeadTimeout,
 		pubsubOutputLimit: proxy.DefaultPubSubOutputLimit,
+		refreshInterval:   router.DefaultConfig().RefreshInterval,
 	}, o)
 
 	o, err = parseOptions([]string{"--demo"}, noEnv)
@@ -66,6 +67,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		"--backend-conns", "8", "--announce", "proxy.example:7000", "--log-level", "WARN", "--max-bulk-len", "1024",
 		"--max-blocking-conns", "7", "--hold-timeout", "1s", "--hold-max-bytes", "4096", "--max-clients", "50", "--max-request-bytes", "2097152",
 		"--client-output-limit", "1048576", "--backend-dead-timeout", "3s", "--pubsub-output-limit", "1048576",
+		"--refresh-interval", "250ms",
 	}
 	o, err := parseOptions(args, noEnv)
 	require.NoError(t, err)
@@ -87,6 +89,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		clientOutputLimit: 1 << 20,
 		deadTimeout:       3 * time.Second,
 		pubsubOutputLimit: 1 << 20,
+		refreshInterval:   250 * time.Millisecond,
 	}, o)
 }
 
@@ -108,6 +111,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		"KVPROXY_CLIENT_OUTPUT_LIMIT":  "2097152",
 		"KVPROXY_BACKEND_DEAD_TIMEOUT": "7s",
 		"KVPROXY_PUBSUB_OUTPUT_LIMIT":  "65536",
+		"KVPROXY_REFRESH_INTERVAL":     "2s",
 	}
 	o, err := parseOptions(nil, envOf(env))
 	require.NoError(t, err)
@@ -128,6 +132,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		clientOutputLimit: 2 << 20,
 		deadTimeout:       7 * time.Second,
 		pubsubOutputLimit: 64 << 10,
+		refreshInterval:   2 * time.Second,
 	}, o)
 
 	t.Run("flag wins over env", func(t *testing.T) {
@@ -187,6 +192,8 @@ func TestParseOptionsRejects(t *testing.T) {
 		{"client output limit too large", []string{"--seeds", "a:1", "--client-output-limit", "99999999999999"}, nil, "--client-output-limit 99999999999999"},
 		{"dead timeout too short", []string{"--seeds", "a:1", "--backend-dead-timeout", "10ms"}, nil, "--backend-dead-timeout 10ms: want 1s to 10m0s"},
 		{"dead timeout too long", []string{"--seeds", "a:1", "--backend-dead-timeout", "1h"}, nil, "--backend-dead-timeout 1h0m0s"},
+		{"refresh interval too short", []string{"--seeds", "a:1", "--refresh-interval", "10ms"}, nil, "--refresh-interval 10ms: want 100ms to 10m0s"},
+		{"refresh interval too long", []string{"--seeds", "a:1", "--refresh-interval", "1h"}, nil, "--refresh-interval 1h0m0s"},
 		{"hold max bytes too many", []string{"--seeds", "a:1", "--hold-max-bytes", "17179869185"}, nil, "--hold-max-bytes 17179869185: want 1 to 17179869184"},
 		{"pubsub output limit too small", []string{"--seeds", "a:1", "--pubsub-output-limit", "65535"}, nil,
 			"--pubsub-output-limit 65535: want 65536 (64 KiB) to 17179869184 (16 GiB)"},

@@ -34,6 +34,14 @@ const (
 // subscriber's cluster connections would stop every few messages.
 const minPubSubOutputLimit = 64 << 10
 
+// The range of --refresh-interval: a reload (CLUSTER INFO, SLOTS and NODES
+// on one node) ten times a second at most, and a push picked up within
+// minutes at least.
+const (
+	minRefreshInterval = 100 * time.Millisecond
+	maxRefreshInterval = 10 * time.Minute
+)
+
 // options is the command line once parsed and checked.
 type options struct {
 	listen          string
@@ -63,7 +71,9 @@ type options struct {
 	deadTimeout time.Duration
 	// pubsubOutputLimit is proxy.Config.PubSubOutputLimit.
 	pubsubOutputLimit int64
-	demo              bool
+	// refreshInterval is router.Config.RefreshInterval.
+	refreshInterval time.Duration
+	demo            bool
 }
 
 // envName is the environment variable that sets flag name.
@@ -101,6 +111,8 @@ func newFlagSet(o *options, seeds, logLevel *string) *flag.FlagSet {
 		"how long a cluster node may leave its liveness probes unanswered before the requests already sent to it are answered (writes: may have run)")
 	fs.Int64Var(&o.pubsubOutputLimit, "pubsub-output-limit", proxy.DefaultPubSubOutputLimit,
 		"bytes of messages pending for one subscriber; at it the proxy stops reading that subscriber's cluster connections until it catches up (a subscriber that reads is never dropped)")
+	fs.DurationVar(&o.refreshInterval, "refresh-interval", router.DefaultConfig().RefreshInterval,
+		"period of the topology reload from the cluster: how long a topology pushed to an idle cluster may take to be routed by (with traffic, a MOVED tells at once)")
 	fs.BoolVar(&o.demo, "demo", false, "start a simulated Kvrocks cluster (3 shards x 1 replica) on free loopback ports and proxy it")
 	return fs
 }
@@ -194,6 +206,8 @@ func (o options) validate() error {
 		return fmt.Errorf("--hold-timeout %v: want a positive duration up to %v", o.holdTimeout, router.MaxHoldTimeout)
 	case o.deadTimeout < router.MinDeadTimeout || o.deadTimeout > router.MaxDeadTimeout:
 		return fmt.Errorf("--backend-dead-timeout %v: want %v to %v", o.deadTimeout, router.MinDeadTimeout, router.MaxDeadTimeout)
+	case o.refreshInterval < minRefreshInterval || o.refreshInterval > maxRefreshInterval:
+		return fmt.Errorf("--refresh-interval %v: want %v to %v", o.refreshInterval, minRefreshInterval, maxRefreshInterval)
 	case o.clientOutputLimit < proxy.MinClientOutputLimit || o.clientOutputLimit > proxy.MaxClientOutputLimit:
 		return fmt.Errorf("--client-output-limit %d: want %d (64 KiB) to %d (64 GiB)", o.clientOutputLimit, proxy.MinClientOutputLimit, int64(proxy.MaxClientOutputLimit))
 	}
