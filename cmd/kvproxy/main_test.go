@@ -53,6 +53,7 @@ func TestParseOptionsDefaults(t *testing.T) {
 		deadTimeout:       router.DefaultConfig().DeadTimeout,
 		pubsubOutputLimit: proxy.DefaultPubSubOutputLimit,
 		refreshInterval:   router.DefaultConfig().RefreshInterval,
+		controllerTimeout: defaultControllerTimeout,
 	}, o)
 
 	o, err = parseOptions([]string{"--demo"}, noEnv)
@@ -68,6 +69,8 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		"--max-blocking-conns", "7", "--hold-timeout", "1s", "--hold-max-bytes", "4096", "--max-clients", "50", "--max-request-bytes", "2097152",
 		"--client-output-limit", "1048576", "--backend-dead-timeout", "3s", "--pubsub-output-limit", "1048576",
 		"--refresh-interval", "250ms",
+		"--controller", "http://c:9379", "--controller-namespace", "ns", "--controller-cluster", "cl",
+		"--controller-token", "tk", "--controller-timeout", "3s",
 	}
 	o, err := parseOptions(args, noEnv)
 	require.NoError(t, err)
@@ -90,6 +93,8 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		deadTimeout:       3 * time.Second,
 		pubsubOutputLimit: 1 << 20,
 		refreshInterval:   250 * time.Millisecond,
+		controllerURL:     "http://c:9379", controllerNamespace: "ns", controllerCluster: "cl",
+		controllerToken: "tk", controllerTimeout: 3 * time.Second,
 	}, o)
 }
 
@@ -112,6 +117,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		"KVPROXY_BACKEND_DEAD_TIMEOUT": "7s",
 		"KVPROXY_PUBSUB_OUTPUT_LIMIT":  "65536",
 		"KVPROXY_REFRESH_INTERVAL":     "2s",
+		"KVPROXY_CONTROLLER_TIMEOUT":   "4s",
 	}
 	o, err := parseOptions(nil, envOf(env))
 	require.NoError(t, err)
@@ -133,6 +139,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		deadTimeout:       7 * time.Second,
 		pubsubOutputLimit: 64 << 10,
 		refreshInterval:   2 * time.Second,
+		controllerTimeout: 4 * time.Second,
 	}, o)
 
 	t.Run("flag wins over env", func(t *testing.T) {
@@ -192,6 +199,10 @@ func TestParseOptionsRejects(t *testing.T) {
 		{"client output limit too large", []string{"--seeds", "a:1", "--client-output-limit", "99999999999999"}, nil, "--client-output-limit 99999999999999"},
 		{"dead timeout too short", []string{"--seeds", "a:1", "--backend-dead-timeout", "10ms"}, nil, "--backend-dead-timeout 10ms: want 1s to 10m0s"},
 		{"dead timeout too long", []string{"--seeds", "a:1", "--backend-dead-timeout", "1h"}, nil, "--backend-dead-timeout 1h0m0s"},
+		{"controller without its cluster", []string{"--seeds", "a:1", "--controller", "http://c:1"}, nil, "--controller needs --controller-namespace and --controller-cluster"},
+		{"controller names without controller", []string{"--seeds", "a:1", "--controller-cluster", "x"}, nil, "need --controller"},
+		{"controller with demo", []string{"--demo", "--controller", "http://c:1", "--controller-namespace", "n", "--controller-cluster", "c"}, nil, "--controller and --demo exclude each other"},
+		{"controller timeout too short", []string{"--seeds", "a:1", "--controller-timeout", "1ms"}, nil, "--controller-timeout 1ms: want 1s to 10m"},
 		{"refresh interval too short", []string{"--seeds", "a:1", "--refresh-interval", "10ms"}, nil, "--refresh-interval 10ms: want 100ms to 10m0s"},
 		{"refresh interval too long", []string{"--seeds", "a:1", "--refresh-interval", "1h"}, nil, "--refresh-interval 1h0m0s"},
 		{"hold max bytes too many", []string{"--seeds", "a:1", "--hold-max-bytes", "17179869185"}, nil, "--hold-max-bytes 17179869185: want 1 to 17179869184"},

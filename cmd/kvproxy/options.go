@@ -39,7 +39,10 @@ const minPubSubOutputLimit = 64 << 10
 // minutes at least.
 const (
 	minRefreshInterval = 100 * time.Millisecond
-	maxRefreshInterval = 10 * time.Minute
+	// defaultControllerTimeout leaves a controller's failover (a 500 ms
+	// pause, a sync wait, the pushes) room on a busy machine.
+	defaultControllerTimeout = 10 * time.Second
+	maxRefreshInterval       = 10 * time.Minute
 )
 
 // options is the command line once parsed and checked.
@@ -73,7 +76,11 @@ type options struct {
 	pubsubOutputLimit int64
 	// refreshInterval is router.Config.RefreshInterval.
 	refreshInterval time.Duration
-	demo            bool
+	// controller* reach the kvrocks-controller that owns the topology
+	// (controller.New); controllerURL empty means none.
+	controllerURL, controllerNamespace, controllerCluster, controllerToken string
+	controllerTimeout                                                      time.Duration
+	demo                                                                   bool
 }
 
 // envName is the environment variable that sets flag name.
@@ -113,6 +120,13 @@ func newFlagSet(o *options, seeds, logLevel *string) *flag.FlagSet {
 		"bytes of messages pending for one subscriber; at it the proxy stops reading that subscriber's cluster connections until it catches up (a subscriber that reads is never dropped)")
 	fs.DurationVar(&o.refreshInterval, "refresh-interval", router.DefaultConfig().RefreshInterval,
 		"period of the topology reload from the cluster: how long a topology pushed to an idle cluster may take to be routed by (with traffic, a MOVED tells at once)")
+	fs.StringVar(&o.controllerURL, "controller", "",
+		"`URL` of the kvrocks-controller that owns the cluster's topology (e.g. http://127.0.0.1:9379): failovers through the proxy are recorded there, and on Kvrocks without CLUSTERX FAILOVER done by it (empty: none, and a controller push may undo a failover done through the proxy)")
+	fs.StringVar(&o.controllerNamespace, "controller-namespace", "", "the cluster's namespace in the controller (needed with --controller)")
+	fs.StringVar(&o.controllerCluster, "controller-cluster", "", "the cluster's name in the controller (needed with --controller)")
+	fs.StringVar(&o.controllerToken, "controller-token", "", "bearer token sent to the controller, for a gateway in front of it (upstream has no authentication)")
+	fs.DurationVar(&o.controllerTimeout, "controller-timeout", defaultControllerTimeout,
+		"longest wait for one answer of the controller, a failover included (it pauses writes up to 500 ms and waits for the replica)")
 	fs.BoolVar(&o.demo, "demo", false, "start a simulated Kvrocks cluster (3 shards x 1 replica) on free loopback ports and proxy it")
 	return fs
 }
@@ -208,6 +222,14 @@ func (o options) validate() error {
 		return fmt.Errorf("--backend-dead-timeout %v: want %v to %v", o.deadTimeout, router.MinDeadTimeout, router.MaxDeadTimeout)
 	case o.refreshInterval < minRefreshInterval || o.refreshInterval > maxRefreshInterval:
 		return fmt.Errorf("--refresh-interval %v: want %v to %v", o.refreshInterval, minRefreshInterval, maxRefreshInterval)
+	case o.controllerURL == "" && (o.controllerNamespace != "" || o.controllerCluster != "" || o.controllerToken != ""):
+		return errors.New("--controller-namespace, --controller-cluster and --controller-token need --controller")
+	case o.demo && o.controllerURL != "":
+		return errors.New("--controller and --demo exclude each other: the demo's cluster has a controller of its own")
+	case o.controllerURL != "" && (o.controllerNamespace == "" || o.controllerCluster == ""):
+		return errors.New("--controller needs --controller-namespace and --controller-cluster")
+	case o.controllerTimeout < time.Second || o.controllerTimeout > 10*time.Minute:
+		return fmt.Errorf("--controller-timeout %v: want 1s to 10m", o.controllerTimeout)
 	case o.clientOutputLimit < proxy.MinClientOutputLimit || o.clientOutputLimit > proxy.MaxClientOutputLimit:
 		return fmt.Errorf("--client-output-limit %d: want %d (64 KiB) to %d (64 GiB)", o.clientOutputLimit, proxy.MinClientOutputLimit, int64(proxy.MaxClientOutputLimit))
 	}
