@@ -73,6 +73,8 @@ type shardHold struct {
 	// handed is closed when a followed failover of the master succeeds, and
 	// then replaced (see HandedOver).
 	handed chan struct{}
+	// waiters are told how the follow running now ends (see Follow).
+	waiters []chan<- Outcome
 	// What INFO reports (see ShardReport).
 	phase        Phase
 	currentStart time.Time
@@ -112,6 +114,20 @@ func (h *Holds) Report() []ShardReport {
 	slices.SortFunc(out, func(a, b ShardReport) int { return strings.Compare(a.Master, b.Master) })
 	return out
 }
+
+// Outcome is how a followed handover ended.
+type Outcome struct {
+	// Handover is what was observed; its Final is PhaseSuccess when the
+	// replica took over (the shard is then routed to it).
+	Handover Handover
+	// Err says why the follow stopped before a final phase, if it did: the
+	// master could not be polled, it answered something unreadable, the
+	// follow outlasted MaxFollow, or Holds was closed.
+	Err error
+}
+
+// ErrHoldsClosed is the Outcome.Err of a follow asked for after Close.
+var ErrHoldsClosed = errors.New("failover: holds closed")
 
 // NewHolds returns Holds following masters with cfg; Close stops it.
 func NewHolds(cfg HoldsConfig) (*Holds, error) {
@@ -169,68 +185,82 @@ func (h *Holds) shardLocked(addr string) *shardHold {
 // TRYAGAIN may come from a failover. The follow ends at once if the master
 // turns out not to be pausing writes for one.
 func (h *Holds) TryAgain(addr string) {
-	h.start(addr, "", false)
+	h.startFollow(addr, nil, func(s *shardHold) Outcome { return h.follow(addr, "", s, false) })
 }
 
 // Follow starts following the master at addr, to which a CLUSTERX FAILOVER
 // handing its slots to replica was just accepted, until the failover ends.
-// It returns at once.
-func (h *Holds) Follow(addr, replica string) {
+// It returns at once, with a channel that receives how the follow ended
+// (that of a follow of addr already running, if one is).
+func (h *Holds) Follow(addr, replica string) <-chan Outcome {
 	if h.cfg.Warm != nil {
 		h.cfg.Warm(replica)
 	}
-	h.start(addr, replica, true)
+	done := make(chan Outcome, 1)
+	h.startFollow(addr, done, func(s *shardHold) Outcome { return h.follow(addr, replica, s, true) })
+	return done
 }
 
 // FollowRedis starts following a Redis Cluster manual failover (CLUSTER
 // FAILOVER, just accepted by replica) of the master at addr, for the report
 // and to route the shard to replica as soon as it took over. Redis pauses
-// its master's writes itself, so nothing is held. It returns at once.
-func (h *Holds) FollowRedis(addr, replica string) {
+// its master's writes itself, so nothing is held. It returns at once, with
+// a channel as Follow's.
+func (h *Holds) FollowRedis(addr, replica string) <-chan Outcome {
 	if h.cfg.Warm != nil {
 		h.cfg.Warm(replica)
 	}
-	h.startFollow(addr, func(s *shardHold) { h.followRedis(addr, replica, s) })
-}
-
-func (h *Holds) start(addr, replica string, planned bool) {
-	h.startFollow(addr, func(s *shardHold) { h.follow(addr, replica, s, planned) })
+	done := make(chan Outcome, 1)
+	h.startFollow(addr, done, func(s *shardHold) Outcome { return h.followRedis(addr, replica, s) })
+	return done
 }
 
 // startFollow runs follow on a goroutine of its own unless addr is
-// followed already.
-func (h *Holds) startFollow(addr string, follow func(*shardHold)) {
+// followed already; done, if not nil, receives how the follow ends.
+func (h *Holds) startFollow(addr string, done chan<- Outcome, follow func(*shardHold) Outcome) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ctx.Err() != nil {
+		if done != nil {
+			done <- Outcome{Err: ErrHoldsClosed}
+		}
 		return
 	}
 	s := h.shardLocked(addr)
+	if done != nil {
+		s.waiters = append(s.waiters, done)
+	}
 	if s.following {
 		return
 	}
 	s.following = true
 	h.wg.Go(func() {
+		var out Outcome
 		defer func() {
 			h.mu.Lock()
 			s.following = false
+			waiters := s.waiters
+			s.waiters = nil
 			h.mu.Unlock()
 			h.setHeld(s, false)
+			for _, w := range waiters {
+				w <- out // buffered, one value each
+			}
 		}()
-		follow(s)
+		out = follow(s)
 	})
 }
 
 // follow polls addr until its failover ends, holding its writes meanwhile.
 // An unplanned follow (after a TRYAGAIN) stops at once if the first phase
 // seen does not hold writes.
-func (h *Holds) follow(addr, replica string, s *shardHold, planned bool) {
+func (h *Holds) follow(addr, replica string, s *shardHold, planned bool) Outcome {
 	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.MaxFollow)
 	defer cancel()
 	conn, err := h.cfg.Dial(ctx, addr)
 	if err != nil {
 		h.cfg.Logger.Warn("cannot follow the master's failover state", "master", addr, "err", err)
-		return
+		return Outcome{Err: err}
 	}
 	defer func() { _ = conn.Close() }()
 	followed := false
@@ -253,10 +283,11 @@ func (h *Holds) follow(addr, replica string, s *shardHold, planned bool) {
 	if followed {
 		h.ended(addr, s, handover, err)
 	}
+	return Outcome{Handover: handover, Err: err}
 }
 
 // followRedis polls ROLE on replica and on addr until they swapped.
-func (h *Holds) followRedis(addr, replica string, s *shardHold) {
+func (h *Holds) followRedis(addr, replica string, s *shardHold) Outcome {
 	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.MaxFollow)
 	defer cancel()
 	conns := make([]net.Conn, 0, 2)
@@ -269,7 +300,7 @@ func (h *Holds) followRedis(addr, replica string, s *shardHold) {
 		conn, err := h.cfg.Dial(ctx, node)
 		if err != nil {
 			h.cfg.Logger.Warn("cannot follow the Redis failover", "master", addr, "replica", replica, "err", err)
-			return
+			return Outcome{Err: err}
 		}
 		conns = append(conns, conn)
 	}
@@ -284,6 +315,7 @@ func (h *Holds) followRedis(addr, replica string, s *shardHold) {
 	}}}
 	handover, err := watch.Follow(ctx, conns[0], conns[1])
 	h.ended(addr, s, handover, err)
+	return Outcome{Handover: handover, Err: err}
 }
 
 // began records and logs the start of a handover of addr.

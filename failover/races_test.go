@@ -656,3 +656,34 @@ func TestMigrationTryAgainHoldsNothing(t *testing.T) {
 	assert.Empty(t, f.holds.Report(), "no handover was followed")
 	assert.Nil(t, f.holds.Hold(f.a.addr))
 }
+
+// Follow's channel tells how the followed handover ended, a second Follow
+// of the same master gets the same end, and a Follow after Close is told at
+// once that nothing is followed.
+func TestFollowTellsHowTheHandoverEnded(t *testing.T) {
+	f := newFailoverRig(t)
+	f.shard.update(func() { f.a.phase, f.a.infoPhase = PhaseWaitSync, PhaseWaitSync })
+	first := f.holds.Follow(f.a.addr, f.b.addr)
+	f.waitReport(func(r ShardReport) bool { return r.Following }, "following")
+	second := f.holds.Follow(f.a.addr, f.b.addr)
+	f.shard.update(f.succeed)
+	for _, done := range []<-chan Outcome{first, second} {
+		select {
+		case out := <-done:
+			require.NoError(t, out.Err)
+			assert.Equal(t, PhaseSuccess, out.Handover.Final)
+			assert.Equal(t, []Phase{PhaseWaitSync, PhaseSuccess}, out.Handover.Phases)
+		case <-time.After(raceWait):
+			t.Fatal("no outcome")
+		}
+	}
+
+	f.shard.update(func() { f.a.phase, f.a.infoPhase = PhaseFailed, PhaseFailed })
+	out := <-f.holds.Follow(f.a.addr, f.b.addr)
+	require.NoError(t, out.Err)
+	assert.Equal(t, PhaseFailed, out.Handover.Final)
+
+	f.holds.Close()
+	out = <-f.holds.Follow(f.a.addr, f.b.addr)
+	assert.ErrorIs(t, out.Err, ErrHoldsClosed)
+}

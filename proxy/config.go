@@ -86,6 +86,13 @@ type Config struct {
 	// Handovers, when set, follows every CLUSTERX FAILOVER a master
 	// accepted through the proxy, holding the shard's writes through it.
 	Handovers Handovers
+	// Authority, when set, is told of every failover the proxy started
+	// (CLUSTERX FAILOVER, PROXY FAILOVER) that succeeded on a Kvrocks
+	// cluster, so its next topology push keeps the new master. When nil, no
+	// controller is configured: each such failover is logged as a warning
+	// and counted in INFO failover (controller_unreported), and PROXY
+	// FAILOVER says so in its reply.
+	Authority TopologyAuthority
 	// ShutdownTimeout bounds how long Close waits for in-flight batches
 	// before it cancels them and closes every client connection.
 	ShutdownTimeout time.Duration

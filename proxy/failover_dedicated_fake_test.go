@@ -97,9 +97,9 @@ type fakeHandovers struct {
 	tryAgain []string
 }
 
-func (h *fakeHandovers) Follow(string, string)          {}
-func (h *fakeHandovers) FollowRedis(string, string)     {}
-func (h *fakeHandovers) Report() []failover.ShardReport { return nil }
+func (h *fakeHandovers) Follow(string, string) <-chan failover.Outcome      { return nil }
+func (h *fakeHandovers) FollowRedis(string, string) <-chan failover.Outcome { return nil }
+func (h *fakeHandovers) Report() []failover.ShardReport                     { return nil }
 
 func (h *fakeHandovers) HandedOver(master string) <-chan struct{} {
 	h.mu.Lock()

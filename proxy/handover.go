@@ -2,7 +2,10 @@ package proxy
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,11 +22,12 @@ import (
 // the handovers it followed for INFO (failover.Holds implements it).
 type Handovers interface {
 	// Follow is told of a CLUSTERX FAILOVER that master accepted, handing
-	// its slots to replica (both addresses).
-	Follow(master, replica string)
+	// its slots to replica (both addresses). The channel receives how the
+	// handover ended, once.
+	Follow(master, replica string) <-chan failover.Outcome
 	// FollowRedis is told of a CLUSTER FAILOVER that replica, a Redis
-	// Cluster replica of master, accepted.
-	FollowRedis(master, replica string)
+	// Cluster replica of master, accepted; its channel is Follow's.
+	FollowRedis(master, replica string) <-chan failover.Outcome
 	Report() []failover.ShardReport
 	// HandedOver returns a channel closed the next time a failover of
 	// master succeeds.
@@ -38,18 +42,13 @@ type holdStats interface {
 }
 
 // writeFailoverInfo writes INFO's failover section: the proxy-wide hold
-// counters, then one line per master that failed over or held requests:
-// its handovers as followed (phase, current and last handover, longest
-// pause) and what the proxy held for it (held now, totals, longest hold,
-// outages: its connections lost or refused).
+// counters, what the topology authority was told, then one line per shard
+// as PROXY FAILOVER numbers them (its master and replicas as routed now,
+// its handovers as followed, whichever of its nodes was master then, and
+// what the proxy held for it), and one line per other node that failed over
+// or held requests (a node no longer in the topology).
 func (srv *Server) writeFailoverInfo(line func(key, value string)) {
-	shards := map[string]*shardInfo{}
-	shardOf := func(addr string) *shardInfo {
-		if shards[addr] == nil {
-			shards[addr] = &shardInfo{}
-		}
-		return shards[addr]
-	}
+	holds := map[string]router.NodeHolds{}
 	if rs, ok := srv.backend.(holdStats); ok {
 		st := rs.Stats()
 		line("held_total", strconv.FormatUint(st.Held, 10))
@@ -59,24 +58,82 @@ func (srv *Server) writeFailoverInfo(line func(key, value string)) {
 		line("hold_full_total", strconv.FormatUint(st.HoldFull, 10))
 		line("held_now", strconv.FormatUint(st.Held-st.Released-st.Expired-st.Abandoned, 10))
 		for _, h := range rs.HoldStats() {
-			shardOf(h.Addr).holds = h
+			holds[h.Addr] = h
 		}
 	}
+	controller := "none"
+	if srv.cfg.Authority != nil {
+		controller = srv.cfg.Authority.Name()
+	}
+	line("controller", controller)
+	line("controller_reported", itoa(srv.stats.handoversReported.Load()))
+	line("controller_report_failures", itoa(srv.stats.authorityReportFailures.Load()))
+	line("controller_unreported", itoa(srv.stats.handoversUnreported.Load()))
+	reports := map[string]failover.ShardReport{}
 	if srv.cfg.Handovers != nil {
 		for _, r := range srv.cfg.Handovers.Report() {
-			shardOf(r.Master).report = r
+			reports[r.Master] = r
 		}
 	}
-	addrs := slices.Sorted(maps.Keys(shards))
-	for i, addr := range addrs {
-		line("shard"+strconv.Itoa(i), "master="+addr+","+shards[addr].String())
+	listed := map[string]bool{}
+	for i, sh := range shardsOf(srv.topology()) {
+		var info shardInfo
+		for _, addr := range sh.members() {
+			listed[addr] = true
+			info.add(reports[addr], holds[addr])
+		}
+		info.holds.InOutage = holds[sh.master.Addr].InOutage
+		replicas := make([]string, len(sh.replicas))
+		for j, r := range sh.replicas {
+			replicas[j] = r.Addr
+		}
+		line("shard"+strconv.Itoa(i), "master="+sh.master.Addr+",replicas="+orDash(strings.Join(replicas, "|"))+
+			",slots="+formatRanges(sh.master.Slots, "|")+","+info.String())
+	}
+	others := map[string]*shardInfo{}
+	for addr, r := range reports {
+		if !listed[addr] {
+			others[addr] = &shardInfo{report: r}
+		}
+	}
+	for addr, h := range holds {
+		if !listed[addr] && h.Held+h.Outages > 0 {
+			if others[addr] == nil {
+				others[addr] = &shardInfo{}
+			}
+			others[addr].holds = h
+		}
+	}
+	for i, addr := range slices.Sorted(maps.Keys(others)) {
+		line("other"+strconv.Itoa(i), "addr="+addr+","+others[addr].String())
 	}
 }
 
-// shardInfo is what INFO reports of one master.
+// shardInfo is what INFO reports of one shard (or node): the handover
+// followed last and the hold counters, summed over the shard's nodes.
 type shardInfo struct {
 	report failover.ShardReport
 	holds  router.NodeHolds
+}
+
+// add merges what was followed and held for one node of the shard: the
+// report shown is that of a handover followed now, else of the latest one.
+func (si *shardInfo) add(r failover.ShardReport, h router.NodeHolds) {
+	if r.Phase != "" {
+		cur := si.report
+		if cur.Phase == "" || r.Following || (!cur.Following && r.Last.LastPoll.After(cur.Last.LastPoll)) {
+			si.report = r
+		}
+		si.report.Handovers = cur.Handovers + r.Handovers
+		si.report.LongestPause = max(cur.LongestPause, r.LongestPause)
+	}
+	si.holds.HeldNow += h.HeldNow
+	si.holds.Held += h.Held
+	si.holds.Released += h.Released
+	si.holds.Expired += h.Expired
+	si.holds.Abandoned += h.Abandoned
+	si.holds.Outages += h.Outages
+	si.holds.Longest = max(si.holds.Longest, h.Longest)
 }
 
 func (si *shardInfo) String() string {
@@ -87,6 +144,7 @@ func (si *shardInfo) String() string {
 	}
 	return "phase=" + orDash(string(r.Phase)) + ",following=" + boolDigit(r.Following) + ",holding=" + boolDigit(r.Holding) +
 		",current_start_ms=" + unixMillis(r.CurrentStart) + ",handovers=" + strconv.Itoa(r.Handovers) +
+		",last_from=" + orDash(r.Master) +
 		",last_start_ms=" + unixMillis(r.Last.FirstPoll) + ",last_end_ms=" + unixMillis(r.Last.LastPoll) +
 		",last_duration_ms=" + strconv.FormatInt(durationMillis(r.Last.FirstPoll, r.Last.LastPoll), 10) +
 		",last_result=" + orDash(string(r.Last.Final)) + ",last_phases=" + orDash(strings.Join(phases, ">")) +
@@ -139,9 +197,8 @@ func isClusterxFailover(info *CommandInfo, args [][]byte) bool {
 }
 
 // clusterxFailover sends CLUSTERX FAILOVER <replica-id> [timeout-ms] to the
-// replica's master, answers with the master's reply unchanged and, when the
-// master accepted, has the handover followed. A Redis Cluster master does
-// not know the command: it is carried out as CLUSTER FAILOVER on the replica.
+// replica's master and answers with the master's reply unchanged; when the
+// master accepted, the handover is followed (startFailover).
 func (s *session) clusterxFailover(c *redcon.Command) {
 	args := c.Args
 	if !s.isAdmin() {
@@ -152,7 +209,7 @@ func (s *session) clusterxFailover(c *redcon.Command) {
 		s.replyError("ERR wrong number of arguments")
 		return
 	}
-	master, replica, ok := masterOfReplica(s.srv.backend.Topology(), args[2])
+	master, replica, ok := masterOfReplica(s.srv.topology(), args[2])
 	if !ok {
 		b := append([]byte("ERR "), appendSanitized(nil, args[2], 128)...)
 		s.replyError(string(b) + " is not a replica in the topology kvproxy routes by (see PROXY NODES)")
@@ -161,67 +218,120 @@ func (s *session) clusterxFailover(c *redcon.Command) {
 	// Earlier commands of the pipeline run first.
 	s.runPending()
 	s.srv.stats.commandsProcessed.Add(1)
-	conn := s.dialFor(master)
-	if conn == nil {
+	// The reply stays the master's own +OK even when no topology authority
+	// will be told of the handover (startFailover logs and counts that):
+	// clients and scripts compare it with OK, and the command is the
+	// server's, whose reply they know. PROXY FAILOVER says it in its reply.
+	reply, _, err := s.srv.startFailover(s.ctx, master, replica, c.Raw)
+	if err != nil {
+		s.write(appendError(s.scratch[:0], "ERR "+oneLine(err.Error())))
 		return
-	}
-	reply, ok := s.adminRoundTrip(conn, master, c.Raw)
-	if !ok {
-		return
-	}
-	if bytes.HasPrefix(reply, []byte("-ERR unknown command")) {
-		// A Redis Cluster: its manual failover is CLUSTER FAILOVER on the
-		// replica, which pauses the master's writes itself: it is followed
-		// for the report and to route the shard to the replica at once.
-		if conn = s.dialFor(replica); conn == nil {
-			return
-		}
-		if reply, ok = s.adminRoundTrip(conn, replica, rawClusterFailover); !ok {
-			return
-		}
-		if bytes.Equal(reply, replyOK) && s.srv.cfg.Handovers != nil {
-			s.srv.cfg.Handovers.FollowRedis(master, replica)
-		}
-	} else if bytes.Equal(reply, replyOK) && s.srv.cfg.Handovers != nil {
-		s.srv.cfg.Handovers.Follow(master, replica)
 	}
 	s.write(reply)
 }
 
 var rawClusterFailover = []byte("*2\r\n$7\r\nCLUSTER\r\n$8\r\nFAILOVER\r\n")
 
-// adminRoundTrip sends an admin command on conn, a dedicated connection to
-// addr, and returns the reply; when the connection fails it answers the
-// client itself and reports false.
-func (s *session) adminRoundTrip(conn *nodeConn, addr string, raw []byte) ([]byte, bool) {
-	reply, err := s.roundTrip(conn, raw)
+// adminTimeout bounds one admin round trip to a backend node.
+const adminTimeout = 5 * time.Second
+
+// lostError is an admin round trip whose connection failed once the
+// command was sent: whether it ran is unknown.
+type lostError struct {
+	addr string
+	err  error
+}
+
+func (e *lostError) Error() string { return "connection to " + e.addr + " lost: " + e.err.Error() }
+
+func (e *lostError) Unwrap() error { return e.err }
+
+// maybeStarted words a lost connection for a failover command.
+func maybeStarted(err error) error {
+	if lost, ok := errors.AsType[*lostError](err); ok {
+		return errors.New("connection to " + lost.addr + " lost after the failover command was sent: the failover may have started")
+	}
+	return err
+}
+
+// startFailover sends raw, a CLUSTERX FAILOVER naming replica, to master and
+// returns the reply of the node that was asked. A master that does not know
+// the command is a Redis Cluster's: its manual failover is CLUSTER FAILOVER
+// on the replica, which pauses the master's writes itself. An accepted
+// failover is followed (Handovers), so the shard's writes are held through
+// it and it is routed to replica once it took over; result, nil when no
+// Handovers follows, then receives how it ended (afterHandover).
+func (srv *Server) startFailover(ctx context.Context, master, replica router.NodeInfo, raw []byte) (reply []byte, result <-chan handoverResult, err error) {
+	if reply, err = srv.askNode(ctx, master.Addr, raw); err != nil {
+		return nil, nil, maybeStarted(err)
+	}
+	redis := bytes.HasPrefix(reply, []byte("-ERR unknown command"))
+	if redis {
+		if reply, err = srv.askNode(ctx, replica.Addr, rawClusterFailover); err != nil {
+			return nil, nil, maybeStarted(err)
+		}
+	}
+	if !bytes.Equal(reply, replyOK) || srv.cfg.Handovers == nil {
+		return reply, nil, nil
+	}
+	var outcome <-chan failover.Outcome
+	if redis {
+		outcome = srv.cfg.Handovers.FollowRedis(master.Addr, replica.Addr)
+	} else {
+		outcome = srv.cfg.Handovers.Follow(master.Addr, replica.Addr)
+	}
+	// A Redis Cluster's nodes agree on the new roles among themselves; a
+	// Kvrocks cluster's topology is its controller's to change.
+	return reply, srv.afterHandover(master, replica, outcome, !redis), nil
+}
+
+// askNode sends raw, an admin command, to addr on a pooled dedicated
+// connection and returns a copy of the reply. The round trip is bounded by
+// adminTimeout; an error once the connection is open is a *lostError.
+func (srv *Server) askNode(ctx context.Context, addr string, raw []byte) ([]byte, error) {
+	conn, err := srv.pool.get(ctx, addr)
 	if err != nil {
+		return nil, errors.New("cannot connect to backend " + addr + ": " + err.Error())
+	}
+	stop := context.AfterFunc(ctx, conn.close)
+	defer stop()
+	_ = conn.conn.SetDeadline(time.Now().Add(adminTimeout))
+	reply, err := writeAndRead(conn, raw)
+	if err != nil || conn.conn.SetDeadline(time.Time{}) != nil {
 		conn.close()
-		s.write(appendError(s.scratch[:0], "ERR connection to "+addr+" lost after the failover command was sent: the failover may have started"))
-		return nil, false
+		if err == nil {
+			err = net.ErrClosed
+		}
+		return nil, &lostError{addr: addr, err: err}
 	}
 	// The reply lies in conn's buffer, which the next user of the pooled
 	// connection reads into.
 	reply = slices.Clone(reply)
-	s.srv.pool.put(conn)
-	return reply, true
+	srv.pool.put(conn)
+	return reply, nil
+}
+
+func writeAndRead(c *nodeConn, raw []byte) ([]byte, error) {
+	if _, err := c.conn.Write(raw); err != nil {
+		return nil, err
+	}
+	return c.readReply()
 }
 
 // masterOfReplica finds the replica whose id is id, and its master.
-func masterOfReplica(topo router.Topology, id []byte) (master, replica string, ok bool) {
-	masterID := ""
+func masterOfReplica(topo router.Topology, id []byte) (master, replica router.NodeInfo, ok bool) {
 	for _, n := range topo.Nodes {
 		if n.Role != "master" && n.ID == string(id) {
-			masterID, replica = n.MasterID, n.Addr
+			replica = n
 		}
 	}
-	if masterID == "" {
-		return "", "", false
+	if replica.MasterID == "" {
+		return master, replica, false
 	}
 	for _, n := range topo.Nodes {
-		if n.ID == masterID && n.Role == "master" {
-			return n.Addr, replica, true
+		if n.ID == replica.MasterID && n.Role == "master" {
+			return n, replica, true
 		}
 	}
-	return "", "", false
+	return master, replica, false
 }

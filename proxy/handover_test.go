@@ -15,25 +15,43 @@ type recordingHandovers struct {
 	mu      sync.Mutex
 	masters []string
 	redis   []string // followed with FollowRedis
+	// outcome, when its Final is set, is how every followed handover ends;
+	// otherwise none is seen to end.
+	outcome failover.Outcome
+	// following makes Report say the first master's handover is followed.
+	following bool
+}
+
+// ended returns a channel with h.outcome, or one that never receives.
+func (h *recordingHandovers) ended() <-chan failover.Outcome {
+	done := make(chan failover.Outcome, 1)
+	if h.outcome.Handover.Final != "" || h.outcome.Err != nil {
+		done <- h.outcome
+	}
+	return done
 }
 
 func (h *recordingHandovers) HandedOver(string) <-chan struct{} { return nil }
 
-func (h *recordingHandovers) FollowRedis(master, _ string) {
+func (h *recordingHandovers) FollowRedis(master, _ string) <-chan failover.Outcome {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.redis = append(h.redis, master)
+	return h.ended()
 }
 
-func (h *recordingHandovers) Follow(master, _ string) {
+func (h *recordingHandovers) Follow(master, _ string) <-chan failover.Outcome {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.masters = append(h.masters, master)
+	return h.ended()
 }
 
 func (h *recordingHandovers) Report() []failover.ShardReport {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	return []failover.ShardReport{{
-		Master: "10.0.0.1:7000", Phase: failover.PhaseSuccess, Handovers: 1, LongestPause: 210 * time.Millisecond,
+		Master: "10.0.0.1:7000", Phase: failover.PhaseSuccess, Handovers: 1, LongestPause: 210 * time.Millisecond, Following: h.following,
 		Last: failover.Handover{
 			FirstPoll: time.UnixMilli(1000), LastPoll: time.UnixMilli(2000), HoldStart: time.UnixMilli(1500), HoldEnd: time.UnixMilli(1710),
 			Phases: []failover.Phase{failover.PhaseStarted, failover.PhaseWaitSync, failover.PhaseSuccess}, Final: failover.PhaseSuccess,
@@ -109,8 +127,8 @@ func TestClusterxFailoverGoesToTheReplicasMaster(t *testing.T) {
 
 	info := c.do("INFO", "failover")
 	assert.Contains(t, info, "# Failover\r\n")
-	assert.Contains(t, info, "shard0:master=10.0.0.1:7000,phase=success,following=0,holding=0,current_start_ms=0,handovers=1,"+
-		"last_start_ms=1000,last_end_ms=2000,last_duration_ms=1000,last_result=success,last_phases=started>wait_sync>success,"+
+	assert.Contains(t, info, "shard0:master=10.0.0.1:7000,replicas=10.0.0.99:7000,slots=0-5461,phase=success,following=0,holding=0,current_start_ms=0,handovers=1,"+
+		"last_from=10.0.0.1:7000,last_start_ms=1000,last_end_ms=2000,last_duration_ms=1000,last_result=success,last_phases=started>wait_sync>success,"+
 		"last_pause_ms=210,longest_pause_ms=210,held_now=0,held=0,released=0,expired=0,abandoned=0,longest_hold_ms=0,outages=0,in_outage=0\r\n")
 }
 

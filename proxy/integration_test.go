@@ -450,7 +450,9 @@ type kvsimProxy struct {
 	addr    string
 }
 
-func startKvsimProxy(t *testing.T) *kvsimProxy {
+// startKvsim starts a kvsim cluster of 3 shards with a replica each, for
+// a test that runs without -short.
+func startKvsim(t *testing.T) *kvsim.Cluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
@@ -458,6 +460,12 @@ func startKvsimProxy(t *testing.T) *kvsimProxy {
 	sim, err := kvsim.StartCluster(kvsim.DefaultClusterConfig())
 	require.NoError(t, err)
 	t.Cleanup(sim.Close)
+	return sim
+}
+
+func startKvsimProxy(t *testing.T) *kvsimProxy {
+	t.Helper()
+	sim := startKvsim(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var masters []string

@@ -98,7 +98,7 @@ func (srv *Server) writeInfoSection(b *strings.Builder, section string) {
 		b.WriteString("# Cluster\r\n")
 		line("cluster_enabled", "1")
 	case "proxy":
-		topology := srv.backend.Topology()
+		topology := srv.topology()
 		masters := 0
 		for _, node := range topology.Nodes {
 			if node.Role == "master" {
@@ -151,6 +151,10 @@ func (s *session) proxyCommand(args [][]byte) {
 		s.replyError(wrongArgsError("proxy"))
 		return
 	}
+	if equalFold(args[1], "failover") {
+		s.proxyFailover(args)
+		return
+	}
 	mark := len(s.local)
 	switch {
 	case equalFold(args[1], "nodes") && len(args) == 2:
@@ -162,6 +166,9 @@ func (s *session) proxyCommand(args [][]byte) {
 			"PROXY <subcommand> [<arg> ...]. Subcommands are:",
 			"NODES",
 			"    Return the backend nodes as the proxy routes to them, in CLUSTER NODES format.",
+			"FAILOVER <shard-index|master-id> [<timeout-ms>]",
+			"    Fail the shard over to its replica (admin): CLUSTERX FAILOVER on its master, writes held",
+			"    through the handover; replies once it ended. Run again, it fails the shard back.",
 			"HELP",
 			"    Print this help.",
 		}
@@ -178,7 +185,7 @@ func (s *session) proxyCommand(args [][]byte) {
 // backendNodes describes the backends in CLUSTER NODES line format, so an
 // operator can find the id of a replica to fail over to.
 func (srv *Server) backendNodes() string {
-	topology := srv.backend.Topology()
+	topology := srv.topology()
 	var b strings.Builder
 	for _, node := range topology.Nodes {
 		b.WriteString(nodeIDOrDash(node.ID))

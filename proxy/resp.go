@@ -85,3 +85,12 @@ func parseUint64(b []byte) (uint64, bool) {
 func isErrorReply(reply []byte) bool {
 	return len(reply) > 0 && (reply[0] == '-' || reply[0] == '!')
 }
+
+// appendCommand appends args as a RESP command: an array of bulk strings.
+func appendCommand(b []byte, args ...[]byte) []byte {
+	b = appendArray(b, len(args))
+	for _, a := range args {
+		b = appendBulk(b, a)
+	}
+	return b
+}

@@ -86,6 +86,13 @@ type Server struct {
 	pool      *nodePool
 	// blockingSlots holds a token per blocking command in progress.
 	blockingSlots chan struct{}
+
+	// background runs what follows a failover the proxy started
+	// (afterHandover); Close waits for it.
+	background sync.WaitGroup
+	// failing marks the masters of shards a PROXY FAILOVER works on.
+	failingMu sync.Mutex
+	failing   map[string]bool
 }
 
 // stats are the counters INFO reports.
@@ -109,6 +116,13 @@ type stats struct {
 	pubsubOutputLimitDisconnections atomic.Int64
 	// pubsubPeakOutput is the most output ever pending for one subscriber.
 	pubsubPeakOutput atomic.Int64
+	// Handovers the proxy started that succeeded: recorded by the topology
+	// authority, and not (yet) recorded by it (no authority configured, or
+	// its report still failing); authorityReportFailures counts the
+	// attempts to tell it that failed.
+	handoversReported       atomic.Int64
+	handoversUnreported     atomic.Int64
+	authorityReportFailures atomic.Int64
 }
 
 // notePubSubOutput raises pubsubPeakOutput to pending.
@@ -167,6 +181,7 @@ func New(cfg Config, backend Backend) (*Server, error) {
 		sessions:  make(map[*session]struct{}),
 		serveDone: make(chan struct{}),
 		stop:      make(chan struct{}),
+		failing:   make(map[string]bool),
 	}, nil
 }
 
@@ -355,6 +370,7 @@ func (s *Server) Close() error {
 		<-allDone
 	}
 	s.cancel()
+	s.background.Wait()
 	s.pool.close()
 	if serving {
 		<-s.serveDone

@@ -243,6 +243,9 @@ func (s *session) loopSafe(cmds []redcon.Command) bool {
 		if info == cmdAUTH || info == cmdHELLO {
 			auths++
 		}
+		if info == nil && isProxyFailover(args) {
+			return false // waits for the handover
+		}
 		if info == nil || !info.ArityOK(len(args)) {
 			continue // answered with an error
 		}

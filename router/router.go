@@ -418,6 +418,13 @@ func (r *Router) Changed() <-chan struct{} {
 	return r.changed
 }
 
+// Refresh reloads the topology and returns once a reload that started after
+// the call has finished, or ctx or ReadTimeout ended first: a caller that
+// had the topology changed (a controller told of a handover) routes by it.
+func (r *Router) Refresh(ctx context.Context) {
+	r.awaitRefresh(ctx)
+}
+
 // patch applies the MOVED redirects of one round in one new table, unless
 // another caller already applied them all.
 func (r *Router) patch(patches []slotPatch) {

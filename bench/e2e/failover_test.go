@@ -192,7 +192,11 @@ func runFailoverScenario(t *testing.T, sc failoverScenario) {
 		defer client.Close()
 		info, err = client.Info(ctx, "failover").Result()
 		require.NoError(t, err)
-		assert.Contains(t, info, "master="+master.Addr()+",phase=success,following=0,holding=0,")
+		// The shard's line names the roles as routed now, and the
+		// handover's old master.
+		assert.Contains(t, info, "master="+replica.Addr()+",replicas="+master.Addr()+",")
+		assert.Contains(t, info, ",phase=success,following=0,holding=0,")
+		assert.Contains(t, info, ",last_from="+master.Addr()+",")
 		assert.Contains(t, info, ",handovers=1,")
 		assert.Contains(t, info, ",last_result=success,")
 		assert.Contains(t, info, "held_now:0\r\n")

@@ -174,6 +174,12 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	pcfg := proxyConfig(opts, ln.Addr().String(), announce, logger)
 	pcfg.Handovers = holds
 	pcfg.AdminPassword = opts.adminPassword
+	if sim != nil {
+		// The demo's cluster has a controller of its own: the failovers
+		// started through the proxy are recorded there, so that each one
+		// can be failed back.
+		pcfg.Authority = simController{sim}
+	}
 	srv, err := proxy.New(pcfg, rt)
 	if err != nil {
 		startupFailed(stderr, err)
@@ -262,14 +268,34 @@ func printDemo(w io.Writer, sim *kvsim.Cluster, announce string, clientAuth, adm
 	fmt.Fprintf(w, "  %s SET greeting hello\n", cli)
 	fmt.Fprintf(w, "  %s GET greeting\n", cli)
 	fmt.Fprintf(w, "  %s CLUSTER SLOTS\n", cli)
-	fmt.Fprintf(w, "\nGraceful failover of shard 0 (master %s to replica %s), an admin command for\n", master.Addr(), replica.Addr())
-	fmt.Fprintln(w, "the proxy, which forwards it and holds the shard's writes through the handover:")
+	fmt.Fprintf(w, "\nGraceful failover of shard 0 (master %s, replica %s), an admin command of\n", master.Addr(), replica.Addr())
+	fmt.Fprintln(w, "the proxy: it sends CLUSTERX FAILOVER to the shard's master, holds the shard's writes through")
+	fmt.Fprintln(w, "the handover and has the cluster's controller record it. Run it again to fail back:")
 	admin := cli
 	if adminAuth {
 		admin = strings.Replace(cli, " --askpass", "", 1) + " --user admin --askpass"
 	}
-	fmt.Fprintf(w, "  %s CLUSTERX FAILOVER %s\n", admin, replica.ID())
+	fmt.Fprintf(w, "  %s PROXY FAILOVER 0\n", admin)
+	fmt.Fprintln(w, "The roles as the proxy routes by them:")
+	fmt.Fprintf(w, "  %s PROXY NODES\n", cli)
+	fmt.Fprintf(w, "  %s INFO failover\n", cli)
 	fmt.Fprintln(w, "\nCtrl-C stops the proxy and the cluster.")
+}
+
+// simController is the demo cluster's controller as the proxy's topology
+// authority: a handover the proxy started is committed there as
+// kvrocks-controller would be told of it (the swapped topology pushed to
+// the new master first, then to every node).
+type simController struct{ sim *kvsim.Cluster }
+
+func (c simController) Name() string { return "the demo cluster's controller" }
+
+func (c simController) RecordHandover(ctx context.Context, master, replica router.NodeInfo) error {
+	t := c.sim.Topology()
+	if shard, isMaster := t.ShardOfNode(master.ID); isMaster {
+		return c.sim.Controller().CommitHandover(ctx, shard, replica.ID)
+	}
+	return fmt.Errorf("%s is not a master in the controller's topology version %d", master.ID, t.Version)
 }
 
 // goRedisLog sends go-redis' internal messages to slog at debug level.
