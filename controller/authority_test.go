@@ -2,8 +2,6 @@ package controller
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -18,15 +16,6 @@ import (
 
 	"kvproxy/bench/kvsim"
 )
-
-func newAuthority(t *testing.T, base string) *Authority {
-	t.Helper()
-	a := NewAuthority(newClient(t, base, kvsim.DefaultAPINamespace, kvsim.DefaultAPICluster, ""),
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	a.retryMin = 20 * time.Millisecond
-	t.Cleanup(a.Close)
-	return a
-}
 
 // gateway forwards to a controller, or answers 503 while down.
 type gateway struct {
@@ -68,71 +57,59 @@ func serverFailover(t *testing.T, sim *kvsim.Cluster, shard int) (oldMaster, new
 	return s.Master.Addr, s.Replicas[0].Addr
 }
 
-// A failover the servers did is recorded by the controller on the proxy's
-// report: its topology names the new master, at a higher version.
-func TestReportedFailoverIsRecordedByTheController(t *testing.T) {
+// A failover the servers did is recorded by the controller: its topology
+// names the new master, at a higher version; recording it again is a no-op.
+func TestFailoverTheServersDidIsRecorded(t *testing.T) {
 	sim := startKvsim(t)
-	a := newAuthority(t, sim.ControllerAPIURL())
+	cl := newClient(t, sim.ControllerAPIURL(), kvsim.DefaultAPINamespace, kvsim.DefaultAPICluster, "")
 	before := sim.Topology().Version
 	oldMaster, newMaster := serverFailover(t, sim, 0)
-	a.Report(oldMaster, newMaster)
-	require.Eventually(t, func() bool { return a.Stats().Pending == 0 }, 10*time.Second, 10*time.Millisecond,
-		"report pending: %+v", a.Stats())
-	st := a.Stats()
-	assert.Equal(t, uint64(1), st.Recorded, "%+v", st)
+	require.NoError(t, cl.RecordFailover(t.Context(), oldMaster, newMaster))
 	topo := sim.Topology()
 	assert.Equal(t, newMaster, topo.Shards[0].Master.Addr)
 	assert.Greater(t, topo.Version, before)
+	require.NoError(t, cl.RecordFailover(t.Context(), oldMaster, newMaster), "already recorded")
+	assert.Equal(t, topo.Version, sim.Topology().Version, "nothing pushed")
+
+	other := sim.Topology().Shards[1]
+	err := cl.RecordFailover(t.Context(), "10.0.0.1:1", other.Replicas[0].Addr)
+	require.ErrorIs(t, err, ErrMovedOn)
+	var e *Error
+	require.ErrorAs(t, cl.RecordFailover(t.Context(), "10.0.0.1:1", "10.0.0.2:2"), &e)
+	assert.Contains(t, e.Message, "not in the controller's cluster")
 }
 
-// While the controller cannot be reached the report waits, counted, and is
-// recorded once it can.
-func TestReportIsRetriedUntilTheControllerAnswers(t *testing.T) {
+// A controller that cannot be reached is an *Error without status.
+func TestRecordFailoverWithTheControllerDown(t *testing.T) {
 	sim := startKvsim(t)
 	gate := newGateway(t, sim.ControllerAPIURL())
-	a := newAuthority(t, gate.url)
+	cl := newClient(t, gate.url, kvsim.DefaultAPINamespace, kvsim.DefaultAPICluster, "")
 	gate.down.Store(true)
-	oldMaster, newMaster := serverFailover(t, sim, 1)
-	a.Report(oldMaster, newMaster)
-	require.Eventually(t, func() bool { return a.Stats().Failures >= 2 }, 10*time.Second, 10*time.Millisecond)
-	assert.Equal(t, 1, a.Stats().Pending)
-	assert.NotEmpty(t, a.Stats().LastError)
+	s := sim.Topology().Shards[0]
+	var e *Error
+	require.ErrorAs(t, cl.RecordFailover(t.Context(), s.Master.Addr, s.Replicas[0].Addr), &e)
+	assert.Equal(t, 503, e.Status)
 	gate.down.Store(false)
-	require.Eventually(t, func() bool { return a.Stats().Pending == 0 }, 20*time.Second, 10*time.Millisecond)
-	assert.Equal(t, newMaster, sim.Topology().Shards[1].Master.Addr)
-}
-
-// A failover undone (failed back) before the controller recorded it leaves
-// nothing to report.
-func TestReportOfAFailBackCancelsThePendingOne(t *testing.T) {
-	sim := startKvsim(t)
-	gate := newGateway(t, sim.ControllerAPIURL())
-	a := newAuthority(t, gate.url)
-	gate.down.Store(true)
-	a.Report("10.0.0.1:1", "10.0.0.2:2")
-	assert.Equal(t, 1, a.Stats().Pending)
-	a.Report("10.0.0.2:2", "10.0.0.1:1")
-	assert.Equal(t, 0, a.Stats().Pending)
+	require.NoError(t, cl.RecordFailover(t.Context(), s.Master.Addr, s.Replicas[0].Addr))
+	assert.Equal(t, s.Replicas[0].Addr, sim.Topology().Shards[0].Master.Addr)
 }
 
 // Failover asks the controller's CLIENT PAUSE failover for the shard of the
 // given replica, by id or address.
 func TestFailoverThroughTheController(t *testing.T) {
 	sim := startKvsim(t)
-	a := newAuthority(t, sim.ControllerAPIURL())
+	cl := newClient(t, sim.ControllerAPIURL(), kvsim.DefaultAPINamespace, kvsim.DefaultAPICluster, "")
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	s := sim.Topology().Shards[0]
-	require.NoError(t, a.Failover(ctx, s.Replicas[0].ID))
+	require.NoError(t, cl.Failover(ctx, s.Replicas[0].ID))
 	assert.Equal(t, s.Replicas[0].Addr, sim.Topology().Shards[0].Master.Addr)
-	require.NoError(t, a.Failover(ctx, s.Master.Addr), "and back, by address")
+	require.NoError(t, cl.Failover(ctx, s.Master.Addr), "and back, by address")
 	assert.Equal(t, s.Master.Addr, sim.Topology().Shards[0].Master.Addr)
 
-	err := a.Failover(ctx, s.Master.ID)
 	var e *Error
-	require.ErrorAs(t, err, &e)
+	require.ErrorAs(t, cl.Failover(ctx, s.Master.ID), &e)
 	assert.Contains(t, e.Message, "already the master")
-	err = a.Failover(ctx, "0123456789012345678901234567890123456789")
-	require.ErrorAs(t, err, &e)
+	require.ErrorAs(t, cl.Failover(ctx, "0123456789012345678901234567890123456789"), &e)
 	assert.Contains(t, e.Message, "not in the controller's cluster")
 }

@@ -265,6 +265,9 @@ func (srv *Server) startFailover(ctx context.Context, master, replica router.Nod
 	if reply, err = srv.askNode(ctx, master.Addr, raw); err != nil {
 		return nil, nil, maybeStarted(err)
 	}
+	if bytes.HasPrefix(reply, releasedKvrocksUsage) {
+		return srv.authorityFailover(ctx, master, replica)
+	}
 	redis := bytes.HasPrefix(reply, []byte("-ERR unknown command"))
 	if redis {
 		if reply, err = srv.askNode(ctx, replica.Addr, rawClusterFailover); err != nil {
@@ -283,6 +286,46 @@ func (srv *Server) startFailover(ctx context.Context, master, replica router.Nod
 	// A Redis Cluster's nodes agree on the new roles among themselves; a
 	// Kvrocks cluster's topology is its controller's to change.
 	return reply, srv.afterHandover(master, replica, outcome, !redis), nil
+}
+
+// releasedKvrocksUsage starts the reply of a Kvrocks without CLUSTERX
+// FAILOVER (released versions, before kvrocks#3295) to it: the usage error.
+var releasedKvrocksUsage = []byte("-ERR CLUSTERX command, CLUSTERX VERSION|")
+
+// authorityFailover fails master's shard over to replica through the
+// topology authority, for a Kvrocks without CLUSTERX FAILOVER. The proxy
+// hides it as any controller failover: writes wait at the paused master,
+// then MOVED and READONLY are followed. The reply is +OK once the authority
+// pushed the new topology, which the router then reloads.
+func (srv *Server) authorityFailover(ctx context.Context, master, replica router.NodeInfo) ([]byte, <-chan handoverResult, error) {
+	auth, ok := srv.cfg.Authority.(FailoverAuthority)
+	if !ok {
+		return nil, nil, errors.New("this Kvrocks has no CLUSTERX FAILOVER (a released version): its failovers are its controller's; " +
+			"start kvproxy with --controller to have them asked of it, or ask the controller's failover API")
+	}
+	start := time.Now()
+	actx, cancel := context.WithTimeout(ctx, authorityTimeout)
+	err := auth.Failover(actx, replica)
+	cancel()
+	if err != nil {
+		srv.logger.Warn("failover through the topology authority failed", "authority", auth.Name(),
+			"master", master.Addr, "replica", replica.Addr, "err", err)
+		return nil, nil, errors.New("the topology authority (" + auth.Name() + ") did not fail over: " + err.Error())
+	}
+	if r, ok := srv.backend.(refresher); ok {
+		rctx, cancel := context.WithTimeout(srv.ctx, authorityTimeout)
+		r.Refresh(rctx)
+		cancel()
+	}
+	srv.logger.Info("failover done by the topology authority", "authority", auth.Name(),
+		"old_master", master.Addr, "new_master", replica.Addr, "took", time.Since(start))
+	result := make(chan handoverResult, 1)
+	result <- handoverResult{
+		outcome: failover.Outcome{Handover: failover.Handover{FirstPoll: start, LastPoll: time.Now(),
+			Phases: []failover.Phase{failover.PhaseSuccess}, Final: failover.PhaseSuccess}},
+		needsAuthority: true, reported: true,
+	}
+	return slices.Clone(replyOK), result, nil
 }
 
 // askNode sends raw, an admin command, to addr on a pooled dedicated

@@ -27,6 +27,16 @@ type TopologyAuthority interface {
 	Name() string
 }
 
+// FailoverAuthority is a TopologyAuthority that also fails shards over
+// itself: kvrocks-controller's CLIENT PAUSE way, the only one released
+// Kvrocks has (its CLUSTERX has no FAILOVER).
+type FailoverAuthority interface {
+	TopologyAuthority
+	// Failover fails the shard of replica over to it and returns once the
+	// authority pushed the new topology.
+	Failover(ctx context.Context, replica router.NodeInfo) error
+}
+
 // Telling the topology authority of a handover: each attempt is bounded by
 // authorityTimeout; failed ones are retried after authorityRetry, doubling
 // up to maxAuthorityRetry, authorityAttempts times in all.

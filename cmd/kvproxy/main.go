@@ -33,6 +33,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"kvproxy/bench/kvsim"
+	"kvproxy/controller"
 	"kvproxy/failover"
 	"kvproxy/proxy"
 	"kvproxy/router"
@@ -110,6 +111,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	if opts.demo {
 		cfg := kvsim.DefaultClusterConfig()
 		cfg.Password = opts.backendPassword
+		cfg.ControllerAPI.Listen = "127.0.0.1:0"
 		// The simulator's own start-up chatter would bury the node table the
 		// demo prints; its warnings still show, and --log-level debug shows all.
 		cfg.Logger = logger
@@ -174,11 +176,22 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	pcfg := proxyConfig(opts, ln.Addr().String(), announce, logger)
 	pcfg.Handovers = holds
 	pcfg.AdminPassword = opts.adminPassword
+	controllerURL, namespace, clusterName := opts.controllerURL, opts.controllerNamespace, opts.controllerCluster
 	if sim != nil {
-		// The demo's cluster has a controller of its own: the failovers
-		// started through the proxy are recorded there, so that each one
-		// can be failed back.
-		pcfg.Authority = simController{sim}
+		// The demo's cluster has a controller of its own, reached as any
+		// kvrocks-controller: the failovers started through the proxy are
+		// recorded there, so that each one can be failed back.
+		controllerURL, namespace, clusterName = sim.ControllerAPIURL(), kvsim.DefaultAPINamespace, kvsim.DefaultAPICluster
+	}
+	if controllerURL != "" {
+		client, err := controller.New(controllerURL, namespace, clusterName, opts.controllerToken, opts.controllerTimeout)
+		if err != nil {
+			startupFailed(stderr, fmt.Errorf("--controller: %w", err))
+			return exitStartup
+		}
+		cleanup = append(cleanup, client.Close)
+		pcfg.Authority = controllerAuthority{client: client, name: controllerURL,
+			log: logger.With("component", "controller")}
 	}
 	srv, err := proxy.New(pcfg, rt)
 	if err != nil {
@@ -264,6 +277,8 @@ func printDemo(w io.Writer, sim *kvsim.Cluster, announce string, clientAuth, adm
 	replica := sim.ReplicasOf(master.ID())[0]
 	fmt.Fprintln(w, "kvproxy demo: a simulated Kvrocks cluster (3 shards x 1 replica) on loopback:")
 	fmt.Fprint(w, sim.Table())
+	fmt.Fprintf(w, "Its controller speaks kvrocks-controller's HTTP API at %s (namespace %s, cluster %s).\n",
+		sim.ControllerAPIURL(), kvsim.DefaultAPINamespace, kvsim.DefaultAPICluster)
 	fmt.Fprintf(w, "\nkvproxy listens on %s. Try:\n", announce)
 	fmt.Fprintf(w, "  %s SET greeting hello\n", cli)
 	fmt.Fprintf(w, "  %s GET greeting\n", cli)
@@ -280,22 +295,6 @@ func printDemo(w io.Writer, sim *kvsim.Cluster, announce string, clientAuth, adm
 	fmt.Fprintf(w, "  %s PROXY NODES\n", cli)
 	fmt.Fprintf(w, "  %s INFO failover\n", cli)
 	fmt.Fprintln(w, "\nCtrl-C stops the proxy and the cluster.")
-}
-
-// simController is the demo cluster's controller as the proxy's topology
-// authority: a handover the proxy started is committed there as
-// kvrocks-controller would be told of it (the swapped topology pushed to
-// the new master first, then to every node).
-type simController struct{ sim *kvsim.Cluster }
-
-func (c simController) Name() string { return "the demo cluster's controller" }
-
-func (c simController) RecordHandover(ctx context.Context, master, replica router.NodeInfo) error {
-	t := c.sim.Topology()
-	if shard, isMaster := t.ShardOfNode(master.ID); isMaster {
-		return c.sim.Controller().CommitHandover(ctx, shard, replica.ID)
-	}
-	return fmt.Errorf("%s is not a master in the controller's topology version %d", master.ID, t.Version)
 }
 
 // goRedisLog sends go-redis' internal messages to slog at debug level.
