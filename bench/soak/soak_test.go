@@ -29,16 +29,10 @@ func TestSoakThroughPlannedFailovers(t *testing.T) {
 	cfg.FailoverTimeout = 2 * time.Second
 	cfg.SampleInterval = 2 * time.Second
 	cfg.Keys = 500
-	var progress bytes.Buffer // Run writes to it one write at a time
-	cfg.Progress = &progress
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	report, err := Run(ctx, cfg)
-	require.NoError(t, err, "progress:\n%s", progress.String())
-	var out bytes.Buffer
-	report.Print(&out)
-	t.Logf("progress:\n%s\nreport:\n%s", progress.String(), out.String())
+	report := runLogged(t, ctx, cfg)
 
 	assert.False(t, report.Interrupted)
 	assert.Empty(t, report.Errors, "no client saw an error")
@@ -103,16 +97,10 @@ func TestSoakAcceptanceShape(t *testing.T) {
 	cfg.FailoverTimeout = 2 * time.Second
 	cfg.Keys = 500
 	cfg.RedisBenchmark = true
-	var progress bytes.Buffer
-	cfg.Progress = &progress
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 
-	report, err := Run(ctx, cfg)
-	require.NoError(t, err, "progress:\n%s", progress.String())
-	var out bytes.Buffer
-	report.Print(&out)
-	t.Logf("progress:\n%s\nreport:\n%s", progress.String(), out.String())
+	report := runLogged(t, ctx, cfg)
 
 	assert.False(t, report.Interrupted)
 	assert.Empty(t, report.Errors, "no client saw an error, redis-benchmark included")
@@ -172,14 +160,8 @@ func TestSoakProxyReportsHandovers(t *testing.T) {
 	cfg.FailoverInterval = 500 * time.Millisecond
 	cfg.FailoverTimeout = 2 * time.Second
 	cfg.Keys = 500
-	var progress bytes.Buffer
-	cfg.Progress = &progress
 
-	report, err := Run(ctx, cfg)
-	require.NoError(t, err, "progress:\n%s", progress.String())
-	var out bytes.Buffer
-	report.Print(&out)
-	t.Logf("progress:\n%s\nreport:\n%s", progress.String(), out.String())
+	report := runLogged(t, ctx, cfg)
 
 	assert.Empty(t, report.Errors)
 	assert.Empty(t, report.Anomalies, "no push gave a shard back to its old master")
@@ -229,14 +211,8 @@ exec ` + binary + ` "$@"
 	cfg.FailoverInterval = 500 * time.Millisecond
 	cfg.FailoverTimeout = 2 * time.Second
 	cfg.Keys = 200
-	var progress bytes.Buffer
-	cfg.Progress = &progress
 
-	report, err := Run(ctx, cfg)
-	require.NoError(t, err, "progress:\n%s", progress.String())
-	var out bytes.Buffer
-	report.Print(&out)
-	t.Logf("progress:\n%s\nreport:\n%s", progress.String(), out.String())
+	report := runLogged(t, ctx, cfg)
 
 	require.Len(t, report.Failovers, 3)
 	assert.ErrorContains(t, report.Failovers[0].Err, "the controller did not record")
@@ -246,4 +222,17 @@ exec ` + binary + ` "$@"
 	assert.Positive(t, report.AnomalyTotal(LostWrite)+report.AnomalyTotal(StaleRead),
 		"the push undid the handover: writes the new master acknowledged are gone")
 	assert.True(t, report.Failed())
+}
+
+// runLogged runs a soak and logs its progress and its report.
+func runLogged(t *testing.T, ctx context.Context, cfg Config) *Report {
+	t.Helper()
+	var progress bytes.Buffer // Run writes to it one write at a time
+	cfg.Progress = &progress
+	report, err := Run(ctx, cfg)
+	require.NoError(t, err, "progress:\n%s", progress.String())
+	var out bytes.Buffer
+	report.Print(&out)
+	t.Logf("progress:\n%s\nreport:\n%s", progress.String(), out.String())
+	return report
 }
