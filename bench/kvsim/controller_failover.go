@@ -265,3 +265,15 @@ func (c *Controller) CommitHandover(ctx context.Context, shard int, replica stri
 	}
 	return c.commit(ctx, next)
 }
+
+// PushNextVersion commits the current topology one version up, unchanged,
+// and pushes it to every node, as kvrocks-controller does after changing
+// another part of the cluster (a node added, a slot migrated): a push that
+// moves no master of its own. It returns the version pushed.
+func (c *Controller) PushNextVersion(ctx context.Context) (int64, error) {
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	next := c.Topology()
+	next.Version++
+	return next.Version, c.commit(ctx, next)
+}

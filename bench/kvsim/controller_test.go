@@ -252,6 +252,34 @@ func TestCommitHandoverPushesToTheNewMasterFirst(t *testing.T) {
 	assert.Equal(t, "none", clusterInfoField(ctx, dial(t, replica, ""), "cluster_failover_state"))
 }
 
+// An unrelated push moves nothing: every node gets the same topology one
+// version up, the masters keep their slots and their data.
+func TestPushNextVersionMovesNoMaster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: runs without -short")
+	}
+	c := startTestCluster(t, testClusterConfig(t))
+	ctx := testContext(t)
+	before := c.Topology()
+	require.NoError(t, dial(t, c.MasterOfSlot(slotOfBar), "").Set(ctx, "bar", "v1", 0).Err())
+
+	version, err := c.Controller().PushNextVersion(ctx)
+	require.NoError(t, err)
+
+	assert.Equal(t, before.Version+1, version)
+	after := c.Topology()
+	assert.Equal(t, version, after.Version)
+	assert.Equal(t, before.Shards, after.Shards, "the same shards, masters and slots")
+	for _, n := range c.Nodes() {
+		v, err := dial(t, n, "").Do(ctx, "CLUSTERX", "VERSION").Text()
+		require.NoError(t, err)
+		assert.Equal(t, strconv.FormatInt(version, 10), v, "node %s has the new version", n.Addr())
+	}
+	got, err := dial(t, c.MasterOfSlot(slotOfBar), "").Get(ctx, "bar").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "v1", got)
+}
+
 // clusterInfoField is one CLUSTER INFO field of cl, "" when it fails.
 func clusterInfoField(ctx context.Context, cl *redis.Client, key string) string {
 	info, err := cl.ClusterInfo(ctx).Result()

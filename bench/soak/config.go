@@ -9,34 +9,50 @@ package soak
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 )
 
-// FailoverKind is a way to run a planned failover.
+// FailoverKind is a way to run a planned failover, or a topology push.
 type FailoverKind string
 
 const (
 	// FailoverClusterx is CLUSTERX FAILOVER <replica-id> <timeout-ms> sent
 	// through the proxy (kvrocks#3295); once the master reports success the
-	// soak commits the swapped topology as a controller would.
+	// soak commits the swapped topology as a controller would, or, with
+	// Config.ProxyReports, waits for the proxy to make the controller commit
+	// it.
 	FailoverClusterx FailoverKind = "clusterx"
 	// FailoverPause is the controller's manual failover of released
 	// Kvrocks: CLIENT PAUSE WRITE, wait for the replica, push the swapped
 	// topology, unpause.
 	FailoverPause FailoverKind = "pause"
+	// FailoverController is the same failover asked as an operator does:
+	// through the controller's HTTP API (POST .../shards/{shard}/failover)
+	// with the replica as the preferred node.
+	FailoverController FailoverKind = "controller"
+	// FailoverPush is no failover: the controller pushes its topology
+	// unchanged one version up, as kvrocks-controller does after other
+	// changes of the cluster. A push must never move a shard back to a
+	// node that handed it over. It runs only between failovers.
+	FailoverPush FailoverKind = "push"
 )
+
+// failoverKinds are the kinds, in the order reports list them.
+var failoverKinds = []FailoverKind{FailoverClusterx, FailoverController, FailoverPause, FailoverPush}
 
 // ParseFailoverKinds parses a comma-separated list of failover kinds.
 func ParseFailoverKinds(s string) ([]FailoverKind, error) {
 	var kinds []FailoverKind
 	for field := range strings.SplitSeq(s, ",") {
-		switch k := FailoverKind(strings.TrimSpace(field)); k {
-		case FailoverClusterx, FailoverPause:
+		switch k := FailoverKind(strings.TrimSpace(field)); {
+		case slices.Contains(failoverKinds, k):
 			kinds = append(kinds, k)
-		case "":
+		case k == "":
 		default:
-			return nil, fmt.Errorf("unknown failover kind %q (want %s or %s)", k, FailoverClusterx, FailoverPause)
+			return nil, fmt.Errorf("unknown failover kind %q (want %s, %s, %s or %s)", k,
+				FailoverClusterx, FailoverController, FailoverPause, FailoverPush)
 		}
 	}
 	if len(kinds) == 0 {
@@ -49,11 +65,20 @@ func ParseFailoverKinds(s string) ([]FailoverKind, error) {
 type Config struct {
 	// Duration is how long the load and the failovers run.
 	Duration time.Duration
-	// FailoverInterval is the time between the starts of two failovers; a
-	// failover that takes longer delays the next one.
+	// FailoverInterval is the time between the starts of two steps of the
+	// schedule (a planned failover, or a step between two); a step that
+	// takes longer delays the next one.
 	FailoverInterval time.Duration
-	// FailoverKinds are used in turn, one failover each.
+	// FailoverKinds are the planned failovers' kinds, used in turn (see
+	// schedule); push is not one.
 	FailoverKinds []FailoverKind
+	// Between are the steps run between two planned failovers, in turn:
+	// failovers of another shard than the one just moved, and pushes.
+	// Empty runs planned failovers only.
+	Between []FailoverKind
+	// PlannedFailovers ends the soak after that many planned failovers
+	// (Duration still bounds it); 0 runs them until Duration is over.
+	PlannedFailovers int
 	// FailoverTimeout is CLUSTERX FAILOVER's timeout: the longest write
 	// pause the master allows (it also checks the replica for half of it).
 	FailoverTimeout time.Duration
@@ -81,6 +106,18 @@ type Config struct {
 	KvproxyBinary string
 	// KvproxyArgs are more kvproxy flags.
 	KvproxyArgs []string
+	// ProxyReports starts kvproxy with --controller (the controller's HTTP
+	// API), so the proxy tells the controller of a CLUSTERX FAILOVER it
+	// started, and the soak does not: it waits for the controller to record
+	// the handover. Off, the soak commits the handover itself, as an
+	// operator would have to.
+	ProxyReports bool
+	// RedisBenchmark runs redis-benchmark through the proxy, again and
+	// again, as long as the load runs; every error it meets is a client
+	// error of the soak.
+	RedisBenchmark bool
+	// BenchmarkClients and BenchmarkPipeline are redis-benchmark's -c and -P.
+	BenchmarkClients, BenchmarkPipeline int
 	// Progress receives a line per sample and per failover and the
 	// cluster's warnings, one write at a time, until Run returns; nil
 	// discards them.
@@ -103,6 +140,9 @@ func DefaultConfig() Config {
 		ReplDelay:        50 * time.Millisecond,
 		ClientTimeout:    5 * time.Second,
 		Seed:             1,
+		// As redis-benchmark is run against Kvrocks, issue 10.
+		BenchmarkClients:  50,
+		BenchmarkPipeline: 16,
 	}
 }
 
@@ -133,10 +173,27 @@ func (c Config) Validate() error {
 		return fmt.Errorf("replication delay must not be negative, got %v", c.ReplDelay)
 	case c.ClientTimeout <= 0:
 		return fmt.Errorf("client timeout must be positive, got %v", c.ClientTimeout)
+	case c.PlannedFailovers < 0:
+		return fmt.Errorf("planned failovers must not be negative, got %d", c.PlannedFailovers)
+	case c.RedisBenchmark && (c.BenchmarkClients < 1 || c.BenchmarkClients > 10000):
+		return fmt.Errorf("redis-benchmark clients must be between 1 and 10000, got %d", c.BenchmarkClients)
+	case c.RedisBenchmark && (c.BenchmarkPipeline < 1 || c.BenchmarkPipeline > 10000):
+		return fmt.Errorf("redis-benchmark pipeline must be between 1 and 10000, got %d", c.BenchmarkPipeline)
 	}
 	for _, k := range c.FailoverKinds {
-		if k != FailoverClusterx && k != FailoverPause {
+		switch {
+		case !slices.Contains(failoverKinds, k):
 			return fmt.Errorf("unknown failover kind %q", k)
+		case k == FailoverPush:
+			return fmt.Errorf("%s moves no shard: it runs between failovers, not as one", FailoverPush)
+		}
+	}
+	for _, k := range c.Between {
+		switch {
+		case !slices.Contains(failoverKinds, k):
+			return fmt.Errorf("unknown failover kind %q between failovers", k)
+		case k != FailoverPush && c.Shards < 2:
+			return fmt.Errorf("a %s failover between two planned ones needs another shard: 2 shards at least", k)
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package soak
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -10,28 +11,32 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"kvproxy/bench/kvsim"
+	"kvproxy/controller"
 	"kvproxy/failover"
 )
 
-// FailoverResult is one planned failover as the soak ran it.
+// FailoverResult is one step of the schedule as the soak ran it: a
+// failover, or a push.
 type FailoverResult struct {
 	Seq   int           // 0 for the first
 	At    time.Duration // start, since the load started
 	Took  time.Duration
 	Kind  FailoverKind
-	Shard int
-	// From and To are the old and the new master's addresses.
+	Shard int // -1 for a push
+	// Between is set for a step between two planned failovers.
+	Between bool
+	// From and To are the old and the new master's addresses; empty for a
+	// push.
 	From, To string
-	// Err is why the failover did not happen; nil when it did.
+	// Version is the controller's topology version after the step.
+	Version int64
+	// Attempts is how many times the failover was asked: a controller
+	// failover refused for the replica's sync is asked again. 0 for a push.
+	Attempts int
+	// Refused is the last refusal before the attempt that ended the step.
+	Refused error
+	// Err is why the step did not happen; nil when it did.
 	Err error
-}
-
-// rotation returns the shard and kind of failover number i: shards in
-// turn, so every shard fails over and, the next time round, back; each
-// shard's visits take the kinds in turn, so every shard sees every kind.
-func rotation(i, shards int, kinds []FailoverKind) (int, FailoverKind) {
-	shard, visit := i%shards, i/shards
-	return shard, kinds[(visit+shard)%len(kinds)]
 }
 
 // pauseFailoverOptions are the controller's CLIENT PAUSE failover options
@@ -44,10 +49,11 @@ func pauseFailoverOptions(replDelay time.Duration) kvsim.FailoverOptions {
 	return opts
 }
 
-// failoverRunner runs the planned failovers of a soak.
+// failoverRunner runs the steps of a soak's schedule.
 type failoverRunner struct {
 	sim   *kvsim.Cluster
-	admin *redis.Client // the proxy, for CLUSTERX FAILOVER and PROXY NODES
+	admin *redis.Client      // the proxy, for CLUSTERX FAILOVER and PROXY NODES
+	api   *controller.Client // the controller's HTTP API
 	cfg   Config
 }
 
@@ -56,31 +62,89 @@ type failoverRunner struct {
 // the swapped topology from MOVED or its periodic reload (10 s).
 const proxyTopologyWait = 15 * time.Second
 
-// run carries out failover i.
-func (f *failoverRunner) run(ctx context.Context, i int) FailoverResult {
-	shard, kind := rotation(i, f.cfg.Shards, f.cfg.FailoverKinds)
-	res := FailoverResult{Seq: i, Kind: kind, Shard: shard}
-	master := f.sim.Masters()[shard]
+// reportWait bounds the wait for the controller to record a handover the
+// proxy reports (Config.ProxyReports).
+const reportWait = 10 * time.Second
+
+// run carries out step st, number seq.
+func (f *failoverRunner) run(ctx context.Context, seq int, st step) FailoverResult {
+	res := FailoverResult{Seq: seq, Kind: st.Kind, Shard: st.Shard, Between: st.Between}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.FailoverTimeout+proxyTopologyWait+reportWait+30*time.Second)
+	defer cancel()
+	if st.Kind == FailoverPush {
+		res.Version, res.Err = f.sim.Controller().PushNextVersion(ctx)
+		res.Took = time.Since(start)
+		return res
+	}
+	master := f.sim.Masters()[st.Shard]
 	replica := f.sim.ReplicasOf(master.ID())[0]
 	res.From, res.To = master.Addr(), replica.Addr()
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, f.cfg.FailoverTimeout+proxyTopologyWait+30*time.Second)
-	defer cancel()
-	switch kind {
-	case FailoverClusterx:
-		res.Err = f.clusterx(ctx, shard, master, replica)
-	default:
-		opts := pauseFailoverOptions(f.cfg.ReplDelay)
-		opts.Replica = replica.ID()
-		res.Err = f.sim.Controller().FailoverShard(ctx, shard, opts)
+	for res.Attempts = 1; ; res.Attempts++ {
+		res.Err = f.failover(ctx, st, master, replica)
+		if res.Err == nil || res.Attempts == refusedAttempts || !refusedForSync(res.Err) {
+			break
+		}
+		res.Refused = res.Err
+		select {
+		case <-ctx.Done():
+		case <-time.After(refusedPause):
+		}
 	}
 	res.Took = time.Since(start)
+	res.Version = f.sim.Topology().Version
 	return res
 }
 
-// clusterx sends CLUSTERX FAILOVER through the proxy, waits for the master
-// to finish it and, on success, commits the swapped topology as a
-// controller does: new master first.
+// A controller failover refused because the replica did not catch up
+// within the sync timeout leaves the cluster as it was (the master is
+// unpaused), and an operator asks again: on two busy cores the INFO polls
+// of the sync wait alone may outlast it. refusedAttempts bounds the tries,
+// refusedPause spaces them.
+const (
+	refusedAttempts = 3
+	refusedPause    = 200 * time.Millisecond
+)
+
+// refusedForSync reports a controller failover refused for the replica's
+// sync: kvsim's error in process, the API's message over HTTP.
+func refusedForSync(err error) bool {
+	var apiErr *controller.Error
+	return errors.Is(err, kvsim.ErrSyncTimeout) ||
+		errors.As(err, &apiErr) && strings.HasPrefix(apiErr.Message, "replication sync timeout")
+}
+
+// failover runs one attempt of failover step st from master to replica.
+func (f *failoverRunner) failover(ctx context.Context, st step, master, replica *kvsim.Node) error {
+	switch st.Kind {
+	case FailoverClusterx:
+		return f.clusterx(ctx, st.Shard, master, replica)
+	case FailoverController:
+		return f.controllerAPI(ctx, st.Shard, replica)
+	default:
+		opts := pauseFailoverOptions(f.cfg.ReplDelay)
+		opts.Replica = replica.ID()
+		return f.sim.Controller().FailoverShard(ctx, st.Shard, opts)
+	}
+}
+
+// controllerAPI asks the controller's HTTP API for the shard's failover
+// with replica preferred, as an operator does.
+func (f *failoverRunner) controllerAPI(ctx context.Context, shard int, replica *kvsim.Node) error {
+	newMaster, err := f.api.FailoverShard(ctx, shard, replica.ID())
+	if err != nil {
+		return err
+	}
+	if newMaster != replica.ID() {
+		return fmt.Errorf("the controller promoted %s, not the preferred %s", newMaster, replica.ID())
+	}
+	return nil
+}
+
+// clusterx sends CLUSTERX FAILOVER through the proxy and waits for the
+// master to finish it. On success the controller must record the handover:
+// the soak commits the swapped topology as a controller does (new master
+// first) or, with ProxyReports, waits for the proxy's report to do it.
 func (f *failoverRunner) clusterx(ctx context.Context, shard int, master, replica *kvsim.Node) error {
 	if err := f.awaitProxyKnows(ctx, master.ID(), replica.ID()); err != nil {
 		return err
@@ -100,7 +164,37 @@ func (f *failoverRunner) clusterx(ctx context.Context, shard int, master, replic
 	if phase != failover.PhaseSuccess {
 		return fmt.Errorf("master %s: cluster_failover_state:%s", master.Addr(), phase)
 	}
+	if f.cfg.ProxyReports {
+		return f.awaitControllerRecords(ctx, shard, replica.ID())
+	}
 	return f.sim.Controller().CommitHandover(ctx, shard, replica.ID())
+}
+
+// awaitControllerRecords waits until the controller's API shows newMaster
+// as the master of shard: the proxy reported the handover.
+func (f *failoverRunner) awaitControllerRecords(ctx context.Context, shard int, newMaster string) error {
+	ctx, cancel := context.WithTimeout(ctx, reportWait)
+	defer cancel()
+	var last string
+	for {
+		cl, err := f.api.GetCluster(ctx)
+		switch {
+		case err != nil:
+			last = err.Error()
+		case shard >= len(cl.Shards):
+			last = fmt.Sprintf("the controller has %d shards", len(cl.Shards))
+		case cl.Shards[shard].Master.ID == newMaster:
+			return nil
+		default:
+			last = fmt.Sprintf("version %d, master %s", cl.Version, cl.Shards[shard].Master.ID)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the controller did not record %s as the master of shard %d within %v (the proxy did not report the handover?); last: %s",
+				newMaster, shard, reportWait, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // awaitProxyKnows waits until PROXY NODES shows replica as a replica of

@@ -3,6 +3,8 @@ package soak
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -34,6 +36,11 @@ type Report struct {
 	// ProxyCounters are the counters of the proxy's last INFO that say
 	// whether it refused, held or dropped requests.
 	ProxyCounters []ProxyCounter
+	// Views compares the controller's, the nodes' and the proxy's
+	// topology at the end; nil when not checked.
+	Views *ViewCheck
+	// Benchmark is what redis-benchmark met; nil when it did not run.
+	Benchmark *BenchmarkReport
 	// ProxyLog is the end of the proxy's log when the soak failed.
 	ProxyLog string
 }
@@ -83,23 +90,33 @@ func (r *Report) AnomalyTotal(a Anomaly) uint64 {
 	return n
 }
 
-// FailoversOK is how many failovers happened.
+// FailoversOK is how many failovers happened; pushes are not failovers.
 func (r *Report) FailoversOK() int {
-	n := 0
+	ok, _ := r.steps(func(f FailoverResult) bool { return f.Kind != FailoverPush })
+	return ok
+}
+
+// steps counts the steps that match, and those of them that happened.
+func (r *Report) steps(match func(FailoverResult) bool) (ok, total int) {
 	for _, f := range r.Failovers {
-		if f.Err == nil {
-			n++
+		if match(f) {
+			total++
+			if f.Err == nil {
+				ok++
+			}
 		}
 	}
-	return n
+	return ok, total
 }
 
 // Failed reports a broken promise: an error, a read that missed an
-// acknowledged write, a write applied twice, or a soak without a single
-// failover. Failovers that did not happen (the cluster refused them) and
-// Pub/Sub messages lost while a subscription moved are reported only.
+// acknowledged write, a write applied twice, views of the topology that
+// disagree at the end, or a soak without a single failover. Failovers that
+// did not happen (the cluster refused them) and Pub/Sub messages lost while
+// a subscription moved are reported only.
 func (r *Report) Failed() bool {
-	return r.ErrorTotal() > 0 || len(r.Anomalies) > 0 || r.FailoversOK() == 0
+	return r.ErrorTotal() > 0 || len(r.Anomalies) > 0 || r.FailoversOK() == 0 ||
+		r.Views != nil && len(r.Views.Disagreements) > 0
 }
 
 // Verdict is the report's one-line summary.
@@ -108,9 +125,36 @@ func (r *Report) Verdict() string {
 	if r.Failed() {
 		word = "FAIL"
 	}
-	return fmt.Sprintf("%s: %d errors, %d lost acknowledged writes, %d stale reads, %d duplicated writes; %d of %d failovers done; %d keys read back",
+	failoversOK, failovers := r.steps(func(f FailoverResult) bool { return f.Kind != FailoverPush })
+	steps := fmt.Sprintf("%d of %d failovers done", failoversOK, failovers)
+	if pushesOK, pushes := r.steps(func(f FailoverResult) bool { return f.Kind == FailoverPush }); pushes > 0 {
+		steps += fmt.Sprintf(", %d of %d pushes", pushesOK, pushes)
+	}
+	views := ""
+	if r.Views != nil {
+		views = "; " + r.Views.verdict()
+	}
+	return fmt.Sprintf("%s: %d errors, %d lost acknowledged writes, %d stale reads, %d duplicated writes; %s; %d keys read back%s",
 		word, r.ErrorTotal(), r.AnomalyTotal(LostWrite), r.AnomalyTotal(StaleRead), r.AnomalyTotal(DuplicatedWrite),
-		r.FailoversOK(), len(r.Failovers), r.Verified)
+		steps, r.Verified, views)
+}
+
+// verdict says whether the views agree, in a few words.
+func (v *ViewCheck) verdict() string {
+	if len(v.Disagreements) == 0 {
+		return "controller, nodes and proxy agree"
+	}
+	return fmt.Sprintf("%d disagreements between controller, nodes and proxy", len(v.Disagreements))
+}
+
+// summary is the check's progress line.
+func (v *ViewCheck) summary() string {
+	if len(v.Disagreements) == 0 {
+		return fmt.Sprintf("controller, nodes and proxy agree after %v: version %d, masters %s",
+			v.Waited.Round(time.Millisecond), v.Version, v.Masters)
+	}
+	return fmt.Sprintf("still %d disagreements after %v: %s", len(v.Disagreements), v.Waited.Round(time.Millisecond),
+		strings.Join(v.Disagreements, "; "))
 }
 
 // loadMix describes the clients: how many of each kind.
@@ -179,6 +223,25 @@ func (r *Report) Print(w io.Writer) {
 	}
 
 	r.printFailovers(w)
+	if v := r.Views; v != nil {
+		fmt.Fprintf(w, "\nviews at the end (controller's API, every node's CLUSTER NODES and CLUSTERX VERSION, the proxy's PROXY NODES): %s\n", v.verdict())
+		fmt.Fprintf(w, "  controller: version %d, masters %s; looked for %v\n", v.Version, v.Masters, v.Waited.Round(time.Millisecond))
+		for _, d := range v.Disagreements {
+			fmt.Fprintf(w, "  %s\n", d)
+		}
+	}
+	if b := r.Benchmark; b != nil {
+		rps := make([]string, 0, len(b.RPS))
+		for _, test := range slices.Sorted(maps.Keys(b.RPS)) {
+			rps = append(rps, fmt.Sprintf("%s %.0f/s", test, b.RPS[test]))
+		}
+		last := ""
+		if len(rps) > 0 {
+			last = "; last completed run: " + strings.Join(rps, ", ")
+		}
+		fmt.Fprintf(w, "\nredis-benchmark through the proxy (%s, again and again): %d runs, %d completed (%d requests), %d ended by an error (in errors, as op redis-benchmark)%s\n",
+			b.Command, b.Runs, b.Completed, b.Requests, b.Failed, last)
+	}
 
 	ps := r.PubSub
 	fmt.Fprintf(w, "\npub/sub: %d published (%d with no subscriber), %d received, %d missing, %d duplicates, %d out of order\n",
@@ -232,31 +295,52 @@ func (r *Report) printFailovers(w io.Writer) {
 		return
 	}
 	var parts []string
-	for _, kind := range []FailoverKind{FailoverClusterx, FailoverPause} {
+	for _, kind := range failoverKinds {
 		if k := byKind[kind]; k != nil {
 			parts = append(parts, fmt.Sprintf("%s %d (%d done, longest %v)", kind, k.done, k.ok, k.longest.Round(time.Millisecond)))
 		}
 	}
 	fmt.Fprintf(w, "\nfailovers: %s\n", strings.Join(parts, "; "))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tat\tshard\tkind\tfrom -> to\ttook\tresult")
+	fmt.Fprintln(tw, "#\tat\tstep\tshard\tkind\tfrom -> to\tversion\ttook\tresult")
 	for _, f := range r.Failovers {
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s -> %s\t%v\t%s\n", f.Seq, formatElapsed(f.At), f.Shard, f.Kind, f.From, f.To,
-			f.Took.Round(time.Millisecond), f.result())
+		shard, move := strconv.Itoa(f.Shard), f.From+" -> "+f.To
+		if f.Kind == FailoverPush {
+			shard, move = "-", "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%v\t%s\n", f.Seq, formatElapsed(f.At), f.stepName(), shard, f.Kind, move,
+			f.Version, f.Took.Round(time.Millisecond), f.result())
 	}
 	tw.Flush()
 }
 
-func (f FailoverResult) result() string {
-	if f.Err == nil {
-		return "ok"
+// stepName says whether the step is a planned failover or one between two.
+func (f FailoverResult) stepName() string {
+	if f.Between {
+		return "between"
 	}
-	// Joined errors span lines; a table row must not.
-	return "not done: " + strings.ReplaceAll(f.Err.Error(), "\n", "; ")
+	return "planned"
 }
 
-// line is the progress line of a finished failover.
+func (f FailoverResult) result() string {
+	// Joined errors span lines; a table row must not.
+	oneLine := func(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+	result := "ok"
+	if f.Err != nil {
+		result = "not done: " + oneLine(f.Err)
+	}
+	if f.Refused != nil {
+		result += fmt.Sprintf(" (attempt %d; refused before: %s)", f.Attempts, oneLine(f.Refused))
+	}
+	return result
+}
+
+// line is the progress line of a finished step.
 func (f FailoverResult) line() string {
-	return fmt.Sprintf("failover %d at %s: %s of shard %d, %s -> %s, %v: %s", f.Seq, formatElapsed(f.At), f.Kind, f.Shard,
-		f.From, f.To, f.Took.Round(time.Millisecond), f.result())
+	if f.Kind == FailoverPush {
+		return fmt.Sprintf("push %d at %s (%s): version %d, %v: %s", f.Seq, formatElapsed(f.At), f.stepName(), f.Version,
+			f.Took.Round(time.Millisecond), f.result())
+	}
+	return fmt.Sprintf("failover %d at %s: %s of shard %d (%s), %s -> %s, version %d, %v: %s", f.Seq, formatElapsed(f.At), f.Kind,
+		f.Shard, f.stepName(), f.From, f.To, f.Version, f.Took.Round(time.Millisecond), f.result())
 }

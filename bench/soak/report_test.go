@@ -15,6 +15,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/redcon"
+
+	"kvproxy/bench/kvsim"
+	"kvproxy/controller"
 )
 
 // replyError builds the error go-redis returns for an error reply: a
@@ -123,31 +126,10 @@ func TestTallyJudgesAnomalies(t *testing.T) {
 		Examples: []AnomalyExample{{At: time.Second, Key: "k1", Want: "v1", Got: "(nil)"}}}, anomalies[2])
 }
 
-func TestRotationVisitsEveryShardWithEveryKind(t *testing.T) {
-	kinds := []FailoverKind{FailoverClusterx, FailoverPause}
-	for _, shards := range []int{1, 2, 3, 4} {
-		seen := map[int]map[FailoverKind]int{}
-		for i := range 2 * shards * len(kinds) {
-			shard, kind := rotation(i, shards, kinds)
-			assert.Equal(t, i%shards, shard, "shards in turn")
-			if seen[shard] == nil {
-				seen[shard] = map[FailoverKind]int{}
-			}
-			seen[shard][kind]++
-		}
-		for shard := range shards {
-			assert.Equal(t, map[FailoverKind]int{FailoverClusterx: 2, FailoverPause: 2}, seen[shard], "shards %d, shard %d", shards, shard)
-		}
-	}
-	shard, kind := rotation(4, 3, []FailoverKind{FailoverPause})
-	assert.Equal(t, 1, shard)
-	assert.Equal(t, FailoverPause, kind)
-}
-
 func TestParseFailoverKindsAndValidate(t *testing.T) {
-	kinds, err := ParseFailoverKinds(" pause, clusterx ,")
+	kinds, err := ParseFailoverKinds(" pause, clusterx ,controller,push")
 	require.NoError(t, err)
-	assert.Equal(t, []FailoverKind{FailoverPause, FailoverClusterx}, kinds)
+	assert.Equal(t, []FailoverKind{FailoverPause, FailoverClusterx, FailoverController, FailoverPush}, kinds)
 	_, err = ParseFailoverKinds("kill")
 	assert.ErrorContains(t, err, `unknown failover kind "kill"`)
 	_, err = ParseFailoverKinds(" , ")
@@ -168,11 +150,30 @@ func TestParseFailoverKindsAndValidate(t *testing.T) {
 		"shards":            func(c *Config) { c.Shards = 0 },
 		"repl delay":        func(c *Config) { c.ReplDelay = -time.Millisecond },
 		"client timeout":    func(c *Config) { c.ClientTimeout = 0 },
+		"push planned":      func(c *Config) { c.FailoverKinds = []FailoverKind{FailoverClusterx, FailoverPush} },
+		"bad between kind":  func(c *Config) { c.Between = []FailoverKind{"kill"} },
+		"one shard between": func(c *Config) { c.Shards, c.Between = 1, []FailoverKind{FailoverPause} },
+		"planned count":     func(c *Config) { c.PlannedFailovers = -1 },
+		"benchmark clients": func(c *Config) { c.RedisBenchmark, c.BenchmarkClients = true, 0 },
+		"benchmark pipe":    func(c *Config) { c.RedisBenchmark, c.BenchmarkPipeline = true, 0 },
 	} {
 		cfg := DefaultConfig()
 		edit(&cfg)
 		assert.Error(t, cfg.Validate(), name)
 	}
+	cfg := DefaultConfig()
+	cfg.Shards, cfg.Between, cfg.PlannedFailovers = 1, []FailoverKind{FailoverPush}, 3
+	cfg.FailoverKinds = []FailoverKind{FailoverController}
+	assert.NoError(t, cfg.Validate(), "pushes need no other shard")
+}
+
+func TestRefusedForSync(t *testing.T) {
+	assert.True(t, refusedForSync(fmt.Errorf("failover shard 2: %w within 150ms", kvsim.ErrSyncTimeout)))
+	assert.True(t, refusedForSync(&controller.Error{Status: 500,
+		Message: "replication sync timeout: slave 127.0.0.1:1 did not catch up within 150ms"}))
+	assert.False(t, refusedForSync(fmt.Errorf("failover shard 2: %w", kvsim.ErrPauseFailed)))
+	assert.False(t, refusedForSync(&controller.Error{Status: 500, Message: "no match new master in shard"}))
+	assert.False(t, refusedForSync(errors.New("replication sync timeout, but not the controller's")))
 }
 
 func TestPauseFailoverOptionsWaitForTheReplica(t *testing.T) {
@@ -255,7 +256,9 @@ func TestReportVerdictAndPrint(t *testing.T) {
 	assert.Contains(t, text, "2 SET/GET, 2 MSET/MGET, 2 pipelines of 16 SET/GET/INCR, 2 MULTI/INCR/SET/EXEC")
 	assert.Contains(t, text, "errors: none")
 	assert.Contains(t, text, "failovers: clusterx 1 (1 done, longest 1.6s); pause 1 (0 done, longest 0s)")
-	assert.Regexp(t, `1 +0:10 +1 +pause +c:3 -> d:4 +100ms +not done: replica did not catch up; INFO: timeout\n`, text)
+	assert.Regexp(t, `1 +0:10 +planned +1 +pause +c:3 -> d:4 +0 +100ms +not done: replica did not catch up; INFO: timeout\n`, text)
+	assert.NotContains(t, text, "views at the end")
+	assert.NotContains(t, text, "redis-benchmark through the proxy")
 	assert.Regexp(t, `GET +12 +2ms +0:03\n`, text)
 	assert.Regexp(t, `0:05 +20.0 MiB +30.0 MiB +9 +- +13 +22 +0 +1/1`, text)
 	assert.Contains(t, text, "proxy counters (INFO after the load): rejected_requests:0")
@@ -287,4 +290,44 @@ func TestReportVerdictAndPrint(t *testing.T) {
 	assert.Contains(t, text, "failovers: none")
 	assert.NotContains(t, text, "no goroutine count")
 	assert.Contains(t, text, "proxy log (end):\nlevel=WARN msg=boom")
+}
+
+func TestReportJudgesViewsAndShowsStepsAndBenchmark(t *testing.T) {
+	r := &Report{
+		Config: DefaultConfig(),
+		Failovers: []FailoverResult{
+			{Seq: 0, At: time.Second, Took: 300 * time.Millisecond, Kind: FailoverClusterx, Shard: 0, From: "a:1", To: "b:2", Version: 2},
+			{Seq: 1, At: 2 * time.Second, Took: 5 * time.Millisecond, Kind: FailoverPush, Shard: -1, Between: true, Version: 3},
+			{Seq: 2, At: 3 * time.Second, Took: 200 * time.Millisecond, Kind: FailoverController, Shard: 1, From: "c:3", To: "d:4", Version: 4,
+				Attempts: 2, Refused: errors.New("controller: replication sync timeout")},
+			{Seq: 3, At: 4 * time.Second, Took: time.Millisecond, Kind: FailoverPush, Shard: -1, Between: true, Version: 4,
+				Err: errors.New("push topology version 5: boom")},
+		},
+		Views:     &ViewCheck{Version: 4, Masters: "[0-8191 aaaaaaaa, 8192-16383 cccccccc]", Waited: 20 * time.Millisecond},
+		Benchmark: &BenchmarkReport{Command: "redis-benchmark -c 50", Runs: 3, Completed: 2, Requests: 800000, RPS: map[string]float64{"SET": 51000, "GET": 60000}},
+	}
+	assert.Equal(t, 2, r.FailoversOK(), "pushes are no failovers")
+	assert.False(t, r.Failed())
+	var out bytes.Buffer
+	r.Print(&out)
+	text := out.String()
+	assert.Contains(t, text, "PASS: 0 errors, 0 lost acknowledged writes, 0 stale reads, 0 duplicated writes; 2 of 2 failovers done, 1 of 2 pushes; 0 keys read back; controller, nodes and proxy agree")
+	assert.Contains(t, text, "failovers: clusterx 1 (1 done, longest 300ms); controller 1 (1 done, longest 200ms); push 2 (1 done, longest 5ms)")
+	assert.Regexp(t, `1 +0:02 +between +- +push +- +3 +5ms +ok\n`, text)
+	assert.Regexp(t, `2 +0:03 +planned +1 +controller +c:3 -> d:4 +4 +200ms +ok \(attempt 2; refused before: controller: replication sync timeout\)\n`, text)
+	assert.Contains(t, text, "controller: version 4, masters [0-8191 aaaaaaaa, 8192-16383 cccccccc]; looked for 20ms")
+	assert.Contains(t, text, "redis-benchmark through the proxy (redis-benchmark -c 50, again and again): 3 runs, 2 completed (800000 requests), 0 ended by an error (in errors, as op redis-benchmark); last completed run: GET 60000/s, SET 51000/s")
+	assert.Equal(t, "push 1 at 0:02 (between): version 3, 5ms: ok", r.Failovers[1].line())
+	assert.Equal(t, "failover 2 at 0:03: controller of shard 1 (planned), c:3 -> d:4, version 4, 200ms: ok (attempt 2; refused before: controller: replication sync timeout)",
+		r.Failovers[2].line())
+
+	r.Views.Disagreements = []string{"proxy: PROXY NODES: [0-16383 aaaaaaaa], the controller's [0-8191 aaaaaaaa, 8192-16383 cccccccc]"}
+	assert.True(t, r.Failed(), "views that disagree fail the soak")
+	out.Reset()
+	r.Print(&out)
+	text = out.String()
+	assert.Contains(t, text, "FAIL: 0 errors")
+	assert.Contains(t, text, "; 1 disagreements between controller, nodes and proxy")
+	assert.Contains(t, text, "\n  proxy: PROXY NODES: [0-16383 aaaaaaaa], the controller's")
+	assert.Contains(t, r.Views.summary(), "still 1 disagreements after 20ms: proxy: PROXY NODES")
 }

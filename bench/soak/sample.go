@@ -24,7 +24,8 @@ type Sample struct {
 	// it reports none; Clients its connected_clients, -1 when INFO failed.
 	Goroutines, Clients int64
 	// Requests and Errors are the load's totals so far; Failovers and
-	// FailoversOK the failovers started and succeeded so far.
+	// FailoversOK the schedule's steps (failovers and pushes) started and
+	// succeeded so far.
 	Requests, Errors       uint64
 	Failovers, FailoversOK int
 }

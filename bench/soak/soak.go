@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"kvproxy/bench/kvsim"
 	"kvproxy/bench/loadgen"
+	"kvproxy/controller"
 )
 
 // proxyStartTimeout bounds building and starting kvproxy.
@@ -42,12 +44,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// Only the planned failovers may move a master.
 	simCfg.Controller.AutoFailover = false
 	simCfg.Controller.Failover = pauseFailoverOptions(cfg.ReplDelay)
+	simCfg.ControllerAPI.Listen = "127.0.0.1:0"
 	simCfg.Logger = slog.New(slog.NewTextHandler(progress, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if cfg.RedisBenchmark {
+		if _, err := exec.LookPath("redis-benchmark"); err != nil {
+			return nil, fmt.Errorf("soak: -redis-benchmark: %w", err)
+		}
+	}
 	sim, err := kvsim.StartCluster(simCfg)
 	if err != nil {
 		return nil, fmt.Errorf("soak: %w", err)
 	}
 	defer sim.Close()
+	api, err := controller.New(sim.ControllerAPIURL(), kvsim.DefaultAPINamespace, kvsim.DefaultAPICluster, "", controllerCallTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("soak: %w", err)
+	}
+	defer api.Close()
 
 	startCtx, cancel := context.WithTimeout(ctx, proxyStartTimeout)
 	defer cancel()
@@ -66,15 +79,31 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, m := range sim.Masters() {
 		seeds = append(seeds, m.Addr())
 	}
-	proxy, err := loadgen.LaunchKvproxy(startCtx, loadgen.KvproxyOptions{Binary: binary, Seeds: seeds, ExtraArgs: cfg.KvproxyArgs})
+	args := cfg.KvproxyArgs
+	if cfg.ProxyReports {
+		args = append(proxyReportArgs(sim.ControllerAPIURL()), args...)
+	}
+	proxy, err := loadgen.LaunchKvproxy(startCtx, loadgen.KvproxyOptions{Binary: binary, Seeds: seeds, ExtraArgs: args})
 	if err != nil {
 		return nil, fmt.Errorf("soak: %w", err)
 	}
 	defer proxy.Close()
-	fmt.Fprintf(progress, "soak: kvproxy (pid %d) on %s in front of kvsim, %d shards x 1 replica\n", proxy.Pid(), proxy.Addr(), cfg.Shards)
+	fmt.Fprintf(progress, "soak: kvproxy (pid %d) on %s in front of kvsim, %d shards x 1 replica, controller API %s\n",
+		proxy.Pid(), proxy.Addr(), cfg.Shards, sim.ControllerAPIURL())
 
-	s := &soak{cfg: cfg, sim: sim, proxy: proxy, progress: progress}
+	s := &soak{cfg: cfg, sim: sim, api: api, proxy: proxy, progress: progress}
 	return s.run(ctx)
+}
+
+// controllerCallTimeout bounds one call of the controller's API; a
+// failover takes the write pause and a few commands to every node.
+const controllerCallTimeout = 15 * time.Second
+
+// proxyReportArgs are the kvproxy flags that make it report the CLUSTERX
+// FAILOVERs it starts to the controller whose API is at url.
+func proxyReportArgs(url string) []string {
+	return []string{"--controller", url,
+		"--controller-namespace", kvsim.DefaultAPINamespace, "--controller-cluster", kvsim.DefaultAPICluster}
 }
 
 // lockedWriter serializes the writes of the cluster's logger, the sampler
@@ -94,6 +123,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 type soak struct {
 	cfg      Config
 	sim      *kvsim.Cluster
+	api      *controller.Client // the controller's HTTP API
 	proxy    *loadgen.Kvproxy
 	progress io.Writer
 	tally    *Tally
@@ -134,6 +164,13 @@ func (s *soak) run(ctx context.Context) (*Report, error) {
 	}
 	load.Go(func() { pub.run(&loadStop) })
 	subscribed.Go(func() { sub.run(&subStop) })
+	var bench *benchmarker
+	benchCtx, stopBench := context.WithCancel(context.Background())
+	defer stopBench()
+	if s.cfg.RedisBenchmark {
+		bench = newBenchmarker(addr, s.cfg, s.tally)
+		load.Go(func() { bench.run(benchCtx) })
+	}
 	samplerStop, samplerDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(samplerDone)
@@ -149,6 +186,7 @@ func (s *soak) run(ctx context.Context) (*Report, error) {
 		}
 	}
 	loadStop.Store(true)
+	stopBench()
 	load.Wait()
 	sub.awaitQuiet(2 * time.Second)
 	subStop.Store(true)
@@ -168,20 +206,32 @@ func (s *soak) run(ctx context.Context) (*Report, error) {
 	s.mu.Lock()
 	s.samples = append(s.samples, last)
 	s.mu.Unlock()
+	views := checkViews(context.Background(), s.api, s.sim, s.ctl, timeout)
+	fmt.Fprintf(s.progress, "soak: views of the topology: %s\n", views.summary())
 
 	report := s.report(elapsed, interrupted, verified, pubSubReport(pub, sub), fields)
+	report.Views = &views
+	if bench != nil {
+		report.Benchmark = &bench.report
+	}
 	if report.Failed() {
 		report.ProxyLog = s.proxy.LogTail()
 	}
 	return report, nil
 }
 
-// rotate runs a failover every FailoverInterval until Duration is over,
-// each one to its end. It reports whether ctx ended the soak early.
+// rotate runs the schedule's steps, one every FailoverInterval, each to
+// its end, until Duration is over or PlannedFailovers are done. It reports
+// whether ctx ended the soak early.
 func (s *soak) rotate(ctx context.Context, start time.Time) (interrupted bool) {
-	runner := &failoverRunner{sim: s.sim, admin: s.ctl, cfg: s.cfg}
+	runner := &failoverRunner{sim: s.sim, admin: s.ctl, api: s.api, cfg: s.cfg}
 	deadline := start.Add(s.cfg.Duration)
+	planned := 0
 	for i := 0; ; i++ {
+		if s.cfg.PlannedFailovers > 0 && planned == s.cfg.PlannedFailovers {
+			return false
+		}
+		st := scheduleStep(i, s.cfg.Shards, s.cfg.FailoverKinds, s.cfg.Between)
 		next := start.Add(time.Duration(i+1) * s.cfg.FailoverInterval)
 		if !next.Before(deadline) {
 			next = deadline
@@ -195,8 +245,11 @@ func (s *soak) rotate(ctx context.Context, start time.Time) (interrupted bool) {
 			return false
 		}
 		at := time.Since(start)
-		res := runner.run(ctx, i)
+		res := runner.run(ctx, i, st)
 		res.At = at
+		if !st.Between {
+			planned++
+		}
 		s.mu.Lock()
 		s.failovers = append(s.failovers, res)
 		s.mu.Unlock()

@@ -3,11 +3,17 @@ package soak
 import (
 	"bytes"
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"kvproxy/bench/loadgen"
 )
 
 // A short soak keeps the long one honest: mixed load through a kvproxy
@@ -23,16 +29,10 @@ func TestSoakThroughPlannedFailovers(t *testing.T) {
 	cfg.FailoverTimeout = 2 * time.Second
 	cfg.SampleInterval = 2 * time.Second
 	cfg.Keys = 500
-	var progress bytes.Buffer // Run writes to it one write at a time
-	cfg.Progress = &progress
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	report, err := Run(ctx, cfg)
-	require.NoError(t, err, "progress:\n%s", progress.String())
-	var out bytes.Buffer
-	report.Print(&out)
-	t.Logf("progress:\n%s\nreport:\n%s", progress.String(), out.String())
+	report := runLogged(t, ctx, cfg)
 
 	assert.False(t, report.Interrupted)
 	assert.Empty(t, report.Errors, "no client saw an error")
@@ -73,4 +73,166 @@ func TestSoakThroughPlannedFailovers(t *testing.T) {
 	}
 	// Memory is bounded with a generous margin: tens of MiB are expected.
 	assert.Less(t, report.Samples[len(report.Samples)-1].HWMKiB, int64(512*1024))
+}
+
+// Issue 10's acceptance shape at CI scale: kvsim 3x1 with its controller,
+// 20 planned failovers back and forth across every shard, CLUSTERX FAILOVER
+// through the proxy and the controller's API alternating, a CLIENT PAUSE
+// failover of another shard or an unrelated topology push between two of
+// them, under the soak's load and redis-benchmark through the proxy: no
+// client error, no lost acknowledged write, and the controller, every node
+// and the proxy agree on the masters at the end.
+func TestSoakAcceptanceShape(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: builds kvproxy and runs 39 steps with redis-benchmark; runs without -short")
+	}
+	loadgen.RequireBinary(t, "redis-benchmark")
+	cfg := DefaultConfig()
+	cfg.Shards = 3
+	cfg.FailoverKinds = []FailoverKind{FailoverClusterx, FailoverController}
+	cfg.Between = []FailoverKind{FailoverPause, FailoverPush}
+	cfg.PlannedFailovers = 20
+	cfg.Duration = 4 * time.Minute // a bound: the run ends after the 20th planned failover
+	cfg.FailoverInterval = 500 * time.Millisecond
+	cfg.FailoverTimeout = 2 * time.Second
+	cfg.Keys = 500
+	cfg.RedisBenchmark = true
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+
+	report := runLogged(t, ctx, cfg)
+
+	assert.False(t, report.Interrupted)
+	assert.Empty(t, report.Errors, "no client saw an error, redis-benchmark included")
+	assert.Empty(t, report.Anomalies, "every read showed the acknowledged writes")
+	require.NotNil(t, report.Views)
+	assert.Empty(t, report.Views.Disagreements, "the controller, the nodes and the proxy agree at the end")
+	assert.False(t, report.Failed())
+
+	planned, between := map[FailoverKind]int{}, map[FailoverKind]int{}
+	plannedByShard := map[int]int{}
+	for _, f := range report.Failovers {
+		assert.NoError(t, f.Err, "step %d (%s of shard %d)", f.Seq, f.Kind, f.Shard)
+		if f.Err != nil {
+			continue
+		}
+		if f.Between {
+			between[f.Kind]++
+			continue
+		}
+		planned[f.Kind]++
+		plannedByShard[f.Shard]++
+	}
+	assert.Equal(t, map[FailoverKind]int{FailoverClusterx: 10, FailoverController: 10}, planned)
+	assert.Equal(t, map[FailoverKind]int{FailoverPause: 10, FailoverPush: 9}, between)
+	for shard := range cfg.Shards {
+		assert.GreaterOrEqual(t, plannedByShard[shard], 6, "shard %d failed over and back", shard)
+	}
+	require.NotNil(t, report.Benchmark)
+	assert.Positive(t, report.Benchmark.Completed, "redis-benchmark completed runs")
+	assert.Zero(t, report.Benchmark.Failed)
+	assert.Greater(t, report.Verified, cfg.Clients*cfg.Keys/2, "the final check read most keys")
+}
+
+// With -proxy-reports the proxy, not the soak, tells the controller of the
+// CLUSTERX FAILOVERs it runs; the pushes between them would give the slots
+// back to the old masters (and lose acknowledged writes) if it did not.
+// Skipped while kvproxy has no --controller flag.
+func TestSoakProxyReportsHandovers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: builds kvproxy and runs 11 steps; runs without -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	binary, err := loadgen.BuildKvproxy(ctx, t.TempDir())
+	require.NoError(t, err)
+	usage, _ := exec.CommandContext(ctx, binary, "-h").CombinedOutput()
+	if !regexp.MustCompile(`(?m)^\s+--?controller\s`).Match(usage) {
+		t.Skip("kvproxy has no --controller flag yet")
+	}
+	cfg := DefaultConfig()
+	cfg.KvproxyBinary = binary
+	cfg.ProxyReports = true
+	cfg.FailoverKinds = []FailoverKind{FailoverClusterx}
+	cfg.Between = []FailoverKind{FailoverPush}
+	cfg.PlannedFailovers = 6
+	cfg.Duration = 3 * time.Minute // a bound: the run ends after the 6th planned failover
+	cfg.FailoverInterval = 500 * time.Millisecond
+	cfg.FailoverTimeout = 2 * time.Second
+	cfg.Keys = 500
+
+	report := runLogged(t, ctx, cfg)
+
+	assert.Empty(t, report.Errors)
+	assert.Empty(t, report.Anomalies, "no push gave a shard back to its old master")
+	require.NotNil(t, report.Views)
+	assert.Empty(t, report.Views.Disagreements)
+	require.Len(t, report.Failovers, 11)
+	for _, f := range report.Failovers {
+		assert.NoError(t, f.Err, "step %d (%s of shard %d): the controller recorded the handover", f.Seq, f.Kind, f.Shard)
+	}
+}
+
+// The soak catches issue 10's loss: with -proxy-reports and a proxy that
+// does not report (its --controller flags dropped on the way), the
+// controller never learns of the CLUSTERX FAILOVER, and the push after it
+// gives the shard back to the old master: acknowledged writes are lost.
+func TestSoakCatchesAHandoverTheControllerNeverLearnt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: builds kvproxy and runs for about 15 s; runs without -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	binary, err := loadgen.BuildKvproxy(ctx, dir)
+	require.NoError(t, err)
+	deaf := filepath.Join(dir, "kvproxy-without-controller")
+	script := `#!/bin/sh
+# kvproxy without its --controller flags and their values.
+skip=
+for a in "$@"; do
+	shift
+	if [ -n "$skip" ]; then skip=; continue; fi
+	case "$a" in --controller|--controller-namespace|--controller-cluster) skip=1; continue;; esac
+	set -- "$@" "$a"
+done
+exec ` + binary + ` "$@"
+`
+	require.NoError(t, os.WriteFile(deaf, []byte(script), 0o755))
+
+	cfg := DefaultConfig()
+	cfg.KvproxyBinary = deaf
+	cfg.ProxyReports = true
+	// clusterx of shard 0, the push, a pause failover of shard 1.
+	cfg.FailoverKinds = []FailoverKind{FailoverClusterx, FailoverPause}
+	cfg.Between = []FailoverKind{FailoverPush}
+	cfg.PlannedFailovers = 2
+	cfg.Duration = 3 * time.Minute
+	cfg.FailoverInterval = 500 * time.Millisecond
+	cfg.FailoverTimeout = 2 * time.Second
+	cfg.Keys = 200
+
+	report := runLogged(t, ctx, cfg)
+
+	require.Len(t, report.Failovers, 3)
+	assert.ErrorContains(t, report.Failovers[0].Err, "the controller did not record")
+	assert.Equal(t, FailoverPush, report.Failovers[1].Kind)
+	assert.NoError(t, report.Failovers[1].Err)
+	assert.NoError(t, report.Failovers[2].Err)
+	assert.Positive(t, report.AnomalyTotal(LostWrite)+report.AnomalyTotal(StaleRead),
+		"the push undid the handover: writes the new master acknowledged are gone")
+	assert.True(t, report.Failed())
+}
+
+// runLogged runs a soak and logs its progress and its report.
+func runLogged(t *testing.T, ctx context.Context, cfg Config) *Report {
+	t.Helper()
+	var progress bytes.Buffer // Run writes to it one write at a time
+	cfg.Progress = &progress
+	report, err := Run(ctx, cfg)
+	require.NoError(t, err, "progress:\n%s", progress.String())
+	var out bytes.Buffer
+	report.Print(&out)
+	t.Logf("progress:\n%s\nreport:\n%s", progress.String(), out.String())
+	return report
 }

@@ -25,12 +25,13 @@ const (
 	OpPipeline // one 16-deep pipeline; its commands count under their own ops too
 	OpExec     // one MULTI/INCR/SET/EXEC transaction
 	OpPublish
+	OpBenchmark // redis-benchmark's SET and GET, counted when a run ends
 	OpSubscribe // the subscriber's receive loop: only its errors count
 	OpVerify    // the final read of every key
 	opCount
 )
 
-var opNames = [opCount]string{"SET", "GET", "MSET", "MGET", "INCR", "pipeline", "MULTI/EXEC", "PUBLISH", "subscriber", "final check"}
+var opNames = [opCount]string{"SET", "GET", "MSET", "MGET", "INCR", "pipeline", "MULTI/EXEC", "PUBLISH", "redis-benchmark", "subscriber", "final check"}
 
 func (o Op) String() string { return opNames[o] }
 

@@ -15,6 +15,11 @@ func TestSoakRejectsBadFlags(t *testing.T) {
 		"interval too long":   {"-duration", "5s", "-interval", "5s"},
 		"unknown failover":    {"-failovers", "clusterx,kill"},
 		"no failover kind":    {"-failovers", ","},
+		"push planned":        {"-failovers", "clusterx,push"},
+		"unknown between":     {"-between", "pause,kill"},
+		"between on 1 shard":  {"-shards", "1", "-between", "pause"},
+		"negative planned":    {"-planned", "-1"},
+		"benchmark clients":   {"-redis-benchmark", "-benchmark-clients", "0"},
 		"zero clients":        {"-clients", "0"},
 		"zero keys":           {"-keys", "0"},
 		"zero pipeline":       {"-pipeline", "0"},
@@ -33,6 +38,8 @@ func TestSoakRejectsBadFlags(t *testing.T) {
 	code, _, stderr := runKvbench(t, "soak", "-h")
 	assert.Equal(t, exitOK, code)
 	assert.Contains(t, stderr, "-repl-delay")
+	assert.Contains(t, stderr, "-proxy-reports")
+	assert.Contains(t, stderr, "kvbench soak -failovers clusterx,controller -between pause,push -planned 20")
 }
 
 // The subcommand end to end, briefly: bench/soak's own test runs the soak
@@ -41,12 +48,16 @@ func TestSoakEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds kvproxy and runs a soak; runs without -short")
 	}
-	code, stdout, stderr := runKvbench(t, "soak", "-duration", "5s", "-interval", "2s", "-sample", "2s",
-		"-clients", "4", "-keys", "100", "-failovers", "pause,clusterx", "-failover-timeout", "2s")
+	code, stdout, stderr := runKvbench(t, "soak", "-duration", "1m", "-interval", "1s", "-sample", "2s",
+		"-clients", "4", "-keys", "100", "-failovers", "pause,clusterx", "-between", "controller,push", "-planned", "2",
+		"-failover-timeout", "2s")
 	require.Equal(t, exitOK, code, "stdout: %s\nstderr: %s", stdout, stderr)
-	assert.Contains(t, stdout, "PASS: 0 errors, 0 lost acknowledged writes, 0 stale reads, 0 duplicated writes; 2 of 2 failovers done")
+	assert.Contains(t, stdout, "PASS: 0 errors, 0 lost acknowledged writes, 0 stale reads, 0 duplicated writes; 3 of 3 failovers done; ")
+	assert.Contains(t, stdout, "keys read back; controller, nodes and proxy agree")
 	assert.Contains(t, stdout, "failovers: clusterx 1 (1 done")
+	assert.Contains(t, stdout, "controller 1 (1 done")
 	assert.Contains(t, stdout, "pause 1 (1 done")
-	assert.Contains(t, stderr, "failover 0 at 0:02: pause of shard 0")
+	assert.Contains(t, stderr, "failover 0 at 0:01: pause of shard 0 (planned)")
+	assert.Contains(t, stderr, "failover 1 at 0:02: controller of shard 1 (between)")
 	assert.Contains(t, stderr, "soak 0:02  rss ")
 }
