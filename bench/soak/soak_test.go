@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"testing"
 	"time"
 
@@ -146,10 +144,6 @@ func TestSoakProxyReportsHandovers(t *testing.T) {
 	defer cancel()
 	binary, err := loadgen.BuildKvproxy(ctx, t.TempDir())
 	require.NoError(t, err)
-	usage, _ := exec.CommandContext(ctx, binary, "-h").CombinedOutput()
-	if !regexp.MustCompile(`(?m)^\s+--?controller\s`).Match(usage) {
-		t.Skip("kvproxy has no --controller flag yet")
-	}
 	cfg := DefaultConfig()
 	cfg.KvproxyBinary = binary
 	cfg.ProxyReports = true
