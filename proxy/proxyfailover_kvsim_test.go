@@ -39,6 +39,13 @@ func (c kvsimController) RecordHandover(ctx context.Context, master, replica rou
 func startFailoverProxy(t *testing.T, withController bool) (*kvsim.Cluster, string) {
 	t.Helper()
 	sim := startKvsim(t)
+	return sim, startFailoverProxyOn(t, sim, withController)
+}
+
+// startFailoverProxyOn is startFailoverProxy in front of sim; it returns
+// the proxy's address.
+func startFailoverProxyOn(t *testing.T, sim *kvsim.Cluster, withController bool) string {
+	t.Helper()
 	var rt *router.Router
 	hcfg := failover.DefaultHoldsConfig()
 	hcfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return rt.DialNode(ctx, addr) }
@@ -62,7 +69,7 @@ func startFailoverProxy(t *testing.T, withController bool) (*kvsim.Cluster, stri
 			c.Authority = kvsimController{sim}
 		}
 	})
-	return sim, addr
+	return addr
 }
 
 // assertRoutedRoles checks that PROXY NODES, INFO proxy and INFO failover

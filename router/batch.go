@@ -139,6 +139,7 @@ type batch struct {
 	holdAll  []bool            // a write to the node was held this round
 	outages  []bool            // the node's hold is an outage
 	patches  []slotPatch
+	unrun    []*node // nodes that did not run a write of the round (settleRound)
 }
 
 // slotPatch records a MOVED: slot now lives at addr, said node from.

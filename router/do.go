@@ -124,14 +124,32 @@ func (r *Router) roundDoneAsync(b *batch) {
 // settleRound decides, for every call of the round just completed, whether
 // it is answered or must be sent again, and applies what the replies taught
 // (MOVED patches, refresh requests). b.active keeps the calls to resend.
+//
+// A read answered by a node after a write of the batch that the same node
+// did not run (TRYAGAIN at a failover's pause, MOVED, held...) ran before
+// that write, which is resent: its answer may lack the write the client
+// pipelined before it, so it is resent too, after the write.
 func (r *Router) settleRound(b *batch) roundOutcome {
 	var o roundOutcome
 	next := b.active[:0]
 	for _, i := range b.active {
-		if r.settle(&b.calls[i], &o) {
-			next = append(next, i)
+		cl := &b.calls[i]
+		sentTo := cl.sentTo
+		switch {
+		case r.settle(cl, &o):
+			if !cl.req.ReadOnly && !slices.Contains(b.unrun, sentTo) {
+				b.unrun = append(b.unrun, sentTo)
+			}
+		case cl.status == callReplied && cl.req.ReadOnly && slices.Contains(b.unrun, sentTo):
+			r.counters.resent.Add(1)
+			cl.target, cl.asking = nil, false
+		default:
+			continue
 		}
+		next = append(next, i)
 	}
+	clear(b.unrun)
+	b.unrun = b.unrun[:0]
 	b.active = next
 	if len(b.patches) > 0 {
 		r.patch(b.patches)
