@@ -125,31 +125,33 @@ func (r *Router) roundDoneAsync(b *batch) {
 // it is answered or must be sent again, and applies what the replies taught
 // (MOVED patches, refresh requests). b.active keeps the calls to resend.
 //
-// A read answered by a node after a write of the batch that the same node
-// did not run (TRYAGAIN at a failover's pause, MOVED, held...) ran before
-// that write, which is resent: its answer may lack the write the client
-// pipelined before it, so it is resent too, after the write.
+// A read answered by a node after a write of its slot, earlier in the
+// batch, that the node did not run (TRYAGAIN at a failover's pause, ASK,
+// MOVED, held...) ran before that write, which is resent: its answer may
+// lack the write the client pipelined before it, so it is resent too, after
+// the write; unless a later write of its slot did run there, which the read
+// would then wrongly see.
 func (r *Router) settleRound(b *batch) roundOutcome {
 	var o roundOutcome
-	next := b.active[:0]
+	b.resend, b.sentTo = b.resend[:0], b.sentTo[:0]
+	unrunWrites := false
 	for _, i := range b.active {
 		cl := &b.calls[i]
-		sentTo := cl.sentTo
-		switch {
-		case r.settle(cl, &o):
-			if !cl.req.ReadOnly && !slices.Contains(b.unrun, sentTo) {
-				b.unrun = append(b.unrun, sentTo)
-			}
-		case cl.status == callReplied && cl.req.ReadOnly && slices.Contains(b.unrun, sentTo):
-			r.counters.resent.Add(1)
-			cl.target, cl.asking = nil, false
-		default:
-			continue
-		}
-		next = append(next, i)
+		b.sentTo = append(b.sentTo, cl.sentTo)
+		again := r.settle(cl, &o)
+		b.resend = append(b.resend, again)
+		unrunWrites = unrunWrites || again && !cl.req.ReadOnly
 	}
-	clear(b.unrun)
-	b.unrun = b.unrun[:0]
+	if unrunWrites {
+		r.resendReadsAheadOfWrites(b)
+	}
+	next := b.active[:0]
+	for k, i := range b.active {
+		if b.resend[k] {
+			next = append(next, i)
+		}
+	}
+	clear(b.sentTo)
 	b.active = next
 	if len(b.patches) > 0 {
 		r.patch(b.patches)
@@ -160,6 +162,51 @@ func (r *Router) settleRound(b *batch) roundOutcome {
 		r.triggerRefresh()
 	}
 	return o
+}
+
+// nodeSlot is a node and a slot of it.
+type nodeSlot struct {
+	node *node
+	slot int
+}
+
+// resendReadsAheadOfWrites marks for resending, in b.resend, the answered
+// reads of the round that ran ahead of an earlier unrun write of their slot
+// on the same node, with no later write of that slot run there (see
+// settleRound). It runs only for rounds with unrun writes: failovers and
+// migrations.
+func (r *Router) resendReadsAheadOfWrites(b *batch) {
+	firstUnrun := map[nodeSlot]int{}
+	lastRun := map[nodeSlot]int{}
+	for k, i := range b.active {
+		cl := &b.calls[i]
+		if cl.req.ReadOnly {
+			continue
+		}
+		at := nodeSlot{b.sentTo[k], cl.req.Slot}
+		switch {
+		case b.resend[k]:
+			if _, seen := firstUnrun[at]; !seen {
+				firstUnrun[at] = k
+			}
+		case cl.status == callReplied:
+			lastRun[at] = k
+		}
+	}
+	for k, i := range b.active {
+		cl := &b.calls[i]
+		if b.resend[k] || !cl.req.ReadOnly || cl.status != callReplied {
+			continue
+		}
+		at := nodeSlot{b.sentTo[k], cl.req.Slot}
+		unrun, ok := firstUnrun[at]
+		if run, ran := lastRun[at]; !ok || unrun > k || ran && run > k {
+			continue
+		}
+		b.resend[k] = true
+		r.counters.resent.Add(1)
+		cl.target, cl.asking = nil, false
+	}
 }
 
 // prepareRound waits what the settled round asks for before the calls in

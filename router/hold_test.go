@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,4 +207,44 @@ func TestHeldRequestAbandonedByItsCaller(t *testing.T) {
 	assert.Empty(t, log())
 	assert.Equal(t, uint64(1), r.Stats().Abandoned)
 	assertHoldsConserved(t, r)
+}
+
+// tryAgainOnce makes the first SET of key answer -TRYAGAIN, unrun, as a
+// master does at a failover's write pause.
+func tryAgainOnce(key string) func(redcon.Conn, []string) bool {
+	var done atomic.Bool
+	return func(conn redcon.Conn, args []string) bool {
+		if !isCommand(args, "SET") || args[1] != key || done.Swap(true) {
+			return false
+		}
+		conn.WriteError("TRYAGAIN Failover in progress")
+		return true
+	}
+}
+
+// A read pipelined after a write of its slot that the node refused unrun is
+// answered after that write runs, not before it.
+func TestReadBehindARefusedWriteSeesIt(t *testing.T) {
+	fc := newFakeCluster(t, 1)
+	r := newTestRouter(t, testConfig(fc.seeds()...))
+	fc.nodes[0].setScript(tryAgainOnce("{t}k"))
+	set, get := keyed(false, "SET", "{t}k", "new"), keyed(true, "GET", "{t}k")
+	doWithin(t, r, set, get)
+	assert.Equal(t, "+OK\r\n", string(set.Reply))
+	assert.Equal(t, "$3\r\nnew\r\n", string(get.Reply), "the read ran ahead of the write it follows")
+}
+
+// ... unless a later write of its slot ran: resent, the read would see that
+// later write, which the client pipelined after it.
+func TestReadIsNotResentPastALaterWriteThatRan(t *testing.T) {
+	fc := newFakeCluster(t, 1)
+	r := newTestRouter(t, testConfig(fc.seeds()...))
+	init := keyed(false, "SET", "{t}b", "old")
+	doWithin(t, r, init)
+	fc.nodes[0].setScript(tryAgainOnce("{t}a"))
+	setA, getB, setB := keyed(false, "SET", "{t}a", "1"), keyed(true, "GET", "{t}b"), keyed(false, "SET", "{t}b", "new")
+	doWithin(t, r, setA, getB, setB)
+	assert.Equal(t, "+OK\r\n", string(setA.Reply))
+	assert.Equal(t, "$3\r\nold\r\n", string(getB.Reply), "the read saw a write pipelined after it")
+	assert.Equal(t, "+OK\r\n", string(setB.Reply))
 }
