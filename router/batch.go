@@ -139,10 +139,9 @@ type batch struct {
 	holdAll  []bool            // a write to the node was held this round
 	outages  []bool            // the node's hold is an outage
 	patches  []slotPatch
-	// resend and sentTo are settleRound's, by position in active: whether
-	// the call goes again, and where it went this round.
+	// resend is settleRound's, by position in active: whether the call
+	// goes again.
 	resend []bool
-	sentTo []*node
 }
 
 // slotPatch records a MOVED: slot now lives at addr, said node from.

@@ -133,11 +133,10 @@ func (r *Router) roundDoneAsync(b *batch) {
 // would then wrongly see.
 func (r *Router) settleRound(b *batch) roundOutcome {
 	var o roundOutcome
-	b.resend, b.sentTo = b.resend[:0], b.sentTo[:0]
+	b.resend = b.resend[:0]
 	unrunWrites := false
 	for _, i := range b.active {
 		cl := &b.calls[i]
-		b.sentTo = append(b.sentTo, cl.sentTo)
 		again := r.settle(cl, &o)
 		b.resend = append(b.resend, again)
 		unrunWrites = unrunWrites || again && !cl.req.ReadOnly
@@ -151,7 +150,6 @@ func (r *Router) settleRound(b *batch) roundOutcome {
 			next = append(next, i)
 		}
 	}
-	clear(b.sentTo)
 	b.active = next
 	if len(b.patches) > 0 {
 		r.patch(b.patches)
@@ -183,7 +181,7 @@ func (r *Router) resendReadsAheadOfWrites(b *batch) {
 		if cl.req.ReadOnly {
 			continue
 		}
-		at := nodeSlot{b.sentTo[k], cl.req.Slot}
+		at := nodeSlot{cl.sentTo, cl.req.Slot}
 		switch {
 		case b.resend[k]:
 			if _, seen := firstUnrun[at]; !seen {
@@ -198,7 +196,7 @@ func (r *Router) resendReadsAheadOfWrites(b *batch) {
 		if b.resend[k] || !cl.req.ReadOnly || cl.status != callReplied {
 			continue
 		}
-		at := nodeSlot{b.sentTo[k], cl.req.Slot}
+		at := nodeSlot{cl.sentTo, cl.req.Slot}
 		unrun, ok := firstUnrun[at]
 		if run, ran := lastRun[at]; !ok || unrun > k || ran && run > k {
 			continue
