@@ -312,11 +312,7 @@ func (srv *Server) authorityFailover(ctx context.Context, master, replica router
 			"master", master.Addr, "replica", replica.Addr, "err", err)
 		return nil, nil, errors.New("the topology authority (" + auth.Name() + ") did not fail over: " + err.Error())
 	}
-	if r, ok := srv.backend.(refresher); ok {
-		rctx, cancel := context.WithTimeout(srv.ctx, authorityTimeout)
-		r.Refresh(rctx)
-		cancel()
-	}
+	srv.refreshTopology()
 	srv.logger.Info("failover done by the topology authority", "authority", auth.Name(),
 		"old_master", master.Addr, "new_master", replica.Addr, "took", time.Since(start))
 	result := make(chan handoverResult, 1)

@@ -110,6 +110,16 @@ type refresher interface {
 	Refresh(ctx context.Context)
 }
 
+// refreshTopology reloads the backend's topology, if it can, within
+// authorityTimeout: the topology authority just pushed a new one.
+func (srv *Server) refreshTopology() {
+	if r, ok := srv.backend.(refresher); ok {
+		ctx, cancel := context.WithTimeout(srv.ctx, authorityTimeout)
+		r.Refresh(ctx)
+		cancel()
+	}
+}
+
 // tellAuthority records the handover with the topology authority, retrying
 // a failed attempt; first is called with the first attempt's error.
 func (srv *Server) tellAuthority(master, replica router.NodeInfo, first func(error)) {
@@ -120,14 +130,10 @@ func (srv *Server) tellAuthority(master, replica router.NodeInfo, first func(err
 		err := srv.cfg.Authority.RecordHandover(ctx, master, replica)
 		cancel()
 		if err == nil {
-			if r, ok := srv.backend.(refresher); ok {
-				// The authority pushed a newer topology: route by it before
-				// anyone is told the handover is recorded, so a reload that
-				// read the nodes before the push cannot outlast it.
-				ctx, cancel := context.WithTimeout(srv.ctx, authorityTimeout)
-				r.Refresh(ctx)
-				cancel()
-			}
+			// The authority pushed a newer topology: route by it before
+			// anyone is told the handover is recorded, so a reload that
+			// read the nodes before the push cannot outlast it.
+			srv.refreshTopology()
 			srv.stats.handoversUnreported.Add(-1)
 			srv.stats.handoversReported.Add(1)
 			srv.logger.Info("failover recorded by the topology authority", "authority", name,
