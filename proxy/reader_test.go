@@ -273,3 +273,51 @@ func FuzzCommandReader(f *testing.F) {
 		}
 	})
 }
+
+// repeatingSource hands out data whole on every read, as a client that
+// keeps sending the same pipeline.
+type repeatingSource struct{ data []byte }
+
+func (s *repeatingSource) Read(p []byte) (int, error) { return copy(p, s.data), nil }
+
+// BenchmarkCommandReader reads a pipeline of 16 GETs per read, and a
+// 10,000-argument MSET that arrives 16 KiB at a time: the request scanner's
+// hot path.
+func BenchmarkCommandReader(b *testing.B) {
+	newReader := func(src io.Reader) *commandReader {
+		g := newGuardConn(&recordingNetConn{}, true, new(atomic.Int64), newRateLimitedLog(slog.New(slog.DiscardHandler), slog.LevelInfo, "refused"))
+		return newCommandReader(src, g, scanLimits{maxBulkLen: 1 << 30, maxArgs: 1 << 20, maxRequestBytes: 1 << 40})
+	}
+	b.Run("pipeline", func(b *testing.B) {
+		var pipeline []byte
+		for i := range 16 {
+			pipeline = appendCommand(pipeline, []byte("GET"), []byte("key:"+strconv.Itoa(i)))
+		}
+		r := newReader(&repeatingSource{data: pipeline})
+		b.SetBytes(int64(len(pipeline)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if cmds, err := r.ReadCommands(); err != nil || len(cmds) != 16 {
+				b.Fatal(len(cmds), err)
+			}
+		}
+	})
+	b.Run("mset", func(b *testing.B) {
+		mset := encodeHuge("MSET", 10_000, func(i int) []byte { return hugeValue(i, 32) })
+		b.SetBytes(int64(len(mset)))
+		b.ReportAllocs()
+		for b.Loop() {
+			r := newReader(&pacedSource{data: mset, chunk: 16 << 10})
+			for {
+				cmds, err := r.ReadCommands()
+				if errors.Is(err, errWouldBlock) {
+					continue
+				}
+				if err != nil || len(cmds) != 1 {
+					b.Fatal(len(cmds), err)
+				}
+				break
+			}
+		}
+	})
+}
