@@ -16,7 +16,7 @@ import (
 	"github.com/tidwall/redcon"
 
 	"kvproxy/failover"
-	"kvproxy/router"
+	"kvproxy/internal/resp"
 )
 
 // failover.Holds starts following a master on a dedicated connection's
@@ -775,7 +775,7 @@ func FuzzHideRedirects(f *testing.F) {
 		if bytes.Equal(out, in) {
 			return
 		}
-		size, err := router.NewScanner(router.DefaultMaxBulkLen).Scan(out)
+		size, err := resp.NewScanner(resp.DefaultMaxBulkLen).Scan(out)
 		require.NoError(t, err)
 		require.Equal(t, len(out), size, "one whole frame")
 		line, next, ok := replyLine(out)
@@ -784,7 +784,7 @@ func FuzzHideRedirects(f *testing.F) {
 		require.True(t, ok)
 		inLine, _, _ := replyLine(in)
 		require.Equal(t, string(inLine), string(line), "the same element count")
-		scanner := router.NewScanner(router.DefaultMaxBulkLen)
+		scanner := resp.NewScanner(resp.DefaultMaxBulkLen)
 		rest := out[next:]
 		for range n {
 			size, err := scanner.Scan(rest)

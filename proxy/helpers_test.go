@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/redcon"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -272,7 +273,7 @@ type respConn struct {
 	conn    net.Conn
 	rd      *bufio.Reader
 	buf     []byte
-	scanner *router.Scanner
+	scanner *resp.Scanner
 }
 
 func dialResp(t *testing.T, addr string) *respConn {
@@ -280,7 +281,7 @@ func dialResp(t *testing.T, addr string) *respConn {
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
-	return &respConn{t: t, conn: conn, rd: bufio.NewReader(conn), scanner: router.NewScanner(1 << 30)}
+	return &respConn{t: t, conn: conn, rd: bufio.NewReader(conn), scanner: resp.NewScanner(1 << 30)}
 }
 
 func (c *respConn) send(raw string) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tidwall/redcon"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -569,7 +570,7 @@ func (sub *subscriber) handleFrameLocked(c *subConn, frame []byte) {
 func (sub *subscriber) clientReplyLocked(c *subConn, frame []byte) {
 	p := c.pending[0]
 	if isShardCommand(p) {
-		if addr, ok := router.MovedTarget(frame, c.nc.addr); ok {
+		if addr, ok := resp.MovedTarget(frame, c.nc.addr); ok {
 			if p.redirects < maxPubSubRedirects {
 				p.redirects++
 				sub.moveCommandLocked(c, 0, addr)

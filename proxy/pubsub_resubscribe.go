@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -82,7 +83,7 @@ func (sub *subscriber) resubscribedLocked(c *subConn, frame []byte) {
 		return
 	}
 	c.resubs = c.resubs[1:]
-	addr, moved := router.MovedTarget(frame, c.nc.addr)
+	addr, moved := resp.MovedTarget(frame, c.nc.addr)
 	if !moved || r.cmd != cmdSSUBSCRIBE {
 		// Refused (loading, cluster down ...): start over after a pause.
 		sub.loseLocked(c, fmt.Errorf("%s refused: %s", r.cmd.Name, oneLine(string(frame))))

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/redcon"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -290,7 +291,7 @@ func TestRoutingDecisions(t *testing.T) {
 
 // isOneFrame reports whether b is exactly one well-formed RESP reply.
 func isOneFrame(b []byte) bool {
-	n, err := router.NewScanner(1 << 20).Scan(b)
+	n, err := resp.NewScanner(1 << 20).Scan(b)
 	return err == nil && n == len(b)
 }
 

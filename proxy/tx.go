@@ -6,7 +6,7 @@ import (
 
 	"github.com/tidwall/redcon"
 
-	"kvproxy/router"
+	"kvproxy/internal/resp"
 )
 
 // txState is a client's transaction. MULTI is answered by the proxy and the
@@ -470,7 +470,7 @@ func hideRedirects(reply []byte) []byte {
 	if !ok || !isCount {
 		return reply
 	}
-	scanner := router.NewScanner(router.DefaultMaxBulkLen)
+	scanner := resp.NewScanner(resp.DefaultMaxBulkLen)
 	out := append([]byte(nil), reply[:next]...)
 	rest := reply[next:]
 	for range n {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"kvproxy/internal/rawio"
+	"kvproxy/internal/resp"
 )
 
 // Reconnection backoff of one backend connection: the first redial after a
@@ -412,8 +413,8 @@ func (c *backendConn) connectAndServe() {
 // deadline: a slow command delays the replies behind it, and a node that
 // stops answering is found by the watchdog's probes instead.
 func (c *backendConn) readLoop(nc net.Conn, raw *rawio.Conn) {
-	scanner := NewScanner(c.r.cfg.MaxBulkLen)
-	scanner.skipOversized = true
+	scanner := resp.NewScanner(c.r.cfg.MaxBulkLen)
+	scanner.SkipOversized()
 	buf := make([]byte, 0, readBufSize)
 	var frames []frameSpan
 	var calls []*call
@@ -443,12 +444,12 @@ func (c *backendConn) readLoop(nc net.Conn, raw *rawio.Conn) {
 				start += size
 				continue
 			}
-			if scanner.discarding || len(buf)-start < discardCheckBytes || c.keeps(len(frames), len(buf)-start) {
+			if scanner.Discarding() || len(buf)-start < discardCheckBytes || c.keeps(len(frames), len(buf)-start) {
 				break
 			}
 			scanner.Discard() // and scan on: blobs now pass as they come
 		}
-		if scanner.discarding {
+		if scanner.Discarding() {
 			// Keep nothing of a discarded reply but its unscanned tail.
 			if k := scanner.Scanned(); k > 0 {
 				buf = append(buf[:start], buf[start+k:]...)
@@ -458,7 +459,7 @@ func (c *backendConn) readLoop(nc net.Conn, raw *rawio.Conn) {
 		if len(frames) > 0 {
 			var ok, admitted bool
 			if calls, ok, admitted = c.popReplied(calls[:0], len(frames)); !ok {
-				c.fail(nc, fmt.Errorf("%w: reply without a request", ErrProtocol))
+				c.fail(nc, fmt.Errorf("%w: reply without a request", resp.ErrProtocol))
 				return
 			}
 			completeCalls(calls, frames, buf)
