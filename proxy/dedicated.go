@@ -234,12 +234,12 @@ func (s *session) commandSlot(cmd *CommandInfo, args [][]byte) (slot int, ok boo
 // client gets and returns nil.
 func (s *session) dialFor(addr string) *nodeConn {
 	if addr == "" {
-		s.write(appendError(s.scratch[:0], errNoMasters))
+		s.write(resp.AppendError(s.scratch[:0], errNoMasters))
 		return nil
 	}
 	c, err := s.srv.pool.get(s.srv.ctx, addr)
 	if err != nil {
-		s.write(appendError(s.scratch[:0], "ERR cannot connect to backend "+addr+": "+oneLine(err.Error())))
+		s.write(resp.AppendError(s.scratch[:0], "ERR cannot connect to backend "+addr+": "+oneLine(err.Error())))
 		return nil
 	}
 	return c
@@ -336,7 +336,7 @@ func (p *retryPacer) next(ctx context.Context) bool {
 // the server's own error, except a redirect, which no client may see.
 func finalRefusal(reply []byte) []byte {
 	if bytes.HasPrefix(reply, []byte("-MOVED ")) || bytes.HasPrefix(reply, []byte("-ASK ")) {
-		return appendError(nil, "TRYAGAIN the slot kept moving while the command was sent: it was not executed, retry")
+		return resp.AppendError(nil, "TRYAGAIN the slot kept moving while the command was sent: it was not executed, retry")
 	}
 	return reply
 }

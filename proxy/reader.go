@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/tidwall/redcon"
+
+	"kvproxy/internal/resp"
 )
 
 // commandReader reads a client's commands off its socket in one pass: the
@@ -353,11 +355,11 @@ func parseInline(line []byte) (redcon.Command, *guardError) {
 	if len(ends) == 0 {
 		return redcon.Command{}, nil
 	}
-	raw := appendArray(nil, len(ends))
+	raw := resp.AppendArray(nil, len(ends))
 	starts := make([]int, len(ends)) // where each argument starts in raw
 	from := 0
 	for k, end := range ends {
-		raw = appendBulk(raw, words[from:end])
+		raw = resp.AppendBulk(raw, words[from:end])
 		starts[k] = len(raw) - 2 - (end - from)
 		from = end
 	}

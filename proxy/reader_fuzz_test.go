@@ -113,7 +113,7 @@ func FuzzSubConnAccount(f *testing.F) {
 			switch {
 			case len(before) == 0:
 				require.Empty(t, c.expect)
-			case isErrorReply(frame):
+			case resp.IsError(frame):
 				require.Equal(t, before[1:], c.expect, "an error ends its command")
 			case !isPubSub || kind != "pong" && kindOf[kind].set == "":
 				require.Equal(t, before, c.expect, "%q settles nothing", frame)

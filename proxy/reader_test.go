@@ -16,6 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/redcon"
+
+	"kvproxy/internal/resp"
 )
 
 // recordingNetConn is the client side a guard writes its refusal to.
@@ -145,10 +147,10 @@ func hugeValue(i, valueLen int) []byte {
 // encodeHuge encodes name followed by nargs arguments made by arg, without
 // building them as strings first.
 func encodeHuge(name string, nargs int, arg func(i int) []byte) []byte {
-	b := appendArray(nil, nargs+1)
-	b = appendBulk(b, []byte(name))
+	b := resp.AppendArray(nil, nargs+1)
+	b = resp.AppendBulk(b, []byte(name))
 	for i := range nargs {
-		b = appendBulk(b, arg(i))
+		b = resp.AppendBulk(b, arg(i))
 	}
 	return b
 }
@@ -291,7 +293,7 @@ func BenchmarkCommandReader(b *testing.B) {
 	b.Run("pipeline", func(b *testing.B) {
 		var pipeline []byte
 		for i := range 16 {
-			pipeline = appendCommand(pipeline, []byte("GET"), []byte("key:"+strconv.Itoa(i)))
+			pipeline = resp.AppendCommand(pipeline, []byte("GET"), []byte("key:"+strconv.Itoa(i)))
 		}
 		r := newReader(&repeatingSource{data: pipeline})
 		b.SetBytes(int64(len(pipeline)))

@@ -387,7 +387,7 @@ func (s *session) localReply(mark int) {
 // prefix.
 func (s *session) replyError(msg string) {
 	mark := len(s.local)
-	s.local = appendError(s.local, msg)
+	s.local = resp.AppendError(s.local, msg)
 	s.localReply(mark)
 }
 

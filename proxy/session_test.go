@@ -41,7 +41,7 @@ func (b *staticBackend) Do(_ context.Context, reqs []*router.Request) {
 		switch {
 		case bytes.Contains(q.Raw[:min(len(q.Raw), 16)], []byte("MGET")):
 			argc, _ := strconv.Atoi(string(q.Raw[1:bytes.IndexByte(q.Raw, '\r')]))
-			q.Reply = appendArray(q.Reply[:0], argc-1)
+			q.Reply = resp.AppendArray(q.Reply[:0], argc-1)
 			for range argc - 1 {
 				q.Reply = append(q.Reply, "$1\r\nv\r\n"...)
 			}
