@@ -54,10 +54,10 @@ func (s *pacedSource) Read(p []byte) (int, error) {
 // readerResult reads every command of data with a commandReader fed chunk
 // bytes per read; the commands are copied out as their strings. refused is
 // the request refused, and refusal what the client was told.
-func readerResult(data []byte, chunk int, authenticated bool) (cmds [][]string, refused *guardError, refusal string, err error) {
+func readerResult(data []byte, chunk int, authenticated bool) (cmds [][]string, refused *resp.RequestError, refusal string, err error) {
 	conn := &recordingNetConn{}
 	g := newGuardConn(conn, authenticated, new(atomic.Int64), newRateLimitedLog(slog.New(slog.DiscardHandler), slog.LevelInfo, "refused"))
-	limits := scanLimits{maxBulkLen: 1 << 30, maxArgs: 1 << 20, maxRequestBytes: 1 << 40}
+	limits := resp.RequestLimits{MaxBulkLen: 1 << 30, MaxArgs: 1 << 20, MaxRequestBytes: 1 << 40}
 	r := newCommandReader(&pacedSource{data: data, chunk: chunk}, g, limits)
 	for {
 		batch, err := r.ReadCommands()
@@ -163,7 +163,7 @@ func TestCommandReaderGrowsForAHugeCommand(t *testing.T) {
 	const args = 200_000
 	data := encodeHuge("MSET", args, func(i int) []byte { return hugeValue(i, 20) })
 	g := newGuardConn(&recordingNetConn{}, true, new(atomic.Int64), newRateLimitedLog(slog.New(slog.DiscardHandler), slog.LevelInfo, "refused"))
-	limits := scanLimits{maxBulkLen: 1 << 30, maxArgs: 1 << 30, maxRequestBytes: 1 << 40}
+	limits := resp.RequestLimits{MaxBulkLen: 1 << 30, MaxArgs: 1 << 30, MaxRequestBytes: 1 << 40}
 	r := newCommandReader(&pacedSource{data: append(data, "*1\r\n$4\r\nPI"...), chunk: 64 << 10}, g, limits)
 	var cmds []redcon.Command
 	for len(cmds) == 0 {
@@ -203,7 +203,7 @@ func TestHugeRequestLowersTheGCTarget(t *testing.T) {
 	})
 	for _, closed := range []bool{false, true} {
 		g := newGuardConn(&recordingNetConn{}, true, new(atomic.Int64), newRateLimitedLog(slog.New(slog.DiscardHandler), slog.LevelInfo, "refused"))
-		limits := scanLimits{maxBulkLen: 1 << 30, maxArgs: 1 << 30, maxRequestBytes: 1 << 40}
+		limits := resp.RequestLimits{MaxBulkLen: 1 << 30, MaxArgs: 1 << 30, MaxRequestBytes: 1 << 40}
 		r := newCommandReader(&pacedSource{data: huge, chunk: 1 << 20}, g, limits)
 		var cmds []redcon.Command
 		err := errWouldBlock
@@ -256,7 +256,7 @@ func FuzzCommandReader(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		got, refused, refusal, err := readerResult(data, int(chunk)+1, true)
-		if refused != nil && refused.limit {
+		if refused != nil && refused.Limit {
 			return // a cap redcon does not have
 		}
 		want, redconErr := redconResult(data)
@@ -288,7 +288,7 @@ func (s *repeatingSource) Read(p []byte) (int, error) { return copy(p, s.data), 
 func BenchmarkCommandReader(b *testing.B) {
 	newReader := func(src io.Reader) *commandReader {
 		g := newGuardConn(&recordingNetConn{}, true, new(atomic.Int64), newRateLimitedLog(slog.New(slog.DiscardHandler), slog.LevelInfo, "refused"))
-		return newCommandReader(src, g, scanLimits{maxBulkLen: 1 << 30, maxArgs: 1 << 20, maxRequestBytes: 1 << 40})
+		return newCommandReader(src, g, resp.RequestLimits{MaxBulkLen: 1 << 30, MaxArgs: 1 << 20, MaxRequestBytes: 1 << 40})
 	}
 	b.Run("pipeline", func(b *testing.B) {
 		var pipeline []byte
