@@ -605,33 +605,26 @@ func (r *Router) dial(ctx context.Context, addr string) (net.Conn, error) {
 	return nc, nil
 }
 
-// authenticate sends AUTH and expects +OK. The server sends nothing else
-// before the reply, so reading up to its line end consumes exactly it.
+// authenticate sends AUTH and expects +OK.
 func authenticate(nc net.Conn, password string, deadline time.Time) error {
 	if err := nc.SetDeadline(deadline); err != nil {
 		return err
 	}
-	cmd := fmt.Appendf(nil, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password)
-	if _, err := nc.Write(cmd); err != nil {
+	if _, err := nc.Write(resp.AppendCommand(nil, []byte("AUTH"), []byte(password))); err != nil {
 		return fmt.Errorf("AUTH: %w", err)
 	}
-	var line []byte
-	var chunk [64]byte
-	for len(line) < 512 {
-		n, err := nc.Read(chunk[:])
-		line = append(line, chunk[:n]...)
-		if len(line) >= 2 && line[len(line)-2] == '\r' && line[len(line)-1] == '\n' {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("AUTH: %w", err)
-		}
+	reply, err := resp.ReadReply(nc, maxAuthReply)
+	if err != nil {
+		return fmt.Errorf("AUTH: %w", err)
 	}
-	if string(line) != "+OK\r\n" {
-		return fmt.Errorf("AUTH refused: %q", line)
+	if string(reply) != "+OK\r\n" {
+		return fmt.Errorf("AUTH refused: %q", reply)
 	}
 	return nc.SetDeadline(time.Time{})
 }
+
+// maxAuthReply bounds the reply to AUTH: +OK, or an error line.
+const maxAuthReply = 512
 
 // callQueue is a FIFO ring of calls; nil entries stand for ASKING, whose
 // reply is dropped.

@@ -357,7 +357,7 @@ func (r *Router) probe(n *node) bool {
 		_, err = nc.Write(pingCmd)
 	}
 	if err == nil {
-		err = resp.SkipReply(nc, maxProbeReply)
+		_, err = resp.ReadReply(nc, maxProbeReply)
 	}
 	if err != nil {
 		_ = nc.Close()

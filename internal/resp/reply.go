@@ -361,10 +361,10 @@ func parseLength(b []byte) (int64, bool) {
 	return n, true
 }
 
-// SkipReply reads one reply frame of at most limit bytes from r and drops
-// it; r must hold nothing before it, and what r holds after it is lost
-// (a probe's connection carries one request at a time).
-func SkipReply(r io.Reader, limit int) error {
+// ReadReply reads one reply frame of at most limit bytes from r, which
+// must hold nothing before it; what r holds after it is lost (the
+// connection carries one request at a time: a probe's, a handshake's).
+func ReadReply(r io.Reader, limit int) ([]byte, error) {
 	buf := make([]byte, limit)
 	scanner := NewScanner(limit)
 	have := 0
@@ -372,13 +372,13 @@ func SkipReply(r io.Reader, limit int) error {
 		n, err := r.Read(buf[have:])
 		have += n
 		if size, serr := scanner.Scan(buf[:have]); serr != nil || size > 0 {
-			return serr
+			return buf[:size], serr
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if have == len(buf) {
-			return fmt.Errorf("%w: reply longer than %d bytes", ErrProtocol, limit)
+			return nil, fmt.Errorf("%w: reply longer than %d bytes", ErrProtocol, limit)
 		}
 	}
 }
