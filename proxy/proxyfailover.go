@@ -340,7 +340,7 @@ func (s *session) awaitReplication(master, replica router.NodeInfo, unrecorded b
 		if err != nil {
 			return err
 		}
-		body, ok := bulkText(reply)
+		body, ok := resp.StringText(reply)
 		if !ok {
 			line, _, _ := resp.ReplyLine(reply)
 			return errors.New(master.Addr + " answered INFO replication with " + string(appendSanitized(nil, line, 128)))
@@ -366,22 +366,6 @@ func (s *session) awaitReplication(master, replica router.NodeInfo, unrecorded b
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// bulkText returns the text of a bulk or verbatim string reply.
-func bulkText(reply []byte) (string, bool) {
-	if len(reply) == 0 || (reply[0] != '$' && reply[0] != '=') {
-		return "", false
-	}
-	_, next, ok := resp.ReplyLine(reply)
-	if !ok || len(reply) < next+2 {
-		return "", false
-	}
-	text := string(reply[next : len(reply)-2])
-	if reply[0] == '=' {
-		text = strings.TrimPrefix(text, "txt:")
-	}
-	return text, true
 }
 
 // replicationOf reads INFO replication text: the node's role, and whether

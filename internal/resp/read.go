@@ -1,6 +1,9 @@
 package resp
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // Readers of the replies the proxy inspects: each takes a whole frame
 // (see Scanner) and reports ok == false for anything else.
@@ -61,4 +64,21 @@ func BulkAt(frame []byte, at int) (data []byte, next int, ok bool) {
 		return nil, 0, false
 	}
 	return frame[start:end], end + 2, true
+}
+
+// StringText returns the text of a bulk or verbatim string reply (a
+// verbatim string's "txt:" format dropped).
+func StringText(reply []byte) (string, bool) {
+	if len(reply) == 0 || (reply[0] != '$' && reply[0] != '=') {
+		return "", false
+	}
+	_, next, ok := ReplyLine(reply)
+	if !ok || len(reply) < next+2 {
+		return "", false
+	}
+	text := string(reply[next : len(reply)-2])
+	if reply[0] == '=' {
+		text = strings.TrimPrefix(text, "txt:")
+	}
+	return text, true
 }
