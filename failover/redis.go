@@ -293,7 +293,7 @@ func pairedIn(nodes []byte, oldMasterID string) error {
 			continue
 		}
 		if len(fields) < 8 {
-			return fmt.Errorf("%w: CLUSTER NODES line %q", resp.ErrProtocol, clip(line))
+			return fmt.Errorf("%w: CLUSTER NODES line %q", resp.ErrProtocol, resp.Clip(line))
 		}
 		if hasFlag(fields[2], "myself") {
 			myself = fields
@@ -307,7 +307,7 @@ func pairedIn(nodes []byte, oldMasterID string) error {
 		return fmt.Errorf("%w: CLUSTER NODES has no myself line", resp.ErrProtocol)
 	case hasFlag(myself[2], "slave"):
 		if string(myself[3]) != oldMasterID {
-			return fmt.Errorf("%w: it replicates %q, not %q", ErrNotReplica, clip(myself[3]), oldMasterID)
+			return fmt.Errorf("%w: it replicates %q, not %q", ErrNotReplica, resp.Clip(myself[3]), oldMasterID)
 		}
 		return nil
 	case oldMaster == nil:
@@ -329,13 +329,4 @@ func hasFlag(flags []byte, flag string) bool {
 		}
 	}
 	return false
-}
-
-// clip shortens what a node sent for an error message.
-func clip(b []byte) []byte {
-	const keep = 32
-	if len(b) > keep {
-		return b[:keep]
-	}
-	return b
 }

@@ -131,7 +131,7 @@ func (r *Reader) ReadRole(maxLen int) (master bool, err error) {
 		master = true
 	case string(name) == "slave":
 	default:
-		return false, fmt.Errorf("%w: role %q is neither master nor slave", ErrProtocol, clip(name))
+		return false, fmt.Errorf("%w: role %q is neither master nor slave", ErrProtocol, Clip(name))
 	}
 	for range n - 1 {
 		if _, _, err := r.readRoleElement(start, maxLen, 1); err != nil {
@@ -162,7 +162,7 @@ func (r *Reader) readRoleElement(start int64, maxLen, depth int) (body []byte, i
 			return nil, false, err
 		}
 		if _, err := strconv.ParseInt(string(text), 10, 64); err != nil {
-			return nil, false, fmt.Errorf("%w: integer %q", ErrProtocol, clip(text))
+			return nil, false, fmt.Errorf("%w: integer %q", ErrProtocol, Clip(text))
 		}
 		return nil, false, r.checkSize(start, maxLen)
 	case '*':
@@ -198,7 +198,7 @@ func (r *Reader) readLine() (kind byte, text []byte, err error) {
 		return 0, nil, err
 	}
 	if len(line) < 3 || line[len(line)-2] != '\r' {
-		return 0, nil, fmt.Errorf("%w: line %q", ErrProtocol, clip(line))
+		return 0, nil, fmt.Errorf("%w: line %q", ErrProtocol, Clip(line))
 	}
 	return line[0], line[1 : len(line)-2], nil
 }
@@ -207,7 +207,7 @@ func (r *Reader) readLine() (kind byte, text []byte, err error) {
 func arrayLength(kind byte, text []byte) (int, error) {
 	n, err := strconv.Atoi(string(text))
 	if kind != '*' || err != nil || n < 0 {
-		return 0, fmt.Errorf("%w: %q is not an array header", ErrProtocol, clip(append([]byte{kind}, text...)))
+		return 0, fmt.Errorf("%w: %q is not an array header", ErrProtocol, Clip(append([]byte{kind}, text...)))
 	}
 	return n, nil
 }
@@ -221,7 +221,7 @@ func (r *Reader) checkSize(start int64, maxLen int) error {
 }
 
 // clip shortens what a node sent for an error message.
-func clip(b []byte) []byte {
+func Clip(b []byte) []byte {
 	const keep = 32
 	if len(b) > keep {
 		return b[:keep]
