@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kvproxy/bench/kvsim"
+	"kvproxy/internal/resp"
 )
 
 // pollEvery is the polling interval of the end-to-end tests.
@@ -163,7 +164,7 @@ func TestFollowKvsimNeedsAuthentication(t *testing.T) {
 	defer cancel()
 
 	_, err := Follow(ctx, dialNode(t, master, ""), pollEvery, nil)
-	var replyErr *ReplyError
+	var replyErr *resp.ReplyError
 	require.ErrorAs(t, err, &replyErr)
 	assert.Equal(t, "NOAUTH Authentication required.", replyErr.Msg)
 

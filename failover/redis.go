@@ -1,16 +1,15 @@
 package failover
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"strconv"
 	"time"
+
+	"kvproxy/internal/resp"
 )
 
 // maxNodesReply bounds the replica's CLUSTER NODES, read once per follow,
@@ -78,8 +77,8 @@ func FollowRedis(ctx context.Context, replica, oldMaster net.Conn, interval time
 // then polls ROLE on replica and on oldMaster every w.Watch.Interval until
 // the phase is final (nil error), ctx ends (the error wraps
 // context.Cause(ctx) and Final stays empty: the outcome is unknown), a
-// connection fails (ErrConn), a node replies with an error (*ReplyError) or
-// something unreadable (ErrProtocol), the nodes are not a pair
+// connection fails (ErrConn), a node replies with an error (*resp.ReplyError)
+// or something unreadable (resp.ErrProtocol), the nodes are not a pair
 // (ErrNotReplica), or the promoted replica is demoted again (ErrDemoted).
 // Errors name the command and the node. The Handover holds what was
 // observed until then.
@@ -193,54 +192,37 @@ const (
 // roleCommand is ROLE as a RESP array.
 var roleCommand = []byte("*1\r\n$4\r\nROLE\r\n")
 
-// maxRoleDepth bounds how deep a ROLE reply nests arrays: a master's reply
-// holds a list of replicas, each an array.
-const maxRoleDepth = 3
-
 // rolePoller sends ROLE, CLUSTER MYID or CLUSTER NODES to one node and
-// reads the reply with poller's bounded string reader, counting the bytes
-// read to bound a whole ROLE reply.
+// reads the reply.
 type rolePoller struct {
 	poller
 	node string // "replica" or "old master", for errors
-	read *countingReader
 }
 
 func newRolePoller(node string, conn net.Conn, w Watch) *rolePoller {
-	read := &countingReader{r: conn}
 	return &rolePoller{
 		poller: poller{
 			conn:     conn,
-			r:        bufio.NewReader(read),
+			r:        resp.NewReader(conn),
 			timeout:  cmp.Or(w.PollTimeout, DefaultPollTimeout),
 			maxReply: cmp.Or(w.MaxReply, DefaultMaxReply),
 		},
 		node: node,
-		read: read,
 	}
-}
-
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(b []byte) (int, error) {
-	n, err := c.r.Read(b)
-	c.n += int64(n)
-	return n, err
 }
 
 func (p *rolePoller) poll(ctx context.Context) (nodeRole, error) {
 	if err := p.send(ctx, roleCommand); err != nil {
 		return 0, p.failed("ROLE", err)
 	}
-	role, err := p.readRole()
+	master, err := p.r.ReadRole(p.maxReply)
 	if err != nil {
 		return 0, p.failed("ROLE", p.ioFailed(ctx, err))
 	}
-	return role, nil
+	if master {
+		return roleMaster, nil
+	}
+	return roleSlave, nil
 }
 
 // send sets the deadline of a round trip and sends command.
@@ -270,9 +252,7 @@ func (p *rolePoller) bulk(ctx context.Context, name string, command []byte, maxR
 	if err := p.send(ctx, command); err != nil {
 		return nil, p.failed(name, err)
 	}
-	bounded := p.poller // shares the reader; only the bound differs
-	bounded.maxReply = maxReply
-	body, err := bounded.readInfo()
+	body, err := p.r.ReadString(maxReply)
 	if err != nil {
 		return nil, p.failed(name, p.ioFailed(ctx, err))
 	}
@@ -313,7 +293,7 @@ func pairedIn(nodes []byte, oldMasterID string) error {
 			continue
 		}
 		if len(fields) < 8 {
-			return fmt.Errorf("%w: CLUSTER NODES line %q", ErrProtocol, clip(line))
+			return fmt.Errorf("%w: CLUSTER NODES line %q", resp.ErrProtocol, resp.Clip(line))
 		}
 		if hasFlag(fields[2], "myself") {
 			myself = fields
@@ -324,10 +304,10 @@ func pairedIn(nodes []byte, oldMasterID string) error {
 	}
 	switch {
 	case myself == nil:
-		return fmt.Errorf("%w: CLUSTER NODES has no myself line", ErrProtocol)
+		return fmt.Errorf("%w: CLUSTER NODES has no myself line", resp.ErrProtocol)
 	case hasFlag(myself[2], "slave"):
 		if string(myself[3]) != oldMasterID {
-			return fmt.Errorf("%w: it replicates %q, not %q", ErrNotReplica, clip(myself[3]), oldMasterID)
+			return fmt.Errorf("%w: it replicates %q, not %q", ErrNotReplica, resp.Clip(myself[3]), oldMasterID)
 		}
 		return nil
 	case oldMaster == nil:
@@ -349,136 +329,4 @@ func hasFlag(flags []byte, flag string) bool {
 		}
 	}
 	return false
-}
-
-// consumed is how many bytes of the connection have been parsed.
-func (p *rolePoller) consumed() int64 { return p.read.n - int64(p.r.Buffered()) }
-
-// readRole reads one ROLE reply of at most maxReply bytes and returns its
-// first element; the rest is read and checked for framing only. An error
-// reply is a *ReplyError.
-func (p *rolePoller) readRole() (nodeRole, error) {
-	start := p.consumed()
-	kind, text, err := p.readLine()
-	if err != nil {
-		return 0, err
-	}
-	if kind == '-' {
-		return 0, &ReplyError{Msg: string(text)}
-	}
-	n, err := p.arrayLength(kind, text)
-	if err != nil {
-		return 0, err
-	}
-	if n == 0 {
-		return 0, fmt.Errorf("%w: empty ROLE reply", ErrProtocol)
-	}
-	name, isString, err := p.readElement(start, 1)
-	if err != nil {
-		return 0, err
-	}
-	var role nodeRole
-	switch {
-	case !isString:
-		return 0, fmt.Errorf("%w: ROLE reply does not start with a string", ErrProtocol)
-	case string(name) == "master":
-		role = roleMaster
-	case string(name) == "slave":
-		role = roleSlave
-	default:
-		return 0, fmt.Errorf("%w: role %q is neither master nor slave", ErrProtocol, clip(name))
-	}
-	for range n - 1 {
-		if _, _, err := p.readElement(start, 1); err != nil {
-			return 0, err
-		}
-	}
-	return role, nil
-}
-
-// readElement reads one value nested depth arrays deep in a reply that began
-// at start. A string is returned (valid until the next read) with isString.
-func (p *rolePoller) readElement(start int64, depth int) (body []byte, isString bool, err error) {
-	first, err := p.r.Peek(1)
-	if err != nil {
-		return nil, false, err
-	}
-	switch first[0] {
-	case '$', '=':
-		body, err := p.readInfo()
-		if err != nil {
-			return nil, false, err
-		}
-		return body, true, p.checkSize(start)
-	case ':':
-		_, text, err := p.readLine()
-		if err != nil {
-			return nil, false, err
-		}
-		if _, err := strconv.ParseInt(string(text), 10, 64); err != nil {
-			return nil, false, fmt.Errorf("%w: integer %q", ErrProtocol, clip(text))
-		}
-		return nil, false, p.checkSize(start)
-	case '*':
-		if depth >= maxRoleDepth {
-			return nil, false, fmt.Errorf("%w: ROLE reply nests arrays more than %d deep", ErrProtocol, maxRoleDepth)
-		}
-		kind, text, err := p.readLine()
-		if err != nil {
-			return nil, false, err
-		}
-		n, err := p.arrayLength(kind, text)
-		if err != nil {
-			return nil, false, err
-		}
-		for range n {
-			// Every element read checks the size, which ends a long array.
-			if _, _, err := p.readElement(start, depth+1); err != nil {
-				return nil, false, err
-			}
-		}
-		return nil, false, p.checkSize(start)
-	}
-	return nil, false, fmt.Errorf("%w: unexpected %q in a ROLE reply", ErrProtocol, first[0])
-}
-
-// readLine reads a header line and splits it into its type byte and text.
-func (p *rolePoller) readLine() (kind byte, text []byte, err error) {
-	line, err := p.r.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		return 0, nil, fmt.Errorf("%w: line longer than %d bytes", ErrProtocol, len(line))
-	}
-	if err != nil {
-		return 0, nil, err
-	}
-	if len(line) < 3 || line[len(line)-2] != '\r' {
-		return 0, nil, fmt.Errorf("%w: line %q", ErrProtocol, clip(line))
-	}
-	return line[0], line[1 : len(line)-2], nil
-}
-
-// arrayLength checks an array header and returns its length.
-func (p *rolePoller) arrayLength(kind byte, text []byte) (int, error) {
-	n, err := strconv.Atoi(string(text))
-	if kind != '*' || err != nil || n < 0 {
-		return 0, fmt.Errorf("%w: %q is not an array header", ErrProtocol, clip(append([]byte{kind}, text...)))
-	}
-	return n, nil
-}
-
-// checkSize fails once the reply that began at start exceeds maxReply.
-func (p *rolePoller) checkSize(start int64) error {
-	if size := p.consumed() - start; size > int64(p.maxReply) {
-		return fmt.Errorf("%w: ROLE reply longer than %d bytes", ErrProtocol, p.maxReply)
-	}
-	return nil
-}
-
-// clip shortens what a node sent for an error message.
-func clip(b []byte) []byte {
-	const keep = 32
-	if len(b) > keep {
-		return b[:keep]
-	}
-	return b
 }

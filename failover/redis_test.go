@@ -18,6 +18,7 @@ import (
 	"github.com/tidwall/redcon"
 
 	"kvproxy/bench/cluster"
+	"kvproxy/internal/resp"
 )
 
 // ROLE replies as Redis 7.0 sends them.
@@ -251,7 +252,7 @@ func TestFollowRedisNeedsClusterMode(t *testing.T) {
 	replica, _ := startFakeReplica(t, roleOfReplica)
 	oldMaster, _ := startFakeNode(t, &fakeRoleNode{replies: []string{roleOfMaster}})
 	_, err := FollowRedis(bounded(t), replica, oldMaster, time.Millisecond, nil)
-	var replyErr *ReplyError
+	var replyErr *resp.ReplyError
 	require.ErrorAs(t, err, &replyErr)
 	assert.Equal(t, errNoCluster, replyErr.Msg)
 	assert.ErrorContains(t, err, "CLUSTER MYID on the old master")
@@ -274,9 +275,9 @@ func TestPairedIn(t *testing.T) {
 		{"old master unknown to a master", strings.SplitAfter(nodesPromoted, "\n")[0] + other, ErrNotReplica},
 		{"old master still has slots", strings.ReplaceAll(nodesPromoted, "1 connected\n", "1 connected 0-10\n"), ErrNotReplica},
 		{"old master a replica of another node", strings.ReplaceAll(swapped, "slave "+fakeReplicaID, "slave "+strings.Repeat("o", 40)), ErrNotReplica},
-		{"no myself", strings.ReplaceAll(nodesReplicating, "myself,", ""), ErrProtocol},
-		{"short line", nodesReplicating + "abc master -\n", ErrProtocol},
-		{"empty", "", ErrProtocol},
+		{"no myself", strings.ReplaceAll(nodesReplicating, "myself,", ""), resp.ErrProtocol},
+		{"short line", nodesReplicating + "abc master -\n", resp.ErrProtocol},
+		{"empty", "", resp.ErrProtocol},
 	}
 	for _, c := range cases {
 		err := pairedIn([]byte(c.nodes), fakeOldMasterID)
@@ -325,7 +326,7 @@ func TestFollowRedisStopsOnABadReply(t *testing.T) {
 				assert.Fail(t, "no phase from a bad reply")
 			}}}
 			h, err := w.Follow(bounded(t), replica, oldMaster)
-			assert.ErrorIs(t, err, ErrProtocol)
+			assert.ErrorIs(t, err, resp.ErrProtocol)
 			assert.NotErrorIs(t, err, ErrConn)
 			assert.ErrorContains(t, err, "ROLE on the replica "+replica.RemoteAddr().String())
 			assert.Zero(t, h.Polls)
@@ -346,14 +347,14 @@ func TestFollowRedisAcceptsAReplyOfExactlyMaxReply(t *testing.T) {
 	oldMaster, _ = startFakeOldMaster(t, roleOfReplica)
 	w.Watch.MaxReply--
 	_, err = w.Follow(bounded(t), replica, oldMaster)
-	require.ErrorIs(t, err, ErrProtocol, "one byte over")
+	require.ErrorIs(t, err, resp.ErrProtocol, "one byte over")
 }
 
 func TestFollowRedisReturnsErrorRepliesAsReplyError(t *testing.T) {
 	replica, _ := startFakeReplica(t, roleOfReplica)
 	oldMaster, _ := startFakeOldMaster(t, "-NOAUTH Authentication required.\r\n")
 	_, err := FollowRedis(bounded(t), replica, oldMaster, time.Millisecond, nil)
-	var replyErr *ReplyError
+	var replyErr *resp.ReplyError
 	require.ErrorAs(t, err, &replyErr)
 	assert.Equal(t, "NOAUTH Authentication required.", replyErr.Msg)
 	assert.ErrorContains(t, err, "ROLE on the old master")

@@ -1,16 +1,14 @@
 package failover
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"slices"
-	"strconv"
 	"time"
+
+	"kvproxy/internal/resp"
 )
 
 const (
@@ -26,23 +24,10 @@ var (
 	// ErrConn means the connection to the master failed: a write or read
 	// error, EOF, or a poll past its PollTimeout.
 	ErrConn = errors.New("failover: connection to the master failed")
-	// ErrProtocol means the master's reply was not a CLUSTER INFO bulk
-	// string of at most MaxReply bytes.
-	ErrProtocol = errors.New("failover: malformed CLUSTER INFO reply")
 	// ErrReset means the state went back to none after the failover had
 	// begun: a newer topology reached the master and ended the failover.
 	ErrReset = errors.New("failover: cluster_failover_state went back to none")
 )
-
-// ReplyError is an error reply from the master to CLUSTER INFO, such as
-// NOAUTH. It is not a phase: the state is unknown.
-type ReplyError struct {
-	// Msg is the reply without its leading '-', e.g.
-	// "NOAUTH Authentication required.".
-	Msg string
-}
-
-func (e *ReplyError) Error() string { return "failover: CLUSTER INFO replied -" + e.Msg }
 
 // Watch follows one master's cluster_failover_state by polling CLUSTER INFO.
 // The zero value of every field but Interval means its default.
@@ -124,10 +109,10 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // Follow polls CLUSTER INFO on conn every w.Interval until the phase is
 // final (nil error), ctx ends (the error wraps context.Cause(ctx)), the
-// connection fails (ErrConn), the master replies with an error (*ReplyError)
-// or something unreadable (ErrProtocol, ErrNoFailoverState, ErrUnknownPhase),
-// or the state goes back to none (ErrReset). The Handover holds what was
-// observed until then.
+// connection fails (ErrConn), the master replies with an error
+// (*resp.ReplyError) or something unreadable (resp.ErrProtocol,
+// ErrNoFailoverState, ErrUnknownPhase), or the state goes back to none
+// (ErrReset). The Handover holds what was observed until then.
 //
 // Start it after the master accepted CLUSTERX FAILOVER: a final phase left
 // by an earlier failover would end it at once. conn must be dialled and
@@ -148,7 +133,7 @@ func (w Watch) Follow(ctx context.Context, conn net.Conn) (Handover, error) {
 	}
 	p := poller{
 		conn:     conn,
-		r:        bufio.NewReader(conn),
+		r:        resp.NewReader(conn),
 		timeout:  cmp.Or(w.PollTimeout, DefaultPollTimeout),
 		maxReply: cmp.Or(w.MaxReply, DefaultMaxReply),
 	}
@@ -194,13 +179,12 @@ func stopped(ctx context.Context) error {
 	return fmt.Errorf("failover: follow stopped: %w", context.Cause(ctx))
 }
 
-// poller sends CLUSTER INFO and reads the reply, reusing one body buffer.
+// poller sends CLUSTER INFO and reads the reply.
 type poller struct {
 	conn     net.Conn
-	r        *bufio.Reader
+	r        *resp.Reader
 	timeout  time.Duration
 	maxReply int
-	body     []byte
 }
 
 func (p *poller) poll(ctx context.Context) (Phase, error) {
@@ -215,7 +199,10 @@ func (p *poller) poll(ctx context.Context) (Phase, error) {
 	if _, err := p.conn.Write(clusterInfoCommand); err != nil {
 		return "", p.ioFailed(ctx, err)
 	}
-	info, err := p.readInfo()
+	info, err := p.r.ReadString(p.maxReply)
+	if errors.As(err, new(*resp.ReplyError)) {
+		return "", fmt.Errorf("failover: CLUSTER INFO %w", err)
+	}
 	if err != nil {
 		return "", p.ioFailed(ctx, err)
 	}
@@ -225,7 +212,7 @@ func (p *poller) poll(ctx context.Context) (Phase, error) {
 // ioFailed names why I/O failed: a cancellation interrupts it too.
 func (p *poller) ioFailed(ctx context.Context, err error) error {
 	switch {
-	case errors.Is(err, ErrProtocol) || errors.As(err, new(*ReplyError)):
+	case errors.Is(err, resp.ErrProtocol) || errors.As(err, new(*resp.ReplyError)):
 		return err
 	case ctx.Err() != nil:
 		return stopped(ctx)
@@ -235,50 +222,4 @@ func (p *poller) ioFailed(ctx context.Context, err error) error {
 
 func (p *poller) connFailed(err error) error {
 	return fmt.Errorf("%w (%s): %w", ErrConn, p.conn.RemoteAddr(), err)
-}
-
-// readInfo reads one reply: a bulk string (RESP2) or a verbatim string
-// (RESP3) is the body; an error reply is a *ReplyError.
-func (p *poller) readInfo() ([]byte, error) {
-	line, err := p.r.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		return nil, fmt.Errorf("%w: reply header longer than %d bytes", ErrProtocol, len(line))
-	}
-	if err != nil {
-		return nil, err
-	}
-	if len(line) < 3 || line[len(line)-2] != '\r' {
-		return nil, fmt.Errorf("%w: header %q", ErrProtocol, line)
-	}
-	kind, text := line[0], line[1:len(line)-2]
-	switch kind {
-	case '-':
-		return nil, &ReplyError{Msg: string(text)}
-	case '$', '=':
-	default:
-		return nil, fmt.Errorf("%w: header %q", ErrProtocol, line)
-	}
-	n, err := strconv.Atoi(string(text))
-	switch {
-	case err != nil || n < 0:
-		return nil, fmt.Errorf("%w: header %q", ErrProtocol, line)
-	case n > p.maxReply:
-		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrProtocol, n, p.maxReply)
-	}
-	p.body = slices.Grow(p.body[:0], n+2)[:n+2]
-	if _, err := io.ReadFull(p.r, p.body); err != nil {
-		return nil, err
-	}
-	if p.body[n] != '\r' || p.body[n+1] != '\n' {
-		return nil, fmt.Errorf("%w: %d-byte body not followed by CRLF", ErrProtocol, n)
-	}
-	body := p.body[:n]
-	if kind == '=' {
-		// A verbatim string starts with its three-letter format and ':'.
-		if len(body) < 4 || body[3] != ':' {
-			return nil, fmt.Errorf("%w: verbatim string without a format", ErrProtocol)
-		}
-		body = body[4:]
-	}
-	return body, nil
 }

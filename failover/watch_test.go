@@ -1,15 +1,12 @@
 package failover
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"kvproxy/internal/resp"
 )
 
 // noHang bounds every wait for Follow to return; tests fail rather than hang.
@@ -214,14 +213,14 @@ func TestFollowStopsOnABadReply(t *testing.T) {
 		reply string
 		err   error
 	}{
-		{"null bulk", "$-1\r\n", ErrProtocol},
-		{"integer", ":1\r\n", ErrProtocol},
-		{"status", "+OK\r\n", ErrProtocol},
-		{"header without CR", "$5\n", ErrProtocol},
-		{"length not a number", "$x\r\n", ErrProtocol},
-		{"too long", bulk(strings.Repeat("a", 65)), ErrProtocol},
-		{"body not followed by CRLF", "$1\r\nab\r\n", ErrProtocol},
-		{"verbatim without format", "=3\r\nabc\r\n", ErrProtocol},
+		{"null bulk", "$-1\r\n", resp.ErrProtocol},
+		{"integer", ":1\r\n", resp.ErrProtocol},
+		{"status", "+OK\r\n", resp.ErrProtocol},
+		{"header without CR", "$5\n", resp.ErrProtocol},
+		{"length not a number", "$x\r\n", resp.ErrProtocol},
+		{"too long", bulk(strings.Repeat("a", 65)), resp.ErrProtocol},
+		{"body not followed by CRLF", "$1\r\nab\r\n", resp.ErrProtocol},
+		{"verbatim without format", "=3\r\nabc\r\n", resp.ErrProtocol},
 		{"replica", bulk("cluster_state:ok\r\n"), ErrNoFailoverState},
 		{"unknown state", bulk("cluster_failover_state:paused\r\n"), ErrUnknownPhase},
 	}
@@ -245,7 +244,7 @@ func TestFollowReturnsErrorRepliesAsReplyError(t *testing.T) {
 	_, err := Follow(context.Background(), conn, time.Millisecond, func(Phase, time.Time) {
 		assert.Fail(t, "an error reply is not a phase")
 	})
-	var replyErr *ReplyError
+	var replyErr *resp.ReplyError
 	require.ErrorAs(t, err, &replyErr)
 	assert.Equal(t, "NOAUTH Authentication required.", replyErr.Msg)
 	assert.NotErrorIs(t, err, ErrConn)
@@ -322,47 +321,4 @@ func TestFollowRejectsBadArguments(t *testing.T) {
 		assert.Error(t, err, name)
 		assert.True(t, h.FirstPoll.IsZero(), "%s: nothing sent", name)
 	}
-}
-
-// FuzzReadInfo feeds arbitrary bytes to the reply reader and compares it
-// with referenceString: both accept the same bulk and verbatim strings of
-// at most maxReply bytes, with the same body and length; an error reply is
-// a *ReplyError. A bulk string built from the other input reads back.
-func FuzzReadInfo(f *testing.F) {
-	for _, r := range phaseReplies(phases[:]...) {
-		f.Add([]byte(r), []byte("cluster_failover_state:success\r\n"))
-	}
-	f.Add([]byte("=10\r\ntxt:abcdef\r\n"), []byte{})
-	f.Add([]byte("=3\r\ntxt\r\n"), []byte("\r\n"))
-	f.Add([]byte("-NOAUTH Authentication required.\r\n"), []byte("x"))
-	f.Add([]byte("$-1\r\n"), []byte(strings.Repeat("x", 512)))
-	f.Add([]byte("$3\r\nab"), []byte(strings.Repeat("x", 513)))
-	f.Add([]byte("$+3\r\nabc\r\n"), []byte("$3\r\nabc\r\n"))
-	f.Add([]byte("*1\r\n$4\r\nINFO\r\n"), []byte("a\rb\nc"))
-	const maxReply = 512
-	f.Fuzz(func(t *testing.T, in, body []byte) {
-		built := append([]byte("$"+strconv.Itoa(len(body))+"\r\n"), body...)
-		built = append(built, "\r\n"...)
-		for _, reply := range [][]byte{in, built} {
-			read := &countingReader{r: bytes.NewReader(reply)}
-			p := poller{r: bufio.NewReader(read), maxReply: maxReply}
-			got, err := p.readInfo()
-			want, size, ok := referenceString(reply)
-			if ok && reply[0] == '=' {
-				ok = len(want)+len("txt:") <= maxReply // the bound counts the format
-			}
-			if !ok || len(want) > maxReply {
-				require.Error(t, err, "%q", reply)
-				assert.Nil(t, got)
-				var replyErr *ReplyError
-				if errors.As(err, &replyErr) {
-					assert.Equal(t, byte('-'), reply[0])
-				}
-				continue
-			}
-			require.NoError(t, err, "%q", reply)
-			assert.Equal(t, string(want), string(got))
-			assert.Equal(t, int64(size), read.n-int64(p.r.Buffered()), "bytes consumed")
-		}
-	})
 }

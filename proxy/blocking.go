@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/tidwall/redcon"
+
+	"kvproxy/internal/resp"
 )
 
 const errTooManyBlocking = "ERR too many blocking commands"
@@ -108,20 +110,20 @@ func (b *blockingRun) run(raw []byte) (reply []byte, conn *nodeConn) {
 	var pacer retryPacer
 	for {
 		if addr == "" {
-			return appendError(nil, errNoMasters), nil
+			return resp.AppendError(nil, errNoMasters), nil
 		}
 		if write && !s.awaitWritable(addr) {
-			return appendError(nil, errHeldNotRun), nil
+			return resp.AppendError(nil, errHeldNotRun), nil
 		}
 		if routed {
 			// A hold may have ended with a handover the router followed.
 			if addr = s.masterFor(b.slot); addr == "" {
-				return appendError(nil, errNoMasters), nil
+				return resp.AppendError(nil, errNoMasters), nil
 			}
 		}
 		conn, err := s.srv.pool.get(s.srv.ctx, addr)
 		if err != nil {
-			return appendError(nil, "ERR cannot connect to backend "+addr+": "+oneLine(err.Error())), nil
+			return resp.AppendError(nil, "ERR cannot connect to backend "+addr+": "+oneLine(err.Error())), nil
 		}
 		if !b.attach(conn) {
 			conn.close()
@@ -151,10 +153,10 @@ func (b *blockingRun) run(raw []byte) (reply []byte, conn *nodeConn) {
 			if b.cmd.Flags&FlagWrite != 0 {
 				msg += mayHaveRun
 			}
-			return appendError(nil, msg), nil
+			return resp.AppendError(nil, msg), nil
 		case err != nil && write:
 			conn.close()
-			return appendError(nil, errBlockedHandedOver+mayHaveRun), nil
+			return resp.AppendError(nil, errBlockedHandedOver+mayHaveRun), nil
 		}
 		// Refused, or a read cut short by a handover: nothing happened.
 		// The connection is kept unless it was cut or Redis closes it after
@@ -169,7 +171,7 @@ func (b *blockingRun) run(raw []byte) (reply []byte, conn *nodeConn) {
 			if refused {
 				reply = finalRefusal(reply)
 			} else {
-				reply = appendError(nil, errBlockedHandedOver+", retry")
+				reply = resp.AppendError(nil, errBlockedHandedOver+", retry")
 			}
 			if !reusable {
 				conn.close()
@@ -214,12 +216,12 @@ func withRemainingTimeout(cmd *CommandInfo, args [][]byte, elapsed time.Duration
 		// second.
 		left = strconv.AppendInt(nil, int64((remaining+time.Second-1)/time.Second), 10)
 	}
-	raw = appendArray(nil, len(args))
+	raw = resp.AppendArray(nil, len(args))
 	for i, arg := range args {
 		if i == at {
 			arg = left
 		}
-		raw = appendBulk(raw, arg)
+		raw = resp.AppendBulk(raw, arg)
 	}
 	return raw, true
 }
@@ -233,7 +235,7 @@ func blockingTimeout(cmd *CommandInfo, args [][]byte) (timeout time.Duration, at
 		return 0, -1, false
 	}
 	if millis {
-		n, ok := parseInt64(args[at])
+		n, ok := resp.ParseInt(args[at])
 		if !ok || n < 0 || n > math.MaxInt64/int64(time.Millisecond) {
 			return 0, -1, false
 		}

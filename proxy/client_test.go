@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"kvproxy/router"
+	"kvproxy/internal/resp"
 )
 
 // withoutEventLoops serves every client on a goroutine of its own.
@@ -70,7 +70,7 @@ func TestEventLoopClientsGetTheirOwnRepliesInOrder(t *testing.T) {
 				if !assert.NoError(t, err) {
 					return
 				}
-				c := &respConn{t: t, conn: conn, rd: bufio.NewReader(conn), scanner: router.NewScanner(1 << 30)}
+				c := &respConn{t: t, conn: conn, rd: bufio.NewReader(conn), scanner: resp.NewScanner(1 << 30)}
 				depth := 1 + rng.IntN(40)
 				var want []string
 				var stream strings.Builder

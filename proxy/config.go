@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -104,7 +105,7 @@ type Config struct {
 // Defaults mirror Redis where Redis has a setting.
 const (
 	// DefaultMaxBulkLen is Redis' default proto-max-bulk-len.
-	DefaultMaxBulkLen = 512 << 20
+	DefaultMaxBulkLen = resp.DefaultMaxBulkLen
 	// DefaultMaxArgs allows a million arguments, far more than any real
 	// client sends, while bounding the per-command argument table.
 	DefaultMaxArgs = 1 << 20

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -67,7 +68,7 @@ const dedicatedDialTimeout = 5 * time.Second
 type nodeConn struct {
 	addr    string
 	conn    net.Conn
-	scanner *router.Scanner
+	scanner *resp.Scanner
 	// buf[next:] holds bytes read past the last reply returned.
 	buf  []byte
 	next int
@@ -77,7 +78,7 @@ type nodeConn struct {
 }
 
 func newNodeConn(addr string, conn net.Conn) *nodeConn {
-	return &nodeConn{addr: addr, conn: conn, scanner: router.NewScanner(router.DefaultMaxBulkLen)}
+	return &nodeConn{addr: addr, conn: conn, scanner: resp.NewScanner(resp.DefaultMaxBulkLen)}
 }
 
 // readReply returns the next reply frame; it is valid until the next call.
@@ -233,12 +234,12 @@ func (s *session) commandSlot(cmd *CommandInfo, args [][]byte) (slot int, ok boo
 // client gets and returns nil.
 func (s *session) dialFor(addr string) *nodeConn {
 	if addr == "" {
-		s.write(appendError(s.scratch[:0], errNoMasters))
+		s.write(resp.AppendError(s.scratch[:0], errNoMasters))
 		return nil
 	}
 	c, err := s.srv.pool.get(s.srv.ctx, addr)
 	if err != nil {
-		s.write(appendError(s.scratch[:0], "ERR cannot connect to backend "+addr+": "+oneLine(err.Error())))
+		s.write(resp.AppendError(s.scratch[:0], "ERR cannot connect to backend "+addr+": "+oneLine(err.Error())))
 		return nil
 	}
 	return c
@@ -263,7 +264,7 @@ func oneLine(msg string) string {
 // refusedNotRun reports an error reply by which a server refused a command
 // without running it: the command can be sent again.
 func refusedNotRun(reply []byte) bool {
-	switch string(router.ErrorCode(reply)) {
+	switch string(resp.ErrorCode(reply)) {
 	case "TRYAGAIN", "MOVED", "READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN":
 		return true
 	}
@@ -292,13 +293,13 @@ func (s *session) awaitWritable(addr string) bool {
 // of slot to resend to. The router learns the new owner from its own MOVEDs;
 // until it has, the MOVED's target is used, and routed is false.
 func (s *session) afterRefusal(slot int, from string, refusal []byte) (addr string, routed bool) {
-	if string(router.ErrorCode(refusal)) == "TRYAGAIN" {
+	if string(resp.ErrorCode(refusal)) == "TRYAGAIN" {
 		if f, ok := s.srv.cfg.Handovers.(tryAgainFollower); ok {
 			f.TryAgain(from)
 		}
 	}
 	addr = s.masterFor(slot)
-	if target, ok := router.MovedTarget(refusal, from); ok && (addr == from || addr == "") {
+	if target, ok := resp.MovedTarget(refusal, from); ok && (addr == from || addr == "") {
 		return target, false
 	}
 	return addr, true
@@ -335,7 +336,7 @@ func (p *retryPacer) next(ctx context.Context) bool {
 // the server's own error, except a redirect, which no client may see.
 func finalRefusal(reply []byte) []byte {
 	if bytes.HasPrefix(reply, []byte("-MOVED ")) || bytes.HasPrefix(reply, []byte("-ASK ")) {
-		return appendError(nil, "TRYAGAIN the slot kept moving while the command was sent: it was not executed, retry")
+		return resp.AppendError(nil, "TRYAGAIN the slot kept moving while the command was sent: it was not executed, retry")
 	}
 	return reply
 }

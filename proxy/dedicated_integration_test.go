@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -197,7 +198,7 @@ func clientsBlocked(t *testing.T, cp *clusterProxy, key string) int {
 }
 
 func mustAtoi(t *testing.T, s string) int64 {
-	n, ok := parseInt64([]byte(s))
+	n, ok := resp.ParseInt([]byte(s))
 	require.True(t, ok, s)
 	return n
 }

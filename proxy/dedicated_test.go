@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/redcon"
+
+	"kvproxy/internal/resp"
 )
 
 // scriptedNode is a backend node on a free loopback port: each command it
@@ -271,15 +273,15 @@ func FuzzParsePubSubReply(f *testing.F) {
 			assert.Contains(t, string(frame), string(gotChannel))
 		}
 
-		built := appendArray(nil, 2+int(extra))
-		built = appendBulkString(built, kind)
+		built := resp.AppendArray(nil, 2+int(extra))
+		built = resp.AppendBulkString(built, kind)
 		if nilChannel {
-			built, channel = appendNullBulk(built), nil
+			built, channel = resp.AppendNullBulk(built), nil
 		} else {
-			built = appendBulk(built, channel)
+			built = resp.AppendBulk(built, channel)
 		}
 		for range extra {
-			built = appendInt(built, 1)
+			built = resp.AppendInt(built, 1)
 		}
 		gotKind, gotChannel, ok = parsePubSubReply(built)
 		require.True(t, ok, "%q", built)

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kvproxy/bench/cluster"
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -98,7 +99,7 @@ func TestTransactionsAcrossARedisFailover(t *testing.T) {
 				}
 				n, ok := int64(0), true
 				if r[1] != "$-1\r\n" {
-					n, ok = parseInt64([]byte(strings.Split(r[1], "\r\n")[1]))
+					n, ok = resp.ParseInt([]byte(strings.Split(r[1], "\r\n")[1]))
 				}
 				if !ok {
 					fail(r)

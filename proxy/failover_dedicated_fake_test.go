@@ -16,7 +16,7 @@ import (
 	"github.com/tidwall/redcon"
 
 	"kvproxy/failover"
-	"kvproxy/router"
+	"kvproxy/internal/resp"
 )
 
 // failover.Holds starts following a master on a dedicated connection's
@@ -775,16 +775,16 @@ func FuzzHideRedirects(f *testing.F) {
 		if bytes.Equal(out, in) {
 			return
 		}
-		size, err := router.NewScanner(router.DefaultMaxBulkLen).Scan(out)
+		size, err := resp.NewScanner(resp.DefaultMaxBulkLen).Scan(out)
 		require.NoError(t, err)
 		require.Equal(t, len(out), size, "one whole frame")
-		line, next, ok := replyLine(out)
+		line, next, ok := resp.ReplyLine(out)
 		require.True(t, ok)
-		n, ok := parseUint64(line)
+		n, ok := resp.ParseUint(line)
 		require.True(t, ok)
-		inLine, _, _ := replyLine(in)
+		inLine, _, _ := resp.ReplyLine(in)
 		require.Equal(t, string(inLine), string(line), "the same element count")
-		scanner := router.NewScanner(router.DefaultMaxBulkLen)
+		scanner := resp.NewScanner(resp.DefaultMaxBulkLen)
 		rest := out[next:]
 		for range n {
 			size, err := scanner.Scan(rest)

@@ -14,6 +14,7 @@ import (
 	"github.com/tidwall/redcon"
 
 	"kvproxy/failover"
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -224,7 +225,7 @@ func (s *session) clusterxFailover(c *redcon.Command) {
 	// server's, whose reply they know. PROXY FAILOVER says it in its reply.
 	reply, _, err := s.srv.startFailover(s.ctx, master, replica, c.Raw)
 	if err != nil {
-		s.write(appendError(s.scratch[:0], "ERR "+oneLine(err.Error())))
+		s.write(resp.AppendError(s.scratch[:0], "ERR "+oneLine(err.Error())))
 		return
 	}
 	s.write(reply)

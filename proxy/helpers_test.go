@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/redcon"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -121,44 +122,44 @@ func (f *fakeCluster) callLog() [][]string {
 func (f *fakeCluster) exec(addr string, q *router.Request) []byte {
 	cmd, err := redcon.Parse(q.Raw)
 	if err != nil {
-		return appendError(nil, "ERR fake: unparsable request")
+		return resp.AppendError(nil, "ERR fake: unparsable request")
 	}
 	args := cmd.Args
 	db := f.data[addr]
 	if db == nil {
-		return appendError(nil, "ERR fake: no such node "+addr)
+		return resp.AppendError(nil, "ERR fake: no such node "+addr)
 	}
 	name := strings.ToLower(string(args[0]))
 	keys := LookupCommand(args[0]).KeyIndexes(args, nil)
 	for _, k := range keys {
 		if owner := f.ownerOf(int(router.Slot(args[k]))); owner != addr {
-			return appendError(nil, fmt.Sprintf("MOVED %d %s", router.Slot(args[k]), owner))
+			return resp.AppendError(nil, fmt.Sprintf("MOVED %d %s", router.Slot(args[k]), owner))
 		}
 		if router.Slot(args[k]) != router.Slot(args[keys[0]]) {
-			return appendError(nil, "CROSSSLOT Keys in request don't hash to the same slot")
+			return resp.AppendError(nil, "CROSSSLOT Keys in request don't hash to the same slot")
 		}
 	}
 	switch name {
 	case "get":
 		if v, ok := db[string(args[1])]; ok {
-			return appendBulkString(nil, v)
+			return resp.AppendBulkString(nil, v)
 		}
-		return appendNullBulk(nil)
+		return resp.AppendNullBulk(nil)
 	case "set":
 		db[string(args[1])] = string(args[2])
-		return appendSimple(nil, "OK")
+		return resp.AppendSimple(nil, "OK")
 	case "mset":
 		for i := 1; i+1 < len(args); i += 2 {
 			db[string(args[i])] = string(args[i+1])
 		}
-		return appendSimple(nil, "OK")
+		return resp.AppendSimple(nil, "OK")
 	case "mget":
-		b := appendArray(nil, len(args)-1)
+		b := resp.AppendArray(nil, len(args)-1)
 		for _, k := range args[1:] {
 			if v, ok := db[string(k)]; ok {
-				b = appendBulkString(b, v)
+				b = resp.AppendBulkString(b, v)
 			} else {
-				b = appendNullBulk(b)
+				b = resp.AppendNullBulk(b)
 			}
 		}
 		return b
@@ -172,14 +173,14 @@ func (f *fakeCluster) exec(addr string, q *router.Request) []byte {
 				}
 			}
 		}
-		return appendInt(nil, int64(n))
+		return resp.AppendInt(nil, int64(n))
 	case "dbsize":
-		return appendInt(nil, int64(len(db)))
+		return resp.AppendInt(nil, int64(len(db)))
 	case "keys":
 		matched := f.sortedKeys(db, string(args[1]))
-		b := appendArray(nil, len(matched))
+		b := resp.AppendArray(nil, len(matched))
 		for _, k := range matched {
-			b = appendBulkString(b, k)
+			b = resp.AppendBulkString(b, k)
 		}
 		return b
 	case "scan":
@@ -195,30 +196,30 @@ func (f *fakeCluster) exec(addr string, q *router.Request) []byte {
 		if end == len(all) {
 			next = 0
 		}
-		b := appendArray(nil, 2)
-		b = appendBulkString(b, strconv.Itoa(next))
-		b = appendArray(b, end-cursor)
+		b := resp.AppendArray(nil, 2)
+		b = resp.AppendBulkString(b, strconv.Itoa(next))
+		b = resp.AppendArray(b, end-cursor)
 		for _, k := range all[cursor:end] {
-			b = appendBulkString(b, k)
+			b = resp.AppendBulkString(b, k)
 		}
 		return b
 	case "flushdb", "flushall":
 		clear(db)
-		return appendSimple(nil, "OK")
+		return resp.AppendSimple(nil, "OK")
 	case "randomkey":
 		all := f.sortedKeys(db, "*")
 		if len(all) == 0 {
-			return appendNullBulk(nil)
+			return resp.AppendNullBulk(nil)
 		}
-		return appendBulkString(nil, all[0])
+		return resp.AppendBulkString(nil, all[0])
 	case "script":
-		return appendBulkString(nil, "sha-from-"+addr)
+		return resp.AppendBulkString(nil, "sha-from-"+addr)
 	case "time":
-		return appendBulkString(nil, addr)
+		return resp.AppendBulkString(nil, addr)
 	case "sunion":
-		return appendArray(nil, 0)
+		return resp.AppendArray(nil, 0)
 	}
-	return appendError(nil, "ERR fake: unknown command '"+name+"'")
+	return resp.AppendError(nil, "ERR fake: unknown command '"+name+"'")
 }
 
 func (f *fakeCluster) sortedKeys(db map[string]string, pattern string) []string {
@@ -272,7 +273,7 @@ type respConn struct {
 	conn    net.Conn
 	rd      *bufio.Reader
 	buf     []byte
-	scanner *router.Scanner
+	scanner *resp.Scanner
 }
 
 func dialResp(t *testing.T, addr string) *respConn {
@@ -280,7 +281,7 @@ func dialResp(t *testing.T, addr string) *respConn {
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
-	return &respConn{t: t, conn: conn, rd: bufio.NewReader(conn), scanner: router.NewScanner(1 << 30)}
+	return &respConn{t: t, conn: conn, rd: bufio.NewReader(conn), scanner: resp.NewScanner(1 << 30)}
 }
 
 func (c *respConn) send(raw string) {
@@ -342,9 +343,9 @@ func (c *respConn) closedByPeer() bool {
 
 func encodeCommand(args ...string) string {
 	var b []byte
-	b = appendArray(b, len(args))
+	b = resp.AppendArray(b, len(args))
 	for _, a := range args {
-		b = appendBulkString(b, a)
+		b = resp.AppendBulkString(b, a)
 	}
 	return string(b)
 }

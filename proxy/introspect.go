@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -42,7 +43,7 @@ func (s *session) info(args [][]byte) {
 		s.srv.writeInfoSection(&b, section)
 	}
 	mark := len(s.local)
-	s.local = appendBulkString(s.local, b.String())
+	s.local = resp.AppendBulkString(s.local, b.String())
 	s.localReply(mark)
 }
 
@@ -158,9 +159,9 @@ func (s *session) proxyCommand(args [][]byte) {
 	mark := len(s.local)
 	switch {
 	case equalFold(args[1], "nodes") && len(args) == 2:
-		s.local = appendBulkString(s.local, s.srv.backendNodes())
+		s.local = resp.AppendBulkString(s.local, s.srv.backendNodes())
 	case equalFold(args[1], "nodes"):
-		s.local = appendError(s.local, wrongArgsError("proxy|nodes"))
+		s.local = resp.AppendError(s.local, wrongArgsError("proxy|nodes"))
 	case equalFold(args[1], "help"):
 		help := []string{
 			"PROXY <subcommand> [<arg> ...]. Subcommands are:",
@@ -172,12 +173,12 @@ func (s *session) proxyCommand(args [][]byte) {
 			"HELP",
 			"    Print this help.",
 		}
-		s.local = appendArray(s.local, len(help))
+		s.local = resp.AppendArray(s.local, len(help))
 		for _, h := range help {
-			s.local = appendSimple(s.local, h)
+			s.local = resp.AppendSimple(s.local, h)
 		}
 	default:
-		s.local = appendError(s.local, unknownSubcommandError(args))
+		s.local = resp.AppendError(s.local, unknownSubcommandError(args))
 	}
 	s.localReply(mark)
 }
@@ -237,19 +238,19 @@ func buildCommandReplies() *commandReplySet {
 		set.names = append(set.names, name)
 	}
 	slices.Sort(set.names)
-	set.all = appendArray(nil, len(set.names))
+	set.all = resp.AppendArray(nil, len(set.names))
 	for _, name := range set.names {
 		c := commandTable[name]
 		entry := appendCommandInfo(nil, c)
 		set.info[name] = entry
 		set.all = append(set.all, entry...)
-		doc := appendArray(nil, 6)
-		doc = appendBulkString(doc, "summary")
-		doc = appendBulkString(doc, "")
-		doc = appendBulkString(doc, "since")
-		doc = appendBulkString(doc, "1.0.0")
-		doc = appendBulkString(doc, "group")
-		doc = appendBulkString(doc, commandGroup(c))
+		doc := resp.AppendArray(nil, 6)
+		doc = resp.AppendBulkString(doc, "summary")
+		doc = resp.AppendBulkString(doc, "")
+		doc = resp.AppendBulkString(doc, "since")
+		doc = resp.AppendBulkString(doc, "1.0.0")
+		doc = resp.AppendBulkString(doc, "group")
+		doc = resp.AppendBulkString(doc, commandGroup(c))
 		set.docs[name] = doc
 	}
 	return set
@@ -274,26 +275,26 @@ func commandGroup(c *CommandInfo) string {
 // flags, first key, last key, step, ACL categories, tips, key specs,
 // subcommands.
 func appendCommandInfo(b []byte, c *CommandInfo) []byte {
-	b = appendArray(b, 10)
-	b = appendBulkString(b, c.Name)
-	b = appendInt(b, int64(c.Arity))
+	b = resp.AppendArray(b, 10)
+	b = resp.AppendBulkString(b, c.Name)
+	b = resp.AppendInt(b, int64(c.Arity))
 	flags := commandFlagNames(c)
-	b = appendArray(b, len(flags))
+	b = resp.AppendArray(b, len(flags))
 	for _, f := range flags {
-		b = appendSimple(b, f)
+		b = resp.AppendSimple(b, f)
 	}
-	b = appendInt(b, int64(c.FirstKey))
-	b = appendInt(b, int64(c.LastKey))
-	b = appendInt(b, int64(c.KeyStep))
-	b = appendArray(b, 0)
-	b = appendArray(b, 0)
-	b = appendArray(b, 0)
+	b = resp.AppendInt(b, int64(c.FirstKey))
+	b = resp.AppendInt(b, int64(c.LastKey))
+	b = resp.AppendInt(b, int64(c.KeyStep))
+	b = resp.AppendArray(b, 0)
+	b = resp.AppendArray(b, 0)
+	b = resp.AppendArray(b, 0)
 	subs := make([]string, 0, len(c.subcommands))
 	for name := range c.subcommands {
 		subs = append(subs, name)
 	}
 	slices.Sort(subs)
-	b = appendArray(b, len(subs))
+	b = resp.AppendArray(b, len(subs))
 	for _, name := range subs {
 		b = appendCommandInfo(b, c.subcommands[name])
 	}
@@ -338,13 +339,13 @@ func (s *session) command(args [][]byte) {
 	}
 	switch sub.Name {
 	case "command|count":
-		s.local = appendInt(s.local, int64(len(set.names)))
+		s.local = resp.AppendInt(s.local, int64(len(set.names)))
 	case "command|info":
 		if len(args) == 2 {
 			s.local = append(s.local, set.all...)
 			break
 		}
-		s.local = appendArray(s.local, len(args)-2)
+		s.local = resp.AppendArray(s.local, len(args)-2)
 		for _, name := range args[2:] {
 			if c := LookupCommand(name); c != nil {
 				s.local = append(s.local, set.info[c.Name]...)
@@ -362,24 +363,24 @@ func (s *session) command(args [][]byte) {
 				}
 			}
 		}
-		s.local = appendArray(s.local, 2*len(names))
+		s.local = resp.AppendArray(s.local, 2*len(names))
 		for _, name := range names {
-			s.local = appendBulkString(s.local, name)
+			s.local = resp.AppendBulkString(s.local, name)
 			s.local = append(s.local, set.docs[name]...)
 		}
 	case "command|list":
 		if len(args) > 2 {
-			s.local = appendError(s.local, "ERR COMMAND LIST FILTERBY is not supported by kvproxy")
+			s.local = resp.AppendError(s.local, "ERR COMMAND LIST FILTERBY is not supported by kvproxy")
 			break
 		}
-		s.local = appendArray(s.local, len(set.names))
+		s.local = resp.AppendArray(s.local, len(set.names))
 		for _, name := range set.names {
-			s.local = appendBulkString(s.local, name)
+			s.local = resp.AppendBulkString(s.local, name)
 		}
 	case "command|getkeys":
 		s.local = appendGetKeys(s.local, args[2:])
 	default:
-		s.local = appendError(s.local, unsupportedError(args))
+		s.local = resp.AppendError(s.local, unsupportedError(args))
 	}
 	s.localReply(mark)
 }
@@ -388,18 +389,18 @@ func (s *session) command(args [][]byte) {
 func appendGetKeys(b []byte, args [][]byte) []byte {
 	c := LookupCommand(args[0])
 	if c == nil {
-		return appendError(b, "ERR Invalid command specified")
+		return resp.AppendError(b, "ERR Invalid command specified")
 	}
 	if !c.ArityOK(len(args)) {
-		return appendError(b, "ERR Invalid number of arguments specified for command")
+		return resp.AppendError(b, "ERR Invalid number of arguments specified for command")
 	}
 	keys := c.KeyIndexes(args, nil)
 	if len(keys) == 0 {
-		return appendError(b, "ERR The command has no key arguments")
+		return resp.AppendError(b, "ERR The command has no key arguments")
 	}
-	b = appendArray(b, len(keys))
+	b = resp.AppendArray(b, len(keys))
 	for _, k := range keys {
-		b = appendBulk(b, args[k])
+		b = resp.AppendBulk(b, args[k])
 	}
 	return b
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -36,7 +37,7 @@ var localCommands = map[*CommandInfo]func(*session, [][]byte){
 
 func (s *session) ok(_ [][]byte) {
 	mark := len(s.local)
-	s.local = appendSimple(s.local, "OK")
+	s.local = resp.AppendSimple(s.local, "OK")
 	s.localReply(mark)
 }
 
@@ -44,18 +45,18 @@ func (s *session) ping(args [][]byte) {
 	mark := len(s.local)
 	switch len(args) {
 	case 1:
-		s.local = appendSimple(s.local, "PONG")
+		s.local = resp.AppendSimple(s.local, "PONG")
 	case 2:
-		s.local = appendBulk(s.local, args[1])
+		s.local = resp.AppendBulk(s.local, args[1])
 	default:
-		s.local = appendError(s.local, wrongArgsError("ping"))
+		s.local = resp.AppendError(s.local, wrongArgsError("ping"))
 	}
 	s.localReply(mark)
 }
 
 func (s *session) echo(args [][]byte) {
 	mark := len(s.local)
-	s.local = appendBulk(s.local, args[1])
+	s.local = resp.AppendBulk(s.local, args[1])
 	s.localReply(mark)
 }
 
@@ -65,7 +66,7 @@ func (s *session) quitCommand(_ [][]byte) {
 }
 
 func (s *session) selectDB(args [][]byte) {
-	db, ok := parseInt64(args[1])
+	db, ok := resp.ParseInt(args[1])
 	switch {
 	case !ok:
 		s.replyError("ERR value is not an integer or out of range")
@@ -81,7 +82,7 @@ func (s *session) reset(_ [][]byte) {
 	s.name = nil
 	s.setAuthenticated(!s.srv.needsPassword)
 	mark := len(s.local)
-	s.local = appendSimple(s.local, "RESET")
+	s.local = resp.AppendSimple(s.local, "RESET")
 	s.localReply(mark)
 }
 
@@ -215,7 +216,7 @@ func (s *session) signIn(user []byte) {
 // backends as RESP2) and answers like Redis' HELLO 2.
 func (s *session) hello(args [][]byte) {
 	if len(args) >= 2 {
-		version, ok := parseInt64(args[1])
+		version, ok := resp.ParseInt(args[1])
 		switch {
 		case !ok:
 			s.replyError("ERR Protocol version is not an integer or out of range")
@@ -259,21 +260,21 @@ func (s *session) hello(args [][]byte) {
 		s.name = append(s.name[:0], name...)
 	}
 	mark := len(s.local)
-	s.local = appendArray(s.local, 14)
-	s.local = appendBulkString(s.local, "server")
-	s.local = appendBulkString(s.local, "redis")
-	s.local = appendBulkString(s.local, "version")
-	s.local = appendBulkString(s.local, redisVersion)
-	s.local = appendBulkString(s.local, "proto")
-	s.local = appendInt(s.local, 2)
-	s.local = appendBulkString(s.local, "id")
-	s.local = appendInt(s.local, s.id)
-	s.local = appendBulkString(s.local, "mode")
-	s.local = appendBulkString(s.local, "cluster")
-	s.local = appendBulkString(s.local, "role")
-	s.local = appendBulkString(s.local, "master")
-	s.local = appendBulkString(s.local, "modules")
-	s.local = appendArray(s.local, 0)
+	s.local = resp.AppendArray(s.local, 14)
+	s.local = resp.AppendBulkString(s.local, "server")
+	s.local = resp.AppendBulkString(s.local, "redis")
+	s.local = resp.AppendBulkString(s.local, "version")
+	s.local = resp.AppendBulkString(s.local, redisVersion)
+	s.local = resp.AppendBulkString(s.local, "proto")
+	s.local = resp.AppendInt(s.local, 2)
+	s.local = resp.AppendBulkString(s.local, "id")
+	s.local = resp.AppendInt(s.local, s.id)
+	s.local = resp.AppendBulkString(s.local, "mode")
+	s.local = resp.AppendBulkString(s.local, "cluster")
+	s.local = resp.AppendBulkString(s.local, "role")
+	s.local = resp.AppendBulkString(s.local, "master")
+	s.local = resp.AppendBulkString(s.local, "modules")
+	s.local = resp.AppendArray(s.local, 0)
 	s.localReply(mark)
 }
 
@@ -327,24 +328,24 @@ func (s *session) client(args [][]byte) {
 	mark := len(s.local)
 	switch sub.Name {
 	case "client|id":
-		s.local = appendInt(s.local, s.id)
+		s.local = resp.AppendInt(s.local, s.id)
 	case "client|getname":
 		if len(s.name) == 0 {
-			s.local = appendNullBulk(s.local)
+			s.local = resp.AppendNullBulk(s.local)
 		} else {
-			s.local = appendBulk(s.local, s.name)
+			s.local = resp.AppendBulk(s.local, s.name)
 		}
 	case "client|setname":
 		if !validClientName(args[2]) {
-			s.local = appendError(s.local, errBadClientName)
+			s.local = resp.AppendError(s.local, errBadClientName)
 		} else {
 			s.name = append(s.name[:0], args[2]...)
-			s.local = appendSimple(s.local, "OK")
+			s.local = resp.AppendSimple(s.local, "OK")
 		}
 	case "client|info", "client|list":
-		s.local = appendBulkString(s.local, s.clientInfoLine())
+		s.local = resp.AppendBulkString(s.local, s.clientInfoLine())
 	default:
-		s.local = appendError(s.local, unsupportedError(args))
+		s.local = resp.AppendError(s.local, unsupportedError(args))
 	}
 	s.localReply(mark)
 }
@@ -376,7 +377,7 @@ func (s *session) cluster(args [][]byte) {
 	mark := len(s.local)
 	switch sub.Name {
 	case "cluster|info":
-		s.local = appendBulkString(s.local, "cluster_state:ok\r\n"+
+		s.local = resp.AppendBulkString(s.local, "cluster_state:ok\r\n"+
 			"cluster_slots_assigned:16384\r\n"+
 			"cluster_slots_ok:16384\r\n"+
 			"cluster_slots_pfail:0\r\n"+
@@ -386,45 +387,45 @@ func (s *session) cluster(args [][]byte) {
 			"cluster_current_epoch:1\r\n"+
 			"cluster_my_epoch:1\r\n")
 	case "cluster|slots":
-		s.local = appendArray(s.local, 1)
-		s.local = appendArray(s.local, 3)
-		s.local = appendInt(s.local, 0)
-		s.local = appendInt(s.local, 16383)
-		s.local = appendArray(s.local, 3)
-		s.local = appendBulkString(s.local, srv.announceHost)
-		s.local = appendInt(s.local, int64(srv.announcePort))
-		s.local = appendBulkString(s.local, srv.nodeID)
+		s.local = resp.AppendArray(s.local, 1)
+		s.local = resp.AppendArray(s.local, 3)
+		s.local = resp.AppendInt(s.local, 0)
+		s.local = resp.AppendInt(s.local, 16383)
+		s.local = resp.AppendArray(s.local, 3)
+		s.local = resp.AppendBulkString(s.local, srv.announceHost)
+		s.local = resp.AppendInt(s.local, int64(srv.announcePort))
+		s.local = resp.AppendBulkString(s.local, srv.nodeID)
 	case "cluster|nodes":
-		s.local = appendBulkString(s.local, srv.nodeID+" "+srv.cfg.AnnounceAddr+"@"+strconv.Itoa(srv.announcePort+10000)+
+		s.local = resp.AppendBulkString(s.local, srv.nodeID+" "+srv.cfg.AnnounceAddr+"@"+strconv.Itoa(srv.announcePort+10000)+
 			" myself,master - 0 0 1 connected 0-16383\n")
 	case "cluster|shards":
-		s.local = appendArray(s.local, 1)
-		s.local = appendArray(s.local, 4)
-		s.local = appendBulkString(s.local, "slots")
-		s.local = appendArray(s.local, 2)
-		s.local = appendInt(s.local, 0)
-		s.local = appendInt(s.local, 16383)
-		s.local = appendBulkString(s.local, "nodes")
-		s.local = appendArray(s.local, 1)
-		s.local = appendArray(s.local, 14)
+		s.local = resp.AppendArray(s.local, 1)
+		s.local = resp.AppendArray(s.local, 4)
+		s.local = resp.AppendBulkString(s.local, "slots")
+		s.local = resp.AppendArray(s.local, 2)
+		s.local = resp.AppendInt(s.local, 0)
+		s.local = resp.AppendInt(s.local, 16383)
+		s.local = resp.AppendBulkString(s.local, "nodes")
+		s.local = resp.AppendArray(s.local, 1)
+		s.local = resp.AppendArray(s.local, 14)
 		for _, field := range [][2]string{{"id", srv.nodeID}, {"port", ""}, {"ip", srv.announceHost},
 			{"endpoint", srv.announceHost}, {"role", "master"}, {"replication-offset", ""}, {"health", "online"}} {
-			s.local = appendBulkString(s.local, field[0])
+			s.local = resp.AppendBulkString(s.local, field[0])
 			switch field[0] {
 			case "port":
-				s.local = appendInt(s.local, int64(srv.announcePort))
+				s.local = resp.AppendInt(s.local, int64(srv.announcePort))
 			case "replication-offset":
-				s.local = appendInt(s.local, 0)
+				s.local = resp.AppendInt(s.local, 0)
 			default:
-				s.local = appendBulkString(s.local, field[1])
+				s.local = resp.AppendBulkString(s.local, field[1])
 			}
 		}
 	case "cluster|myid":
-		s.local = appendBulkString(s.local, srv.nodeID)
+		s.local = resp.AppendBulkString(s.local, srv.nodeID)
 	case "cluster|keyslot":
-		s.local = appendInt(s.local, int64(router.Slot(args[2])))
+		s.local = resp.AppendInt(s.local, int64(router.Slot(args[2])))
 	default:
-		s.local = appendError(s.local, unsupportedError(args))
+		s.local = resp.AppendError(s.local, unsupportedError(args))
 	}
 	s.localReply(mark)
 }

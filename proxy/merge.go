@@ -7,6 +7,7 @@ import (
 
 	"github.com/tidwall/redcon"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -83,7 +84,7 @@ func (s *session) fanoutAll(raw []byte, readOnly bool, kind replyKind, aux int) 
 // scan walks the masters one after the other; the proxy cursor says which
 // master is being walked and where (scanCursors).
 func (s *session) scan(args [][]byte) {
-	cursor, ok := parseUint64(args[1])
+	cursor, ok := resp.ParseUint(args[1])
 	if !ok {
 		s.replyError("ERR invalid cursor")
 		return
@@ -110,11 +111,11 @@ func (s *session) scan(args [][]byte) {
 		return
 	}
 	q, i := s.newRequest()
-	buf := appendArray(s.owned[i][:0], len(args))
-	buf = appendBulk(buf, args[0])
-	buf = appendBulkString(buf, pos.cursor)
+	buf := resp.AppendArray(s.owned[i][:0], len(args))
+	buf = resp.AppendBulk(buf, args[0])
+	buf = resp.AppendBulkString(buf, pos.cursor)
 	for _, arg := range args[2:] {
-		buf = appendBulk(buf, arg)
+		buf = resp.AppendBulk(buf, arg)
 	}
 	s.owned[i] = buf
 	q.Raw = buf
@@ -130,7 +131,7 @@ func (s *session) writeMerged(e *entry) {
 		// A part that failed fails the whole command, as on a single
 		// server: the first error in part order is the answer.
 		for _, q := range parts {
-			if isErrorReply(q.Reply) {
+			if resp.IsError(q.Reply) {
 				s.write(q.Reply)
 				return
 			}
@@ -140,15 +141,15 @@ func (s *session) writeMerged(e *entry) {
 	case mergeSum:
 		var sum int64
 		for _, q := range parts {
-			line, _, ok := replyLine(q.Reply)
-			n, isInt := parseInt64(line)
+			line, _, ok := resp.ReplyLine(q.Reply)
+			n, isInt := resp.ParseInt(line)
 			if !ok || q.Reply[0] != ':' || !isInt {
 				s.writeUnexpected(q.Reply)
 				return
 			}
 			sum += n
 		}
-		s.scratch = appendInt(s.scratch[:0], sum)
+		s.scratch = resp.AppendInt(s.scratch[:0], sum)
 		s.write(s.scratch)
 	case mergeOK:
 		for _, q := range parts {
@@ -186,7 +187,7 @@ func (s *session) writeScriptExists(parts []*router.Request) {
 		}
 		count = n
 	}
-	s.scratch = appendArray(s.scratch[:0], count)
+	s.scratch = resp.AppendArray(s.scratch[:0], count)
 	for i := range count {
 		exists := int64(1)
 		for p, q := range parts {
@@ -195,7 +196,7 @@ func (s *session) writeScriptExists(parts []*router.Request) {
 				exists = 0
 			}
 		}
-		s.scratch = appendInt(s.scratch, exists)
+		s.scratch = resp.AppendInt(s.scratch, exists)
 	}
 	s.write(s.scratch)
 }
@@ -203,7 +204,7 @@ func (s *session) writeScriptExists(parts []*router.Request) {
 // writeUnexpected answers with an error when a backend reply does not have
 // the shape the merge needs.
 func (s *session) writeUnexpected(reply []byte) {
-	s.scratch = appendError(s.scratch[:0], "ERR kvproxy: unexpected backend reply while merging: "+summarize(reply))
+	s.scratch = resp.AppendError(s.scratch[:0], "ERR kvproxy: unexpected backend reply while merging: "+summarize(reply))
 	s.write(s.scratch)
 }
 
@@ -219,11 +220,11 @@ func summarize(reply []byte) string {
 // elements splits the array reply into its elements, appended to s.spans;
 // ok is false when reply is not a well-formed array of count elements.
 func (s *session) elements(reply []byte) (count int, ok bool) {
-	line, pos, ok := replyLine(reply)
+	line, pos, ok := resp.ReplyLine(reply)
 	if !ok || reply[0] != '*' {
 		return 0, false
 	}
-	n, isInt := parseInt64(line)
+	n, isInt := resp.ParseInt(line)
 	if !isInt || n < 0 {
 		return 0, false
 	}
@@ -260,7 +261,7 @@ func (s *session) writeMGET(e *entry, parts []*router.Request) {
 		}
 		offsets[p] = body
 	}
-	out := appendArray(s.scratch[:0], len(keys))
+	out := resp.AppendArray(s.scratch[:0], len(keys))
 	for _, p := range keys {
 		reply := parts[p].Reply[offsets[p]:]
 		s.scanner.Reset()
@@ -281,11 +282,11 @@ func (s *session) writeMGET(e *entry, parts []*router.Request) {
 // arrayBody checks that reply is an array of count well-formed elements and
 // returns where its first element starts.
 func (s *session) arrayBody(reply []byte, count int) (body int, ok bool) {
-	line, body, ok := replyLine(reply)
+	line, body, ok := resp.ReplyLine(reply)
 	if !ok || reply[0] != '*' {
 		return 0, false
 	}
-	if n, isInt := parseInt64(line); !isInt || n != int64(count) {
+	if n, isInt := resp.ParseInt(line); !isInt || n != int64(count) {
 		return 0, false
 	}
 	pos := body
@@ -304,18 +305,18 @@ func (s *session) arrayBody(reply []byte, count int) (body int, ok bool) {
 func (s *session) writeConcat(parts []*router.Request) {
 	total := 0
 	for _, q := range parts {
-		line, _, ok := replyLine(q.Reply)
-		n, isInt := parseInt64(line)
+		line, _, ok := resp.ReplyLine(q.Reply)
+		n, isInt := resp.ParseInt(line)
 		if !ok || q.Reply[0] != '*' || !isInt || n < 0 {
 			s.writeUnexpected(q.Reply)
 			return
 		}
 		total += int(n)
 	}
-	s.scratch = appendArray(s.scratch[:0], total)
+	s.scratch = resp.AppendArray(s.scratch[:0], total)
 	s.write(s.scratch)
 	for _, q := range parts {
-		_, body, _ := replyLine(q.Reply)
+		_, body, _ := resp.ReplyLine(q.Reply)
 		s.write(q.Reply[body:])
 	}
 }
@@ -328,7 +329,7 @@ func (s *session) writeScan(e *entry, reply []byte) {
 		return
 	}
 	cursorFrame := reply[s.spans[0].from:s.spans[0].to]
-	_, next, ok := replyLine(cursorFrame)
+	_, next, ok := resp.ReplyLine(cursorFrame)
 	if !ok || cursorFrame[0] != '$' {
 		s.writeUnexpected(reply)
 		return
@@ -344,8 +345,8 @@ func (s *session) writeScan(e *entry, reply []byte) {
 		cursor = 0 // every master walked
 	}
 	var digits [20]byte
-	s.scratch = appendArray(s.scratch[:0], 2)
-	s.scratch = appendBulk(s.scratch, strconv.AppendUint(digits[:0], cursor, 10))
+	s.scratch = resp.AppendArray(s.scratch[:0], 2)
+	s.scratch = resp.AppendBulk(s.scratch, strconv.AppendUint(digits[:0], cursor, 10))
 	s.write(s.scratch)
 	s.write(reply[s.spans[1].from:s.spans[1].to])
 }
@@ -358,7 +359,7 @@ func (s *session) writeRandomKey(e *entry, parts []*router.Request) {
 	for k := range parts {
 		q := parts[(e.aux+k)%len(parts)]
 		switch {
-		case isErrorReply(q.Reply):
+		case resp.IsError(q.Reply):
 			if firstError == nil {
 				firstError = q.Reply
 			}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"kvproxy/failover"
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -202,10 +203,10 @@ func (s *session) proxyFailover(args [][]byte) {
 	s.srv.stats.commandsProcessed.Add(1)
 	reply, err := s.failOverShard(args)
 	if err != nil {
-		s.write(appendError(s.scratch[:0], "ERR "+oneLine(err.Error())))
+		s.write(resp.AppendError(s.scratch[:0], "ERR "+oneLine(err.Error())))
 		return
 	}
-	s.write(appendSimple(s.scratch[:0], oneLine(reply)))
+	s.write(resp.AppendSimple(s.scratch[:0], oneLine(reply)))
 }
 
 // failOverShard carries out PROXY FAILOVER and returns its status line.
@@ -239,12 +240,12 @@ func (s *session) failOverShard(args [][]byte) (string, error) {
 	if len(args) == 4 {
 		cmd = append(cmd, args[3])
 	}
-	reply, result, err := s.srv.startFailover(s.ctx, sh.master, replica, appendCommand(nil, cmd...))
+	reply, result, err := s.srv.startFailover(s.ctx, sh.master, replica, resp.AppendCommand(nil, cmd...))
 	if err != nil {
 		return "", errors.New(name + ": " + err.Error())
 	}
 	if !bytes.Equal(reply, replyOK) {
-		line, _, _ := replyLine(reply)
+		line, _, _ := resp.ReplyLine(reply)
 		return "", errors.New(name + " refused to fail over to " + replica.Addr + ": " + string(line))
 	}
 	var res handoverResult
@@ -339,9 +340,9 @@ func (s *session) awaitReplication(master, replica router.NodeInfo, unrecorded b
 		if err != nil {
 			return err
 		}
-		body, ok := bulkText(reply)
+		body, ok := resp.StringText(reply)
 		if !ok {
-			line, _, _ := replyLine(reply)
+			line, _, _ := resp.ReplyLine(reply)
 			return errors.New(master.Addr + " answered INFO replication with " + string(appendSanitized(nil, line, 128)))
 		}
 		role, listed := replicationOf(body, replica.Addr)
@@ -365,22 +366,6 @@ func (s *session) awaitReplication(master, replica router.NodeInfo, unrecorded b
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// bulkText returns the text of a bulk or verbatim string reply.
-func bulkText(reply []byte) (string, bool) {
-	if len(reply) == 0 || (reply[0] != '$' && reply[0] != '=') {
-		return "", false
-	}
-	_, next, ok := replyLine(reply)
-	if !ok || len(reply) < next+2 {
-		return "", false
-	}
-	text := string(reply[next : len(reply)-2])
-	if reply[0] == '=' {
-		text = strings.TrimPrefix(text, "txt:")
-	}
-	return text, true
 }
 
 // replicationOf reads INFO replication text: the node's role, and whether

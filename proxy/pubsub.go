@@ -12,6 +12,7 @@ import (
 
 	"github.com/tidwall/redcon"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -207,10 +208,10 @@ type pendingCommand struct {
 }
 
 func (p *pendingCommand) encode(b []byte) []byte {
-	b = appendArray(b, 1+len(p.args))
-	b = appendBulkString(b, p.cmd.Name)
+	b = resp.AppendArray(b, 1+len(p.args))
+	b = resp.AppendBulkString(b, p.cmd.Name)
 	for _, a := range p.args {
-		b = appendBulkString(b, a)
+		b = resp.AppendBulkString(b, a)
 	}
 	return b
 }
@@ -569,7 +570,7 @@ func (sub *subscriber) handleFrameLocked(c *subConn, frame []byte) {
 func (sub *subscriber) clientReplyLocked(c *subConn, frame []byte) {
 	p := c.pending[0]
 	if isShardCommand(p) {
-		if addr, ok := router.MovedTarget(frame, c.nc.addr); ok {
+		if addr, ok := resp.MovedTarget(frame, c.nc.addr); ok {
 			if p.redirects < maxPubSubRedirects {
 				p.redirects++
 				sub.moveCommandLocked(c, 0, addr)
@@ -615,7 +616,7 @@ func (sub *subscriber) sendLocked(c *subConn, p *pendingCommand, owed int) {
 // account follows one frame from the backend: subscription confirmations
 // update the sets and settle what the commands in flight owe.
 func (c *subConn) account(frame []byte) {
-	if isErrorReply(frame) {
+	if resp.IsError(frame) {
 		if len(c.expect) > 0 {
 			c.expect = c.expect[1:] // an error ends its command
 		}
@@ -698,16 +699,16 @@ func (s *session) pubSubCommand(cmd *CommandInfo, c *redcon.Command) {
 // channel, each with a count of 0.
 func appendNotSubscribed(b []byte, cmd *CommandInfo, args [][]byte) []byte {
 	if len(args) == 1 {
-		b = appendArray(b, 3)
-		b = appendBulkString(b, cmd.Name)
-		b = appendNullBulk(b)
-		return appendInt(b, 0)
+		b = resp.AppendArray(b, 3)
+		b = resp.AppendBulkString(b, cmd.Name)
+		b = resp.AppendNullBulk(b)
+		return resp.AppendInt(b, 0)
 	}
 	for _, ch := range args[1:] {
-		b = appendArray(b, 3)
-		b = appendBulkString(b, cmd.Name)
-		b = appendBulk(b, ch)
-		b = appendInt(b, 0)
+		b = resp.AppendArray(b, 3)
+		b = resp.AppendBulkString(b, cmd.Name)
+		b = resp.AppendBulk(b, ch)
+		b = resp.AppendInt(b, 0)
 	}
 	return b
 }
@@ -735,9 +736,9 @@ func (s *session) subscriberCommand(c *redcon.Command) {
 	s.srv.stats.commandsProcessed.Add(1)
 	switch {
 	case info == nil:
-		sub.reply(appendError(s.scratch[:0], unknownCommandError(args)))
+		sub.reply(resp.AppendError(s.scratch[:0], unknownCommandError(args)))
 	case !info.ArityOK(len(args)) || (info == cmdPING && len(args) > 2):
-		sub.reply(appendError(s.scratch[:0], wrongArgsError(info.Name)))
+		sub.reply(resp.AppendError(s.scratch[:0], wrongArgsError(info.Name)))
 	case info == cmdPING:
 		// Answered by a subscriber connection, so the pong follows the
 		// messages the node sent before it.
@@ -752,11 +753,11 @@ func (s *session) subscriberCommand(c *redcon.Command) {
 		}
 		sub.reply(appendPong(s.scratch[:0], payload))
 	case info == cmdQUIT:
-		sub.reply(appendSimple(s.scratch[:0], "OK"))
+		sub.reply(resp.AppendSimple(s.scratch[:0], "OK"))
 		s.quit = true
 	default:
 		s.lastCommand = info.Name
-		sub.reply(appendError(s.scratch[:0], "ERR Can't execute '"+info.Name+
+		sub.reply(resp.AppendError(s.scratch[:0], "ERR Can't execute '"+info.Name+
 			"': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
 	}
 }
@@ -774,12 +775,12 @@ func (s *session) subscriptionCommand(cmd *CommandInfo, c *redcon.Command) {
 		slot := router.Slot(c.Args[1])
 		for _, ch := range c.Args[2:] {
 			if router.Slot(ch) != slot {
-				sub.reply(appendError(s.scratch[:0], errCrossSlot))
+				sub.reply(resp.AppendError(s.scratch[:0], errCrossSlot))
 				return
 			}
 		}
 		if key = s.srv.dedicated.MasterOf(int(slot)); key == "" {
-			sub.reply(appendError(s.scratch[:0], errNoMasters))
+			sub.reply(resp.AppendError(s.scratch[:0], errNoMasters))
 			return
 		}
 	}
@@ -862,14 +863,14 @@ func (s *session) openSubConn(key string, cmd *CommandInfo, args [][]byte) {
 	if key == globalSubscriptions {
 		masters := s.mastersList()
 		if len(masters) == 0 {
-			sub.reply(appendError(s.scratch[:0], errNoMasters))
+			sub.reply(resp.AppendError(s.scratch[:0], errNoMasters))
 			return
 		}
 		addr = masters[0]
 	}
 	nc, err := s.srv.pool.get(s.srv.ctx, addr)
 	if err != nil {
-		sub.reply(appendError(s.scratch[:0], "ERR cannot connect to backend "+addr+": "+oneLine(err.Error())))
+		sub.reply(resp.AppendError(s.scratch[:0], "ERR cannot connect to backend "+addr+": "+oneLine(err.Error())))
 		return
 	}
 	sub.mu.Lock()

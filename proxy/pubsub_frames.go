@@ -3,12 +3,14 @@
 
 package proxy
 
+import "kvproxy/internal/resp"
+
 // appendPong appends the reply Redis gives PING on a subscribed RESP2
 // connection: ["pong", payload], an empty payload without an argument.
 func appendPong(b, payload []byte) []byte {
-	b = appendArray(b, 2)
-	b = appendBulkString(b, "pong")
-	return appendBulk(b, payload)
+	b = resp.AppendArray(b, 2)
+	b = resp.AppendBulkString(b, "pong")
+	return resp.AppendBulk(b, payload)
 }
 
 // subscribedPong turns the reply Kvrocks gives PING on a subscribed
@@ -23,7 +25,7 @@ func subscribedPong(frame []byte) (pong []byte, ok bool) {
 	case len(frame) > 0 && frame[0] == '+':
 		return appendPong(nil, nil), true
 	case len(frame) > 0 && frame[0] == '$':
-		payload, next, ok := bulkAt(frame, 0)
+		payload, next, ok := resp.BulkAt(frame, 0)
 		if !ok || payload == nil || next != len(frame) {
 			return nil, false
 		}
@@ -39,44 +41,20 @@ func parsePubSubReply(frame []byte) (kind string, channel []byte, ok bool) {
 	if len(frame) == 0 || frame[0] != '*' {
 		return "", nil, false
 	}
-	line, next, ok := replyLine(frame)
+	line, next, ok := resp.ReplyLine(frame)
 	if !ok {
 		return "", nil, false
 	}
-	if n, ok := parseInt64(line); !ok || n < 2 {
+	if n, ok := resp.ParseInt(line); !ok || n < 2 {
 		return "", nil, false
 	}
-	first, next, ok := bulkAt(frame, next)
+	first, next, ok := resp.BulkAt(frame, next)
 	if !ok || first == nil {
 		return "", nil, false
 	}
-	channel, _, ok = bulkAt(frame, next)
+	channel, _, ok = resp.BulkAt(frame, next)
 	if !ok {
 		return "", nil, false
 	}
 	return string(first), channel, true
-}
-
-// bulkAt reads the bulk string at frame[at:]; nil for a nil bulk.
-func bulkAt(frame []byte, at int) (data []byte, next int, ok bool) {
-	if at >= len(frame) || frame[at] != '$' {
-		return nil, 0, false
-	}
-	line, n, ok := replyLine(frame[at:])
-	if !ok {
-		return nil, 0, false
-	}
-	size, ok := parseInt64(line)
-	switch {
-	case !ok || size < -1:
-		return nil, 0, false
-	case size == -1:
-		return nil, at + n, true
-	}
-	start := at + n
-	end := start + int(size)
-	if size > int64(len(frame)) || end+2 > len(frame) || frame[end] != '\r' || frame[end+1] != '\n' {
-		return nil, 0, false
-	}
-	return frame[start:end], end + 2, true
 }

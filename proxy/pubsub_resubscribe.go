@@ -8,11 +8,10 @@ package proxy
 import (
 	"fmt"
 	"maps"
-	"net"
 	"slices"
-	"strconv"
 	"time"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -39,7 +38,7 @@ func (sub *subscriber) displaceLocked(c *subConn, channels []string) {
 		c.displaced = append(c.displaced, stale...)
 	default:
 		c.resubs = append(c.resubs, &resubscription{cmd: cmdROLE, channels: stale, owed: 1})
-		if _, err := c.nc.conn.Write(appendBulkString(appendArray(nil, 1), cmdROLE.Name)); err != nil {
+		if _, err := c.nc.conn.Write(resp.AppendBulkString(resp.AppendArray(nil, 1), cmdROLE.Name)); err != nil {
 			c.nc.close() // the pump starts over
 		}
 	}
@@ -62,7 +61,7 @@ func (sub *subscriber) resubscribedLocked(c *subConn, frame []byte) {
 	if r.cmd == cmdROLE {
 		c.resubs = c.resubs[1:]
 		target := c.key
-		if addr, ok := roleMaster(frame); ok {
+		if addr, ok := resp.RoleMaster(frame); ok {
 			target = addr
 		}
 		sub.moveShardsLocked(c, target, c.holding(r.channels), r.redirects+1)
@@ -71,7 +70,7 @@ func (sub *subscriber) resubscribedLocked(c *subConn, frame []byte) {
 		}
 		return
 	}
-	if !isErrorReply(frame) {
+	if !resp.IsError(frame) {
 		if r.owed--; r.owed > 0 {
 			return
 		}
@@ -82,7 +81,7 @@ func (sub *subscriber) resubscribedLocked(c *subConn, frame []byte) {
 		return
 	}
 	c.resubs = c.resubs[1:]
-	addr, moved := router.MovedTarget(frame, c.nc.addr)
+	addr, moved := resp.MovedTarget(frame, c.nc.addr)
 	if !moved || r.cmd != cmdSSUBSCRIBE {
 		// Refused (loading, cluster down ...): start over after a pause.
 		sub.loseLocked(c, fmt.Errorf("%s refused: %s", r.cmd.Name, oneLine(string(frame))))
@@ -103,42 +102,6 @@ func (c *subConn) holding(channels []string) []string {
 		}
 	}
 	return held
-}
-
-// roleMaster reads the master's address from a replica's ROLE reply:
-// "slave", host, port, state, offset.
-func roleMaster(frame []byte) (addr string, ok bool) {
-	if len(frame) == 0 || frame[0] != '*' {
-		return "", false
-	}
-	line, next, ok := replyLine(frame)
-	if !ok {
-		return "", false
-	}
-	if n, ok := parseInt64(line); !ok || n < 3 {
-		return "", false
-	}
-	role, next, ok := bulkAt(frame, next)
-	if !ok || string(role) != "slave" {
-		return "", false
-	}
-	host, next, ok := bulkAt(frame, next)
-	if !ok || len(host) == 0 || next >= len(frame) || frame[next] != ':' {
-		return "", false
-	}
-	line, _, ok = replyLine(frame[next:])
-	if !ok {
-		return "", false
-	}
-	port, ok := parseInt64(line)
-	if !ok || port <= 0 || port > 65535 {
-		return "", false
-	}
-	addr = net.JoinHostPort(string(host), strconv.FormatInt(port, 10))
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return "", false // a host no address can hold ("[", say): nothing to dial
-	}
-	return addr, true
 }
 
 // restoredLocked notes that what c carried is subscribed again.
@@ -197,10 +160,10 @@ func (c *subConn) appendResubscription(b []byte, cmd *CommandInfo, channels []st
 		return b
 	}
 	c.resubs = append(c.resubs, &resubscription{cmd: cmd, channels: channels, owed: len(channels), redirects: redirects})
-	b = appendArray(b, 1+len(channels))
-	b = appendBulkString(b, cmd.Name)
+	b = resp.AppendArray(b, 1+len(channels))
+	b = resp.AppendBulkString(b, cmd.Name)
 	for _, ch := range channels {
-		b = appendBulkString(b, ch)
+		b = resp.AppendBulkString(b, ch)
 	}
 	return b
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/redcon"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -159,27 +159,27 @@ func (n *pubsubNode) execLocked(c *pubsubNodeConn, args []string) (reply []byte,
 			return []byte("*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n"), false
 		}
 		host, port, _ := net.SplitHostPort(n.replicaOf)
-		reply = appendArray(reply, 5)
-		reply = appendBulkString(reply, "slave")
-		reply = appendBulkString(reply, host)
-		reply = appendInt(reply, int64(mustAtoi(n.t, port)))
-		reply = appendBulkString(reply, "connected")
-		return appendInt(reply, 0), false
+		reply = resp.AppendArray(reply, 5)
+		reply = resp.AppendBulkString(reply, "slave")
+		reply = resp.AppendBulkString(reply, host)
+		reply = resp.AppendInt(reply, int64(mustAtoi(n.t, port)))
+		reply = resp.AppendBulkString(reply, "connected")
+		return resp.AppendInt(reply, 0), false
 	case "ping":
 		if n.kvrocksPing && len(args) > 1 {
-			return appendBulkString(reply, args[1]), false
+			return resp.AppendBulkString(reply, args[1]), false
 		}
 		if n.kvrocksPing {
-			return appendSimple(reply, "PONG"), false
+			return resp.AppendSimple(reply, "PONG"), false
 		}
-		reply = appendArray(reply, 2)
-		reply = appendBulkString(reply, "pong")
+		reply = resp.AppendArray(reply, 2)
+		reply = resp.AppendBulkString(reply, "pong")
 		if len(args) > 1 {
-			return appendBulkString(reply, args[1]), false
+			return resp.AppendBulkString(reply, args[1]), false
 		}
-		return appendBulkString(reply, ""), false
+		return resp.AppendBulkString(reply, ""), false
 	default:
-		return appendError(nil, "ERR fake: unknown command"), false
+		return resp.AppendError(nil, "ERR fake: unknown command"), false
 	}
 	count := func() int64 {
 		if set == &c.shards {
@@ -191,10 +191,10 @@ func (n *pubsubNode) execLocked(c *pubsubNodeConn, args []string) (reply []byte,
 	if len(targets) == 0 { // unsubscribe from everything
 		targets = slices.Clone(*set)
 		if len(targets) == 0 {
-			reply = appendArray(reply, 3)
-			reply = appendBulkString(reply, name)
-			reply = appendNullBulk(reply)
-			return appendInt(reply, count()), false
+			reply = resp.AppendArray(reply, 3)
+			reply = resp.AppendBulkString(reply, name)
+			reply = resp.AppendNullBulk(reply)
+			return resp.AppendInt(reply, count()), false
 		}
 	}
 	for _, ch := range targets {
@@ -208,10 +208,10 @@ func (n *pubsubNode) execLocked(c *pubsubNodeConn, args []string) (reply []byte,
 		case !slices.Contains(*set, ch):
 			*set = append(*set, ch)
 		}
-		reply = appendArray(reply, 3)
-		reply = appendBulkString(reply, name)
-		reply = appendBulkString(reply, ch)
-		reply = appendInt(reply, count())
+		reply = resp.AppendArray(reply, 3)
+		reply = resp.AppendBulkString(reply, name)
+		reply = resp.AppendBulkString(reply, ch)
+		reply = resp.AppendInt(reply, count())
 	}
 	return reply, false
 }
@@ -233,10 +233,10 @@ func (n *pubsubNode) publish(channel, message string, shard bool) int {
 		if c.closed || !slices.Contains(set, channel) {
 			continue
 		}
-		b := appendArray(nil, 3)
-		b = appendBulkString(b, kind)
-		b = appendBulkString(b, channel)
-		b = appendBulkString(b, message)
+		b := resp.AppendArray(nil, 3)
+		b = resp.AppendBulkString(b, kind)
+		b = resp.AppendBulkString(b, channel)
+		b = resp.AppendBulkString(b, message)
 		if _, err := c.conn.Write(b); err == nil {
 			receivers++
 		}
@@ -254,10 +254,10 @@ func (n *pubsubNode) dropShard(channel string) {
 			continue
 		}
 		c.shards = slices.DeleteFunc(c.shards, func(s string) bool { return s == channel })
-		b := appendArray(nil, 3)
-		b = appendBulkString(b, "sunsubscribe")
-		b = appendBulkString(b, channel)
-		b = appendInt(b, int64(len(c.shards)))
+		b := resp.AppendArray(nil, 3)
+		b = resp.AppendBulkString(b, "sunsubscribe")
+		b = resp.AppendBulkString(b, channel)
+		b = resp.AppendInt(b, int64(len(c.shards)))
 		_, _ = c.conn.Write(b)
 	}
 }
@@ -533,63 +533,6 @@ func TestShardSubscriptionFollowsItsSlot(t *testing.T) {
 	unsubscribed := []string{c.do("SUNSUBSCRIBE"), c.read()}
 	assert.ElementsMatch(t, []string{subscribeFrame("sunsubscribe", "{s}2", 0), subscribeFrame("sunsubscribe", "{m}1", 0)}, unsubscribed)
 	assert.Equal(t, "+PONG\r\n", c.do("PING"), "out of subscriber mode")
-}
-
-func TestRoleMaster(t *testing.T) {
-	for _, tc := range []struct {
-		frame, addr string
-		ok          bool
-	}{
-		{"*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n:6380\r\n$9\r\nconnected\r\n:14\r\n", "127.0.0.1:6380", true},
-		{"*5\r\n$5\r\nslave\r\n$3\r\n::1\r\n:7000\r\n$9\r\nconnected\r\n:14\r\n", "[::1]:7000", true},
-		{"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n", "", false},
-		{"-ERR unknown command 'role'\r\n", "", false},
-		{"*5\r\n$5\r\nslave\r\n$0\r\n\r\n:6380\r\n", "", false},
-		{"*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n:0\r\n", "", false},
-		{"*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n$4\r\n6380\r\n", "", false},
-		{"*2\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n", "", false},
-	} {
-		addr, ok := roleMaster([]byte(tc.frame))
-		assert.Equal(t, tc.ok, ok, tc.frame)
-		assert.Equal(t, tc.addr, addr, tc.frame)
-	}
-}
-
-// FuzzRoleMaster reads arbitrary ROLE replies: an accepted address is one
-// that can be dialled, its host and port from the frame, and a replica's
-// reply built from the other inputs gives back the master it names.
-func FuzzRoleMaster(f *testing.F) {
-	f.Add([]byte("*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n:6380\r\n$9\r\nconnected\r\n:14\r\n"), "127.0.0.1", int64(6380))
-	f.Add([]byte("*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n"), "::1", int64(7000))
-	f.Add([]byte("*3\r\n$5\r\nslave\r\n$99999999999\r\n"), "h", int64(0))
-	f.Add([]byte("*5\r\n$5\r\nslave\r\n$0\r\n\r\n:6380\r\n"), "", int64(65536))
-	f.Add([]byte("*5\r\n$5\r\nslave\r\n$1\r\nh\r\n$4\r\n6380\r\n"), "node-1.example", int64(-1))
-	f.Add([]byte("-ERR unknown command 'role'\r\n"), "fe80::1%eth0", int64(65535))
-	f.Fuzz(func(t *testing.T, frame []byte, host string, port int64) {
-		if addr, ok := roleMaster(frame); ok {
-			h, p, err := net.SplitHostPort(addr)
-			require.NoError(t, err)
-			assert.Contains(t, string(frame), "\r\n"+h+"\r\n")
-			n, err := strconv.Atoi(p)
-			require.NoError(t, err)
-			assert.True(t, n > 0 && n <= 65535, "port %d", n)
-		}
-
-		built := appendArray(nil, 5)
-		built = appendBulkString(built, "slave")
-		built = appendBulkString(built, host)
-		built = appendInt(built, port)
-		built = appendBulkString(built, "connected")
-		built = appendInt(built, 14)
-		addr, ok := roleMaster(built)
-		want := net.JoinHostPort(host, strconv.FormatInt(port, 10))
-		if _, _, err := net.SplitHostPort(want); err != nil || host == "" || port <= 0 || port > 65535 {
-			assert.False(t, ok, "%q", built)
-			return
-		}
-		require.True(t, ok, "%q", built)
-		assert.Equal(t, want, addr)
-	})
 }
 
 // A subscription that cannot be restored in time ends the client's

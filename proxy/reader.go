@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/tidwall/redcon"
+
+	"kvproxy/internal/resp"
 )
 
 // commandReader reads a client's commands off its socket in one pass: the
@@ -23,14 +25,14 @@ import (
 type commandReader struct {
 	src     io.Reader
 	guard   *guardConn
-	scanner requestScanner
+	scanner resp.RequestScanner
 	// buf[start:end] is input not yet returned as commands, buf[start:pos]
 	// the part scanned; the command in progress starts at start.
 	buf             []byte
 	start, pos, end int
 	cmds            []redcon.Command
 	// refused is a bad request found behind commands still to be returned.
-	refused *guardError
+	refused *resp.RequestError
 	// huge is set while the reader's buffer, or the one it left to the
 	// commands it returned, is that of a huge request (trackHuge).
 	huge bool
@@ -88,8 +90,8 @@ const (
 	maxKeptCommands = 1 << 10
 )
 
-func newCommandReader(src io.Reader, g *guardConn, limits scanLimits) *commandReader {
-	return &commandReader{src: src, guard: g, scanner: requestScanner{limits: limits}, buf: make([]byte, readBufSize)}
+func newCommandReader(src io.Reader, g *guardConn, limits resp.RequestLimits) *commandReader {
+	return &commandReader{src: src, guard: g, scanner: resp.RequestScanner{Limits: limits}, buf: make([]byte, readBufSize)}
 }
 
 // trackHuge notes when the reader's buffer becomes, or stops being, that of
@@ -152,22 +154,7 @@ func (r *commandReader) release() {
 		r.cmds = nil
 	}
 	r.cmds = r.cmds[:0]
-	s := &r.scanner
-	from := s.argsFrom
-	if s.state == stCommand {
-		from = len(s.args)
-	}
-	switch {
-	case from == 0:
-		// Only the command in progress, or nothing.
-	case cap(s.args) > maxKeptArgs && len(s.args)-from <= maxKeptArgs:
-		s.args = append(make([][]byte, 0, maxKeptArgs), s.args[from:]...)
-	default:
-		n := copy(s.args, s.args[from:])
-		clear(s.args[n:]) // nor pin a buffer replaced since
-		s.args = s.args[:n]
-	}
-	s.argsFrom = 0
+	r.scanner.ReleaseArgs(maxKeptArgs)
 }
 
 // parse scans the input read and collects the commands it completes.
@@ -177,8 +164,8 @@ func (r *commandReader) parse() {
 		if unauthenticated && len(r.cmds) > 0 {
 			return // the rest waits until this command (an AUTH?) has run
 		}
-		r.scanner.unauthenticated = unauthenticated
-		next, done, err := r.scanner.scan(r.buf[:r.end], r.pos)
+		r.scanner.Unauthenticated = unauthenticated
+		next, done, err := r.scanner.Scan(r.buf[:r.end], r.pos)
 		r.pos = next
 		if err != nil {
 			r.refused = err
@@ -195,11 +182,10 @@ func (r *commandReader) complete() {
 	raw := r.buf[r.start:r.pos:r.pos]
 	r.start = r.pos
 	if raw[0] == '*' {
-		s := &r.scanner
-		r.cmds = append(r.cmds, redcon.Command{Raw: raw, Args: s.args[s.argsFrom:len(s.args):len(s.args)]})
+		r.cmds = append(r.cmds, redcon.Command{Raw: raw, Args: r.scanner.Args()})
 		return
 	}
-	cmd, err := parseInline(raw)
+	cmd, err := resp.ParseInline(raw)
 	if err != nil {
 		r.refused = err
 		return
@@ -246,14 +232,7 @@ func (r *commandReader) makeRoom() {
 // the current buffer; the arguments of the command in progress move with it.
 func (r *commandReader) moveTo(buf []byte) {
 	copy(buf, r.buf[r.start:r.end])
-	// A slice buf[i:j] of the whole buffer has capacity cap(buf)-i, which
-	// tells where it starts without a table of offsets.
-	if s := &r.scanner; s.state != stCommand {
-		for k := s.argsFrom; k < len(s.args); k++ {
-			from := cap(r.buf) - cap(s.args[k]) - r.start
-			s.args[k] = buf[from : from+len(s.args[k])]
-		}
-	}
+	r.scanner.MoveArgs(r.buf, buf, r.start)
 	r.buf = buf
 	r.pos -= r.start
 	r.start, r.end = 0, r.end-r.start
@@ -267,16 +246,7 @@ func (r *commandReader) detach() {
 	if len(r.buf) > maxKeptBuffer && r.end-r.start <= readBufSize-minRead {
 		r.moveTo(make([]byte, readBufSize))
 	}
-	if s := &r.scanner; cap(s.args) > maxKeptArgs {
-		var inProgress [][]byte
-		if s.state != stCommand {
-			inProgress = s.args[s.argsFrom:]
-		}
-		if len(inProgress) <= maxKeptArgs {
-			s.args = append(make([][]byte, 0, maxKeptArgs), inProgress...)
-			s.argsFrom = 0
-		}
-	}
+	r.scanner.DetachArgs(maxKeptArgs)
 }
 
 // grownSize is the size of a buffer that holds need bytes: twice the
@@ -287,87 +257,10 @@ func (r *commandReader) detach() {
 // allocated about 1.5 times over rather than 2 to 4.
 func (r *commandReader) grownSize(need int) int {
 	size := 2 * len(r.buf)
-	if estimate := r.scanner.estimate(); estimate > 0 {
+	if estimate := r.scanner.Estimate(); estimate > 0 {
 		estimate += estimate / 16
 		size = int(min(estimate, 4*int64(len(r.buf))))
 		size = max(size, len(r.buf)+len(r.buf)/4)
 	}
 	return max(size, need)
-}
-
-// parseInline converts an inline command line (ending with LF) to a RESP
-// command the way redcon does: arguments are separated by spaces; one
-// starting with a double or single quote runs to the matching quote, in
-// which backslash escapes \n, \r and \t and takes any other byte as it is;
-// a quote anywhere else, an unclosed one, or a closing one not followed by
-// a space or the end of the line is an error.
-func parseInline(line []byte) (redcon.Command, *guardError) {
-	line = line[:len(line)-1]
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
-	}
-	var words []byte // the arguments, unquoted, one after the other
-	var ends []int   // where each argument ends in words
-	for i := 0; i < len(line); {
-		switch c := line[i]; c {
-		case ' ':
-			i++
-			continue
-		case '"', '\'':
-			closed := false
-			for i++; i < len(line); i++ {
-				b := line[i]
-				if b == c {
-					closed = true
-					i++
-					break
-				}
-				if b == '\\' {
-					if i++; i == len(line) {
-						break
-					}
-					switch b = line[i]; b {
-					case 'n':
-						b = '\n'
-					case 'r':
-						b = '\r'
-					case 't':
-						b = '\t'
-					}
-				}
-				words = append(words, b)
-			}
-			if !closed || i < len(line) && line[i] != ' ' {
-				return redcon.Command{}, errUnbalancedQuotes
-			}
-		default:
-			for ; i < len(line) && line[i] != ' '; i++ {
-				if line[i] == '"' || line[i] == '\'' {
-					return redcon.Command{}, errUnbalancedQuotes
-				}
-				words = append(words, line[i])
-			}
-		}
-		ends = append(ends, len(words))
-	}
-	if len(ends) == 0 {
-		return redcon.Command{}, nil
-	}
-	raw := appendArray(nil, len(ends))
-	starts := make([]int, len(ends)) // where each argument starts in raw
-	from := 0
-	for k, end := range ends {
-		raw = appendBulk(raw, words[from:end])
-		starts[k] = len(raw) - 2 - (end - from)
-		from = end
-	}
-	args := make([][]byte, len(ends))
-	for k, start := range starts {
-		size := ends[k]
-		if k > 0 {
-			size -= ends[k-1]
-		}
-		args[k] = raw[start : start+size]
-	}
-	return redcon.Command{Raw: raw, Args: args}, nil
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"kvproxy/router"
+	"kvproxy/internal/resp"
 )
 
 // chunkConn is a net.Conn whose reads return at most chunk bytes of r.
@@ -41,7 +41,7 @@ func FuzzNodeConnReadReply(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		c := newNodeConn("n:1", &chunkConn{r: bytes.NewReader(data), chunk: int(chunk)%64 + 1})
-		ref := router.NewScanner(router.DefaultMaxBulkLen)
+		ref := resp.NewScanner(resp.DefaultMaxBulkLen)
 		rest := data
 		for {
 			frame, err := c.readReply()
@@ -49,7 +49,7 @@ func FuzzNodeConnReadReply(f *testing.F) {
 			n, refErr := ref.Scan(rest)
 			switch {
 			case refErr != nil:
-				require.ErrorIs(t, err, router.ErrProtocol)
+				require.ErrorIs(t, err, resp.ErrProtocol)
 				require.Equal(t, refErr.Error(), err.Error())
 				return
 			case n == 0:
@@ -95,7 +95,7 @@ func FuzzSubConnAccount(f *testing.F) {
 			c.expect = append(c.expect, int(o%4)+1)
 		}
 		sets := map[string]map[string]struct{}{"channels": c.channels, "patterns": c.patterns, "shards": c.shards}
-		scanner := router.NewScanner(1 << 16)
+		scanner := resp.NewScanner(1 << 16)
 		for len(data) > 0 {
 			scanner.Reset()
 			n, err := scanner.Scan(data)
@@ -113,7 +113,7 @@ func FuzzSubConnAccount(f *testing.F) {
 			switch {
 			case len(before) == 0:
 				require.Empty(t, c.expect)
-			case isErrorReply(frame):
+			case resp.IsError(frame):
 				require.Equal(t, before[1:], c.expect, "an error ends its command")
 			case !isPubSub || kind != "pong" && kindOf[kind].set == "":
 				require.Equal(t, before, c.expect, "%q settles nothing", frame)

@@ -16,6 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/redcon"
+
+	"kvproxy/internal/resp"
 )
 
 // recordingNetConn is the client side a guard writes its refusal to.
@@ -52,10 +54,10 @@ func (s *pacedSource) Read(p []byte) (int, error) {
 // readerResult reads every command of data with a commandReader fed chunk
 // bytes per read; the commands are copied out as their strings. refused is
 // the request refused, and refusal what the client was told.
-func readerResult(data []byte, chunk int, authenticated bool) (cmds [][]string, refused *guardError, refusal string, err error) {
+func readerResult(data []byte, chunk int, authenticated bool) (cmds [][]string, refused *resp.RequestError, refusal string, err error) {
 	conn := &recordingNetConn{}
 	g := newGuardConn(conn, authenticated, new(atomic.Int64), newRateLimitedLog(slog.New(slog.DiscardHandler), slog.LevelInfo, "refused"))
-	limits := scanLimits{maxBulkLen: 1 << 30, maxArgs: 1 << 20, maxRequestBytes: 1 << 40}
+	limits := resp.RequestLimits{MaxBulkLen: 1 << 30, MaxArgs: 1 << 20, MaxRequestBytes: 1 << 40}
 	r := newCommandReader(&pacedSource{data: data, chunk: chunk}, g, limits)
 	for {
 		batch, err := r.ReadCommands()
@@ -145,10 +147,10 @@ func hugeValue(i, valueLen int) []byte {
 // encodeHuge encodes name followed by nargs arguments made by arg, without
 // building them as strings first.
 func encodeHuge(name string, nargs int, arg func(i int) []byte) []byte {
-	b := appendArray(nil, nargs+1)
-	b = appendBulk(b, []byte(name))
+	b := resp.AppendArray(nil, nargs+1)
+	b = resp.AppendBulk(b, []byte(name))
 	for i := range nargs {
-		b = appendBulk(b, arg(i))
+		b = resp.AppendBulk(b, arg(i))
 	}
 	return b
 }
@@ -161,7 +163,7 @@ func TestCommandReaderGrowsForAHugeCommand(t *testing.T) {
 	const args = 200_000
 	data := encodeHuge("MSET", args, func(i int) []byte { return hugeValue(i, 20) })
 	g := newGuardConn(&recordingNetConn{}, true, new(atomic.Int64), newRateLimitedLog(slog.New(slog.DiscardHandler), slog.LevelInfo, "refused"))
-	limits := scanLimits{maxBulkLen: 1 << 30, maxArgs: 1 << 30, maxRequestBytes: 1 << 40}
+	limits := resp.RequestLimits{MaxBulkLen: 1 << 30, MaxArgs: 1 << 30, MaxRequestBytes: 1 << 40}
 	r := newCommandReader(&pacedSource{data: append(data, "*1\r\n$4\r\nPI"...), chunk: 64 << 10}, g, limits)
 	var cmds []redcon.Command
 	for len(cmds) == 0 {
@@ -201,7 +203,7 @@ func TestHugeRequestLowersTheGCTarget(t *testing.T) {
 	})
 	for _, closed := range []bool{false, true} {
 		g := newGuardConn(&recordingNetConn{}, true, new(atomic.Int64), newRateLimitedLog(slog.New(slog.DiscardHandler), slog.LevelInfo, "refused"))
-		limits := scanLimits{maxBulkLen: 1 << 30, maxArgs: 1 << 30, maxRequestBytes: 1 << 40}
+		limits := resp.RequestLimits{MaxBulkLen: 1 << 30, MaxArgs: 1 << 30, MaxRequestBytes: 1 << 40}
 		r := newCommandReader(&pacedSource{data: huge, chunk: 1 << 20}, g, limits)
 		var cmds []redcon.Command
 		err := errWouldBlock
@@ -254,7 +256,7 @@ func FuzzCommandReader(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		got, refused, refusal, err := readerResult(data, int(chunk)+1, true)
-		if refused != nil && refused.limit {
+		if refused != nil && refused.Limit {
 			return // a cap redcon does not have
 		}
 		want, redconErr := redconResult(data)
@@ -270,6 +272,54 @@ func FuzzCommandReader(f *testing.F) {
 		require.GreaterOrEqual(t, len(got), len(want))
 		if len(want) > 0 {
 			require.Equal(t, want, got[:len(want)])
+		}
+	})
+}
+
+// repeatingSource hands out data whole on every read, as a client that
+// keeps sending the same pipeline.
+type repeatingSource struct{ data []byte }
+
+func (s *repeatingSource) Read(p []byte) (int, error) { return copy(p, s.data), nil }
+
+// BenchmarkCommandReader reads a pipeline of 16 GETs per read, and a
+// 10,000-argument MSET that arrives 16 KiB at a time: the request scanner's
+// hot path.
+func BenchmarkCommandReader(b *testing.B) {
+	newReader := func(src io.Reader) *commandReader {
+		g := newGuardConn(&recordingNetConn{}, true, new(atomic.Int64), newRateLimitedLog(slog.New(slog.DiscardHandler), slog.LevelInfo, "refused"))
+		return newCommandReader(src, g, resp.RequestLimits{MaxBulkLen: 1 << 30, MaxArgs: 1 << 20, MaxRequestBytes: 1 << 40})
+	}
+	b.Run("pipeline", func(b *testing.B) {
+		var pipeline []byte
+		for i := range 16 {
+			pipeline = resp.AppendCommand(pipeline, []byte("GET"), []byte("key:"+strconv.Itoa(i)))
+		}
+		r := newReader(&repeatingSource{data: pipeline})
+		b.SetBytes(int64(len(pipeline)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if cmds, err := r.ReadCommands(); err != nil || len(cmds) != 16 {
+				b.Fatal(len(cmds), err)
+			}
+		}
+	})
+	b.Run("mset", func(b *testing.B) {
+		mset := encodeHuge("MSET", 10_000, func(i int) []byte { return hugeValue(i, 32) })
+		b.SetBytes(int64(len(mset)))
+		b.ReportAllocs()
+		for b.Loop() {
+			r := newReader(&pacedSource{data: mset, chunk: 16 << 10})
+			for {
+				cmds, err := r.ReadCommands()
+				if errors.Is(err, errWouldBlock) {
+					continue
+				}
+				if err != nil || len(cmds) != 1 {
+					b.Fatal(len(cmds), err)
+				}
+				break
+			}
 		}
 	})
 }

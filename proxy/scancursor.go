@@ -3,6 +3,8 @@ package proxy
 import (
 	"strconv"
 	"sync"
+
+	"kvproxy/internal/resp"
 )
 
 // A proxy SCAN cursor names the master being walked and that master's own
@@ -49,7 +51,7 @@ type scanTableEntry struct {
 
 // encode returns the proxy cursor for pos.
 func (t *scanCursors) encode(pos scanPosition) uint64 {
-	if n, ok := parseUint64([]byte(pos.cursor)); ok && n < scanInlineLimit && pos.cursor == strconv.FormatUint(n, 10) {
+	if n, ok := resp.ParseUint([]byte(pos.cursor)); ok && n < scanInlineLimit && pos.cursor == strconv.FormatUint(n, 10) {
 		return n<<scanMasterBits | uint64(pos.master)
 	}
 	t.mu.Lock()

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -45,7 +46,7 @@ type Server struct {
 	announceHost  string
 	announcePort  int
 	started       time.Time
-	limits        scanLimits
+	limits        resp.RequestLimits
 	needsPassword bool
 	// Rate-limited logs of failed AUTHs, of requests the guard refused and
 	// of subscribers dropped for reading nothing at their output limit.
@@ -171,10 +172,10 @@ func New(cfg Config, backend Backend) (*Server, error) {
 		badRequestLog:  newRateLimitedLog(cfg.Logger, slog.LevelInfo, "closing client connection: bad request"),
 		outputLimitLog: newRateLimitedLog(cfg.Logger, slog.LevelWarn, "closing client connection: its replies passed the client output limit"),
 		stalledSubLog:  newRateLimitedLog(cfg.Logger, slog.LevelWarn, "pubsub: disconnecting a subscriber that reads nothing at its output limit"),
-		limits: scanLimits{
-			maxBulkLen:      int64(cfg.MaxBulkLen),
-			maxArgs:         int64(cfg.MaxArgs),
-			maxRequestBytes: cfg.MaxRequestBytes,
+		limits: resp.RequestLimits{
+			MaxBulkLen:      int64(cfg.MaxBulkLen),
+			MaxArgs:         int64(cfg.MaxArgs),
+			MaxRequestBytes: cfg.MaxRequestBytes,
 		},
 		ctx:       ctx,
 		cancel:    cancel,

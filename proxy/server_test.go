@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -340,7 +341,7 @@ func TestGuardClosesOnlyTheOffendingConnection(t *testing.T) {
 		{"not a bulk", "*1\r\n:5\r\n", "-ERR Protocol error: expected '$', got ':'\r\n"},
 		{"zero arguments", "*0\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
 		{"bad terminator", "*1\r\n$4\r\nPINGxx", "-ERR Protocol error: invalid bulk length\r\n"},
-		{"huge inline", strings.Repeat("a", maxInlineLen+1), "-ERR Protocol error: too big inline request\r\n"},
+		{"huge inline", strings.Repeat("a", resp.MaxInlineLen+1), "-ERR Protocol error: too big inline request\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"github.com/tidwall/redcon"
 
 	"kvproxy/internal/rawio"
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -96,7 +97,7 @@ type session struct {
 	// partOffsets[g] is where merge part g's next element starts.
 	partOffsets []int
 	scratch     []byte
-	scanner     *router.Scanner
+	scanner     *resp.Scanner
 	masters     []string
 	// unflushed counts reply bytes written since the last flush.
 	unflushed int
@@ -157,7 +158,7 @@ func newSession(srv *Server, conn replyConn, g *guardConn, w *redcon.Writer, raw
 		created: time.Now(),
 		authed:  !srv.needsPassword,
 		// Replies reach a merge complete, already bounded by the router.
-		scanner:  router.NewScanner(math.MaxInt),
+		scanner:  resp.NewScanner(math.MaxInt),
 		tx:       txState{slot: -1},
 		lastSlot: -1,
 	}
@@ -386,7 +387,7 @@ func (s *session) localReply(mark int) {
 // prefix.
 func (s *session) replyError(msg string) {
 	mark := len(s.local)
-	s.local = appendError(s.local, msg)
+	s.local = resp.AppendError(s.local, msg)
 	s.localReply(mark)
 }
 

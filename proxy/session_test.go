@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/redcon"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -40,7 +41,7 @@ func (b *staticBackend) Do(_ context.Context, reqs []*router.Request) {
 		switch {
 		case bytes.Contains(q.Raw[:min(len(q.Raw), 16)], []byte("MGET")):
 			argc, _ := strconv.Atoi(string(q.Raw[1:bytes.IndexByte(q.Raw, '\r')]))
-			q.Reply = appendArray(q.Reply[:0], argc-1)
+			q.Reply = resp.AppendArray(q.Reply[:0], argc-1)
 			for range argc - 1 {
 				q.Reply = append(q.Reply, "$1\r\nv\r\n"...)
 			}
@@ -290,7 +291,7 @@ func TestRoutingDecisions(t *testing.T) {
 
 // isOneFrame reports whether b is exactly one well-formed RESP reply.
 func isOneFrame(b []byte) bool {
-	n, err := router.NewScanner(1 << 20).Scan(b)
+	n, err := resp.NewScanner(1 << 20).Scan(b)
 	return err == nil && n == len(b)
 }
 

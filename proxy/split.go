@@ -6,6 +6,7 @@ import (
 
 	"github.com/tidwall/redcon"
 
+	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
 
@@ -123,15 +124,15 @@ func (s *session) split(cmd *CommandInfo, args [][]byte, step, keysFrom int) {
 	for _, part := range parts {
 		q, i := s.newRequest()
 		buf := slices.Grow(s.owned[i][:0], part.size)
-		buf = appendArray(buf, 1+part.keys*step)
-		s.owned[i] = appendBulk(buf, args[0])
+		buf = resp.AppendArray(buf, 1+part.keys*step)
+		s.owned[i] = resp.AppendBulk(buf, args[0])
 		q.Slot = int(part.slot)
 		q.ReadOnly = cmd.Flags&FlagReadOnly != 0
 	}
 	for k, p := range keys {
 		i := first + int(p)
 		for a := 1 + k*step; a <= k*step+step; a++ {
-			s.owned[i] = appendBulk(s.owned[i], args[a])
+			s.owned[i] = resp.AppendBulk(s.owned[i], args[a])
 		}
 	}
 	for i := first; i < len(s.reqs); i++ {
@@ -163,8 +164,8 @@ func (s *session) splitInWaves(cmd *CommandInfo, args [][]byte, step, keysFrom i
 		waveFirst := len(s.reqs)
 		for p := from; p < to; p++ {
 			start := len(buf)
-			buf = appendArray(buf, 1+parts[p].keys*step)
-			buf = appendBulk(buf, args[0])
+			buf = resp.AppendArray(buf, 1+parts[p].keys*step)
+			buf = resp.AppendBulk(buf, args[0])
 			ends[p] = len(buf)
 			buf = buf[:start+parts[p].size]
 			q, _ := s.newRequest()
@@ -177,7 +178,7 @@ func (s *session) splitInWaves(cmd *CommandInfo, args [][]byte, step, keysFrom i
 				continue
 			}
 			for a := 1 + k*step; a <= k*step+step; a++ {
-				ends[p] += len(appendBulk(buf[ends[p]:ends[p]], args[a]))
+				ends[p] += len(resp.AppendBulk(buf[ends[p]:ends[p]], args[a]))
 			}
 		}
 		s.srv.backend.Do(s.ctx, s.reqs[waveFirst:])

@@ -6,7 +6,7 @@ import (
 
 	"github.com/tidwall/redcon"
 
-	"kvproxy/router"
+	"kvproxy/internal/resp"
 )
 
 // txState is a client's transaction. MULTI is answered by the proxy and the
@@ -111,7 +111,7 @@ func (s *session) watch(c *redcon.Command) {
 		switch {
 		case err != nil:
 			s.unpin()
-			s.write(appendError(s.scratch[:0], "ERR backend connection lost: WATCH not applied"))
+			s.write(resp.AppendError(s.scratch[:0], "ERR backend connection lost: WATCH not applied"))
 			return
 		case !refusedNotRun(reply):
 			s.write(reply)
@@ -227,7 +227,7 @@ func (s *session) queueCommand(c *redcon.Command) {
 		s.tx.writes = true
 	}
 	mark := len(s.local)
-	s.local = appendSimple(s.local, "QUEUED")
+	s.local = resp.AppendSimple(s.local, "QUEUED")
 	s.localReply(mark)
 }
 
@@ -255,7 +255,7 @@ func (s *session) exec() {
 	if s.tx.count == 0 && s.tx.pinned == nil {
 		s.endTransaction()
 		mark := len(s.local)
-		s.local = appendArray(s.local, 0)
+		s.local = resp.AppendArray(s.local, 0)
 		s.localReply(mark)
 		return
 	}
@@ -289,7 +289,7 @@ func (s *session) execute(pinned *nodeConn) {
 			if pinned != nil {
 				pinned.close()
 			}
-			s.write(appendError(s.scratch[:0], errHeldNotRun))
+			s.write(resp.AppendError(s.scratch[:0], errHeldNotRun))
 			return
 		}
 		if routed {
@@ -310,7 +310,7 @@ func (s *session) execute(pinned *nodeConn) {
 		reply, outcome, err := s.runTransaction(conn)
 		if err != nil {
 			conn.close()
-			s.write(appendError(s.scratch[:0], err.Error()))
+			s.write(resp.AppendError(s.scratch[:0], err.Error()))
 			return
 		}
 		switch {
@@ -346,8 +346,8 @@ func txGiveUp(refusal []byte, outcome txOutcome) []byte {
 	if outcome != txRefused || bytes.HasPrefix(refusal, []byte("-EXECABORT ")) {
 		return refusal
 	}
-	line, _, _ := replyLine(refusal)
-	return appendError(nil, string(execAbortBecauseOf[1:])+string(line))
+	line, _, _ := resp.ReplyLine(refusal)
+	return resp.AppendError(nil, string(execAbortBecauseOf[1:])+string(line))
 }
 
 // releaseTx gives conn back after a transaction, or closes it when it still
@@ -396,7 +396,7 @@ func (s *session) runTransaction(conn *nodeConn) ([]byte, txOutcome, error) {
 	if err != nil {
 		return nil, txRan, txError(errLostBefore)
 	}
-	if isErrorReply(reply) {
+	if resp.IsError(reply) {
 		return reply, txMultiFailed, nil
 	}
 	queued := append(s.tx.queued, rawEXEC...)
@@ -415,7 +415,7 @@ func (s *session) runTransaction(conn *nodeConn) ([]byte, txOutcome, error) {
 			return nil, txRan, txError(errLostAfter)
 		}
 		switch {
-		case !isErrorReply(reply):
+		case !resp.IsError(reply):
 		case refusedNotRun(reply):
 			if len(refusal) == 0 {
 				refusal = append(refusal, reply...)
@@ -465,12 +465,12 @@ func hideRedirects(reply []byte) []byte {
 		!bytes.Contains(reply, []byte("\r\n-MOVED ")) && !bytes.Contains(reply, []byte("\r\n-ASK ")) {
 		return reply
 	}
-	line, next, ok := replyLine(reply)
-	n, isCount := parseUint64(line)
+	line, next, ok := resp.ReplyLine(reply)
+	n, isCount := resp.ParseUint(line)
 	if !ok || !isCount {
 		return reply
 	}
-	scanner := router.NewScanner(router.DefaultMaxBulkLen)
+	scanner := resp.NewScanner(resp.DefaultMaxBulkLen)
 	out := append([]byte(nil), reply[:next]...)
 	rest := reply[next:]
 	for range n {
@@ -479,7 +479,7 @@ func hideRedirects(reply []byte) []byte {
 			return reply
 		}
 		if element := rest[:size]; bytes.HasPrefix(element, []byte("-MOVED ")) || bytes.HasPrefix(element, []byte("-ASK ")) {
-			out = appendError(out, errRedirectedInExec)
+			out = resp.AppendError(out, errRedirectedInExec)
 		} else {
 			out = append(out, element...)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"kvproxy/bench/cluster"
+	"kvproxy/internal/resp"
 )
 
 // benchCallers is the number of concurrent callers, as redis-benchmark's
@@ -108,7 +109,7 @@ func directSender(b *testing.B, addr string) func([]*Request) error {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = nc.Close() })
-	scanner := NewScanner(DefaultMaxBulkLen)
+	scanner := resp.NewScanner(resp.DefaultMaxBulkLen)
 	var out []byte
 	in := make([]byte, 0, 64<<10)
 	return func(reqs []*Request) error {

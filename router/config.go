@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"kvproxy/internal/resp"
 )
 
 // Config says how a Router reaches and treats the cluster. Start from
@@ -131,7 +133,7 @@ func DefaultConfig() Config {
 		MaxRetries:      10,
 		RetryBackoff:    5 * time.Millisecond,
 		MaxRetryBackoff: 200 * time.Millisecond,
-		MaxBulkLen:      DefaultMaxBulkLen,
+		MaxBulkLen:      resp.DefaultMaxBulkLen,
 		MaxPending:      8192,
 		MaxPendingBytes: 16 << 20,
 		Logger:          slog.New(slog.DiscardHandler),

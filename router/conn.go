@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"kvproxy/internal/rawio"
+	"kvproxy/internal/resp"
 )
 
 // Reconnection backoff of one backend connection: the first redial after a
@@ -412,8 +413,8 @@ func (c *backendConn) connectAndServe() {
 // deadline: a slow command delays the replies behind it, and a node that
 // stops answering is found by the watchdog's probes instead.
 func (c *backendConn) readLoop(nc net.Conn, raw *rawio.Conn) {
-	scanner := NewScanner(c.r.cfg.MaxBulkLen)
-	scanner.skipOversized = true
+	scanner := resp.NewScanner(c.r.cfg.MaxBulkLen)
+	scanner.SkipOversized()
 	buf := make([]byte, 0, readBufSize)
 	var frames []frameSpan
 	var calls []*call
@@ -443,12 +444,12 @@ func (c *backendConn) readLoop(nc net.Conn, raw *rawio.Conn) {
 				start += size
 				continue
 			}
-			if scanner.discarding || len(buf)-start < discardCheckBytes || c.keeps(len(frames), len(buf)-start) {
+			if scanner.Discarding() || len(buf)-start < discardCheckBytes || c.keeps(len(frames), len(buf)-start) {
 				break
 			}
 			scanner.Discard() // and scan on: blobs now pass as they come
 		}
-		if scanner.discarding {
+		if scanner.Discarding() {
 			// Keep nothing of a discarded reply but its unscanned tail.
 			if k := scanner.Scanned(); k > 0 {
 				buf = append(buf[:start], buf[start+k:]...)
@@ -458,7 +459,7 @@ func (c *backendConn) readLoop(nc net.Conn, raw *rawio.Conn) {
 		if len(frames) > 0 {
 			var ok, admitted bool
 			if calls, ok, admitted = c.popReplied(calls[:0], len(frames)); !ok {
-				c.fail(nc, fmt.Errorf("%w: reply without a request", ErrProtocol))
+				c.fail(nc, fmt.Errorf("%w: reply without a request", resp.ErrProtocol))
 				return
 			}
 			completeCalls(calls, frames, buf)
@@ -604,33 +605,26 @@ func (r *Router) dial(ctx context.Context, addr string) (net.Conn, error) {
 	return nc, nil
 }
 
-// authenticate sends AUTH and expects +OK. The server sends nothing else
-// before the reply, so reading up to its line end consumes exactly it.
+// authenticate sends AUTH and expects +OK.
 func authenticate(nc net.Conn, password string, deadline time.Time) error {
 	if err := nc.SetDeadline(deadline); err != nil {
 		return err
 	}
-	cmd := fmt.Appendf(nil, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password)
-	if _, err := nc.Write(cmd); err != nil {
+	if _, err := nc.Write(resp.AppendCommand(nil, []byte("AUTH"), []byte(password))); err != nil {
 		return fmt.Errorf("AUTH: %w", err)
 	}
-	var line []byte
-	var chunk [64]byte
-	for len(line) < 512 {
-		n, err := nc.Read(chunk[:])
-		line = append(line, chunk[:n]...)
-		if len(line) >= 2 && line[len(line)-2] == '\r' && line[len(line)-1] == '\n' {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("AUTH: %w", err)
-		}
+	reply, err := resp.ReadReply(nc, maxAuthReply)
+	if err != nil {
+		return fmt.Errorf("AUTH: %w", err)
 	}
-	if string(line) != "+OK\r\n" {
-		return fmt.Errorf("AUTH refused: %q", line)
+	if string(reply) != "+OK\r\n" {
+		return fmt.Errorf("AUTH refused: %q", reply)
 	}
 	return nc.SetDeadline(time.Time{})
 }
+
+// maxAuthReply bounds the reply to AUTH: +OK, or an error line.
+const maxAuthReply = 512
 
 // callQueue is a FIFO ring of calls; nil entries stand for ASKING, whose
 // reply is dropped.

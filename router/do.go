@@ -1,12 +1,12 @@
 package router
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"time"
+
+	"kvproxy/internal/resp"
 )
 
 // Do sends every request (pipelined, each backend connection in order) and
@@ -426,7 +426,7 @@ func (b *batch) wait(ctx context.Context) bool {
 		cl := &b.calls[i]
 		b.r.endHold(cl, holdAbandoned)
 		switch {
-		case cl.status == callFinal, cl.status == callReplied && !isRedirect(cl.req.Reply):
+		case cl.status == callFinal, cl.status == callReplied && !resp.IsRedirect(cl.req.Reply):
 		case cl.failure != nil: // failed for good: queue full, shutting down
 			cl.finish(cl.failure)
 		case cl.status == callLost && !cl.req.ReadOnly:
@@ -523,16 +523,16 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 	if len(reply) == 0 || reply[0] != '-' {
 		return false
 	}
-	kind, slot, addr := parseRedirect(reply, cl.sentTo.host)
+	kind, slot, addr := resp.ParseRedirect(reply, cl.sentTo.host)
 	switch kind {
-	case redirectMoved:
+	case resp.RedirectMoved:
 		r.counters.moved.Add(1)
 		return r.redirect(cl, kind, slot, addr, o)
-	case redirectAsk:
+	case resp.RedirectAsk:
 		r.counters.ask.Add(1)
 		return r.redirect(cl, kind, slot, addr, o)
 	}
-	switch string(ErrorCode(reply)) {
+	switch string(resp.ErrorCode(reply)) {
 	case "TRYAGAIN":
 		// A failover (which the gate then holds) or a slot migration's
 		// write-forbidden phase, which can last seconds: resent within the
@@ -594,7 +594,7 @@ func (r *Router) retry(cl *call, final []byte) bool {
 
 // redirect follows MOVED (patching the table for keyed requests) or ASK,
 // unless it bounces.
-func (r *Router) redirect(cl *call, kind redirectKind, slot int, addr string, o *roundOutcome) bool {
+func (r *Router) redirect(cl *call, kind resp.RedirectKind, slot int, addr string, o *roundOutcome) bool {
 	if addr == cl.sentTo.addr {
 		// A node redirecting to itself serves the slot no more and knows no
 		// better owner (Kvrocks does this for slots dropped from its
@@ -640,8 +640,8 @@ func (r *Router) redirect(cl *call, kind redirectKind, slot int, addr string, o 
 		return false
 	}
 	cl.redirectedBy = append(cl.redirectedBy, cl.sentTo)
-	cl.asking = kind == redirectAsk
-	if kind == redirectMoved && cl.req.Slot == slot {
+	cl.asking = kind == resp.RedirectAsk
+	if kind == resp.RedirectMoved && cl.req.Slot == slot {
 		cl.target = nil
 		o.refresh = true
 		cl.b.patches = append(cl.b.patches, slotPatch{slot, addr, cl.sentTo.addr})
@@ -660,37 +660,6 @@ func (cl *call) redirectedBefore(addr string) bool {
 		}
 	}
 	return false
-}
-
-// ErrorCode returns the first word of an error reply ("-TRYAGAIN ..." →
-// "TRYAGAIN"), nil for any other reply.
-func ErrorCode(reply []byte) []byte {
-	if len(reply) < 2 || reply[0] != '-' {
-		return nil
-	}
-	end := bytes.IndexAny(reply, " \r")
-	if end < 1 {
-		return nil
-	}
-	return reply[1:end]
-}
-
-// MovedTarget returns the address of a "-MOVED <slot> <host>:<port>" reply
-// (an empty host is that of from, the node that replied); ok is false for
-// any other reply.
-func MovedTarget(reply []byte, from string) (addr string, ok bool) {
-	host, _, _ := net.SplitHostPort(from)
-	kind, _, addr := parseRedirect(reply, host)
-	if kind != redirectMoved {
-		return "", false
-	}
-	return addr, true
-}
-
-// isRedirect reports whether reply is a MOVED or ASK, which a client must
-// never see.
-func isRedirect(reply []byte) bool {
-	return bytes.HasPrefix(reply, []byte("-MOVED ")) || bytes.HasPrefix(reply, []byte("-ASK "))
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

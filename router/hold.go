@@ -3,12 +3,12 @@ package router
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"kvproxy/internal/resp"
 )
 
 // holdOutcome is how a held call leaves its hold.
@@ -357,7 +357,7 @@ func (r *Router) probe(n *node) bool {
 		_, err = nc.Write(pingCmd)
 	}
 	if err == nil {
-		err = readReply(nc)
+		_, err = resp.ReadReply(nc, maxProbeReply)
 	}
 	if err != nil {
 		_ = nc.Close()
@@ -379,26 +379,6 @@ func (n *node) closeProbe() {
 
 // maxProbeReply bounds the reply a probe reads (PONG, or an error line).
 const maxProbeReply = 4096
-
-// readReply reads one reply frame from nc and drops it.
-func readReply(nc net.Conn) error {
-	var buf [maxProbeReply]byte
-	scanner := NewScanner(maxProbeReply)
-	have := 0
-	for {
-		n, err := nc.Read(buf[have:])
-		have += n
-		if size, serr := scanner.Scan(buf[:have]); serr != nil || size > 0 {
-			return serr
-		}
-		if err != nil {
-			return err
-		}
-		if have == len(buf) {
-			return fmt.Errorf("%w: probe reply longer than %d bytes", ErrProtocol, maxProbeReply)
-		}
-	}
-}
 
 // redialNow lets the next request to n dial at once, whatever backoff its
 // connections' failures earned: n just answered a probe.

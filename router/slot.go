@@ -2,8 +2,10 @@
 // table, backend connections and the handling of MOVED/ASK/TRYAGAIN replies.
 package router
 
+import "kvproxy/internal/resp"
+
 // SlotCount is the number of hash slots in a Redis or Kvrocks cluster.
-const SlotCount = 16384
+const SlotCount = resp.ClusterSlots
 
 // crc16Table is the byte-wise lookup table of CRC16-XMODEM (polynomial 0x1021,
 // initial value 0, no reflection), the checksum Redis Cluster uses for slots.

@@ -1,7 +1,6 @@
 package router
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -114,56 +113,6 @@ func parseClusterEpoch(text string) (int64, error) {
 		return epoch, nil
 	}
 	return 0, errors.New("CLUSTER INFO has no cluster_current_epoch")
-}
-
-// redirectKind classifies a reply that redirects a keyed command.
-type redirectKind uint8
-
-const (
-	notRedirect redirectKind = iota
-	redirectMoved
-	redirectAsk
-)
-
-// parseRedirect recognises "-MOVED <slot> <host:port>" and "-ASK <slot>
-// <host:port>" error replies. An empty host means the host of the node that
-// replied, hostOfReplier.
-func parseRedirect(reply []byte, hostOfReplier string) (kind redirectKind, slot int, addr string) {
-	var rest []byte
-	switch {
-	case bytes.HasPrefix(reply, []byte("-MOVED ")):
-		kind, rest = redirectMoved, reply[len("-MOVED "):]
-	case bytes.HasPrefix(reply, []byte("-ASK ")):
-		kind, rest = redirectAsk, reply[len("-ASK "):]
-	default:
-		return notRedirect, 0, ""
-	}
-	rest, ok := bytes.CutSuffix(rest, []byte("\r\n"))
-	if !ok {
-		return notRedirect, 0, ""
-	}
-	slotText, target, ok := bytes.Cut(rest, []byte(" "))
-	if !ok {
-		return notRedirect, 0, ""
-	}
-	if len(slotText) == 0 || len(slotText) > 5 || !allDigits(slotText) {
-		return notRedirect, 0, ""
-	}
-	slot, _ = strconv.Atoi(string(slotText))
-	if slot >= SlotCount {
-		return notRedirect, 0, ""
-	}
-	host, port, err := net.SplitHostPort(string(target))
-	if err != nil || port == "" || strings.ContainsAny(port, " \r\n") || strings.ContainsAny(host, " \r\n") {
-		return notRedirect, 0, ""
-	}
-	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
-		return notRedirect, 0, ""
-	}
-	if host == "" {
-		host = hostOfReplier
-	}
-	return kind, slot, net.JoinHostPort(host, port)
 }
 
 // slotOwner is one range of CLUSTER SLOTS: its master's address and id.

@@ -66,37 +66,6 @@ func TestParseClusterEpoch(t *testing.T) {
 	}
 }
 
-func TestParseRedirect(t *testing.T) {
-	tests := []struct {
-		reply string
-		kind  redirectKind
-		slot  int
-		addr  string
-	}{
-		{"-MOVED 3999 127.0.0.1:6381\r\n", redirectMoved, 3999, "127.0.0.1:6381"},
-		{"-ASK 0 10.1.2.3:7000\r\n", redirectAsk, 0, "10.1.2.3:7000"},
-		{"-MOVED 16383 :6379\r\n", redirectMoved, 16383, "192.168.0.5:6379"},
-		{"-MOVED 12 [::1]:7001\r\n", redirectMoved, 12, "[::1]:7001"},
-		{"-MOVED 12 node-1.example:7001\r\n", redirectMoved, 12, "node-1.example:7001"},
-		{"-MOVED 16384 127.0.0.1:6381\r\n", notRedirect, 0, ""},
-		{"-MOVED -1 127.0.0.1:6381\r\n", notRedirect, 0, ""},
-		{"-MOVED +1 127.0.0.1:6381\r\n", notRedirect, 0, ""},
-		{"-MOVED 1 127.0.0.1\r\n", notRedirect, 0, ""},
-		{"-MOVED 1 127.0.0.1:0\r\n", notRedirect, 0, ""},
-		{"-MOVED 1 127.0.0.1:6381", notRedirect, 0, ""},
-		{"-MOVED 1\r\n", notRedirect, 0, ""},
-		{"-MOVEDX 1 a:1\r\n", notRedirect, 0, ""},
-		{"-TRYAGAIN Failover in progress\r\n", notRedirect, 0, ""},
-		{"+MOVED 1 a:1\r\n", notRedirect, 0, ""},
-	}
-	for _, tt := range tests {
-		kind, slot, addr := parseRedirect([]byte(tt.reply), "192.168.0.5")
-		assert.Equal(t, tt.kind, kind, "%q", tt.reply)
-		assert.Equal(t, tt.slot, slot, "%q", tt.reply)
-		assert.Equal(t, tt.addr, addr, "%q", tt.reply)
-	}
-}
-
 func TestValidateOwners(t *testing.T) {
 	assert.NoError(t, validateOwners([]slotOwner{{SlotRange{0, 100}, "a:1", "x"}, {SlotRange{101, 16383}, "a:1", "x"}}))
 	assert.Error(t, validateOwners([]slotOwner{{SlotRange{0, 100}, "a:1", "x"}, {SlotRange{100, 200}, "b:1", "y"}}), "overlap")
@@ -230,26 +199,6 @@ func TestCallQueueIsFIFOAcrossGrowth(t *testing.T) {
 		next++
 	}
 	assert.Equal(t, len(calls), next)
-}
-
-func TestMovedTarget(t *testing.T) {
-	for _, tc := range []struct {
-		reply, from, want string
-	}{
-		{"-MOVED 3999 127.0.0.1:6381\r\n", "127.0.0.1:6380", "127.0.0.1:6381"},
-		{"-MOVED 3999 :6381\r\n", "10.1.2.3:6380", "10.1.2.3:6381"},
-		{"-MOVED 3999 [::1]:6381\r\n", "x", "[::1]:6381"},
-		{"-MOVED 3999\r\n", "a:1", ""},
-		{"-MOVED x a:1\r\n", "a:1", ""},
-		{"-MOVED 1 a\r\n", "a:1", ""},
-		{"-ASK 1 a:1\r\n", "a:1", ""},
-		{"-MOVED 1 a:1", "a:1", ""},
-		{"+OK\r\n", "a:1", ""},
-	} {
-		got, ok := MovedTarget([]byte(tc.reply), tc.from)
-		assert.Equal(t, tc.want != "", ok, tc.reply)
-		assert.Equal(t, tc.want, got, tc.reply)
-	}
 }
 
 // newTableRouter is a Router with no cluster behind it, for the slot table's

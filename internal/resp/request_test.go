@@ -1,4 +1,4 @@
-package proxy
+package resp
 
 import (
 	"bytes"
@@ -12,14 +12,14 @@ import (
 	"github.com/tidwall/redcon"
 )
 
-var testLimits = scanLimits{maxBulkLen: 1 << 20, maxArgs: 1 << 16, maxRequestBytes: 1 << 24}
+var testLimits = RequestLimits{MaxBulkLen: 1 << 20, MaxArgs: 1 << 16, MaxRequestBytes: 1 << 24}
 
 // scanAll feeds data to a fresh scanner as if it arrived in reads of size
 // chunk (all at once when chunk <= 0) and returns the verdict and the offset
 // where the refused or unfinished request starts (len(data) when it ends on
 // a boundary).
-func scanAll(data []byte, limits scanLimits, chunk int) (boundary int, err *guardError) {
-	s := requestScanner{limits: limits}
+func scanAll(data []byte, limits RequestLimits, chunk int) (boundary int, err *RequestError) {
+	s := RequestScanner{Limits: limits}
 	if chunk <= 0 {
 		chunk = len(data) + 1
 	}
@@ -27,7 +27,7 @@ func scanAll(data []byte, limits scanLimits, chunk int) (boundary int, err *guar
 	for read := 0; read < len(data); {
 		read = min(read+chunk, len(data))
 		for pos < read {
-			next, done, e := s.scan(data[:read], pos)
+			next, done, e := s.Scan(data[:read], pos)
 			pos = next
 			if e != nil {
 				return boundary, e
@@ -74,7 +74,7 @@ func TestRequestScanner(t *testing.T) {
 				if tt.err == "" {
 					assert.Nil(t, err, "chunk %d", chunk)
 				} else if assert.NotNil(t, err, "chunk %d", chunk) {
-					assert.Equal(t, tt.err, err.msg, "chunk %d", chunk)
+					assert.Equal(t, tt.err, err.Msg, "chunk %d", chunk)
 				}
 			}
 		})
@@ -82,14 +82,14 @@ func TestRequestScanner(t *testing.T) {
 }
 
 func TestRequestScannerLimits(t *testing.T) {
-	limits := scanLimits{maxBulkLen: 10, maxArgs: 3, maxRequestBytes: 30}
+	limits := RequestLimits{MaxBulkLen: 10, MaxArgs: 3, MaxRequestBytes: 30}
 	_, err := scanAll([]byte("*1\r\n$11\r\n"), limits, 0)
 	assert.Equal(t, errBulkTooLong, err)
 	_, err = scanAll([]byte("*4\r\n"), limits, 0)
 	assert.Equal(t, errTooManyArgs, err)
 	_, err = scanAll([]byte("*3\r\n$10\r\n0123456789\r\n$10\r\n0123456789\r\n"), limits, 0)
 	assert.Equal(t, errRequestTooLarge, err)
-	_, err = scanAll([]byte(strings.Repeat("x", maxInlineLen+1)), testLimits, 0)
+	_, err = scanAll([]byte(strings.Repeat("x", MaxInlineLen+1)), testLimits, 0)
 	assert.Equal(t, errInlineTooLong, err)
 	_, err = scanAll([]byte("GET"+strings.Repeat(" ", maxInlineSeparators+1)), testLimits, 0)
 	assert.Equal(t, errInlineTooManyArgs, err)
@@ -98,11 +98,11 @@ func TestRequestScannerLimits(t *testing.T) {
 	_, err = scanAll([]byte("*1\r\n$"+strings.Repeat("0", maxHeaderLen+1)), testLimits, 0)
 	assert.Equal(t, errBulkHeaderLong, err)
 
-	s := requestScanner{limits: testLimits, unauthenticated: true}
-	_, _, err = s.scan([]byte("*11\r\n"), 0)
+	s := RequestScanner{Limits: testLimits, Unauthenticated: true}
+	_, _, err = s.Scan([]byte("*11\r\n"), 0)
 	assert.Equal(t, errUnauthMultibulk, err)
-	s = requestScanner{limits: testLimits, unauthenticated: true}
-	_, _, err = s.scan([]byte("*2\r\n$4\r\nAUTH\r\n$16385\r\n"), 0)
+	s = RequestScanner{Limits: testLimits, Unauthenticated: true}
+	_, _, err = s.Scan([]byte("*2\r\n$4\r\nAUTH\r\n$16385\r\n"), 0)
 	assert.Equal(t, errUnauthBulk, err)
 
 	// A header that announces more than maxRequestBytes is refused before
@@ -111,9 +111,9 @@ func TestRequestScannerLimits(t *testing.T) {
 	assert.Equal(t, errRequestTooLarge, err)
 
 	// The scanner stops after each command, with its arguments recorded.
-	s = requestScanner{limits: testLimits}
+	s = RequestScanner{Limits: testLimits}
 	input := []byte("*2\r\n$3\r\nGET\r\n$0\r\n\r\n*1\r\n$4\r\nPING\r\n")
-	next, done, err := s.scan(input, 0)
+	next, done, err := s.Scan(input, 0)
 	assert.Nil(t, err)
 	assert.True(t, done)
 	assert.Equal(t, 19, next)
@@ -164,12 +164,12 @@ func FuzzRequestScanner(f *testing.F) {
 		require.Equal(t, boundary, chunked, "boundary depends on the read sizes")
 		require.Equal(t, err, chunkedErr, "verdict depends on the read sizes")
 		// Under tight caps too: one byte per read never takes fastHeader.
-		tight := scanLimits{maxBulkLen: 8, maxArgs: 4, maxRequestBytes: 40}
+		tight := RequestLimits{MaxBulkLen: 8, MaxArgs: 4, MaxRequestBytes: 40}
 		tightBoundary, tightErr := scanAll(data, tight, 0)
 		byteBoundary, byteErr := scanAll(data, tight, 1)
 		require.Equal(t, byteBoundary, tightBoundary, "boundary under tight caps depends on the read sizes")
 		require.Equal(t, byteErr, tightErr, "verdict under tight caps depends on the read sizes")
-		if err != nil && err.limit {
+		if err != nil && err.Limit {
 			return // a cap redcon does not have
 		}
 
@@ -188,8 +188,8 @@ func FuzzRequestScanner(f *testing.F) {
 			require.NoError(t, fullErr, "redcon refuses what the guard accepts: %q", data)
 			return
 		}
-		require.Error(t, fullErr, "the guard refuses what redcon accepts: %q (%s)", data, err.msg)
+		require.Error(t, fullErr, "the guard refuses what redcon accepts: %q (%s)", data, err.Msg)
 		want := strings.NewReplacer("\r", " ", "\n", " ").Replace(fullErr.Error())
-		require.Equal(t, want, err.msg)
+		require.Equal(t, want, err.Msg)
 	})
 }

@@ -1,15 +1,10 @@
-package router
+package resp
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
+	"io"
 )
-
-// ErrProtocol is wrapped by every error a Scanner returns: the backend sent
-// bytes that are not RESP, so the connection's byte stream can no longer be
-// trusted and must be closed.
-var ErrProtocol = errors.New("RESP protocol error")
 
 // Reasons a reply frame is malformed. They are allocated once so that even the
 // error path of Scan does not allocate.
@@ -54,9 +49,7 @@ type Scanner struct {
 	// frame itself, which expects one value.
 	pending [MaxNesting + 1]int64
 
-	// skipOversized makes a bulk longer than maxBulkLen discard its frame
-	// (see Discard) instead of failing the stream: a backend's reply is
-	// skipped, so the connection stays in step.
+	// skipOversized: see SkipOversized.
 	skipOversized bool
 	// discarding: the frame in progress is consumed without being kept,
 	// oversized says a bulk longer than maxBulkLen is why. Both describe
@@ -72,10 +65,15 @@ type Scanner struct {
 // maxBulkLen must be positive.
 func NewScanner(maxBulkLen int) *Scanner {
 	if maxBulkLen <= 0 {
-		panic("router: NewScanner needs a positive maxBulkLen")
+		panic("resp: NewScanner needs a positive maxBulkLen")
 	}
 	return &Scanner{maxBulkLen: int64(maxBulkLen)}
 }
+
+// SkipOversized makes a bulk longer than the limit discard its frame (see
+// Discard) instead of failing the stream: a backend's reply is skipped, so
+// the connection stays in step.
+func (s *Scanner) SkipOversized() { s.skipOversized = true }
 
 // Reset forgets the frame in progress.
 func (s *Scanner) Reset() {
@@ -111,6 +109,9 @@ func (s *Scanner) Drop(n int) {
 		s.lineFrom = max(s.lineFrom-n, 0)
 	}
 }
+
+// Discarding reports whether the frame in progress is being discarded.
+func (s *Scanner) Discarding() bool { return s.discarding }
 
 // Discarded reports whether the frame Scan reported last was discarded
 // (Discard), and whether a bulk longer than the limit is why.
@@ -358,4 +359,26 @@ func parseLength(b []byte) (int64, bool) {
 		n = -n
 	}
 	return n, true
+}
+
+// ReadReply reads one reply frame of at most limit bytes from r, which
+// must hold nothing before it; what r holds after it is lost (the
+// connection carries one request at a time: a probe's, a handshake's).
+func ReadReply(r io.Reader, limit int) ([]byte, error) {
+	buf := make([]byte, limit)
+	scanner := NewScanner(limit)
+	have := 0
+	for {
+		n, err := r.Read(buf[have:])
+		have += n
+		if size, serr := scanner.Scan(buf[:have]); serr != nil || size > 0 {
+			return buf[:size], serr
+		}
+		if err != nil {
+			return nil, err
+		}
+		if have == len(buf) {
+			return nil, fmt.Errorf("%w: reply longer than %d bytes", ErrProtocol, limit)
+		}
+	}
 }
