@@ -149,6 +149,27 @@ func BenchmarkDispatch(b *testing.B) {
 	}
 }
 
+// BenchmarkDispatchOnLoop is BenchmarkDispatch as an event loop serves a
+// batch: loopSafe decides first, then the session serves what it classified.
+func BenchmarkDispatchOnLoop(b *testing.B) {
+	backend := &staticBackend{}
+	sess, conn := newTestSession(b, backend)
+	var batch [][]string
+	for i := range 16 {
+		batch = append(batch, []string{"GET", "key:" + strconv.Itoa(i)})
+	}
+	cmds := parseCommands(b, batch...)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		conn.out = conn.out[:0]
+		if !sess.loopSafe(cmds) {
+			b.Fatal("a batch of GETs is not loop-safe")
+		}
+		sess.serve(cmds)
+	}
+}
+
 // scriptedBackend answers each request with reply(request).
 type scriptedBackend struct {
 	masters []string
