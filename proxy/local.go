@@ -115,9 +115,12 @@ var adminOnlyCommands = map[*CommandInfo]bool{
 
 // adminOnly reports whether the command info and args name is one of
 // adminOnlyCommands. A malformed one is not: as in Redis, its arity error
-// comes first.
+// comes first. A bare COMMAND is a container without a subcommand.
 func adminOnly(info *CommandInfo, args [][]byte) bool {
 	if info.IsContainer() {
+		if len(args) < 2 {
+			return false
+		}
 		info = info.Subcommand(args[1])
 	}
 	return adminOnlyCommands[info] && info.ArityOK(len(args))
