@@ -113,17 +113,11 @@ var adminOnlyCommands = map[*CommandInfo]bool{
 	LookupCommand([]byte("client")).Subcommand([]byte("kill")):     true,
 }
 
-// adminOnly reports whether the command info and args name is one of
-// adminOnlyCommands. A malformed one is not: as in Redis, its arity error
-// comes first. A bare COMMAND is a container without a subcommand.
-func adminOnly(info *CommandInfo, args [][]byte) bool {
-	if info.IsContainer() {
-		if len(args) < 2 {
-			return false
-		}
-		info = info.Subcommand(args[1])
-	}
-	return adminOnlyCommands[info] && info.ArityOK(len(args))
+// adminOnly reports whether cmd, a command or the subcommand a container's
+// args name (nil if none), is one of adminOnlyCommands. A malformed one is
+// not: as in Redis, its arity error comes first.
+func adminOnly(cmd *CommandInfo, args [][]byte) bool {
+	return adminOnlyCommands[cmd] && cmd.ArityOK(len(args))
 }
 
 // Failed AUTHs on one connection: the first freeAuthFailures are answered

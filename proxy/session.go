@@ -82,10 +82,12 @@ type session struct {
 	owned [][]byte
 	// local holds the replies the proxy makes for the chunk.
 	local []byte
-	// looked holds what loopSafe found for the batch being classified;
-	// lookedNext is the next entry to match.
-	looked     []lookedUp
-	lookedNext int
+	// classes[i] is the class loopSafe found for classed[i], so serving
+	// the batch does not classify it again; serving is the index of the
+	// command being served.
+	classes []commandClass
+	classed []redcon.Command
+	serving int
 	// Scratch space for key positions, slot splitting and merging.
 	keyIdx []int
 	// keyParts holds, for each key of the chunk's split commands, the
@@ -209,10 +211,11 @@ func (s *session) serveChunk(cmds []redcon.Command, last bool) bool {
 		if s.quit {
 			break // QUIT: what follows is not served
 		}
+		s.serving = i
 		s.classify(&cmds[i])
 	}
-	clear(s.looked) // do not pin the commands
-	s.looked, s.lookedNext = s.looked[:0], 0
+	// Only a batch of one chunk is classed; do not pin its commands.
+	s.classes, s.classed = s.classes[:0], nil
 	if last && s.startAsync() {
 		return true
 	}
@@ -234,31 +237,15 @@ func (s *session) loopSafe(cmds []redcon.Command) bool {
 		return false
 	}
 	size, auths := 0, 0
-	s.looked, s.lookedNext = s.looked[:0], 0
+	s.classes, s.classed = s.classes[:0], cmds
 	for i := range cmds {
-		args := cmds[i].Args
 		size += len(cmds[i].Raw)
-		info := LookupCommand(args[0])
-		s.looked = append(s.looked, lookedUp{&cmds[i], info})
-		if info == cmdAUTH || info == cmdHELLO {
+		class := classOf(cmds[i].Args)
+		s.classes = append(s.classes, class)
+		if class.info == cmdAUTH || class.info == cmdHELLO {
 			auths++
 		}
-		if info == nil && isProxyFailover(args) {
-			return false // waits for the handover
-		}
-		if info == nil || !info.ArityOK(len(args)) {
-			continue // answered with an error
-		}
-		if info == cmdQUIT || isClusterxFailover(info, args) {
-			return false
-		}
-		cmd := info
-		if info.IsContainer() && len(args) > 1 {
-			if cmd = info.Subcommand(args[1]); cmd == nil {
-				continue
-			}
-		}
-		if cmd.Flags&(FlagTransaction|FlagBlocking|FlagPubSub) != 0 && !nonBlockingRead(cmd, args) && !routedPubSub(cmd) {
+		if class.blocksLoop() {
 			return false
 		}
 	}
@@ -404,9 +391,105 @@ var (
 	cmdRESET  = LookupCommand([]byte("reset"))
 )
 
-// dedicatedFlags mark commands that need a dedicated backend connection
-// (served when the Backend is a DedicatedBackend) or an operator (refused).
-const dedicatedFlags = FlagTransaction | FlagBlocking | FlagPubSub | FlagAdmin
+// commandClass is what a command's arguments alone say about serving it. It
+// is found once per command: by loopSafe when an event loop decides whether
+// it may serve the batch, else when the session serves the command.
+type commandClass struct {
+	// info is the table's entry, nil for a command the proxy does not know;
+	// cmd is the subcommand a container names (nil if none), else info.
+	info, cmd *CommandInfo
+	// local answers a command the proxy serves in place (kindLocal).
+	local func(*session, [][]byte)
+	kind  commandKind
+}
+
+// commandKind is how a command is served, in the order the session checks
+// for it; AUTH and the admin user are checked between kindBadArity and the
+// others.
+type commandKind uint8
+
+const (
+	kindUnknown       commandKind = iota // not in the table: an error
+	kindProxy                            // PROXY, the proxy's own admin command
+	kindProxyFailover                    // PROXY FAILOVER: waits for the handover
+	kindBadArity                         // info's arity is wrong: an error
+	kindLocal                            // answered in place by local
+	kindBadSubcommand                    // a container's unknown subcommand: an error
+	kindBadSubArity                      // the subcommand's arity is wrong: an error
+	// kindClusterxFailover: CLUSTERX FAILOVER, carried out by the proxy when
+	// it has dedicated connections, waiting for the handover.
+	kindClusterxFailover
+	kindDedicated // a transaction, blocking or Pub/Sub command: a dedicated connection
+	kindRefused   // an operator's command: not supported
+	kindRouted    // sent to the masters: by slot, split or fanned out
+)
+
+// classOf classifies the command args.
+func classOf(args [][]byte) commandClass {
+	info := LookupCommand(args[0])
+	if info == nil {
+		switch {
+		case isProxyFailover(args):
+			return commandClass{kind: kindProxyFailover}
+		case equalFold(args[0], "proxy"):
+			return commandClass{kind: kindProxy}
+		}
+		return commandClass{kind: kindUnknown}
+	}
+	class := commandClass{info: info, cmd: info}
+	if !info.ArityOK(len(args)) {
+		class.kind = kindBadArity
+		return class
+	}
+	if info.IsContainer() {
+		// A bare COMMAND (arity -1) names no subcommand.
+		class.cmd = nil
+		if len(args) > 1 {
+			class.cmd = info.Subcommand(args[1])
+		}
+	}
+	if info.Flags&FlagKeyless != 0 {
+		if class.local = localCommands[info]; class.local != nil {
+			class.kind = kindLocal
+			return class
+		}
+	}
+	cmd := class.cmd
+	switch {
+	case cmd == nil:
+		class.kind = kindBadSubcommand
+	case cmd != info && !cmd.ArityOK(len(args)):
+		class.kind = kindBadSubArity
+	case isClusterxFailover(info, args):
+		class.kind = kindClusterxFailover
+	case cmd.Flags&FlagAdmin != 0:
+		class.kind = kindRefused
+	case cmd.Flags&(FlagTransaction|FlagBlocking|FlagPubSub) != 0 && !nonBlockingRead(cmd, args) && !routedPubSub(cmd):
+		class.kind = kindDedicated
+	default:
+		class.kind = kindRouted
+	}
+	return class
+}
+
+// blocksLoop reports a command an event loop must not serve: it waits for a
+// handover, needs a dedicated connection, or ends the connection.
+func (c *commandClass) blocksLoop() bool {
+	switch c.kind {
+	case kindProxyFailover, kindClusterxFailover, kindDedicated:
+		return true
+	}
+	return c.info == cmdQUIT
+}
+
+// classFor is the class of c, the command being served: the one loopSafe
+// found, else found now.
+func (s *session) classFor(c *redcon.Command) commandClass {
+	if i := s.serving; i < len(s.classes) && &s.classed[i] == c {
+		return s.classes[i]
+	}
+	return classOf(c.Args)
+}
 
 // classify decides how one command is answered and records it: answered in
 // place, routed by slot, split across slots or fanned out to every master.
@@ -424,22 +507,24 @@ func (s *session) classify(c *redcon.Command) {
 // classifyCommand classifies a command outside MULTI and subscriber mode.
 func (s *session) classifyCommand(c *redcon.Command) {
 	args := c.Args
-	info := s.lookup(c)
-	if info == nil {
+	class := s.classFor(c)
+	switch class.kind {
+	case kindUnknown:
 		s.lastCommand = ""
-		if equalFold(args[0], "proxy") {
-			if !s.authed {
-				s.replyError(errNoAuth)
-				return
-			}
-			s.proxyCommand(args)
-			return
-		}
 		s.replyError(unknownCommandError(args))
 		return
+	case kindProxy, kindProxyFailover:
+		s.lastCommand = ""
+		if !s.authed {
+			s.replyError(errNoAuth)
+			return
+		}
+		s.proxyCommand(args)
+		return
 	}
+	info, cmd := class.info, class.cmd
 	s.lastCommand = info.Name
-	if !info.ArityOK(len(args)) {
+	if class.kind == kindBadArity {
 		s.replyError(wrongArgsError(info.Name))
 		return
 	}
@@ -447,37 +532,29 @@ func (s *session) classifyCommand(c *redcon.Command) {
 		s.replyError(errNoAuth)
 		return
 	}
-	if !s.isAdmin() && adminOnly(info, args) {
+	if !s.isAdmin() && adminOnly(cmd, args) {
 		s.replyError(errNoAdmin)
 		return
 	}
-	if info.Flags&FlagKeyless != 0 {
-		if handler := localCommands[info]; handler != nil {
-			handler(s, args)
-			return
-		}
-	}
-	cmd := info
-	if info.IsContainer() {
-		cmd = info.Subcommand(args[1])
-		if cmd == nil {
-			s.replyError(unknownSubcommandError(args))
-			return
-		}
-		if !cmd.ArityOK(len(args)) {
-			s.replyError(wrongArgsError(cmd.Name))
-			return
-		}
-		s.lastCommand = cmd.Name
-	}
-	if isClusterxFailover(info, args) && s.srv.dedicated != nil {
-		s.clusterxFailover(c)
+	switch class.kind {
+	case kindLocal:
+		class.local(s, args)
+		return
+	case kindBadSubcommand:
+		s.replyError(unknownSubcommandError(args))
+		return
+	case kindBadSubArity:
+		s.replyError(wrongArgsError(cmd.Name))
 		return
 	}
-	if cmd.Flags&dedicatedFlags != 0 && !nonBlockingRead(cmd, args) && !routedPubSub(cmd) {
+	s.lastCommand = cmd.Name
+	switch class.kind {
+	case kindClusterxFailover, kindDedicated, kindRefused:
 		switch {
-		case cmd.Flags&FlagAdmin != 0 || s.srv.dedicated == nil:
+		case class.kind == kindRefused || s.srv.dedicated == nil:
 			s.replyError(unsupportedError(args))
+		case class.kind == kindClusterxFailover:
+			s.clusterxFailover(c)
 		case cmd.Flags&FlagTransaction != 0:
 			s.transactionCommand(cmd, c)
 		case cmd.Flags&FlagBlocking != 0:
@@ -521,25 +598,6 @@ func (s *session) classifyCommand(c *redcon.Command) {
 		}
 	}
 	s.route(c.Raw, int(slot), cmd.Flags&FlagReadOnly != 0)
-}
-
-// lookedUp remembers the table entry loopSafe found for a command, so
-// classifying it does not look it up again.
-type lookedUp struct {
-	cmd  *redcon.Command
-	info *CommandInfo
-}
-
-// lookup is LookupCommand for c, using what loopSafe found.
-func (s *session) lookup(c *redcon.Command) *CommandInfo {
-	for s.lookedNext < len(s.looked) {
-		next := s.looked[s.lookedNext]
-		s.lookedNext++
-		if next.cmd == c {
-			return next.info
-		}
-	}
-	return LookupCommand(c.Args[0])
 }
 
 // route sends the command unchanged to the master of slot.
