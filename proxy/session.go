@@ -184,8 +184,6 @@ func newSession(srv *Server, conn replyConn, g *guardConn, w *redcon.Writer, raw
 }
 
 // serve answers a client's batch, at most MaxPipeline commands per trip to
-// the backends.
-// serve answers a client's batch, at most MaxPipeline commands per trip to
 // the backends. The caller holds the client's turn. The last chunk is
 // answered asynchronously when the session allows it (async.go): serve then
 // reports true, and the turn passes to whoever writes the replies.
