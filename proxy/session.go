@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"math"
-	"strconv"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -411,6 +410,3 @@ func (s *session) localAddr() string {
 func (s *session) remoteAddr() string {
 	return s.conn.RemoteAddr()
 }
-
-// itoa is strconv.Itoa for int64.
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
