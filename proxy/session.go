@@ -228,7 +228,8 @@ func (s *session) plain() bool {
 
 // loopSafe reports whether serving cmds cannot block: the session is plain,
 // the batch is one chunk small enough to be answered asynchronously, and no
-// command needs a dedicated connection or ends the connection.
+// command's class blocks the loop (blocksLoop). It keeps the classes for
+// serving the batch.
 func (s *session) loopSafe(cmds []redcon.Command) bool {
 	if !s.plain() || len(cmds) > s.srv.cfg.MaxPipeline {
 		return false
