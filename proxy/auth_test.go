@@ -30,6 +30,7 @@ func TestAdminOnlyCommandsNeedTheAdminUser(t *testing.T) {
 		"a malformed command is told so first")
 	assert.True(t, strings.HasPrefix(c.do("SCRIPT", "LOAD", "return 1"), "$"), "other script commands are not gated")
 	assert.True(t, strings.HasPrefix(c.do("CLIENT", "ID"), ":"), "other CLIENT subcommands are not gated")
+	assert.True(t, strings.HasPrefix(c.do("COMMAND"), "*"), "COMMAND without a subcommand is not gated")
 
 	admin := dialResp(t, addr)
 	require.Equal(t, "+OK\r\n", admin.do("AUTH", "admin", "ops"))

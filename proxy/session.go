@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"math"
-	"strconv"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -83,10 +82,12 @@ type session struct {
 	owned [][]byte
 	// local holds the replies the proxy makes for the chunk.
 	local []byte
-	// looked holds what loopSafe found for the batch being classified;
-	// lookedNext is the next entry to match.
-	looked     []lookedUp
-	lookedNext int
+	// classes[i] is the class loopSafe found for classed[i], so serving
+	// the batch does not classify it again; serving is the index of the
+	// command being served.
+	classes []commandClass
+	classed []redcon.Command
+	serving int
 	// Scratch space for key positions, slot splitting and merging.
 	keyIdx []int
 	// keyParts holds, for each key of the chunk's split commands, the
@@ -183,8 +184,6 @@ func newSession(srv *Server, conn replyConn, g *guardConn, w *redcon.Writer, raw
 }
 
 // serve answers a client's batch, at most MaxPipeline commands per trip to
-// the backends.
-// serve answers a client's batch, at most MaxPipeline commands per trip to
 // the backends. The caller holds the client's turn. The last chunk is
 // answered asynchronously when the session allows it (async.go): serve then
 // reports true, and the turn passes to whoever writes the replies.
@@ -210,10 +209,11 @@ func (s *session) serveChunk(cmds []redcon.Command, last bool) bool {
 		if s.quit {
 			break // QUIT: what follows is not served
 		}
+		s.serving = i
 		s.classify(&cmds[i])
 	}
-	clear(s.looked) // do not pin the commands
-	s.looked, s.lookedNext = s.looked[:0], 0
+	// Only a batch of one chunk is classed; do not pin its commands.
+	s.classes, s.classed = s.classes[:0], nil
 	if last && s.startAsync() {
 		return true
 	}
@@ -229,37 +229,22 @@ func (s *session) plain() bool {
 
 // loopSafe reports whether serving cmds cannot block: the session is plain,
 // the batch is one chunk small enough to be answered asynchronously, and no
-// command needs a dedicated connection or ends the connection.
+// command's class blocks the loop (blocksLoop). It keeps the classes for
+// serving the batch.
 func (s *session) loopSafe(cmds []redcon.Command) bool {
 	if !s.plain() || len(cmds) > s.srv.cfg.MaxPipeline {
 		return false
 	}
 	size, auths := 0, 0
-	s.looked, s.lookedNext = s.looked[:0], 0
+	s.classes, s.classed = s.classes[:0], cmds
 	for i := range cmds {
-		args := cmds[i].Args
 		size += len(cmds[i].Raw)
-		info := LookupCommand(args[0])
-		s.looked = append(s.looked, lookedUp{&cmds[i], info})
-		if info == cmdAUTH || info == cmdHELLO {
+		class := classOf(cmds[i].Args)
+		s.classes = append(s.classes, class)
+		if class.info == cmdAUTH || class.info == cmdHELLO {
 			auths++
 		}
-		if info == nil && isProxyFailover(args) {
-			return false // waits for the handover
-		}
-		if info == nil || !info.ArityOK(len(args)) {
-			continue // answered with an error
-		}
-		if info == cmdQUIT || isClusterxFailover(info, args) {
-			return false
-		}
-		cmd := info
-		if info.IsContainer() && len(args) > 1 {
-			if cmd = info.Subcommand(args[1]); cmd == nil {
-				continue
-			}
-		}
-		if cmd.Flags&(FlagTransaction|FlagBlocking|FlagPubSub) != 0 && !nonBlockingRead(cmd, args) && !routedPubSub(cmd) {
+		if class.blocksLoop() {
 			return false
 		}
 	}
@@ -391,222 +376,11 @@ func (s *session) replyError(msg string) {
 	s.localReply(mark)
 }
 
-// Commands that need special treatment, found once.
-var (
-	cmdMGET   = LookupCommand([]byte("mget"))
-	cmdMSET   = LookupCommand([]byte("mset"))
-	cmdDEL    = LookupCommand([]byte("del"))
-	cmdEXISTS = LookupCommand([]byte("exists"))
-	cmdUNLINK = LookupCommand([]byte("unlink"))
-	cmdTOUCH  = LookupCommand([]byte("touch"))
-	cmdAUTH   = LookupCommand([]byte("auth"))
-	cmdHELLO  = LookupCommand([]byte("hello"))
-	cmdQUIT   = LookupCommand([]byte("quit"))
-	cmdRESET  = LookupCommand([]byte("reset"))
-)
-
-// dedicatedFlags mark commands that need a dedicated backend connection
-// (served when the Backend is a DedicatedBackend) or an operator (refused).
-const dedicatedFlags = FlagTransaction | FlagBlocking | FlagPubSub | FlagAdmin
-
-// classify decides how one command is answered and records it: answered in
-// place, routed by slot, split across slots or fanned out to every master.
-func (s *session) classify(c *redcon.Command) {
-	switch {
-	case s.tx.inMulti:
-		s.queueCommand(c)
-	case s.sub != nil:
-		s.subscriberCommand(c)
-	default:
-		s.classifyCommand(c)
-	}
-}
-
-// classifyCommand classifies a command outside MULTI and subscriber mode.
-func (s *session) classifyCommand(c *redcon.Command) {
-	args := c.Args
-	info := s.lookup(c)
-	if info == nil {
-		s.lastCommand = ""
-		if equalFold(args[0], "proxy") {
-			if !s.authed {
-				s.replyError(errNoAuth)
-				return
-			}
-			s.proxyCommand(args)
-			return
-		}
-		s.replyError(unknownCommandError(args))
-		return
-	}
-	s.lastCommand = info.Name
-	if !info.ArityOK(len(args)) {
-		s.replyError(wrongArgsError(info.Name))
-		return
-	}
-	if !s.authed && info != cmdAUTH && info != cmdHELLO && info != cmdQUIT && info != cmdRESET {
-		s.replyError(errNoAuth)
-		return
-	}
-	if !s.isAdmin() && adminOnly(info, args) {
-		s.replyError(errNoAdmin)
-		return
-	}
-	if info.Flags&FlagKeyless != 0 {
-		if handler := localCommands[info]; handler != nil {
-			handler(s, args)
-			return
-		}
-	}
-	cmd := info
-	if info.IsContainer() {
-		cmd = info.Subcommand(args[1])
-		if cmd == nil {
-			s.replyError(unknownSubcommandError(args))
-			return
-		}
-		if !cmd.ArityOK(len(args)) {
-			s.replyError(wrongArgsError(cmd.Name))
-			return
-		}
-		s.lastCommand = cmd.Name
-	}
-	if isClusterxFailover(info, args) && s.srv.dedicated != nil {
-		s.clusterxFailover(c)
-		return
-	}
-	if cmd.Flags&dedicatedFlags != 0 && !nonBlockingRead(cmd, args) && !routedPubSub(cmd) {
-		switch {
-		case cmd.Flags&FlagAdmin != 0 || s.srv.dedicated == nil:
-			s.replyError(unsupportedError(args))
-		case cmd.Flags&FlagTransaction != 0:
-			s.transactionCommand(cmd, c)
-		case cmd.Flags&FlagBlocking != 0:
-			s.blockingCommand(cmd, c)
-		default:
-			s.pubSubCommand(cmd, c)
-		}
-		return
-	}
-	if cmd.Flags&FlagKeyless != 0 {
-		switch {
-		case cmd.Flags&FlagFanout != 0:
-			s.fanout(cmd, c)
-		case fanoutSame[cmd]:
-			s.fanoutAll(c.Raw, false, mergeSame, 0)
-		case cmd == cmdScriptExists:
-			s.fanoutAll(c.Raw, true, mergeScriptExists, 0)
-		default:
-			s.routeKeyless(c.Raw, cmd.Flags&FlagReadOnly != 0)
-		}
-		return
-	}
-	if splittable(cmd) {
-		s.multiKey(cmd, c)
-		return
-	}
-	s.keyIdx = cmd.KeyIndexes(args, s.keyIdx[:0])
-	switch len(s.keyIdx) {
-	case 0:
-		s.routeKeyless(c.Raw, cmd.Flags&FlagReadOnly != 0)
-		return
-	case 1:
-		s.route(c.Raw, int(router.Slot(args[s.keyIdx[0]])), cmd.Flags&FlagReadOnly != 0)
-		return
-	}
-	slot := router.Slot(args[s.keyIdx[0]])
-	for _, k := range s.keyIdx[1:] {
-		if router.Slot(args[k]) != slot {
-			s.replyError("CROSSSLOT Keys in request don't hash to the same slot")
-			return
-		}
-	}
-	s.route(c.Raw, int(slot), cmd.Flags&FlagReadOnly != 0)
-}
-
-// lookedUp remembers the table entry loopSafe found for a command, so
-// classifying it does not look it up again.
-type lookedUp struct {
-	cmd  *redcon.Command
-	info *CommandInfo
-}
-
-// lookup is LookupCommand for c, using what loopSafe found.
-func (s *session) lookup(c *redcon.Command) *CommandInfo {
-	for s.lookedNext < len(s.looked) {
-		next := s.looked[s.lookedNext]
-		s.lookedNext++
-		if next.cmd == c {
-			return next.info
-		}
-	}
-	return LookupCommand(c.Args[0])
-}
-
-// route sends the command unchanged to the master of slot.
-func (s *session) route(raw []byte, slot int, readOnly bool) {
-	q, i := s.newRequest()
-	q.Raw = raw
-	q.Slot = slot
-	q.ReadOnly = readOnly
-	s.lastSlot = slot
-	s.entries = append(s.entries, entry{kind: replyRouted, from: i, to: i + 1})
-}
-
-// routeKeyless sends a command without keys to one master, the same one for
-// the whole session so its commands stay in order.
-func (s *session) routeKeyless(raw []byte, readOnly bool) {
-	masters := s.mastersList()
-	if len(masters) == 0 {
-		s.replyError(errNoMasters)
-		return
-	}
-	q, i := s.newRequest()
-	q.Raw = raw
-	q.Addr = masters[int(s.id)%len(masters)]
-	q.ReadOnly = readOnly
-	s.lastSlot = -1
-	s.entries = append(s.entries, entry{kind: replyRouted, from: i, to: i + 1})
-}
-
-const errNoAuth = "NOAUTH Authentication required."
-
-// errNoMasters answers commands that need a master when none is known.
-const errNoMasters = "CLUSTERDOWN The cluster is down"
-
 func (s *session) mastersList() []string {
 	if s.masters == nil {
 		s.masters = s.srv.backend.Masters()
 	}
 	return s.masters
-}
-
-var (
-	cmdXREAD      = LookupCommand([]byte("xread"))
-	cmdXREADGROUP = LookupCommand([]byte("xreadgroup"))
-)
-
-// nonBlockingRead reports an XREAD or XREADGROUP without BLOCK: it answers at
-// once, so it is routed like any other command.
-func nonBlockingRead(cmd *CommandInfo, args [][]byte) bool {
-	if cmd != cmdXREAD && cmd != cmdXREADGROUP {
-		return false
-	}
-	// Options are skipped by their widths, as a group or consumer may be
-	// named "block".
-	for i := 1; i < len(args); i++ {
-		switch arg := args[i]; {
-		case equalFold(arg, "block"):
-			return false
-		case equalFold(arg, "count"):
-			i++
-		case equalFold(arg, "group"):
-			i += 2
-		case equalFold(arg, "streams"):
-			return true
-		}
-	}
-	return true
 }
 
 // writeReply writes the reply of one command to the client.
@@ -638,78 +412,3 @@ func (s *session) localAddr() string {
 func (s *session) remoteAddr() string {
 	return s.conn.RemoteAddr()
 }
-
-// unknownCommandError is Redis 7's wording, arguments quoted after the name
-// until 128 bytes of them are shown.
-func unknownCommandError(args [][]byte) string {
-	b := []byte("ERR unknown command '")
-	b = appendSanitized(b, args[0], 128)
-	b = append(b, "', with args beginning with: "...)
-	shown := 0
-	for _, arg := range args[1:] {
-		if shown >= 128 {
-			break
-		}
-		before := len(b)
-		b = append(b, '\'')
-		b = appendSanitized(b, arg, 128-shown)
-		b = append(b, "' "...)
-		shown += len(b) - before
-	}
-	return string(b)
-}
-
-// appendSanitized appends at most limit bytes of s with line breaks blanked,
-// as Redis does to keep error replies on one line.
-func appendSanitized(b, s []byte, limit int) []byte {
-	if len(s) > limit {
-		s = s[:limit]
-	}
-	for _, c := range s {
-		if c == '\r' || c == '\n' {
-			c = ' '
-		}
-		b = append(b, c)
-	}
-	return b
-}
-
-func wrongArgsError(name string) string {
-	return "ERR wrong number of arguments for '" + name + "' command"
-}
-
-func unknownSubcommandError(args [][]byte) string {
-	b := []byte("ERR unknown subcommand '")
-	b = appendSanitized(b, args[1], 128)
-	b = append(b, "'. Try "...)
-	b = appendUpper(b, args[0])
-	b = append(b, " HELP."...)
-	return string(b)
-}
-
-func unsupportedError(args [][]byte) string {
-	b := []byte("ERR command '")
-	b = appendUpper(b, args[0])
-	if info := LookupCommand(args[0]); info != nil && info.IsContainer() && len(args) > 1 {
-		b = append(b, ' ')
-		b = appendUpper(b, args[1])
-	}
-	b = append(b, "' is not supported by kvproxy"...)
-	return string(b)
-}
-
-func appendUpper(b, s []byte) []byte {
-	for _, c := range s[:min(len(s), 128)] {
-		if 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		}
-		if c == '\r' || c == '\n' {
-			c = ' '
-		}
-		b = append(b, c)
-	}
-	return b
-}
-
-// itoa is strconv.Itoa for int64.
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }

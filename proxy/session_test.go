@@ -134,7 +134,14 @@ func TestDispatchDoesNotAllocate(t *testing.T) {
 	assert.Zero(t, allocs)
 }
 
-func BenchmarkDispatch(b *testing.B) {
+// BenchmarkDispatch serves a batch of 16 GETs as a client's goroutine does.
+func BenchmarkDispatch(b *testing.B) { benchmarkDispatch(b, false) }
+
+// BenchmarkDispatchOnLoop is BenchmarkDispatch as an event loop serves a
+// batch: loopSafe decides first, then the session serves what it classified.
+func BenchmarkDispatchOnLoop(b *testing.B) { benchmarkDispatch(b, true) }
+
+func benchmarkDispatch(b *testing.B, onLoop bool) {
 	backend := &staticBackend{}
 	sess, conn := newTestSession(b, backend)
 	var batch [][]string
@@ -146,7 +153,51 @@ func BenchmarkDispatch(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		conn.out = conn.out[:0]
+		if onLoop && !sess.loopSafe(cmds) {
+			b.Fatal("a batch of GETs is not loop-safe")
+		}
 		sess.serve(cmds)
+	}
+}
+
+// loopSafe and the session's dispatch read one class per command: what an
+// event loop refuses is what would wait for a dedicated connection, a
+// handover or the connection's end, and the class it found is the one served.
+func TestLoopSafeFollowsTheCommandsClass(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		safe bool
+	}{
+		{[]string{"GET", "k"}, true},
+		{[]string{"MGET", "a", "b"}, true},
+		{[]string{"PING"}, true},
+		{[]string{"NOSUCH"}, true},
+		{[]string{"GET"}, true},                        // wrong arity: an error
+		{[]string{"CONFIG", "GET", "maxmemory"}, true}, // refused
+		{[]string{"CONFIG", "NOSUCH"}, true},
+		{[]string{"XREAD", "STREAMS", "s", "0"}, true},
+		{[]string{"SPUBLISH", "ch", "m"}, true},
+		{[]string{"PROXY", "NODES"}, true},
+		{[]string{"MULTI"}, false},
+		{[]string{"WATCH", "k"}, false},
+		{[]string{"BLPOP", "k", "0"}, false},
+		{[]string{"XREAD", "BLOCK", "0", "STREAMS", "s", "0"}, false},
+		{[]string{"SUBSCRIBE", "ch"}, false},
+		{[]string{"QUIT"}, false},
+		{[]string{"PROXY", "FAILOVER", "0"}, false},
+		{[]string{"CLUSTERX", "FAILOVER", "id"}, false},
+	} {
+		sess, _ := newTestSession(t, &staticBackend{})
+		cmds := parseCommands(t, []string{"GET", "before"}, tc.args)
+		assert.Equal(t, tc.safe, sess.loopSafe(cmds), "%q", tc.args)
+		require.Len(t, sess.classes, 2, "%q", tc.args)
+		found := classOf(cmds[1].Args)
+		assert.Equal(t, tc.safe, !found.blocksLoop(), "%q", tc.args)
+		sess.serving = 1
+		sess.classes[1].kind = kindRefused // a mark: served from what loopSafe found
+		assert.Equal(t, kindRefused, sess.classFor(&cmds[1]).kind, "%q", tc.args)
+		other := cmds[1]
+		assert.Equal(t, found.kind, sess.classFor(&other).kind, "another command is classed anew: %q", tc.args)
 	}
 }
 
