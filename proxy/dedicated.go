@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"kvproxy/failover"
 	"kvproxy/router"
 )
 
@@ -35,11 +36,11 @@ type HoldWaiter interface {
 }
 
 // tryAgainFollower is implemented by Handovers that start following a
-// master when told it answered TRYAGAIN (failover.Holds): a dedicated
+// master when told it answered TRYAGAIN (failover.Buffer): a dedicated
 // connection's TRYAGAIN then starts the hold the router's own TRYAGAIN
 // would, even for a failover begun behind the proxy's back.
 type tryAgainFollower interface {
-	TryAgain(addr string)
+	Observe(master string, ev failover.Event)
 }
 
 // errHeldNotRun is what a command held past the hold budget gets: the
@@ -294,7 +295,7 @@ func (s *session) awaitWritable(addr string) bool {
 func (s *session) afterRefusal(slot int, from string, refusal []byte) (addr string, routed bool) {
 	if string(router.ErrorCode(refusal)) == "TRYAGAIN" {
 		if f, ok := s.srv.cfg.Handovers.(tryAgainFollower); ok {
-			f.TryAgain(from)
+			f.Observe(from, failover.EventTryAgain)
 		}
 	}
 	addr = s.masterFor(slot)
@@ -346,7 +347,7 @@ func (s *session) handedOver(addr string) <-chan struct{} {
 	if s.srv.cfg.Handovers == nil {
 		return nil
 	}
-	return s.srv.cfg.Handovers.HandedOver(addr)
+	return s.srv.cfg.Handovers.NextHandover(addr)
 }
 
 // handoverGrace is how long a blocked command's reply is still awaited once
