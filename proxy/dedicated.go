@@ -262,13 +262,12 @@ func oneLine(msg string) string {
 }
 
 // refusedNotRun reports an error reply by which a server refused a command
-// without running it: the command can be sent again.
+// without running it (router.RefusalOf), so that the command can be sent
+// again on a dedicated connection: ASK cannot, which a dedicated connection
+// does not follow (it would take ASKING on the importing node's).
 func refusedNotRun(reply []byte) bool {
-	switch string(router.ErrorCode(reply)) {
-	case "TRYAGAIN", "MOVED", "READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN":
-		return true
-	}
-	return false
+	refusal := router.RefusalOf(reply)
+	return refusal != router.NotRefused && refusal != router.RefusedAsk
 }
 
 // masterFor is the master a dedicated command of slot goes to: the slot's
@@ -293,7 +292,7 @@ func (s *session) awaitWritable(addr string) bool {
 // of slot to resend to. The router learns the new owner from its own MOVEDs;
 // until it has, the MOVED's target is used, and routed is false.
 func (s *session) afterRefusal(slot int, from string, refusal []byte) (addr string, routed bool) {
-	if string(router.ErrorCode(refusal)) == "TRYAGAIN" {
+	if router.RefusalOf(refusal) == router.RefusedTryAgain {
 		if f, ok := s.srv.cfg.Handovers.(tryAgainFollower); ok {
 			f.Observe(from, failover.EventTryAgain)
 		}

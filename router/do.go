@@ -551,17 +551,18 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 	if len(reply) == 0 || reply[0] != '-' {
 		return false
 	}
-	kind, slot, addr := parseRedirect(reply, cl.sentTo.host)
-	switch kind {
-	case redirectMoved:
-		r.counters.moved.Add(1)
-		return r.redirect(cl, kind, slot, addr, o)
-	case redirectAsk:
-		r.counters.ask.Add(1)
-		return r.redirect(cl, kind, slot, addr, o)
-	}
-	switch string(ErrorCode(reply)) {
-	case "TRYAGAIN":
+	switch RefusalOf(reply) {
+	case RefusedMoved, RefusedAsk:
+		kind, slot, addr := parseRedirect(reply, cl.sentTo.host)
+		switch kind {
+		case redirectMoved:
+			r.counters.moved.Add(1)
+			return r.redirect(cl, kind, slot, addr, o)
+		case redirectAsk:
+			r.counters.ask.Add(1)
+			return r.redirect(cl, kind, slot, addr, o)
+		}
+	case RefusedTryAgain:
 		// A failover (which the hold then holds) or a slot migration's
 		// write-forbidden phase, which can last seconds: resent within the
 		// call's budget, not a count of retries. Past it the client gets
@@ -575,7 +576,7 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 		r.counters.resent.Add(1)
 		cl.target, cl.asking = nil, false
 		return true
-	case "CLUSTERDOWN", "READONLY", "LOADING", "MASTERDOWN":
+	case RefusedNotServing:
 		// The node serves the slot no more (a role swap) or cannot yet (a
 		// resync, a restarted Redis rejoining its cluster for seconds): the
 		// topology may say who does. Resent within the call's budget; past
@@ -590,6 +591,42 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 		return true
 	}
 	return false
+}
+
+// Refusal is how a backend refused a command without running it: the one
+// classification behind the router's resends and the proxy's dedicated
+// connections'.
+type Refusal uint8
+
+const (
+	// NotRefused: the reply is the command's own, an error included.
+	NotRefused Refusal = iota
+	// RefusedTryAgain: a failover's write pause, or a slot migration's
+	// write-forbidden phase.
+	RefusedTryAgain
+	// RefusedMoved and RefusedAsk: another node serves the slot, for good
+	// or for this command (ASK).
+	RefusedMoved
+	RefusedAsk
+	// RefusedNotServing: CLUSTERDOWN, READONLY, LOADING or MASTERDOWN: the
+	// node serves the slot no more (a role swap) or not yet (a resync, a
+	// restarted Redis rejoining its cluster); the topology may say who does.
+	RefusedNotServing
+)
+
+// RefusalOf classifies a backend reply.
+func RefusalOf(reply []byte) Refusal {
+	switch string(ErrorCode(reply)) {
+	case "TRYAGAIN":
+		return RefusedTryAgain
+	case "MOVED":
+		return RefusedMoved
+	case "ASK":
+		return RefusedAsk
+	case "CLUSTERDOWN", "READONLY", "LOADING", "MASTERDOWN":
+		return RefusedNotServing
+	}
+	return NotRefused
 }
 
 // replyUnreachable answers a request that waited its whole budget for n.

@@ -304,3 +304,24 @@ func TestReadIsNotResentPastALaterWriteThatRan(t *testing.T) {
 	assert.Equal(t, "$3\r\nold\r\n", string(getB.Reply), "the read saw a write pipelined after it")
 	assert.Equal(t, "+OK\r\n", string(setB.Reply))
 }
+
+// RefusalOf is the one classification of refusals, the router's resends
+// and the proxy's dedicated connections' alike.
+func TestRefusalOf(t *testing.T) {
+	for reply, want := range map[string]Refusal{
+		"-TRYAGAIN Failover in progress\r\n":              RefusedTryAgain,
+		"-MOVED 3999 127.0.0.1:6381\r\n":                  RefusedMoved,
+		"-ASK 3999 127.0.0.1:6381\r\n":                    RefusedAsk,
+		"-CLUSTERDOWN Hash slot not served\r\n":           RefusedNotServing,
+		"-READONLY You can't write against a replica\r\n": RefusedNotServing,
+		"-LOADING Kvrocks is restoring the db\r\n":        RefusedNotServing,
+		"-MASTERDOWN Link with MASTER is down\r\n":        RefusedNotServing,
+		"-ERR wrong number of arguments\r\n":              NotRefused,
+		"-WRONGTYPE Operation against a key\r\n":          NotRefused,
+		"+TRYAGAIN\r\n":                                   NotRefused,
+		"$8\r\nTRYAGAIN\r\n":                              NotRefused,
+		"":                                                NotRefused,
+	} {
+		assert.Equal(t, want, RefusalOf([]byte(reply)), "%q", reply)
+	}
+}
