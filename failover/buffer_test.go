@@ -394,3 +394,42 @@ func TestNewRefusesAnUnusableConfig(t *testing.T) {
 		assert.Error(t, err)
 	}
 }
+
+// A handover's notice waits for the router's Ack before the writes are
+// released, at most AckTimeout on the buffer's clock.
+func TestHandoverNoticeWaitsForTheRoutersAck(t *testing.T) {
+	b, clock := newTestBuffer(t, 0)
+	notified := func() chan struct{} {
+		done := make(chan struct{})
+		go func() {
+			b.notify(Notice{Kind: NoticeHandedOver, Master: "m:1", Replica: "r:1"}, true)
+			close(done)
+		}()
+		return done
+	}
+	done := notified()
+	n := <-b.Notices()
+	assert.Equal(t, NoticeHandedOver, n.Kind)
+	assert.Equal(t, "r:1", n.Replica)
+	select {
+	case <-done:
+		t.Fatal("the notice did not wait for the router")
+	default:
+	}
+	n.Ack()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Ack did not end the wait")
+	}
+
+	done = notified()
+	<-b.Notices() // never acknowledged
+	require.Eventually(t, func() bool { return clock.dueWithin(b.cfg.AckTimeout) == 1 }, 10*time.Second, time.Millisecond)
+	clock.advance(b.cfg.AckTimeout)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the wait outlasted AckTimeout")
+	}
+}
