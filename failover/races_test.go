@@ -265,7 +265,7 @@ func (n *fakeKvrocks) executedKeys() []string {
 }
 
 // failoverRig is master A (every slot) and its replica B, and a router whose
-// gate is a Holds polling every millisecond.
+// hold is a failover.Buffer polling every millisecond.
 type failoverRig struct {
 	t     *testing.T
 	shard *fakeShard
@@ -277,14 +277,14 @@ type failoverRig struct {
 	callers sync.WaitGroup
 
 	mu sync.Mutex
-	// holdsConns are the local addresses of the connections Holds dialled,
+	// bufferConns are the local addresses of the connections the buffer dialled,
 	// so the fake can tell its polls from the router's.
-	holdsConns map[string]bool
+	bufferConns map[string]bool
 }
 
 func newFailoverRig(t *testing.T) *failoverRig {
 	t.Helper()
-	f := &failoverRig{t: t, shard: &fakeShard{epoch: 1}, holdsConns: map[string]bool{}}
+	f := &failoverRig{t: t, shard: &fakeShard{epoch: 1}, bufferConns: map[string]bool{}}
 	f.a = startFakeKvrocks(t, f.shard, strings.Repeat("a", 40))
 	f.b = startFakeKvrocks(t, f.shard, strings.Repeat("b", 40))
 	f.shard.owner, f.b.replicaOf = f.a, f.a
@@ -293,7 +293,7 @@ func newFailoverRig(t *testing.T) *failoverRig {
 	hcfg.Interval = time.Millisecond
 	hcfg.MaxFollow = 3 * raceWait
 	hcfg.Logger = slog.New(slog.DiscardHandler)
-	hcfg.Dial = f.dialForHolds
+	hcfg.Dial = f.dialForBuffer
 	var err error
 	f.holds, err = failover.New(hcfg)
 	require.NoError(t, err)
@@ -326,22 +326,22 @@ func newFailoverRig(t *testing.T) *failoverRig {
 	return f
 }
 
-func (f *failoverRig) dialForHolds(ctx context.Context, addr string) (net.Conn, error) {
+func (f *failoverRig) dialForBuffer(ctx context.Context, addr string) (net.Conn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
-	f.holdsConns[conn.LocalAddr().String()] = true
+	f.bufferConns[conn.LocalAddr().String()] = true
 	f.mu.Unlock()
 	return conn, nil
 }
 
-func (f *failoverRig) isHoldsConn(remote string) bool {
+func (f *failoverRig) isBufferConn(remote string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.holdsConns[remote]
+	return f.bufferConns[remote]
 }
 
 // pipeline is one caller's Do of SETs (each key set to itself).
@@ -400,7 +400,7 @@ func (f *failoverRig) waitHeld(n uint64) {
 		"want %d held, counts %+v", n, f.holds.Report().Totals)
 }
 
-// waitReport waits until Holds reports A with a state that satisfies ok.
+// waitReport waits until the buffer reports A with a state that satisfies ok.
 func (f *failoverRig) waitReport(ok func(failover.MasterReport) bool, what string) {
 	f.t.Helper()
 	require.Eventually(f.t, func() bool {
@@ -431,7 +431,7 @@ func (f *failoverRig) succeed() {
 
 // A write gets TRYAGAIN from A during the switch, and the failover succeeds
 // before the router resends it: the resend meets MOVED and the write lands
-// on B, whether success came before Holds' first poll or right after it.
+// on B, whether success came before the buffer's first poll or right after it.
 func TestSuccessArrivingWhileTryAgainInFlight(t *testing.T) {
 	t.Run("before the first poll", func(t *testing.T) {
 		f := newFailoverRig(t)
@@ -450,7 +450,7 @@ func TestSuccessArrivingWhileTryAgainInFlight(t *testing.T) {
 		st := f.rt.Stats()
 		assert.Positive(t, st.Rejected, "A answered TRYAGAIN: %+v", st)
 		assert.Positive(t, st.Moved, "the resend met MOVED: %+v", st)
-		// Holds' first poll saw success: nothing to hold.
+		// The buffer's first poll saw success: nothing to hold.
 		assert.NotEqual(t, failover.StateHolding, f.holds.State(f.a.addr))
 		assert.Zero(t, f.holds.Report().Totals.Held)
 		assert.Empty(t, f.holds.Report().Masters, "no handover was followed")
@@ -461,8 +461,8 @@ func TestSuccessArrivingWhileTryAgainInFlight(t *testing.T) {
 		f.shard.update(func() {
 			f.a.phase, f.a.infoPhase = failover.PhaseSwitching, failover.PhaseSwitching
 			f.a.onInfo = func(remote string, printed failover.Phase) {
-				if printed == failover.PhaseSwitching && f.isHoldsConn(remote) {
-					f.succeed() // Holds has just read switching
+				if printed == failover.PhaseSwitching && f.isBufferConn(remote) {
+					f.succeed() // the buffer has just read switching
 				}
 			}
 		})

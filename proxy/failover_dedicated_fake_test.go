@@ -19,7 +19,7 @@ import (
 	"kvproxy/router"
 )
 
-// failover.Holds starts following a master on a dedicated connection's
+// failover.Buffer starts following a master on a dedicated connection's
 // TRYAGAIN only while it keeps this method.
 var _ tryAgainFollower = (*failover.Buffer)(nil)
 

@@ -38,7 +38,7 @@ func (r *Router) Do(ctx context.Context, reqs []*Request) {
 // where no reply needs a second round, done runs on the backend reader that
 // delivered the last reply, so it must be quick and must never block; the
 // rare later rounds run on a goroutine of their own. Every Raw must stay
-// valid until done runs. ctx is consulted by the gate and by later rounds.
+// valid until done runs. ctx bounds the wait in the hold and the later rounds.
 //
 // With writes not nil, the first round's requests are queued on their
 // connections but not written: writes.Flush, called once for many Start

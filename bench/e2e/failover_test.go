@@ -25,7 +25,7 @@ import (
 )
 
 // failoverFixture is a kvsim cluster with proxies in front, each built as
-// cmd/kvproxy builds it (failover.Holds as the router's gate and the proxy's
+// cmd/kvproxy builds it (a failover.Buffer as the router's hold and the proxy's
 // handovers). The proxies know nothing of each other.
 type failoverFixture struct {
 	sim     *kvsim.Cluster
