@@ -1,4 +1,4 @@
-package failover
+package failover_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/redcon"
 
+	"kvproxy/failover"
 	"kvproxy/router"
 )
 
@@ -56,7 +57,7 @@ func (sh *fakeShard) setnodes(epoch int64, owner *fakeKvrocks, replicas ...*fake
 			if slices.Contains(replicas, n) {
 				n.replicaOf = owner
 			}
-			n.phase, n.infoPhase, n.migratedTo, n.takenOver = PhaseNone, PhaseNone, "", false
+			n.phase, n.infoPhase, n.migratedTo, n.takenOver = failover.PhaseNone, failover.PhaseNone, "", false
 		}
 	})
 }
@@ -75,7 +76,7 @@ type fakeKvrocks struct {
 	replicaOf *fakeKvrocks // nil for a master
 	// phase decides how writes are treated; infoPhase is what CLUSTER INFO
 	// prints. They differ only when a test makes the printed state lag.
-	phase, infoPhase Phase
+	phase, infoPhase failover.Phase
 	// migratedTo is where a master whose failover succeeded sends its slots.
 	migratedTo string
 	// takenOver makes a replica serve its master's slots (CLUSTERX TAKEOVER).
@@ -92,7 +93,7 @@ type fakeKvrocks struct {
 	onWrite func(key, reply string)
 	// onInfo runs, with the shard locked, once a CLUSTER INFO reply printing
 	// phase is decided and before it is sent; remote is the client address.
-	onInfo func(remote string, printed Phase)
+	onInfo func(remote string, printed failover.Phase)
 }
 
 // stalledSet is a SET a node keeps from deciding until resume is closed.
@@ -107,7 +108,7 @@ func startFakeKvrocks(t *testing.T, sh *fakeShard, id string) *fakeKvrocks {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	n := &fakeKvrocks{shard: sh, id: id, addr: ln.Addr().String(), ln: ln, served: make(chan struct{}),
-		quit: make(chan struct{}), phase: PhaseNone, infoPhase: PhaseNone, data: map[string]string{}}
+		quit: make(chan struct{}), phase: failover.PhaseNone, infoPhase: failover.PhaseNone, data: map[string]string{}}
 	n.srv = redcon.NewServer(n.addr, n.handle, nil, nil)
 	go func() {
 		defer close(n.served)
@@ -264,43 +265,43 @@ func (n *fakeKvrocks) executedKeys() []string {
 }
 
 // failoverRig is master A (every slot) and its replica B, and a router whose
-// gate is a Holds polling every millisecond.
+// hold is a failover.Buffer polling every millisecond.
 type failoverRig struct {
 	t     *testing.T
 	shard *fakeShard
 	a, b  *fakeKvrocks
-	holds *Holds
+	holds *failover.Buffer
 	rt    *router.Router
 
 	ctx     context.Context
 	callers sync.WaitGroup
 
 	mu sync.Mutex
-	// holdsConns are the local addresses of the connections Holds dialled,
+	// bufferConns are the local addresses of the connections the buffer dialled,
 	// so the fake can tell its polls from the router's.
-	holdsConns map[string]bool
+	bufferConns map[string]bool
 }
 
 func newFailoverRig(t *testing.T) *failoverRig {
 	t.Helper()
-	f := &failoverRig{t: t, shard: &fakeShard{epoch: 1}, holdsConns: map[string]bool{}}
+	f := &failoverRig{t: t, shard: &fakeShard{epoch: 1}, bufferConns: map[string]bool{}}
 	f.a = startFakeKvrocks(t, f.shard, strings.Repeat("a", 40))
 	f.b = startFakeKvrocks(t, f.shard, strings.Repeat("b", 40))
 	f.shard.owner, f.b.replicaOf = f.a, f.a
 
-	hcfg := DefaultHoldsConfig()
+	hcfg := failover.DefaultConfig()
 	hcfg.Interval = time.Millisecond
 	hcfg.MaxFollow = 3 * raceWait
 	hcfg.Logger = slog.New(slog.DiscardHandler)
-	hcfg.Dial = f.dialForHolds
+	hcfg.Dial = f.dialForBuffer
 	var err error
-	f.holds, err = NewHolds(hcfg)
+	f.holds, err = failover.New(hcfg)
 	require.NoError(t, err)
 	t.Cleanup(f.holds.Close)
 
 	rcfg := router.DefaultConfig()
 	rcfg.Seeds = []string{f.a.addr}
-	rcfg.Gate = f.holds
+	rcfg.Hold = f.holds
 	rcfg.ConnsPerNode = 4
 	// Nothing may expire or be reloaded behind the test's back, and the
 	// resends before a hold starts must not run out.
@@ -325,22 +326,22 @@ func newFailoverRig(t *testing.T) *failoverRig {
 	return f
 }
 
-func (f *failoverRig) dialForHolds(ctx context.Context, addr string) (net.Conn, error) {
+func (f *failoverRig) dialForBuffer(ctx context.Context, addr string) (net.Conn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
-	f.holdsConns[conn.LocalAddr().String()] = true
+	f.bufferConns[conn.LocalAddr().String()] = true
 	f.mu.Unlock()
 	return conn, nil
 }
 
-func (f *failoverRig) isHoldsConn(remote string) bool {
+func (f *failoverRig) isBufferConn(remote string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.holdsConns[remote]
+	return f.bufferConns[remote]
 }
 
 // pipeline is one caller's Do of SETs (each key set to itself).
@@ -395,28 +396,28 @@ func (f *failoverRig) requireAllOK(on *fakeKvrocks, pipelines ...*pipeline) {
 // waitHeld waits until the router has held n requests in all.
 func (f *failoverRig) waitHeld(n uint64) {
 	f.t.Helper()
-	require.Eventually(f.t, func() bool { return f.rt.Stats().Held == n }, raceWait, time.Millisecond,
-		"want %d held, stats %+v", n, f.rt.Stats())
+	require.Eventually(f.t, func() bool { return f.holds.Report().Totals.Held == n }, raceWait, time.Millisecond,
+		"want %d held, counts %+v", n, f.holds.Report().Totals)
 }
 
-// waitReport waits until Holds reports A with a state that satisfies ok.
-func (f *failoverRig) waitReport(ok func(ShardReport) bool, what string) {
+// waitReport waits until the buffer reports A with a state that satisfies ok.
+func (f *failoverRig) waitReport(ok func(failover.MasterReport) bool, what string) {
 	f.t.Helper()
 	require.Eventually(f.t, func() bool {
-		for _, r := range f.holds.Report() {
+		for _, r := range f.holds.Report().Masters {
 			if r.Master == f.a.addr && ok(r) {
 				return true
 			}
 		}
 		return false
-	}, raceWait, time.Millisecond, "Holds never reported %s: %+v", what, f.holds.Report())
+	}, raceWait, time.Millisecond, "the hold never reported %s: %+v", what, f.holds.Report())
 }
 
 // assertHoldsAccounted checks that every held request left its hold once
 // and none ran out of HoldTimeout.
 func (f *failoverRig) assertHoldsAccounted() {
 	f.t.Helper()
-	st := f.rt.Stats()
+	st := f.holds.Report().Totals
 	assert.Equal(f.t, st.Held, st.Released+st.Expired+st.Abandoned, "held = released + expired + abandoned: %+v", st)
 	assert.Zero(f.t, st.Expired, "no held write may expire: %+v", st)
 }
@@ -424,18 +425,18 @@ func (f *failoverRig) assertHoldsAccounted() {
 // succeed is what A's failover success does: B serves A's slots (TAKEOVER)
 // and A sends them there. It must run with the shard locked.
 func (f *failoverRig) succeed() {
-	f.a.phase, f.a.infoPhase, f.a.migratedTo = PhaseSuccess, PhaseSuccess, f.b.addr
+	f.a.phase, f.a.infoPhase, f.a.migratedTo = failover.PhaseSuccess, failover.PhaseSuccess, f.b.addr
 	f.b.takenOver = true
 }
 
 // A write gets TRYAGAIN from A during the switch, and the failover succeeds
 // before the router resends it: the resend meets MOVED and the write lands
-// on B, whether success came before Holds' first poll or right after it.
+// on B, whether success came before the buffer's first poll or right after it.
 func TestSuccessArrivingWhileTryAgainInFlight(t *testing.T) {
 	t.Run("before the first poll", func(t *testing.T) {
 		f := newFailoverRig(t)
 		f.shard.update(func() {
-			f.a.phase, f.a.infoPhase = PhaseSwitching, PhaseSwitching
+			f.a.phase, f.a.infoPhase = failover.PhaseSwitching, failover.PhaseSwitching
 			f.a.onWrite = func(_, reply string) {
 				if strings.HasPrefix(reply, "TRYAGAIN") {
 					f.succeed() // while the TRYAGAIN is on its way
@@ -449,30 +450,30 @@ func TestSuccessArrivingWhileTryAgainInFlight(t *testing.T) {
 		st := f.rt.Stats()
 		assert.Positive(t, st.Rejected, "A answered TRYAGAIN: %+v", st)
 		assert.Positive(t, st.Moved, "the resend met MOVED: %+v", st)
-		// Holds' first poll saw success: nothing to hold.
-		assert.Nil(t, f.holds.Hold(f.a.addr))
-		assert.Zero(t, st.Held)
-		assert.Empty(t, f.holds.Report(), "no handover was followed")
+		// The buffer's first poll saw success: nothing to hold.
+		assert.NotEqual(t, failover.StateHolding, f.holds.State(f.a.addr))
+		assert.Zero(t, f.holds.Report().Totals.Held)
+		assert.Empty(t, f.holds.Report().Masters, "no handover was followed")
 		f.assertHoldsAccounted()
 	})
 	t.Run("right after the first poll", func(t *testing.T) {
 		f := newFailoverRig(t)
 		f.shard.update(func() {
-			f.a.phase, f.a.infoPhase = PhaseSwitching, PhaseSwitching
-			f.a.onInfo = func(remote string, printed Phase) {
-				if printed == PhaseSwitching && f.isHoldsConn(remote) {
-					f.succeed() // Holds has just read switching
+			f.a.phase, f.a.infoPhase = failover.PhaseSwitching, failover.PhaseSwitching
+			f.a.onInfo = func(remote string, printed failover.Phase) {
+				if printed == failover.PhaseSwitching && f.isBufferConn(remote) {
+					f.succeed() // the buffer has just read switching
 				}
 			}
 		})
 		w := f.write(1, "k")
 		f.requireAllOK(f.b, w)
 		assert.Empty(t, f.a.executedKeys())
-		f.waitReport(func(r ShardReport) bool { return r.Handovers == 1 && !r.Following }, "the handover's end")
-		report := f.holds.Report()[0]
-		assert.Equal(t, []Phase{PhaseSwitching, PhaseSuccess}, report.Last.Phases)
-		assert.Equal(t, PhaseSuccess, report.Last.Final)
-		assert.Nil(t, f.holds.Hold(f.a.addr))
+		f.waitReport(func(r failover.MasterReport) bool { return r.Handovers == 1 && !r.Following }, "the handover's end")
+		report := f.holds.Report().Masters[0]
+		assert.Equal(t, []failover.Phase{failover.PhaseSwitching, failover.PhaseSuccess}, report.Last.Phases)
+		assert.Equal(t, failover.PhaseSuccess, report.Last.Final)
+		assert.NotEqual(t, failover.StateHolding, f.holds.State(f.a.addr))
 		f.assertHoldsAccounted()
 	})
 }
@@ -493,7 +494,7 @@ func TestMovedArrivingBeforeThePollSeesSuccess(t *testing.T) {
 	}
 
 	// The pause begins; the first write to meet it starts the hold.
-	f.shard.update(func() { f.a.phase, f.a.infoPhase = PhaseWaitSync, PhaseWaitSync })
+	f.shard.update(func() { f.a.phase, f.a.infoPhase = failover.PhaseWaitSync, failover.PhaseWaitSync })
 	first := f.write(2, "held:1")
 	f.waitHeld(1)
 	second := f.write(3, "held:2")
@@ -503,7 +504,7 @@ func TestMovedArrivingBeforeThePollSeesSuccess(t *testing.T) {
 	// the MOVED, which teaches the router that B now serves the slots.
 	f.shard.update(func() {
 		f.succeed()
-		f.a.infoPhase = PhaseWaitSync
+		f.a.infoPhase = failover.PhaseWaitSync
 	})
 	close(stall.resume)
 	f.requireAllOK(f.b, inflight)
@@ -512,17 +513,18 @@ func TestMovedArrivingBeforeThePollSeesSuccess(t *testing.T) {
 	// A new write goes to B even though A is still held.
 	fresh := f.write(4, "new")
 	f.requireAllOK(f.b, fresh)
-	assert.NotNil(t, f.holds.Hold(f.a.addr), "the poll still sees wait_sync: the hold must go on")
+	assert.Equal(t, failover.StateHolding, f.holds.State(f.a.addr), "the poll still sees wait_sync: the hold must go on")
 
-	f.shard.update(func() { f.a.infoPhase = PhaseSuccess })
-	require.Eventually(t, func() bool { return f.holds.Hold(f.a.addr) == nil }, raceWait, time.Millisecond,
+	f.shard.update(func() { f.a.infoPhase = failover.PhaseSuccess })
+	require.Eventually(t, func() bool { return f.holds.State(f.a.addr) != failover.StateHolding }, raceWait, time.Millisecond,
 		"the hold did not end once the poll saw success")
 	f.requireAllOK(f.b, first, second)
 	assert.Empty(t, f.a.executedKeys(), "A ran no write: none went where it is not kept")
-	f.waitReport(func(r ShardReport) bool { return r.Handovers == 1 }, "the handover's end")
-	assert.Equal(t, []Phase{PhaseWaitSync, PhaseSuccess}, f.holds.Report()[0].Last.Phases)
+	f.waitReport(func(r failover.MasterReport) bool { return r.Handovers == 1 }, "the handover's end")
+	assert.Equal(t, []failover.Phase{failover.PhaseWaitSync, failover.PhaseSuccess}, f.holds.Report().Masters[0].Last.Phases)
+	held := f.holds.Report().Totals
+	assert.Equal(t, uint64(2), held.Held, "%+v", held)
 	st := f.rt.Stats()
-	assert.Equal(t, uint64(2), st.Held, "%+v", st)
 	assert.Positive(t, st.Moved, "the in-flight write met MOVED: %+v", st)
 	f.assertHoldsAccounted()
 }
@@ -539,17 +541,17 @@ func TestFailedFailoverSendsHeldWritesBackToTheOldMaster(t *testing.T) {
 		}
 		return keys
 	}
-	f.shard.update(func() { f.a.phase, f.a.infoPhase = PhasePauseWrite, PhasePauseWrite })
+	f.shard.update(func() { f.a.phase, f.a.infoPhase = failover.PhasePauseWrite, failover.PhasePauseWrite })
 	callers := []*pipeline{f.write(1, keysOf(0)...)}
 	f.waitHeld(5)
-	f.waitReport(func(r ShardReport) bool { return r.Holding && r.Phase == PhasePauseWrite }, "a hold in pause_write")
+	f.waitReport(func(r failover.MasterReport) bool { return r.Holding && r.Phase == failover.PhasePauseWrite }, "a hold in pause_write")
 
-	f.shard.update(func() { f.a.phase, f.a.infoPhase = PhaseWaitSync, PhaseWaitSync })
-	f.waitReport(func(r ShardReport) bool { return r.Holding && r.Phase == PhaseWaitSync }, "a hold in wait_sync")
+	f.shard.update(func() { f.a.phase, f.a.infoPhase = failover.PhaseWaitSync, failover.PhaseWaitSync })
+	f.waitReport(func(r failover.MasterReport) bool { return r.Holding && r.Phase == failover.PhaseWaitSync }, "a hold in wait_sync")
 	callers = append(callers, f.write(2, keysOf(1)...), f.write(3, keysOf(2)...))
 	f.waitHeld(15)
 
-	f.shard.update(func() { f.a.phase, f.a.infoPhase = PhaseFailed, PhaseFailed })
+	f.shard.update(func() { f.a.phase, f.a.infoPhase = failover.PhaseFailed, failover.PhaseFailed })
 	f.requireAllOK(f.a, callers...)
 	executed := f.a.executedKeys()
 	assert.Len(t, executed, 15, "each write ran once: %v", executed)
@@ -564,11 +566,11 @@ func TestFailedFailoverSendsHeldWritesBackToTheOldMaster(t *testing.T) {
 		assert.Equal(t, keysOf(c), order, "caller %d's writes reached A out of order", c)
 	}
 	assert.Empty(t, f.b.executedKeys())
-	f.waitReport(func(r ShardReport) bool { return r.Handovers == 1 }, "the handover's end")
-	last := f.holds.Report()[0].Last
-	assert.Equal(t, []Phase{PhasePauseWrite, PhaseWaitSync, PhaseFailed}, last.Phases)
-	assert.Equal(t, PhaseFailed, last.Final)
-	st := f.rt.Stats()
+	f.waitReport(func(r failover.MasterReport) bool { return r.Handovers == 1 }, "the handover's end")
+	last := f.holds.Report().Masters[0].Last
+	assert.Equal(t, []failover.Phase{failover.PhasePauseWrite, failover.PhaseWaitSync, failover.PhaseFailed}, last.Phases)
+	assert.Equal(t, failover.PhaseFailed, last.Final)
+	st := f.holds.Report().Totals
 	assert.Equal(t, uint64(15), st.Held, "%+v", st)
 	f.assertHoldsAccounted()
 }
@@ -581,8 +583,8 @@ func TestSetnodesLandingMidHold(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		// aIsReplica: A becomes B's replica, so its CLUSTER INFO loses the
-		// cluster_failover_state line (ErrNoFailoverState); otherwise A stays
-		// a master without slots and prints none (ErrReset).
+		// cluster_failover_state line (failover.ErrNoFailoverState); otherwise A stays
+		// a master without slots and prints none (failover.ErrReset).
 		aIsReplica bool
 	}{
 		{"A left as a master without slots", false},
@@ -590,12 +592,12 @@ func TestSetnodesLandingMidHold(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFailoverRig(t)
-			f.shard.update(func() { f.a.phase, f.a.infoPhase = PhaseWaitSync, PhaseWaitSync })
+			f.shard.update(func() { f.a.phase, f.a.infoPhase = failover.PhaseWaitSync, failover.PhaseWaitSync })
 			first := f.write(1, "one:0", "one:1", "one:2")
 			f.waitHeld(3)
 			second := f.write(2, "two:0", "two:1", "two:2")
 			f.waitHeld(6)
-			require.NotNil(t, f.holds.Hold(f.a.addr))
+			require.Equal(t, failover.StateHolding, f.holds.State(f.a.addr))
 
 			var replicas []*fakeKvrocks
 			if tc.aIsReplica {
@@ -604,10 +606,10 @@ func TestSetnodesLandingMidHold(t *testing.T) {
 			f.shard.setnodes(2, f.b, replicas...)
 			f.requireAllOK(f.b, first, second)
 			assert.Empty(t, f.a.executedKeys())
-			assert.Nil(t, f.holds.Hold(f.a.addr))
-			f.waitReport(func(r ShardReport) bool { return !r.Following }, "the follow's end")
+			assert.NotEqual(t, failover.StateHolding, f.holds.State(f.a.addr))
+			f.waitReport(func(r failover.MasterReport) bool { return !r.Following }, "the follow's end")
 			assert.Equal(t, f.b.addr, f.rt.MasterOf(int(router.Slot([]byte("one:0")))))
-			st := f.rt.Stats()
+			st := f.holds.Report().Totals
 			assert.Equal(t, uint64(6), st.Held, "%+v", st)
 			f.assertHoldsAccounted()
 		})
@@ -618,10 +620,9 @@ func TestSetnodesLandingMidHold(t *testing.T) {
 // writes are let go, so they reach B without meeting A's MOVED first.
 func TestSuccessRoutesHeldWritesStraightToTheNewMaster(t *testing.T) {
 	f := newFailoverRig(t)
-	f.holds.cfg.HandOver = f.rt.HandOver
-	f.shard.update(func() { f.a.phase, f.a.infoPhase = PhaseWaitSync, PhaseWaitSync })
-	f.holds.Follow(f.a.addr, f.b.addr)
-	f.waitReport(func(r ShardReport) bool { return r.Holding }, "holding")
+	f.shard.update(func() { f.a.phase, f.a.infoPhase = failover.PhaseWaitSync, failover.PhaseWaitSync })
+	f.holds.FollowClusterxFailover(f.a.addr, f.b.addr)
+	f.waitReport(func(r failover.MasterReport) bool { return r.Holding }, "holding")
 	w := f.write(1, "k1", "k2", "k3")
 	f.waitHeld(3)
 	f.shard.update(f.succeed)
@@ -652,9 +653,9 @@ func TestMigrationTryAgainHoldsNothing(t *testing.T) {
 	f.requireAllOK(f.a, w, other)
 	st := f.rt.Stats()
 	assert.Equal(t, uint64(5), st.Rejected, "five TRYAGAINs, each resent: %+v", st)
-	assert.Zero(t, st.Held, "nothing was held: %+v", st)
-	assert.Empty(t, f.holds.Report(), "no handover was followed")
-	assert.Nil(t, f.holds.Hold(f.a.addr))
+	assert.Zero(t, f.holds.Report().Totals.Held, "nothing was held: %+v", f.holds.Report().Totals)
+	assert.Empty(t, f.holds.Report().Masters, "no handover was followed")
+	assert.NotEqual(t, failover.StateHolding, f.holds.State(f.a.addr))
 }
 
 // Follow's channel tells how the followed handover ended, a second Follow
@@ -662,28 +663,28 @@ func TestMigrationTryAgainHoldsNothing(t *testing.T) {
 // once that nothing is followed.
 func TestFollowTellsHowTheHandoverEnded(t *testing.T) {
 	f := newFailoverRig(t)
-	f.shard.update(func() { f.a.phase, f.a.infoPhase = PhaseWaitSync, PhaseWaitSync })
-	first := f.holds.Follow(f.a.addr, f.b.addr)
-	f.waitReport(func(r ShardReport) bool { return r.Following }, "following")
-	second := f.holds.Follow(f.a.addr, f.b.addr)
+	f.shard.update(func() { f.a.phase, f.a.infoPhase = failover.PhaseWaitSync, failover.PhaseWaitSync })
+	first := f.holds.FollowClusterxFailover(f.a.addr, f.b.addr)
+	f.waitReport(func(r failover.MasterReport) bool { return r.Following }, "following")
+	second := f.holds.FollowClusterxFailover(f.a.addr, f.b.addr)
 	f.shard.update(f.succeed)
-	for _, done := range []<-chan Outcome{first, second} {
+	for _, done := range []<-chan failover.Outcome{first, second} {
 		select {
 		case out := <-done:
 			require.NoError(t, out.Err)
-			assert.Equal(t, PhaseSuccess, out.Handover.Final)
-			assert.Equal(t, []Phase{PhaseWaitSync, PhaseSuccess}, out.Handover.Phases)
+			assert.Equal(t, failover.PhaseSuccess, out.Handover.Final)
+			assert.Equal(t, []failover.Phase{failover.PhaseWaitSync, failover.PhaseSuccess}, out.Handover.Phases)
 		case <-time.After(raceWait):
 			t.Fatal("no outcome")
 		}
 	}
 
-	f.shard.update(func() { f.a.phase, f.a.infoPhase = PhaseFailed, PhaseFailed })
-	out := <-f.holds.Follow(f.a.addr, f.b.addr)
+	f.shard.update(func() { f.a.phase, f.a.infoPhase = failover.PhaseFailed, failover.PhaseFailed })
+	out := <-f.holds.FollowClusterxFailover(f.a.addr, f.b.addr)
 	require.NoError(t, out.Err)
-	assert.Equal(t, PhaseFailed, out.Handover.Final)
+	assert.Equal(t, failover.PhaseFailed, out.Handover.Final)
 
 	f.holds.Close()
-	out = <-f.holds.Follow(f.a.addr, f.b.addr)
-	assert.ErrorIs(t, out.Err, ErrHoldsClosed)
+	out = <-f.holds.FollowClusterxFailover(f.a.addr, f.b.addr)
+	assert.ErrorIs(t, out.Err, failover.ErrHoldsClosed)
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"kvproxy/failover"
 	"kvproxy/internal/resp"
 	"kvproxy/router"
 )
@@ -36,11 +37,11 @@ type HoldWaiter interface {
 }
 
 // tryAgainFollower is implemented by Handovers that start following a
-// master when told it answered TRYAGAIN (failover.Holds): a dedicated
+// master when told it answered TRYAGAIN (failover.Buffer): a dedicated
 // connection's TRYAGAIN then starts the hold the router's own TRYAGAIN
 // would, even for a failover begun behind the proxy's back.
 type tryAgainFollower interface {
-	TryAgain(addr string)
+	Observe(master string, ev failover.Event)
 }
 
 // errHeldNotRun is what a command held past the hold budget gets: the
@@ -262,13 +263,12 @@ func oneLine(msg string) string {
 }
 
 // refusedNotRun reports an error reply by which a server refused a command
-// without running it: the command can be sent again.
+// without running it (router.RefusalOf), so that the command can be sent
+// again on a dedicated connection: ASK cannot, which a dedicated connection
+// does not follow (it would take ASKING on the importing node's).
 func refusedNotRun(reply []byte) bool {
-	switch string(resp.ErrorCode(reply)) {
-	case "TRYAGAIN", "MOVED", "READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN":
-		return true
-	}
-	return false
+	refusal := router.RefusalOf(reply)
+	return refusal != router.NotRefused && refusal != router.RefusedAsk
 }
 
 // masterFor is the master a dedicated command of slot goes to: the slot's
@@ -293,9 +293,9 @@ func (s *session) awaitWritable(addr string) bool {
 // of slot to resend to. The router learns the new owner from its own MOVEDs;
 // until it has, the MOVED's target is used, and routed is false.
 func (s *session) afterRefusal(slot int, from string, refusal []byte) (addr string, routed bool) {
-	if string(resp.ErrorCode(refusal)) == "TRYAGAIN" {
+	if router.RefusalOf(refusal) == router.RefusedTryAgain {
 		if f, ok := s.srv.cfg.Handovers.(tryAgainFollower); ok {
-			f.TryAgain(from)
+			f.Observe(from, failover.EventTryAgain)
 		}
 	}
 	addr = s.masterFor(slot)
@@ -347,7 +347,7 @@ func (s *session) handedOver(addr string) <-chan struct{} {
 	if s.srv.cfg.Handovers == nil {
 		return nil
 	}
-	return s.srv.cfg.Handovers.HandedOver(addr)
+	return s.srv.cfg.Handovers.NextHandover(addr)
 }
 
 // handoverGrace is how long a blocked command's reply is still awaited once

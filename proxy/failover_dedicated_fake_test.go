@@ -19,9 +19,9 @@ import (
 	"kvproxy/internal/resp"
 )
 
-// failover.Holds starts following a master on a dedicated connection's
+// failover.Buffer starts following a master on a dedicated connection's
 // TRYAGAIN only while it keeps this method.
-var _ tryAgainFollower = (*failover.Holds)(nil)
+var _ tryAgainFollower = (*failover.Buffer)(nil)
 
 // failoverBackend is a DedicatedBackend with a failover hold: every slot
 // belongs to master, and WaitWritable waits while hold is open.
@@ -97,11 +97,11 @@ type fakeHandovers struct {
 	tryAgain []string
 }
 
-func (h *fakeHandovers) Follow(string, string) <-chan failover.Outcome      { return nil }
-func (h *fakeHandovers) FollowRedis(string, string) <-chan failover.Outcome { return nil }
-func (h *fakeHandovers) Report() []failover.ShardReport                     { return nil }
+func (h *fakeHandovers) FollowClusterxFailover(string, string) <-chan failover.Outcome { return nil }
+func (h *fakeHandovers) FollowRedisFailover(string, string) <-chan failover.Outcome    { return nil }
+func (h *fakeHandovers) Report() failover.Report                                       { return failover.Report{} }
 
-func (h *fakeHandovers) HandedOver(master string) <-chan struct{} {
+func (h *fakeHandovers) NextHandover(master string) <-chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.handed == nil {
@@ -126,10 +126,12 @@ func (h *fakeHandovers) handOver(master string) bool {
 	return true
 }
 
-func (h *fakeHandovers) TryAgain(addr string) {
+func (h *fakeHandovers) Observe(addr string, ev failover.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.tryAgain = append(h.tryAgain, addr)
+	if ev == failover.EventTryAgain {
+		h.tryAgain = append(h.tryAgain, addr)
+	}
 }
 
 func (h *fakeHandovers) triedAgain() []string {

@@ -20,26 +20,21 @@ import (
 
 // Handovers is told of every CLUSTERX FAILOVER a master accepted through the
 // proxy, so the shard's writes are held through the handover, and reports
-// the handovers it followed for INFO (failover.Holds implements it).
+// the handovers it followed and the requests it held for INFO
+// (failover.Buffer implements it).
 type Handovers interface {
-	// Follow is told of a CLUSTERX FAILOVER that master accepted, handing
-	// its slots to replica (both addresses). The channel receives how the
-	// handover ended, once.
-	Follow(master, replica string) <-chan failover.Outcome
-	// FollowRedis is told of a CLUSTER FAILOVER that replica, a Redis
-	// Cluster replica of master, accepted; its channel is Follow's.
-	FollowRedis(master, replica string) <-chan failover.Outcome
-	Report() []failover.ShardReport
-	// HandedOver returns a channel closed the next time a failover of
+	// FollowClusterxFailover is told of a CLUSTERX FAILOVER that master
+	// accepted, handing its slots to replica (both addresses). The channel
+	// receives how the handover ended, once.
+	FollowClusterxFailover(master, replica string) <-chan failover.Outcome
+	// FollowRedisFailover is told of a CLUSTER FAILOVER that replica, a
+	// Redis Cluster replica of master, accepted; its channel is
+	// FollowClusterxFailover's.
+	FollowRedisFailover(master, replica string) <-chan failover.Outcome
+	Report() failover.Report
+	// NextHandover returns a channel closed the next time a failover of
 	// master succeeds.
-	HandedOver(master string) <-chan struct{}
-}
-
-// holdStats is the part of the backend that counts held requests
-// (*router.Router).
-type holdStats interface {
-	Stats() router.Stats
-	HoldStats() []router.NodeHolds
+	NextHandover(master string) <-chan struct{}
 }
 
 // writeFailoverInfo writes INFO's failover section: the proxy-wide hold
@@ -49,17 +44,18 @@ type holdStats interface {
 // what the proxy held for it), and one line per other node that failed over
 // or held requests (a node no longer in the topology).
 func (srv *Server) writeFailoverInfo(line func(key, value string)) {
-	holds := map[string]router.NodeHolds{}
-	if rs, ok := srv.backend.(holdStats); ok {
-		st := rs.Stats()
+	reports := map[string]failover.MasterReport{}
+	if srv.cfg.Handovers != nil {
+		report := srv.cfg.Handovers.Report()
+		st := report.Totals
 		line("held_total", strconv.FormatUint(st.Held, 10))
 		line("released_total", strconv.FormatUint(st.Released, 10))
 		line("expired_total", strconv.FormatUint(st.Expired, 10))
 		line("abandoned_total", strconv.FormatUint(st.Abandoned, 10))
-		line("hold_full_total", strconv.FormatUint(st.HoldFull, 10))
-		line("held_now", strconv.FormatUint(st.Held-st.Released-st.Expired-st.Abandoned, 10))
-		for _, h := range rs.HoldStats() {
-			holds[h.Addr] = h
+		line("hold_full_total", strconv.FormatUint(st.Full, 10))
+		line("held_now", strconv.FormatUint(st.HeldNow, 10))
+		for _, r := range report.Masters {
+			reports[r.Master] = r
 		}
 	}
 	controller := "none"
@@ -70,20 +66,14 @@ func (srv *Server) writeFailoverInfo(line func(key, value string)) {
 	line("controller_reported", itoa(srv.stats.handoversReported.Load()))
 	line("controller_report_failures", itoa(srv.stats.authorityReportFailures.Load()))
 	line("controller_unreported", itoa(srv.stats.handoversUnreported.Load()))
-	reports := map[string]failover.ShardReport{}
-	if srv.cfg.Handovers != nil {
-		for _, r := range srv.cfg.Handovers.Report() {
-			reports[r.Master] = r
-		}
-	}
 	listed := map[string]bool{}
 	for i, sh := range shardsOf(srv.topology()) {
 		var info shardInfo
 		for _, addr := range sh.members() {
 			listed[addr] = true
-			info.add(reports[addr], holds[addr])
+			info.add(reports[addr])
 		}
-		info.holds.InOutage = holds[sh.master.Addr].InOutage
+		info.inOutage = reports[sh.master.Addr].InOutage
 		replicas := make([]string, len(sh.replicas))
 		for j, r := range sh.replicas {
 			replicas[j] = r.Addr
@@ -94,15 +84,9 @@ func (srv *Server) writeFailoverInfo(line func(key, value string)) {
 	others := map[string]*shardInfo{}
 	for addr, r := range reports {
 		if !listed[addr] {
-			others[addr] = &shardInfo{report: r}
-		}
-	}
-	for addr, h := range holds {
-		if !listed[addr] && h.Held+h.Outages > 0 {
-			if others[addr] == nil {
-				others[addr] = &shardInfo{}
-			}
-			others[addr].holds = h
+			others[addr] = &shardInfo{}
+			others[addr].add(r)
+			others[addr].inOutage = r.InOutage
 		}
 	}
 	for i, addr := range slices.Sorted(maps.Keys(others)) {
@@ -111,15 +95,18 @@ func (srv *Server) writeFailoverInfo(line func(key, value string)) {
 }
 
 // shardInfo is what INFO reports of one shard (or node): the handover
-// followed last and the hold counters, summed over the shard's nodes.
+// followed last, and the hold counters and outages summed over the shard's
+// nodes.
 type shardInfo struct {
-	report failover.ShardReport
-	holds  router.NodeHolds
+	report   failover.MasterReport
+	holds    failover.Counts
+	outages  uint64
+	inOutage bool
 }
 
 // add merges what was followed and held for one node of the shard: the
 // report shown is that of a handover followed now, else of the latest one.
-func (si *shardInfo) add(r failover.ShardReport, h router.NodeHolds) {
+func (si *shardInfo) add(r failover.MasterReport) {
 	if r.Phase != "" {
 		cur := si.report
 		if cur.Phase == "" || r.Following || (!cur.Following && r.Last.LastPoll.After(cur.Last.LastPoll)) {
@@ -128,13 +115,14 @@ func (si *shardInfo) add(r failover.ShardReport, h router.NodeHolds) {
 		si.report.Handovers = cur.Handovers + r.Handovers
 		si.report.LongestPause = max(cur.LongestPause, r.LongestPause)
 	}
+	h := r.Holds
 	si.holds.HeldNow += h.HeldNow
 	si.holds.Held += h.Held
 	si.holds.Released += h.Released
 	si.holds.Expired += h.Expired
 	si.holds.Abandoned += h.Abandoned
-	si.holds.Outages += h.Outages
 	si.holds.Longest = max(si.holds.Longest, h.Longest)
+	si.outages += r.Outages
 }
 
 func (si *shardInfo) String() string {
@@ -154,7 +142,7 @@ func (si *shardInfo) String() string {
 		",held_now=" + strconv.FormatUint(h.HeldNow, 10) + ",held=" + strconv.FormatUint(h.Held, 10) +
 		",released=" + strconv.FormatUint(h.Released, 10) + ",expired=" + strconv.FormatUint(h.Expired, 10) +
 		",abandoned=" + strconv.FormatUint(h.Abandoned, 10) + ",longest_hold_ms=" + strconv.FormatInt(h.Longest.Milliseconds(), 10) +
-		",outages=" + strconv.FormatUint(h.Outages, 10) + ",in_outage=" + boolDigit(h.InOutage)
+		",outages=" + strconv.FormatUint(si.outages, 10) + ",in_outage=" + boolDigit(si.inOutage)
 }
 
 // durationMillis is to - from in milliseconds, 0 unless both are set.
@@ -280,9 +268,9 @@ func (srv *Server) startFailover(ctx context.Context, master, replica router.Nod
 	}
 	var outcome <-chan failover.Outcome
 	if redis {
-		outcome = srv.cfg.Handovers.FollowRedis(master.Addr, replica.Addr)
+		outcome = srv.cfg.Handovers.FollowRedisFailover(master.Addr, replica.Addr)
 	} else {
-		outcome = srv.cfg.Handovers.Follow(master.Addr, replica.Addr)
+		outcome = srv.cfg.Handovers.FollowClusterxFailover(master.Addr, replica.Addr)
 	}
 	// A Redis Cluster's nodes agree on the new roles among themselves; a
 	// Kvrocks cluster's topology is its controller's to change.

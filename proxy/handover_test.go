@@ -14,7 +14,7 @@ import (
 type recordingHandovers struct {
 	mu      sync.Mutex
 	masters []string
-	redis   []string // followed with FollowRedis
+	redis   []string // followed with FollowRedisFailover
 	// outcome, when its Final is set, is how every followed handover ends;
 	// otherwise none is seen to end.
 	outcome failover.Outcome
@@ -31,32 +31,32 @@ func (h *recordingHandovers) ended() <-chan failover.Outcome {
 	return done
 }
 
-func (h *recordingHandovers) HandedOver(string) <-chan struct{} { return nil }
+func (h *recordingHandovers) NextHandover(string) <-chan struct{} { return nil }
 
-func (h *recordingHandovers) FollowRedis(master, _ string) <-chan failover.Outcome {
+func (h *recordingHandovers) FollowRedisFailover(master, _ string) <-chan failover.Outcome {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.redis = append(h.redis, master)
 	return h.ended()
 }
 
-func (h *recordingHandovers) Follow(master, _ string) <-chan failover.Outcome {
+func (h *recordingHandovers) FollowClusterxFailover(master, _ string) <-chan failover.Outcome {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.masters = append(h.masters, master)
 	return h.ended()
 }
 
-func (h *recordingHandovers) Report() []failover.ShardReport {
+func (h *recordingHandovers) Report() failover.Report {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return []failover.ShardReport{{
+	return failover.Report{Masters: []failover.MasterReport{{
 		Master: "10.0.0.1:7000", Phase: failover.PhaseSuccess, Handovers: 1, LongestPause: 210 * time.Millisecond, Following: h.following,
 		Last: failover.Handover{
 			FirstPoll: time.UnixMilli(1000), LastPoll: time.UnixMilli(2000), HoldStart: time.UnixMilli(1500), HoldEnd: time.UnixMilli(1710),
 			Phases: []failover.Phase{failover.PhaseStarted, failover.PhaseWaitSync, failover.PhaseSuccess}, Final: failover.PhaseSuccess,
 		},
-	}}
+	}}}
 }
 
 func (h *recordingHandovers) followed() []string {

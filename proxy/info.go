@@ -82,7 +82,7 @@ func (srv *Server) writeInfoSection(b *strings.Builder, section string) {
 		line("rejected_requests", itoa(srv.stats.rejectedRequests.Load()))
 		line("auth_failures", itoa(srv.stats.authFailures.Load()))
 		line("output_limit_disconnections", itoa(srv.stats.outputLimitDisconnections.Load()))
-		if rs, ok := srv.backend.(holdStats); ok {
+		if rs, ok := srv.backend.(interface{ Stats() router.Stats }); ok {
 			st := rs.Stats()
 			line("backend_parked_requests", strconv.FormatUint(st.Parked, 10))
 			line("oversized_replies", strconv.FormatUint(st.Oversized, 10))

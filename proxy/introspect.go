@@ -1,10 +1,10 @@
 package proxy
 
 import (
-	"kvproxy/internal/resp"
-
 	"slices"
 	"sync"
+
+	"kvproxy/internal/resp"
 )
 
 // COMMAND: the command table as Redis' COMMAND, COMMAND INFO, DOCS, LIST,

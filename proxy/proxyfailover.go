@@ -298,7 +298,7 @@ func phaseList(phases []failover.Phase) string {
 // a handover of one of its nodes is being followed.
 func (srv *Server) claimShard(sh shard) bool {
 	following := map[string]bool{}
-	for _, r := range srv.cfg.Handovers.Report() {
+	for _, r := range srv.cfg.Handovers.Report().Masters {
 		following[r.Master] = r.Following
 	}
 	srv.failingMu.Lock()

@@ -46,21 +46,19 @@ func startFailoverProxy(t *testing.T, withController bool) (*kvsim.Cluster, stri
 // the proxy's address.
 func startFailoverProxyOn(t *testing.T, sim *kvsim.Cluster, withController bool) string {
 	t.Helper()
-	var rt *router.Router
-	hcfg := failover.DefaultHoldsConfig()
-	hcfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return rt.DialNode(ctx, addr) }
-	hcfg.HandOver = func(master, replica string) { rt.HandOver(master, replica) }
-	holds, err := failover.NewHolds(hcfg)
-	require.NoError(t, err)
-	t.Cleanup(holds.Close)
 	rcfg := router.DefaultConfig()
 	for _, n := range sim.Nodes() {
 		rcfg.Seeds = append(rcfg.Seeds, n.Addr())
 	}
-	rcfg.Gate = holds
+	hcfg := failover.DefaultConfig()
+	hcfg.Dial = router.Dialer{Password: rcfg.Password, Timeout: rcfg.DialTimeout}.Dial
+	holds, err := failover.New(hcfg)
+	require.NoError(t, err)
+	t.Cleanup(holds.Close)
+	rcfg.Hold = holds
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rt, err = router.New(ctx, rcfg)
+	rt, err := router.New(ctx, rcfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, rt.Close()) })
 	_, addr := startProxy(t, rt, func(c *Config) {

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"kvproxy/failover"
 )
 
 // callStatus is how a call's latest send ended.
@@ -20,7 +22,8 @@ const (
 	callLost
 	// callFinal: req.Reply holds the final reply made by the router.
 	callFinal
-	// callHeld: not sent, the gate holds the node; resent when it lets go.
+	// callHeld: not sent, waiting for its ticket (see Hold); resent once
+	// released, answered once expired.
 	callHeld
 	// callReclaimed: taken back unsent by its node's outage; routed again,
 	// it waits in that outage while it lasts.
@@ -56,15 +59,10 @@ type call struct {
 	redirectedBy []*node
 	// retries counts resends against MaxRetries.
 	retries int
-	// waitingSince is when the call was first held, for the longest-hold
-	// figure (its HoldTimeout budget counts from its batch's arrival).
-	// holdEnds is the hold it waits for now, nil when none; heldOn is the
-	// node whose hold it is, and inOutage says the hold is heldOn's outage
-	// rather than the gate's.
-	waitingSince time.Time
-	holdEnds     <-chan struct{}
-	heldOn       *node
-	inOutage     bool
+	// ticket is the hold's ticket the call waits for, or was released by
+	// (until the round that sends it); heldOn is the node it was held for.
+	ticket *failover.Ticket
+	heldOn *node
 }
 
 // completeLocked stores a backend reply; the reader calls it with b.mu held
@@ -134,14 +132,22 @@ type batch struct {
 
 	// Per-round scratch space, reused.
 	touched  []*backendConn
-	admitted []*node
-	holds    []<-chan struct{} // the gate's answer for each admitted node
-	holdAll  []bool            // a write to the node was held this round
-	outages  []bool            // the node's hold is an outage
+	admitted []admission
+	// released are the tickets whose calls the round sends: each is told
+	// Sent once they are queued.
+	released []*failover.Ticket
 	patches  []slotPatch
 	// resend is settleRound's, by position in active: whether the call
 	// goes again.
 	resend []bool
+}
+
+// admission is what the hold said of a node in the current round: a ticket
+// the round's later requests to it join, or cleared when they all go.
+type admission struct {
+	node    *node
+	ticket  *failover.Ticket
+	cleared bool
 }
 
 // slotPatch records a MOVED: slot now lives at addr, said node from.
@@ -173,9 +179,9 @@ func putBatch(b *batch) {
 	clear(b.calls)
 	clear(b.touched)
 	clear(b.admitted)
-	clear(b.holds)
+	clear(b.released)
 	clear(b.patches)
-	b.touched, b.admitted, b.holds, b.holdAll, b.outages, b.patches = b.touched[:0], b.admitted[:0], b.holds[:0], b.holdAll[:0], b.outages[:0], b.patches[:0]
+	b.touched, b.admitted, b.released, b.patches = b.touched[:0], b.admitted[:0], b.released[:0], b.patches[:0]
 	b.onDone, b.ctx, b.r = nil, nil, nil
 	batchPool.Put(b)
 }

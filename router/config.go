@@ -62,12 +62,10 @@ type Config struct {
 	// disagree while a topology is pushed to them one by one) is not a
 	// hop: the request waits for a reload, within HoldTimeout.
 	MaxRedirects int
-	// HoldTimeout bounds how long one request waits, in all, while a Gate
-	// holds its node; then it gets a TRYAGAIN error saying it was not run.
+	// HoldTimeout bounds how long one request waits, in all, while its
+	// master is held (see Hold); then it gets a TRYAGAIN error saying it
+	// was not run.
 	HoldTimeout time.Duration
-	// HoldMaxBytes caps the bytes of all requests held at once; a request
-	// that would pass it gets a TRYAGAIN error saying it was not run.
-	HoldMaxBytes int64
 	// MaxRetries bounds the resends of a read whose connection was lost and
 	// of a request redirected to the node that sent it. Requests refused
 	// without running (TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN, READONLY)
@@ -88,9 +86,10 @@ type Config struct {
 	// request alone on its connection is always sent.
 	MaxPending      int
 	MaxPendingBytes int
-	// Gate, when not nil, is consulted before requests are sent to a node
-	// (see Gate). Nil sends without asking.
-	Gate Gate
+	// Hold is asked before requests are sent to a node (see Hold). Nil:
+	// the router holds its unreachable nodes' requests in a failover.Buffer
+	// of its own, with failover.DefaultConfig, and follows no failover.
+	Hold Hold
 	// Logger receives topology changes and connection failures.
 	Logger *slog.Logger
 }
@@ -105,8 +104,6 @@ const (
 	// MaxHoldTimeout bounds HoldTimeout: a client has long given up on a
 	// request held longer.
 	MaxHoldTimeout = 10 * time.Minute
-	// MaxHoldMaxBytes bounds HoldMaxBytes (16 GiB).
-	MaxHoldMaxBytes = 16 << 30
 	// MaxMaxBulkLen bounds MaxBulkLen (4 GiB): a reply is buffered whole.
 	MaxMaxBulkLen = 4 << 30
 	// MinDeadTimeout and MaxDeadTimeout bound DeadTimeout as the command
@@ -126,7 +123,6 @@ func DefaultConfig() Config {
 		RefreshCooldown: 100 * time.Millisecond,
 		MaxRedirects:    5,
 		HoldTimeout:     2500 * time.Millisecond,
-		HoldMaxBytes:    64 << 20,
 		ProbeInterval:   100 * time.Millisecond,
 		ProbeTimeout:    250 * time.Millisecond,
 		DeadTimeout:     10 * time.Second,
@@ -161,7 +157,6 @@ func (c *Config) Validate() error {
 		{c.RefreshCooldown > 0, "RefreshCooldown must be positive"},
 		{c.MaxRedirects > 0, "MaxRedirects must be positive"},
 		{c.HoldTimeout > 0 && c.HoldTimeout <= MaxHoldTimeout, "HoldTimeout must be positive and at most " + MaxHoldTimeout.String()},
-		{c.HoldMaxBytes > 0 && c.HoldMaxBytes <= MaxHoldMaxBytes, "HoldMaxBytes must be 1 to " + strconv.FormatInt(MaxHoldMaxBytes, 10)},
 		{c.ProbeInterval > 0, "ProbeInterval must be positive"},
 		{c.ProbeTimeout > 0, "ProbeTimeout must be positive"},
 		{c.DeadTimeout >= c.ProbeTimeout, "DeadTimeout must be at least ProbeTimeout"},

@@ -49,11 +49,9 @@ type node struct {
 	// host is addr's host, the host of a MOVED/ASK whose target has none.
 	host  string
 	conns []*backendConn
-	holds nodeHolds
-	// outage is closed when the node's outage ends (startOutage), nil while
-	// it has none; inOutage lets the data path skip outageMu meanwhile.
+	// inOutage is set while the router follows the node's outage
+	// (startOutage); outageMu orders its start and end with the hold's.
 	outageMu sync.Mutex
-	outage   chan struct{}
 	inOutage atomic.Bool
 	// probeMu serialises probes, which share probeConn, a connection of
 	// their own; probing is set while the watchdog's probe runs.
@@ -586,19 +584,36 @@ func (c *backendConn) fail(nc net.Conn, cause error) {
 // dial connects to addr and authenticates when a password is configured,
 // within DialTimeout or ctx's deadline, whichever comes first.
 func (r *Router) dial(ctx context.Context, addr string) (net.Conn, error) {
-	deadline := time.Now().Add(r.cfg.DialTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	return Dialer{Password: r.cfg.Password, Timeout: r.cfg.DialTimeout}.Dial(ctx, addr)
+}
+
+// Dialer opens the connections the router and the failover hold use to a
+// backend node. Made from the Config before the Router, it lets the hold,
+// which follows masters on connections of its own, be built first.
+type Dialer struct {
+	// Password, when not empty, is sent with AUTH on every connection.
+	Password string
+	// Timeout bounds the dial and the AUTH round trip.
+	Timeout time.Duration
+}
+
+// Dial connects to addr and authenticates when a password is set, within
+// Timeout or ctx's deadline, whichever comes first. The caller owns the
+// connection.
+func (d Dialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	deadline := time.Now().Add(d.Timeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
 	}
-	d := net.Dialer{Deadline: deadline}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nd := net.Dialer{Deadline: deadline}
+	nc, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	if r.cfg.Password == "" {
+	if d.Password == "" {
 		return nc, nil
 	}
-	if err := authenticate(nc, r.cfg.Password, deadline); err != nil {
+	if err := authenticate(nc, d.Password, deadline); err != nil {
 		_ = nc.Close()
 		return nil, fmt.Errorf("%s: %w", addr, err)
 	}

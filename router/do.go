@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"kvproxy/failover"
 	"kvproxy/internal/resp"
 )
 
@@ -36,7 +37,7 @@ func (r *Router) Do(ctx context.Context, reqs []*Request) {
 // where no reply needs a second round, done runs on the backend reader that
 // delivered the last reply, so it must be quick and must never block; the
 // rare later rounds run on a goroutine of their own. Every Raw must stay
-// valid until done runs. ctx is consulted by the gate and by later rounds.
+// valid until done runs. ctx bounds the wait in the hold and the later rounds.
 //
 // With writes not nil, the first round's requests are queued on their
 // connections but not written: writes.Flush, called once for many Start
@@ -220,9 +221,7 @@ func (r *Router) prepareRound(ctx context.Context, b *batch, o roundOutcome, bac
 		}
 		r.awaitRefresh(actx)
 	}
-	if len(o.holds) > 0 {
-		waitHolds(ctx, o.holds, o.holdDeadline)
-	}
+	waitTickets(ctx, o.tickets)
 	if o.backoff {
 		if !sleepCtx(ctx, *backoff) {
 			b.finishActive(ctxReply(ctx))
@@ -237,43 +236,32 @@ func (r *Router) prepareRound(ctx context.Context, b *batch, o roundOutcome, bac
 	return true
 }
 
-// WaitWritable waits until writes to the master at addr are not held, at
-// most HoldTimeout; it reports false when that ran out or ctx ended first.
-// Dedicated connections (transactions, blocking commands) call it before
-// they send, so they wait in the hold like the router's own writes.
+// WaitWritable waits until the hold lets a write to the master at addr go,
+// at most HoldTimeout; it reports false when that ran out or ctx ended
+// first. Dedicated connections (transactions, blocking commands) call it
+// before they send, so they wait in the hold like the router's own writes.
 func (r *Router) WaitWritable(ctx context.Context, addr string) bool {
-	r.mu.Lock()
-	n := r.nodes[addr]
-	r.mu.Unlock()
-	if n == nil {
-		return true // a node the router never used holds nothing
+	t := r.hold.Admit(addr, true, time.Now().Add(r.cfg.HoldTimeout))
+	if t == nil {
+		return true
 	}
-	timer := time.NewTimer(r.cfg.HoldTimeout)
-	defer timer.Stop()
-	for {
-		hold, _ := r.holdOf(n)
-		if hold == nil {
-			return true
-		}
-		select {
-		case <-hold:
-		case <-timer.C:
-			return false
-		case <-ctx.Done():
-			return false
-		}
+	t.Join(0)
+	select {
+	case <-t.Done():
+	case <-ctx.Done():
+		t.Abandon()
+		return false
 	}
+	t.Sent() // the caller sends at once
+	return !t.Expired()
 }
 
-// waitHolds waits until every hold ended, deadline passed or ctx ended.
-func waitHolds(ctx context.Context, holds []<-chan struct{}, deadline time.Time) {
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	for _, hold := range holds {
+// waitTickets waits until every ticket was released or expired, or ctx
+// ended.
+func waitTickets(ctx context.Context, tickets []*failover.Ticket) {
+	for _, t := range tickets {
 		select {
-		case <-hold:
-		case <-timer.C:
-			return
+		case <-t.Done():
 		case <-ctx.Done():
 			return
 		}
@@ -292,24 +280,26 @@ type roundOutcome struct {
 	// refreshBy, when not zero, bounds the wait for the reload: the first
 	// end of the budget of a bouncing call.
 	refreshBy time.Time
-	// holds are the holds the round's held calls wait for; holdDeadline is
-	// when the first of them runs out of HoldTimeout.
-	holds        []<-chan struct{}
-	holdDeadline time.Time
+	// tickets are the hold's tickets the round's held calls wait for.
+	tickets []*failover.Ticket
 }
 
-// dispatch sends the round's calls: it picks each call's node, consults the
-// gate once per node, queues the calls on their connections (one lock per
-// connection) and then writes every touched connection.
+// dispatch sends the round's calls: it picks each call's node, asks the
+// hold (admit), queues the calls on their connections (one lock per
+// connection), tells the hold the released tickets' calls are queued, and
+// then writes every touched connection.
 func (r *Router) dispatch(ctx context.Context, b *batch) {
 	t := r.table.Load()
 	b.remaining.Store(int32(len(b.active)) + 1)
-	clear(b.admitted)
-	clear(b.holds)
-	b.admitted, b.holds, b.holdAll, b.outages = b.admitted[:0], b.holds[:0], b.holdAll[:0], b.outages[:0]
+	b.startAdmissions()
 	for _, i := range b.active {
 		cl := &b.calls[i]
 		cl.status, cl.failure = callPending, nil
+		if cl.ticket != nil { // expired while the batch waited
+			r.answerExpired(cl)
+			b.doneN(1)
+			continue
+		}
 		n := cl.target
 		switch {
 		case n != nil:
@@ -328,11 +318,9 @@ func (r *Router) dispatch(ctx context.Context, b *batch) {
 			continue
 		}
 		cl.sentTo = n
-		if r.held(b, cl, n) {
+		if r.admit(b, cl, n) {
 			b.doneN(1)
-			continue
 		}
-		r.endHold(cl, holdReleased)
 	}
 	// Queue each connection's calls under one lock, in index order. Once
 	// queued, a call's status belongs to the reader: only cl.conn, which Do
@@ -362,6 +350,9 @@ func (r *Router) dispatch(ctx context.Context, b *batch) {
 		}
 		c.mu.Unlock()
 	}
+	for _, t := range b.released {
+		t.Sent()
+	}
 	for _, c := range b.touched {
 		if b.writes != nil {
 			b.writes.add(c)
@@ -373,29 +364,66 @@ func (r *Router) dispatch(ctx context.Context, b *batch) {
 	b.touched = b.touched[:0]
 }
 
-// held looks up n's hold (holdOf), once per round, and holds cl if n is in
-// an outage, or if the gate holds n and cl is a write or follows a held
-// write to n in the round. It reports true when cl is not to be sent: held,
-// or answered because the hold is full.
-func (r *Router) held(b *batch, cl *call, n *node) bool {
+// startAdmissions resets the round's admissions. A node whose ticket was
+// released is cleared for the whole round: its released calls, and any
+// other of the round to it, go before what the hold admits behind them.
+// Calls whose ticket expired keep it: dispatch answers them.
+func (b *batch) startAdmissions() {
+	clear(b.admitted)
+	clear(b.released)
+	b.admitted, b.released = b.admitted[:0], b.released[:0]
+	for _, i := range b.active {
+		cl := &b.calls[i]
+		if cl.ticket == nil || !cl.ticket.Released() {
+			continue
+		}
+		if !slices.Contains(b.released, cl.ticket) {
+			b.released = append(b.released, cl.ticket)
+			b.admitted = append(b.admitted, admission{node: cl.heldOn, cleared: true})
+		}
+		cl.ticket, cl.heldOn = nil, nil
+	}
+}
+
+// admit asks the hold whether cl may go to n, once per round for a node
+// whose write it let go, and holds cl if the hold hands out a ticket for it
+// or for an earlier call of the round to n. It reports true when cl is not
+// to be sent: held, or answered because the hold is full.
+func (r *Router) admit(b *batch, cl *call, n *node) bool {
 	k := 0
-	for k < len(b.admitted) && b.admitted[k] != n {
+	for k < len(b.admitted) && b.admitted[k].node != n {
 		k++
 	}
 	if k == len(b.admitted) {
-		hold, outage := r.holdOf(n)
-		b.admitted = append(b.admitted, n)
-		b.holds = append(b.holds, hold)
-		b.outages = append(b.outages, outage)
-		b.holdAll = append(b.holdAll, outage)
+		b.admitted = append(b.admitted, admission{node: n})
 	}
-	hold := b.holds[k]
-	if hold == nil || (cl.req.ReadOnly && !b.holdAll[k]) {
+	a := &b.admitted[k]
+	if a.cleared {
 		return false
 	}
-	b.holdAll[k] = true
-	r.beginHold(cl, n, hold, b.outages[k])
+	if a.ticket == nil {
+		write := !cl.req.ReadOnly
+		if a.ticket = r.hold.Admit(n.addr, write, b.started.Add(r.cfg.HoldTimeout)); a.ticket == nil {
+			a.cleared = write
+			return false
+		}
+	}
+	if !a.ticket.Join(len(cl.req.Raw)) {
+		cl.finish(replyHoldFull)
+		return true
+	}
+	cl.status, cl.ticket, cl.heldOn = callHeld, a.ticket, n
 	return true
+}
+
+// answerExpired answers cl, whose ticket expired: it was not executed.
+func (r *Router) answerExpired(cl *call) {
+	if cl.ticket.Outage() {
+		cl.finish(replyUnreachable(cl.heldOn))
+	} else {
+		cl.finish(replyHoldExpired)
+	}
+	cl.ticket, cl.heldOn = nil, nil
 }
 
 func (b *batch) touch(c *backendConn) {
@@ -424,7 +452,7 @@ func (b *batch) wait(ctx context.Context) bool {
 	reply := ctxReply(ctx)
 	for _, i := range b.active {
 		cl := &b.calls[i]
-		b.r.endHold(cl, holdAbandoned)
+		cl.abandonTicket()
 		switch {
 		case cl.status == callFinal, cl.status == callReplied && !resp.IsRedirect(cl.req.Reply):
 		case cl.failure != nil: // failed for good: queue full, shutting down
@@ -441,10 +469,18 @@ func (b *batch) wait(ctx context.Context) bool {
 // finishActive answers every call still to be resent with reply.
 func (b *batch) finishActive(reply []byte) {
 	for _, i := range b.active {
-		b.r.endHold(&b.calls[i], holdAbandoned)
+		b.calls[i].abandonTicket()
 		b.calls[i].finish(reply)
 	}
 	b.active = b.active[:0]
+}
+
+// abandonTicket tells cl's ticket, if any, that its caller gave up.
+func (cl *call) abandonTicket() {
+	if cl.ticket != nil {
+		cl.ticket.Abandon()
+		cl.ticket, cl.heldOn = nil, nil
+	}
 }
 
 func ctxReply(ctx context.Context) []byte {
@@ -461,21 +497,12 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 	case callFinal:
 		return false
 	case callHeld:
-		deadline := cl.b.started.Add(r.cfg.HoldTimeout)
-		if !time.Now().Before(deadline) {
-			if cl.inOutage {
-				cl.finish(replyUnreachable(cl.heldOn))
-			} else {
-				cl.finish(replyHoldExpired)
-			}
-			r.endHold(cl, holdExpired)
+		if cl.ticket.Expired() {
+			r.answerExpired(cl)
 			return false
 		}
-		if !slices.Contains(o.holds, cl.holdEnds) {
-			o.holds = append(o.holds, cl.holdEnds)
-		}
-		if o.holdDeadline.IsZero() || deadline.Before(o.holdDeadline) {
-			o.holdDeadline = deadline
+		if !slices.Contains(o.tickets, cl.ticket) {
+			o.tickets = append(o.tickets, cl.ticket)
 		}
 		cl.target, cl.asking = nil, false
 		return true
@@ -523,24 +550,23 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 	if len(reply) == 0 || reply[0] != '-' {
 		return false
 	}
-	kind, slot, addr := resp.ParseRedirect(reply, cl.sentTo.host)
-	switch kind {
-	case resp.RedirectMoved:
-		r.counters.moved.Add(1)
-		return r.redirect(cl, kind, slot, addr, o)
-	case resp.RedirectAsk:
-		r.counters.ask.Add(1)
-		return r.redirect(cl, kind, slot, addr, o)
-	}
-	switch string(resp.ErrorCode(reply)) {
-	case "TRYAGAIN":
-		// A failover (which the gate then holds) or a slot migration's
+	switch RefusalOf(reply) {
+	case RefusedMoved, RefusedAsk:
+		kind, slot, addr := resp.ParseRedirect(reply, cl.sentTo.host)
+		switch kind {
+		case resp.RedirectMoved:
+			r.counters.moved.Add(1)
+			return r.redirect(cl, kind, slot, addr, o)
+		case resp.RedirectAsk:
+			r.counters.ask.Add(1)
+			return r.redirect(cl, kind, slot, addr, o)
+		}
+	case RefusedTryAgain:
+		// A failover (which the hold then holds) or a slot migration's
 		// write-forbidden phase, which can last seconds: resent within the
 		// call's budget, not a count of retries. Past it the client gets
 		// the server's TRYAGAIN.
-		if r.cfg.Gate != nil {
-			r.cfg.Gate.TryAgain(cl.sentTo.addr)
-		}
+		r.hold.Observe(cl.sentTo.addr, failover.EventTryAgain)
 		if !r.withinBudget(cl) {
 			return false
 		}
@@ -549,7 +575,7 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 		r.counters.resent.Add(1)
 		cl.target, cl.asking = nil, false
 		return true
-	case "CLUSTERDOWN", "READONLY", "LOADING", "MASTERDOWN":
+	case RefusedNotServing:
 		// The node serves the slot no more (a role swap) or cannot yet (a
 		// resync, a restarted Redis rejoining its cluster for seconds): the
 		// topology may say who does. Resent within the call's budget; past
@@ -564,6 +590,42 @@ func (r *Router) settle(cl *call, o *roundOutcome) bool {
 		return true
 	}
 	return false
+}
+
+// Refusal is how a backend refused a command without running it: the one
+// classification behind the router's resends and the proxy's dedicated
+// connections'.
+type Refusal uint8
+
+const (
+	// NotRefused: the reply is the command's own, an error included.
+	NotRefused Refusal = iota
+	// RefusedTryAgain: a failover's write pause, or a slot migration's
+	// write-forbidden phase.
+	RefusedTryAgain
+	// RefusedMoved and RefusedAsk: another node serves the slot, for good
+	// or for this command (ASK).
+	RefusedMoved
+	RefusedAsk
+	// RefusedNotServing: CLUSTERDOWN, READONLY, LOADING or MASTERDOWN: the
+	// node serves the slot no more (a role swap) or not yet (a resync, a
+	// restarted Redis rejoining its cluster); the topology may say who does.
+	RefusedNotServing
+)
+
+// RefusalOf classifies a backend reply.
+func RefusalOf(reply []byte) Refusal {
+	switch string(resp.ErrorCode(reply)) {
+	case "TRYAGAIN":
+		return RefusedTryAgain
+	case "MOVED":
+		return RefusedMoved
+	case "ASK":
+		return RefusedAsk
+	case "CLUSTERDOWN", "READONLY", "LOADING", "MASTERDOWN":
+		return RefusedNotServing
+	}
+	return NotRefused
 }
 
 // replyUnreachable answers a request that waited its whole budget for n.

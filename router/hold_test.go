@@ -10,50 +10,60 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/redcon"
+
+	"kvproxy/failover"
 )
 
-// testGate holds the nodes it is told to and records TryAgain notices.
-type testGate struct {
+// testHold is the router's hold in these tests: a failover.Buffer that
+// follows no master, whose writes the test pauses and resumes itself, and
+// that records the TRYAGAINs it is told of.
+type testHold struct {
+	*failover.Buffer
 	mu         sync.Mutex
-	holds      map[string]chan struct{}
 	tryAgain   []string
 	onTryAgain func(addr string)
 }
 
-func newTestGate() *testGate { return &testGate{holds: map[string]chan struct{}{}} }
-
-func (g *testGate) Hold(addr string) <-chan struct{} {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.holds[addr]
-}
-
-func (g *testGate) TryAgain(addr string) {
-	g.mu.Lock()
-	g.tryAgain = append(g.tryAgain, addr)
-	on := g.onTryAgain
-	g.mu.Unlock()
-	if on != nil {
-		on(addr)
+// newTestHold returns a testHold holding at most maxBytes (0: the default).
+func newTestHold(t *testing.T, maxBytes int64) *testHold {
+	t.Helper()
+	cfg := failover.DefaultConfig()
+	if maxBytes > 0 {
+		cfg.MaxBytes = maxBytes
 	}
+	b, err := failover.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	return &testHold{Buffer: b}
 }
 
-func (g *testGate) hold(addr string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.holds[addr] == nil {
-		g.holds[addr] = make(chan struct{})
+func (h *testHold) Observe(addr string, ev failover.Event) {
+	if ev == failover.EventTryAgain {
+		h.mu.Lock()
+		h.tryAgain = append(h.tryAgain, addr)
+		on := h.onTryAgain
+		h.mu.Unlock()
+		if on != nil {
+			on(addr)
+		}
 	}
+	h.Buffer.Observe(addr, ev)
 }
 
-func (g *testGate) release(addr string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if ch := g.holds[addr]; ch != nil {
-		close(ch)
-		delete(g.holds, addr)
+func (h *testHold) hold(addr string) { h.Observe(addr, failover.EventWritesPaused) }
+
+func (h *testHold) release(addr string) { h.Observe(addr, failover.EventWritesResumed) }
+
+// bufferOf is the failover.Buffer r holds its requests in.
+func bufferOf(r *Router) *failover.Buffer {
+	if h, ok := r.hold.(*testHold); ok {
+		return h.Buffer
 	}
+	return r.hold.(*failover.Buffer)
 }
+
+// holdTotals counts the requests r held, over every node.
+func holdTotals(r *Router) failover.Counts { return bufferOf(r).Report().Totals }
 
 // recordCommands makes n log the first argument of every GET and SET.
 func recordCommands(n *fakeNode) func() []string {
@@ -76,7 +86,7 @@ func recordCommands(n *fakeNode) func() []string {
 
 func assertHoldsConserved(t *testing.T, r *Router) {
 	t.Helper()
-	st := r.Stats()
+	st := holdTotals(r)
 	assert.Equal(t, st.Held, st.Released+st.Expired+st.Abandoned, "held = released + expired + abandoned: %+v", st)
 }
 
@@ -86,13 +96,13 @@ func assertHoldsConserved(t *testing.T, r *Router) {
 func TestHoldStartingMidBatchKeepsTheNodesOrder(t *testing.T) {
 	fc := newFakeCluster(t, 2)
 	a, b := fc.nodes[0], fc.nodes[1]
-	gate := newTestGate()
+	hold := newTestHold(t, 0)
 	cfg := testConfig(fc.seeds()...)
-	cfg.Gate = gate
+	cfg.Hold = hold
 	r := newTestRouter(t, cfg)
 	logB := recordCommands(b)
 	kb1, kb2, ka := keyOwnedBy(fc, b, "b1"), keyOwnedBy(fc, b, "b2"), keyOwnedBy(fc, a, "a")
-	gate.hold(b.addr)
+	hold.hold(b.addr)
 
 	reqs := []*Request{
 		keyed(true, "GET", kb1),
@@ -109,9 +119,9 @@ func TestHoldStartingMidBatchKeepsTheNodesOrder(t *testing.T) {
 		t.Fatal("the batch was answered while its write was held")
 	case <-time.After(30 * time.Millisecond):
 	}
-	assert.Equal(t, uint64(2), r.Stats().Held)
+	assert.Equal(t, uint64(2), holdTotals(r).Held)
 
-	gate.release(b.addr)
+	hold.release(b.addr)
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
@@ -120,8 +130,54 @@ func TestHoldStartingMidBatchKeepsTheNodesOrder(t *testing.T) {
 	assert.Equal(t, []string{"GET " + kb1, "SET " + kb2, "GET " + kb2}, logB())
 	assert.Equal(t, "$1\r\nx\r\n", string(reqs[2].Reply))
 	assert.Equal(t, "+OK\r\n", string(reqs[3].Reply))
-	st := r.Stats()
+	st := holdTotals(r)
 	assert.Equal(t, uint64(2), st.Released)
+	assertHoldsConserved(t, r)
+}
+
+// The writes of several callers held on one master reach it, once the hold
+// ends, in the order they were held: the drain releases one caller's round
+// at a time, the next once the previous one is queued on the connection.
+// Callers alternate Do and Start, whose later rounds run on a goroutine.
+func TestHeldCallersReachTheNodeInTheOrderTheyWereHeld(t *testing.T) {
+	fc := newFakeCluster(t, 1)
+	a := fc.nodes[0]
+	hold := newTestHold(t, 0)
+	cfg := testConfig(a.addr)
+	cfg.Hold = hold
+	cfg.ConnsPerNode = 1 // one connection: the order queued is the order sent
+	r := newTestRouter(t, cfg)
+	log := recordCommands(a)
+	hold.hold(a.addr)
+	const callers = 8
+	var want []string
+	reqs := make([]*Request, callers)
+	var answered sync.WaitGroup
+	for i := range callers {
+		key := "caller" + itoa(i)
+		want = append(want, "SET "+key)
+		reqs[i] = keyed(false, "SET", key, "v")
+		answered.Add(1)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		t.Cleanup(cancel)
+		if i%2 == 0 {
+			go func() {
+				defer answered.Done()
+				r.Do(ctx, reqs[i:i+1])
+			}()
+		} else {
+			r.Start(ctx, reqs[i:i+1], answered.Done, nil)
+		}
+		require.Eventually(t, func() bool { return holdTotals(r).Held == uint64(i+1) }, 5*time.Second, time.Millisecond)
+	}
+	assert.Empty(t, log())
+	hold.release(a.addr)
+	answered.Wait()
+	for i, q := range reqs {
+		assert.Equal(t, "+OK\r\n", string(q.Reply), "caller %d", i)
+	}
+	assert.Equal(t, want, log(), "the callers' writes reached the node in the order they were held")
+	assert.Equal(t, uint64(callers), holdTotals(r).Released)
 	assertHoldsConserved(t, r)
 }
 
@@ -130,32 +186,32 @@ func TestHoldStartingMidBatchKeepsTheNodesOrder(t *testing.T) {
 func TestHoldBudgetExpiring(t *testing.T) {
 	fc := newFakeCluster(t, 1)
 	a := fc.nodes[0]
-	gate := newTestGate()
+	hold := newTestHold(t, 0)
 	cfg := testConfig(a.addr)
-	cfg.Gate = gate
+	cfg.Hold = hold
 	cfg.HoldTimeout = 50 * time.Millisecond
 	r := newTestRouter(t, cfg)
 	log := recordCommands(a)
-	gate.hold(a.addr)
+	hold.hold(a.addr)
 	req := keyed(false, "SET", "k", "v")
 	doWithin(t, r, req)
 	assert.Equal(t, string(replyHoldExpired), string(req.Reply))
 	assert.Empty(t, log())
-	st := r.Stats()
+	st := holdTotals(r)
 	assert.Equal(t, uint64(1), st.Held)
 	assert.Equal(t, uint64(1), st.Expired)
 	assertHoldsConserved(t, r)
 }
 
-// TRYAGAIN tells the gate, which starts holding; the write is resent once
+// TRYAGAIN tells the hold, which starts holding; the write is resent once
 // the hold ends and nothing reaches the client but its reply.
 func TestTryAgainStartsAHoldAndTheWriteIsResentAfterIt(t *testing.T) {
 	fc := newFakeCluster(t, 1)
 	a := fc.nodes[0]
-	gate := newTestGate()
-	gate.onTryAgain = gate.hold
+	hold := newTestHold(t, 0)
+	hold.onTryAgain = hold.hold
 	cfg := testConfig(a.addr)
-	cfg.Gate = gate
+	cfg.Hold = hold
 	cfg.MaxRetries = 1 // the hold, not the retries, must carry the write
 	r := newTestRouter(t, cfg)
 	var pausing sync.Mutex
@@ -172,18 +228,18 @@ func TestTryAgainStartsAHoldAndTheWriteIsResentAfterIt(t *testing.T) {
 	req := keyed(false, "SET", "k", "v")
 	done := make(chan struct{})
 	r.Start(context.Background(), []*Request{req}, func() { close(done) }, nil)
-	require.Eventually(t, func() bool { return r.Stats().Held == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return holdTotals(r).Held == 1 }, 5*time.Second, time.Millisecond)
 	pausing.Lock()
 	paused = false
 	pausing.Unlock()
-	gate.release(a.addr)
+	hold.release(a.addr)
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("not answered after the release")
 	}
 	assert.Equal(t, "+OK\r\n", string(req.Reply))
-	assert.Equal(t, []string{a.addr}, gate.tryAgain)
+	assert.Equal(t, []string{a.addr}, hold.tryAgain)
 	assertHoldsConserved(t, r)
 }
 
@@ -192,20 +248,20 @@ func TestTryAgainStartsAHoldAndTheWriteIsResentAfterIt(t *testing.T) {
 func TestHeldRequestAbandonedByItsCaller(t *testing.T) {
 	fc := newFakeCluster(t, 1)
 	a := fc.nodes[0]
-	gate := newTestGate()
+	hold := newTestHold(t, 0)
 	cfg := testConfig(a.addr)
-	cfg.Gate = gate
+	cfg.Hold = hold
 	r := newTestRouter(t, cfg)
 	log := recordCommands(a)
-	gate.hold(a.addr)
+	hold.hold(a.addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
 	req := keyed(false, "SET", "k", "v")
 	r.Do(ctx, []*Request{req})
 	assert.Contains(t, string(req.Reply), "-ERR ")
-	gate.release(a.addr)
+	hold.release(a.addr)
 	assert.Empty(t, log())
-	assert.Equal(t, uint64(1), r.Stats().Abandoned)
+	assert.Equal(t, uint64(1), holdTotals(r).Abandoned)
 	assertHoldsConserved(t, r)
 }
 
@@ -247,4 +303,25 @@ func TestReadIsNotResentPastALaterWriteThatRan(t *testing.T) {
 	assert.Equal(t, "+OK\r\n", string(setA.Reply))
 	assert.Equal(t, "$3\r\nold\r\n", string(getB.Reply), "the read saw a write pipelined after it")
 	assert.Equal(t, "+OK\r\n", string(setB.Reply))
+}
+
+// RefusalOf is the one classification of refusals, the router's resends
+// and the proxy's dedicated connections' alike.
+func TestRefusalOf(t *testing.T) {
+	for reply, want := range map[string]Refusal{
+		"-TRYAGAIN Failover in progress\r\n":              RefusedTryAgain,
+		"-MOVED 3999 127.0.0.1:6381\r\n":                  RefusedMoved,
+		"-ASK 3999 127.0.0.1:6381\r\n":                    RefusedAsk,
+		"-CLUSTERDOWN Hash slot not served\r\n":           RefusedNotServing,
+		"-READONLY You can't write against a replica\r\n": RefusedNotServing,
+		"-LOADING Kvrocks is restoring the db\r\n":        RefusedNotServing,
+		"-MASTERDOWN Link with MASTER is down\r\n":        RefusedNotServing,
+		"-ERR wrong number of arguments\r\n":              NotRefused,
+		"-WRONGTYPE Operation against a key\r\n":          NotRefused,
+		"+TRYAGAIN\r\n":                                   NotRefused,
+		"$8\r\nTRYAGAIN\r\n":                              NotRefused,
+		"":                                                NotRefused,
+	} {
+		assert.Equal(t, want, RefusalOf([]byte(reply)), "%q", reply)
+	}
 }

@@ -137,7 +137,7 @@ func TestRedisClusterFailoverMovedIsFollowed(t *testing.T) {
 // A handover the router saw is undone only by a topology that makes the old
 // master a master again with a higher config epoch: a failover back is such
 // a topology on Redis Cluster, and is followed without an error.
-func TestRedisClusterFailBackAfterHandOverIsFollowed(t *testing.T) {
+func TestRedisClusterFailBackAfterRoutingToTheNewMasterIsFollowed(t *testing.T) {
 	skipIfShort(t)
 	c := cluster.Start(t, cluster.Options{Masters: 2, ReplicasPerMaster: 1})
 	r := newTestRouter(t, redisRouterConfig(c.Addrs()[0]))
@@ -150,7 +150,7 @@ func TestRedisClusterFailBackAfterHandOverIsFollowed(t *testing.T) {
 	old := c.MasterForKey(key)
 	replica := c.ReplicasOf(old.ID)[0]
 	require.NoError(t, c.Failover(ctx, replica))
-	r.HandOver(old.Addr, replica.Addr)
+	r.routeToNewMaster(old.Addr, replica.Addr)
 	r.awaitRefresh(ctx)
 	require.Equal(t, replica.Addr, r.MasterOf(slot), "the old master is a replica now")
 	require.True(t, r.table.Load().handedOver(old.Addr))

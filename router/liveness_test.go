@@ -71,7 +71,7 @@ func TestSlowCommandDelaysButDoesNotFail(t *testing.T) {
 	assert.Positive(t, st.Probes, "the node was probed while its connection waited")
 	assert.Zero(t, st.Unresponsive)
 	assert.Zero(t, st.ConnsLost)
-	assert.Zero(t, st.Held)
+	assert.Zero(t, holdTotals(r).Held)
 }
 
 // A node that stops answering altogether (SIGSTOP, a network black hole) is
@@ -277,13 +277,13 @@ func TestReclaimedRequestsDoNotRestartTheOutage(t *testing.T) {
 		defer close(done)
 		doWithin(t, r, reqs...)
 	}()
-	require.Eventually(t, func() bool { return r.HoldsOf(a.addr).InOutage }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return bufferOf(r).Report().Of(a.addr).InOutage }, 10*time.Second, time.Millisecond)
 	a.resume()
 	<-done
 	for i, q := range reqs {
 		assert.Equal(t, "+OK\r\n", string(q.Reply), "request %d", i)
 	}
-	assert.Equal(t, uint64(1), r.HoldsOf(a.addr).Outages, "one stop, one outage")
+	assert.Equal(t, uint64(1), bufferOf(r).Report().Of(a.addr).Outages, "one stop, one outage")
 	assertHoldsConserved(t, r)
 }
 
@@ -323,5 +323,5 @@ func TestRepliesProveLifeWhenTheProbeIsLate(t *testing.T) {
 	st := r.Stats()
 	assert.Positive(t, st.Probes, "the silent gaps were probed")
 	assert.Zero(t, st.Unresponsive, "replies arrived while the probe waited")
-	assert.Zero(t, r.HoldsOf(a.addr).Outages)
+	assert.Zero(t, bufferOf(r).Report().Of(a.addr).Outages)
 }

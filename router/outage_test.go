@@ -13,12 +13,7 @@ import (
 
 // heldNowOn reports the requests waiting in addr's hold now.
 func heldNowOn(r *Router, addr string) uint64 {
-	for _, h := range r.HoldStats() {
-		if h.Addr == addr {
-			return h.HeldNow
-		}
-	}
-	return 0
+	return bufferOf(r).Report().Of(addr).Holds.HeldNow
 }
 
 // A dead master's requests wait in its outage; once the topology gives its
@@ -54,7 +49,7 @@ func TestOutageHeldRequestsGoToTheNewMaster(t *testing.T) {
 	assert.Equal(t, "v", a.data[key], "the write landed on the new master")
 	a.mu.Unlock()
 	assertHoldsConserved(t, r)
-	st := r.Stats()
+	st := holdTotals(r)
 	assert.Equal(t, st.Held, st.Released, "every held request was sent: %+v", st)
 }
 
@@ -63,49 +58,48 @@ func TestOutageHeldRequestsGoToTheNewMaster(t *testing.T) {
 func TestHoldMaxBytesRefusesWhatWouldPassTheCap(t *testing.T) {
 	fc := newFakeCluster(t, 1)
 	a := fc.nodes[0]
-	gate := newTestGate()
-	cfg := testConfig(a.addr)
-	cfg.Gate = gate
 	small := keyed(false, "SET", "k", "v")
-	cfg.HoldMaxBytes = int64(len(small.Raw) + 10)
+	hold := newTestHold(t, int64(len(small.Raw)+10))
+	cfg := testConfig(a.addr)
+	cfg.Hold = hold
 	r := newTestRouter(t, cfg)
-	gate.hold(a.addr)
+	hold.hold(a.addr)
 	big := keyed(false, "SET", "k2", strings.Repeat("x", 64))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		doWithin(t, r, small)
 	}()
-	require.Eventually(t, func() bool { return r.Stats().Held == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return holdTotals(r).Held == 1 }, 5*time.Second, time.Millisecond)
 	doWithin(t, r, big)
 	assert.Contains(t, string(big.Reply), "-TRYAGAIN ")
 	assert.Contains(t, string(big.Reply), "not executed")
-	assert.Equal(t, uint64(1), r.Stats().HoldFull)
-	gate.release(a.addr)
+	assert.Equal(t, uint64(1), holdTotals(r).Full)
+	hold.release(a.addr)
 	<-done
 	assert.Equal(t, "+OK\r\n", string(small.Reply))
 	assertHoldsConserved(t, r)
 	// Released, the cap is free again.
-	gate.hold(a.addr)
+	hold.hold(a.addr)
 	again := keyed(false, "SET", "k", "w")
 	go func() {
-		assert.Eventually(t, func() bool { return r.Stats().Held == 2 }, 5*time.Second, time.Millisecond)
-		gate.release(a.addr)
+		assert.Eventually(t, func() bool { return holdTotals(r).Held == 2 }, 5*time.Second, time.Millisecond)
+		hold.release(a.addr)
 	}()
 	doWithin(t, r, again)
 	assert.Equal(t, "+OK\r\n", string(again.Reply))
 	assertHoldsConserved(t, r)
 }
 
-// HandOver routes every slot of a master to its replica at once.
-func TestHandOverRoutesTheShardToTheReplica(t *testing.T) {
+// routeToNewMaster routes every slot of a master to its replica at once.
+func TestRouteToNewMasterRoutesTheShardToTheReplica(t *testing.T) {
 	fc := newFakeCluster(t, 2)
 	a, b := fc.nodes[0], fc.nodes[1]
 	r := newTestRouter(t, testConfig(a.addr))
 	// Without a replica in the topology, nothing moves.
-	r.HandOver(b.addr, "")
+	r.routeToNewMaster(b.addr, "")
 	assert.Equal(t, b.addr, r.MasterOf(int(Slot([]byte(keyOwnedBy(fc, b, "x"))))))
-	r.HandOver(b.addr, a.addr)
+	r.routeToNewMaster(b.addr, a.addr)
 	for s := range SlotCount {
 		require.Equal(t, a.addr, r.MasterOf(s), "slot %d", s)
 	}
@@ -123,28 +117,28 @@ func TestChangedSignalsTheNextTableChange(t *testing.T) {
 		t.Fatal("closed before any change")
 	default:
 	}
-	r.HandOver(b.addr, a.addr)
+	r.routeToNewMaster(b.addr, a.addr)
 	select {
 	case <-changed:
 	case <-time.After(5 * time.Second):
-		t.Fatal("HandOver did not signal")
+		t.Fatal("routeToNewMaster did not signal")
 	}
 	assert.NotEqual(t, changed, r.Changed(), "a new channel for the next change")
 }
 
-// WaitWritable waits out the gate's hold on a master, at most HoldTimeout.
+// WaitWritable waits out the hold of a master, at most HoldTimeout.
 func TestWaitWritableWaitsOutTheHold(t *testing.T) {
 	fc := newFakeCluster(t, 1)
 	a := fc.nodes[0]
-	gate := newTestGate()
+	hold := newTestHold(t, 0)
 	cfg := testConfig(a.addr)
-	cfg.Gate = gate
+	cfg.Hold = hold
 	cfg.HoldTimeout = 50 * time.Millisecond
 	r := newTestRouter(t, cfg)
 	ctx := context.Background()
 	assert.True(t, r.WaitWritable(ctx, a.addr), "nothing held")
 	assert.True(t, r.WaitWritable(ctx, "127.0.0.1:1"), "a node the router never used")
-	gate.hold(a.addr)
+	hold.hold(a.addr)
 	assert.False(t, r.WaitWritable(ctx, a.addr), "held past HoldTimeout")
 
 	patient := cfg
@@ -152,7 +146,7 @@ func TestWaitWritableWaitsOutTheHold(t *testing.T) {
 	r2 := newTestRouter(t, patient)
 	go func() {
 		time.Sleep(10 * time.Millisecond)
-		gate.release(a.addr) // still held from above
+		hold.release(a.addr) // still held from above
 	}()
 	assert.True(t, r2.WaitWritable(ctx, a.addr), "released within HoldTimeout")
 }
@@ -172,5 +166,5 @@ func TestDialFailureBeforeTheFirstTableStartsNoOutage(t *testing.T) {
 	r.nodeOf(refused)
 	require.Eventually(t, func() bool { return r.Stats().DialFailures >= uint64(cfg.ConnsPerNode) }, 5*time.Second, time.Millisecond)
 	require.NoError(t, r.Close()) // waits for any outage follower
-	assert.Empty(t, r.HoldStats(), "no outage before the slot table exists")
+	assert.Empty(t, bufferOf(r).Report().Masters, "no outage before the slot table exists")
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"kvproxy/failover"
 )
 
 // Request is one client command on its way to a backend. The proxy fills the
@@ -46,20 +48,23 @@ type Request struct {
 // ErrClosed is returned by calls on a Router after Close.
 var ErrClosed = errors.New("router: closed")
 
-// Gate is the seam through which the failover logic holds a shard's writes
-// while its master cannot take them. The router asks it once per (round,
-// node) before sending, so it must not block.
+// Hold is the seam through which the failover hold (failover.Buffer) holds
+// a master's requests while it cannot take them: its writes while it fails
+// over, all of them while it is unreachable.
 //
-// Hold returns nil to send now, or a channel closed when the hold on the
-// master at addr ends. The round's first write to that node and every later
-// request of the round to it wait (so a caller's requests to a node stay in
-// order); reads before it are sent. Each held request waits at most
-// Config.HoldTimeout in all, then gets a TRYAGAIN error saying it was not
-// executed. TryAgain tells the gate that addr answered -TRYAGAIN: a failover
-// may have begun there.
-type Gate interface {
-	Hold(addr string) <-chan struct{}
-	TryAgain(addr string)
+// Admit is asked before a request is sent to master, with the end of its
+// HoldTimeout budget; nil sends it now. Otherwise the request, and every
+// later request of the round to master (so a caller's requests to a node
+// stay in order; reads before it are sent), joins the ticket, and waits
+// until the ticket is released (then sent, and the ticket told Sent) or
+// expired (then answered with a TRYAGAIN error saying it was not executed).
+// Observe tells the hold what the router saw of master: a TRYAGAIN, an
+// outage's start or end. Notices tells the router the replicas to dial
+// ahead and the masters that handed their slots over.
+type Hold interface {
+	Admit(master string, write bool, deadline time.Time) *failover.Ticket
+	Observe(master string, ev failover.Event)
+	Notices() <-chan failover.Notice
 }
 
 // HeldNotRunError is the error (without its '-') of a write held past its
@@ -111,8 +116,10 @@ type Router struct {
 	refreshTrigger chan struct{}
 
 	counters counters
-	// heldBytes is the size of the requests held now (HoldMaxBytes).
-	heldBytes atomic.Int64
+	// hold is cfg.Hold, or ownHold, made by New when cfg.Hold is nil and
+	// closed by Close.
+	hold    Hold
+	ownHold *failover.Buffer
 }
 
 // New loads the topology from the first seed that answers, connects to every
@@ -134,18 +141,22 @@ func New(ctx context.Context, cfg Config) (*Router, error) {
 	}
 	if r.table.Load() == nil {
 		r.cancel()
+		if r.ownHold != nil {
+			r.ownHold.Close()
+		}
 		return nil, fmt.Errorf("router: no seed returned the cluster topology: %w", joinOneLine(errs))
 	}
-	r.wg.Add(2)
+	r.wg.Add(3)
 	go r.refreshLoop()
 	go r.watch()
+	go r.actOnNotices()
 	return r, nil
 }
 
 // newRouter is a Router with no slot table yet: New loads it.
 func newRouter(cfg Config) *Router {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Router{
+	r := &Router{
 		cfg:            cfg,
 		log:            cfg.Logger.With("component", "router"),
 		ctx:            ctx,
@@ -153,7 +164,18 @@ func newRouter(cfg Config) *Router {
 		nodes:          make(map[string]*node),
 		refreshed:      make(chan struct{}),
 		refreshTrigger: make(chan struct{}, 1),
+		hold:           cfg.Hold,
 	}
+	if r.hold == nil {
+		hcfg := failover.DefaultConfig()
+		hcfg.Logger = r.log
+		own, err := failover.New(hcfg)
+		if err != nil {
+			panic("router: failover.DefaultConfig is refused: " + err.Error())
+		}
+		r.hold, r.ownHold = own, own
+	}
+	return r
 }
 
 // Close stops the refresh, fails every queued request and closes every
@@ -177,6 +199,9 @@ func (r *Router) Close() error {
 	r.wg.Wait()
 	for _, n := range nodes {
 		n.closeProbe()
+	}
+	if r.ownHold != nil {
+		r.ownHold.Close()
 	}
 	return nil
 }

@@ -465,12 +465,12 @@ func TestUnreachableMasterHoldsThenAnswersNotExecuted(t *testing.T) {
 		assert.Contains(t, string(q.Reply), "not executed")
 	}
 	assertHoldsConserved(t, r)
-	holds := r.HoldStats()
+	holds := bufferOf(r).Report().Masters
 	require.Len(t, holds, 1)
-	assert.Equal(t, b.addr, holds[0].Addr)
+	assert.Equal(t, b.addr, holds[0].Master)
 	assert.GreaterOrEqual(t, holds[0].Outages, uint64(1))
-	assert.GreaterOrEqual(t, holds[0].Held, uint64(2), "both requests waited in the outage")
-	assert.Zero(t, holds[0].HeldNow)
+	assert.GreaterOrEqual(t, holds[0].Holds.Held, uint64(2), "both requests waited in the outage")
+	assert.Zero(t, holds[0].Holds.HeldNow)
 }
 
 func TestCloseLeavesNoGoroutineAndAnswersLaterCalls(t *testing.T) {

@@ -24,14 +24,6 @@ type Stats struct {
 	ConnsLost, DialFailures uint64
 	// Reloads and ReloadFailures count topology reloads.
 	Reloads, ReloadFailures uint64
-	// Held counts requests a Gate held; each leaves the hold once: Released
-	// (sent), Expired (past HoldTimeout, answered TRYAGAIN) or Abandoned
-	// (its caller gave up). Held = Released + Expired + Abandoned + those
-	// held now.
-	Held, Released, Expired, Abandoned uint64
-	// HoldFull counts requests answered TRYAGAIN instead of held, because
-	// the held requests' bytes had reached Config.HoldMaxBytes.
-	HoldFull uint64
 	// Parked counts requests that waited in the proxy for room on their
 	// backend connection (MaxPending, MaxPendingBytes).
 	Parked uint64
@@ -50,8 +42,6 @@ type counters struct {
 	resent                              atomic.Uint64
 	connsLost, dialFailures             atomic.Uint64
 	reloads, reloadFailures             atomic.Uint64
-	held, released, expired, abandoned  atomic.Uint64
-	holdFull                            atomic.Uint64
 	parked, oversized                   atomic.Uint64
 	probes, unresponsive, dead          atomic.Uint64
 }
@@ -64,8 +54,7 @@ func (r *Router) Stats() Stats {
 		Resent: c.resent.Load(), Lost: c.lost.Load(),
 		ConnsLost: c.connsLost.Load(), DialFailures: c.dialFailures.Load(),
 		Reloads: c.reloads.Load(), ReloadFailures: c.reloadFailures.Load(),
-		Held: c.held.Load(), Released: c.released.Load(), Expired: c.expired.Load(), Abandoned: c.abandoned.Load(),
-		HoldFull: c.holdFull.Load(), Parked: c.parked.Load(), Oversized: c.oversized.Load(),
+		Parked: c.parked.Load(), Oversized: c.oversized.Load(),
 		Probes: c.probes.Load(), Unresponsive: c.unresponsive.Load(), Dead: c.dead.Load(),
 	}
 }

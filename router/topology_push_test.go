@@ -132,7 +132,7 @@ func startKvsimUnderLoad(t *testing.T) (*kvsim.Cluster, *Router, *load) {
 	return sim, r, l
 }
 
-// Item 3 of issue 10: after a failover the router saw (HandOver), a
+// Item 3 of issue 10: after a failover the router saw (routeToNewMaster), a
 // controller that never learnt of it pushes its stale topology: at the same
 // version (which the nodes ignore), forced at the same version and forced at
 // a lower one (which they apply, making the old master master again). The
@@ -155,7 +155,7 @@ func TestKvsimStaleTopologyNeverUndoesAHandover(t *testing.T) {
 	require.Equal(t, "+OK\r\n", string(set.Reply))
 
 	oldMaster, newMaster := kvsimFailover(t, ctx, sim)
-	r.HandOver(oldMaster, newMaster)
+	r.routeToNewMaster(oldMaster, newMaster)
 	require.Equal(t, newMaster, r.MasterOf(slot))
 	set = keyed(false, "SET", key, "after")
 	doWithin(t, r, set)

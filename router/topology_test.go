@@ -152,7 +152,7 @@ func TestConfigValidate(t *testing.T) {
 	cfg.Seeds = []string{"127.0.0.1:7000"}
 	require.NoError(t, cfg.Validate())
 	upper := cfg
-	upper.ConnsPerNode, upper.HoldTimeout, upper.HoldMaxBytes, upper.MaxBulkLen = MaxConnsPerNode, MaxHoldTimeout, MaxHoldMaxBytes, MaxMaxBulkLen
+	upper.ConnsPerNode, upper.HoldTimeout, upper.MaxBulkLen = MaxConnsPerNode, MaxHoldTimeout, MaxMaxBulkLen
 	require.NoError(t, upper.Validate(), "the bounds themselves are valid")
 
 	bad := []func(*Config){
@@ -161,8 +161,6 @@ func TestConfigValidate(t *testing.T) {
 		func(c *Config) { c.ConnsPerNode = MaxConnsPerNode + 1 },
 		func(c *Config) { c.HoldTimeout = 0 },
 		func(c *Config) { c.HoldTimeout = MaxHoldTimeout + 1 },
-		func(c *Config) { c.HoldMaxBytes = 0 },
-		func(c *Config) { c.HoldMaxBytes = MaxHoldMaxBytes + 1 },
 		func(c *Config) { c.MaxBulkLen = MaxMaxBulkLen + 1 },
 		func(c *Config) { c.DialTimeout = 0 },
 		func(c *Config) { c.ReadTimeout = 0 },
@@ -225,13 +223,13 @@ func shardView(epoch int64, master string, masterEpoch int64, replica string) *c
 	}
 }
 
-// After HandOver, neither a reload at the same or an older epoch nor a MOVED
+// After routeToNewMaster, neither a reload at the same or an older epoch nor a MOVED
 // routes the shard back to the old master; a newer topology that makes it
 // master again does.
-func TestHandOverIsUndoneOnlyByANewerTopology(t *testing.T) {
+func TestRoutedHandoverIsUndoneOnlyByANewerTopology(t *testing.T) {
 	r := newTableRouter()
 	r.applyView(shardView(5, "a:1", 5, "b:1"))
-	r.HandOver("a:1", "b:1")
+	r.routeToNewMaster("a:1", "b:1")
 	require.Equal(t, "b:1", r.MasterOf(0))
 
 	r.applyView(shardView(5, "a:1", 5, "b:1")) // Kvrocks' stale CLUSTER SLOTS
@@ -251,10 +249,10 @@ func TestHandOverIsUndoneOnlyByANewerTopology(t *testing.T) {
 // Redis Cluster: the cluster's epoch grows with any shard's failover, but
 // a node takes its slots back only with a config epoch of its own above the
 // epoch its handover was seen at.
-func TestHandOverIsUndoneOnlyByAHigherConfigEpoch(t *testing.T) {
+func TestRoutedHandoverIsUndoneOnlyByAHigherConfigEpoch(t *testing.T) {
 	r := newTableRouter()
 	r.applyView(shardView(7, "a:1", 4, "b:1"))
-	r.HandOver("a:1", "b:1")
+	r.routeToNewMaster("a:1", "b:1")
 
 	r.applyView(shardView(9, "a:1", 4, "b:1")) // a stale node's view, newer epoch
 	assert.Equal(t, "b:1", r.MasterOf(0))
@@ -267,10 +265,10 @@ func TestHandOverIsUndoneOnlyByAHigherConfigEpoch(t *testing.T) {
 // A newer topology that lists the old master as a replica confirms the
 // handover at its own version: a later push of that same version that
 // makes the old master master again does not undo it.
-func TestConfirmedHandOverRisesToTheConfirmingVersion(t *testing.T) {
+func TestConfirmedrouteToNewMasterRisesToTheConfirmingVersion(t *testing.T) {
 	r := newTableRouter()
 	r.applyView(shardView(1, "a:1", 1, "b:1"))
-	r.HandOver("a:1", "b:1")
+	r.routeToNewMaster("a:1", "b:1")
 	r.applyView(shardView(2, "b:1", 2, "a:1")) // the controller recorded it
 	assert.Equal(t, []handover{{"a:1", 2}}, r.table.Load().handovers)
 	r.applyView(shardView(2, "a:1", 2, "b:1")) // forced at the same version
@@ -279,10 +277,10 @@ func TestConfirmedHandOverRisesToTheConfirmingVersion(t *testing.T) {
 	assert.Equal(t, "a:1", r.MasterOf(0))
 }
 
-// Handovers the router did not hear of through HandOver count too: a MOVED
+// Handovers the router did not hear of through routeToNewMaster count too: a MOVED
 // from a master to its own replica, and a newer reload that lists a slot
 // owner as a replica.
-func TestHandOversSeenInMovedAndReloadsAreKept(t *testing.T) {
+func TestRoutedHandoversSeenInMovedAndReloadsAreKept(t *testing.T) {
 	r := newTableRouter()
 	r.applyView(shardView(4, "a:1", 4, "b:1"))
 	r.patch([]slotPatch{{0, "b:1", "a:1"}})
@@ -298,12 +296,12 @@ func TestHandOversSeenInMovedAndReloadsAreKept(t *testing.T) {
 }
 
 // A failover back through the proxy ends the record of the node taking
-// over: HandOver itself is the proof.
-func TestHandOverBackEndsTheNewMastersRecord(t *testing.T) {
+// over: routeToNewMaster itself is the proof.
+func TestRoutedHandoverBackEndsTheNewMastersRecord(t *testing.T) {
 	r := newTableRouter()
 	r.applyView(shardView(1, "a:1", 1, "b:1"))
-	r.HandOver("a:1", "b:1")
-	r.HandOver("b:1", "a:1")
+	r.routeToNewMaster("a:1", "b:1")
+	r.routeToNewMaster("b:1", "a:1")
 	assert.Equal(t, "a:1", r.MasterOf(0))
 	assert.Equal(t, []handover{{"b:1", 1}}, r.table.Load().handovers)
 	r.applyView(shardView(1, "b:1", 1, "a:1"))

@@ -25,7 +25,7 @@ import (
 )
 
 // failoverFixture is a kvsim cluster with proxies in front, each built as
-// cmd/kvproxy builds it (failover.Holds as the router's gate and the proxy's
+// cmd/kvproxy builds it (a failover.Buffer as the router's hold and the proxy's
 // handovers). The proxies know nothing of each other.
 type failoverFixture struct {
 	sim     *kvsim.Cluster
@@ -34,7 +34,7 @@ type failoverFixture struct {
 
 type failoverProxy struct {
 	rt    *router.Router
-	holds *failover.Holds
+	holds *failover.Buffer
 	addr  string
 }
 
@@ -55,18 +55,15 @@ func startFailoverFixture(t testing.TB, replDelay time.Duration, proxies int) *f
 func startFailoverProxy(t testing.TB, seed string) *failoverProxy {
 	t.Helper()
 	fp := &failoverProxy{}
-	hcfg := failover.DefaultHoldsConfig()
-	hcfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return fp.rt.DialNode(ctx, addr) }
-	hcfg.Warm = func(replica string) { fp.rt.Warm(replica) }
-	hcfg.HandOver = func(master, replica string) { fp.rt.HandOver(master, replica) }
-	hcfg.Held = func(master string) router.NodeHolds { return fp.rt.HoldsOf(master) }
-	holds, err := failover.NewHolds(hcfg)
+	rcfg := router.DefaultConfig()
+	rcfg.Seeds = []string{seed}
+	hcfg := failover.DefaultConfig()
+	hcfg.Dial = router.Dialer{Password: rcfg.Password, Timeout: rcfg.DialTimeout}.Dial
+	holds, err := failover.New(hcfg)
 	require.NoError(t, err)
 	t.Cleanup(holds.Close)
 	fp.holds = holds
-	rcfg := router.DefaultConfig()
-	rcfg.Seeds = []string{seed}
-	rcfg.Gate = holds
+	rcfg.Hold = holds
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	fp.rt, err = router.New(ctx, rcfg)
@@ -186,7 +183,7 @@ func runFailoverScenario(t *testing.T, sc failoverScenario) {
 		phase, err := failover.ParsePhase([]byte(info))
 		require.NoError(t, err)
 		assert.Equal(t, failover.PhaseSuccess, phase)
-		assert.Positive(t, load.rt.Stats().Held, "writes were held during the handover")
+		assert.Positive(t, load.holds.Report().Totals.Held, "writes were held during the handover")
 		// Operators see the handover in INFO.
 		client := redis.NewClient(&redis.Options{Addr: load.addr})
 		defer client.Close()
@@ -270,8 +267,8 @@ func loadAround(t *testing.T, ctx context.Context, load *failoverProxy, handover
 	assert.Positive(t, benchRuns)
 	assert.Empty(t, benchErrs, "every redis-benchmark run exits 0")
 	assert.Empty(t, writeErrs, "no write fails")
-	st := load.rt.Stats()
-	t.Logf("load proxy's router: %+v; redis-benchmark runs: %d, acknowledged writes: %d", st, benchRuns, len(acked))
+	st := load.holds.Report().Totals
+	t.Logf("load proxy's holds: %+v; router: %+v; redis-benchmark runs: %d, acknowledged writes: %d", st, load.rt.Stats(), benchRuns, len(acked))
 	assert.Equal(t, st.Held, st.Released+st.Expired+st.Abandoned, "held = released + expired + abandoned")
 	assert.Zero(t, st.Expired)
 
@@ -323,7 +320,7 @@ func TestRedisClusterFailoverIsInvisibleToClients(t *testing.T) {
 			require.NoError(t, c.WaitHealthy(ctx))
 			// The proxy followed it: the report shows the swap.
 			require.Eventually(t, func() bool {
-				reports := load.holds.Report()
+				reports := load.holds.Report().Masters
 				return len(reports) == 1 && reports[0].Last.Final == failover.PhaseSuccess && reports[0].Handovers == 1
 			}, 30*time.Second, 10*time.Millisecond, "the handover was followed to success: %+v", load.holds.Report())
 			t.Logf("followed: %+v", load.holds.Report())
@@ -442,9 +439,10 @@ func unplannedMasterDeath(t *testing.T, probeInterval time.Duration, slow bool) 
 	}
 	// The dead master's unsent requests (and the reads lost with its
 	// connection) waited in its outage.
-	dead := load.rt.HoldsOf(master.Addr())
-	t.Logf("dead master's holds: %+v", dead)
-	assert.Positive(t, dead.Outages)
+	deadMaster := load.holds.Report().Of(master.Addr())
+	dead := deadMaster.Holds
+	t.Logf("dead master's holds: %+v", deadMaster)
+	assert.Positive(t, deadMaster.Outages)
 	assert.Positive(t, dead.Held, "requests waited in the outage")
 	if slow {
 		assert.Positive(t, notExecuted, "the promotion came after the hold budget")
@@ -454,6 +452,6 @@ func unplannedMasterDeath(t *testing.T, probeInterval time.Duration, slow bool) 
 	} else {
 		assert.Equal(t, dead.Held, dead.Released, "every one was sent once the replica took over: %+v", dead)
 	}
-	st := load.rt.Stats()
+	st := load.holds.Report().Totals
 	assert.Equal(t, st.Held, st.Released+st.Expired+st.Abandoned, "held = released + expired + abandoned: %+v", st)
 }

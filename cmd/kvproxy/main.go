@@ -128,35 +128,30 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		}
 	}
 
-	// The holds follow a failing-over master on connections the router
-	// dials (and authenticates); they only dial once traffic flows.
-	var rt *router.Router
-	hcfg := failover.DefaultHoldsConfig()
-	hcfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return rt.DialNode(ctx, addr) }
-	hcfg.Logger = logger
-	hcfg.Warm = func(replica string) { rt.Warm(replica) }
-	hcfg.HandOver = func(master, replica string) { rt.HandOver(master, replica) }
-	hcfg.Held = func(master string) router.NodeHolds { return rt.HoldsOf(master) }
-	holds, err := failover.NewHolds(hcfg)
-	if err != nil {
-		startupFailed(stderr, err)
-		return exitStartup
-	}
-	cleanup = append(cleanup, holds.Close)
-
 	rcfg := router.DefaultConfig()
 	rcfg.Seeds = seeds
 	rcfg.Password = opts.backendPassword
 	rcfg.ConnsPerNode = opts.backendConns
 	rcfg.MaxBulkLen = opts.maxBulkLen
 	rcfg.HoldTimeout = opts.holdTimeout
-	rcfg.HoldMaxBytes = opts.holdMaxBytes
 	rcfg.DeadTimeout = opts.deadTimeout
 	rcfg.RefreshInterval = opts.refreshInterval
-	rcfg.Gate = holds
 	rcfg.Logger = logger
+	// The hold follows a failing-over master on connections of its own,
+	// dialled (and authenticated) as the router's are.
+	hcfg := failover.DefaultConfig()
+	hcfg.MaxBytes = opts.holdMaxBytes
+	hcfg.Dial = router.Dialer{Password: rcfg.Password, Timeout: rcfg.DialTimeout}.Dial
+	hcfg.Logger = logger
+	holds, err := failover.New(hcfg)
+	if err != nil {
+		startupFailed(stderr, err)
+		return exitStartup
+	}
+	cleanup = append(cleanup, holds.Close)
+	rcfg.Hold = holds
 	startCtx, cancel := context.WithTimeout(ctx, startupTimeout)
-	rt, err = router.New(startCtx, rcfg)
+	rt, err := router.New(startCtx, rcfg)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kvproxy/bench/kvsim"
+	"kvproxy/failover"
 	"kvproxy/proxy"
 	"kvproxy/router"
 )
@@ -48,7 +49,7 @@ func TestParseOptionsDefaults(t *testing.T) {
 		maxBlockingConns:  proxy.DefaultConfig().MaxBlockingConns,
 		maxClients:        proxy.DefaultMaxClients,
 		holdTimeout:       router.DefaultConfig().HoldTimeout,
-		holdMaxBytes:      router.DefaultConfig().HoldMaxBytes,
+		holdMaxBytes:      failover.DefaultConfig().MaxBytes,
 		clientOutputLimit: proxy.DefaultConfig().ClientOutputLimit,
 		deadTimeout:       router.DefaultConfig().DeadTimeout,
 		pubsubOutputLimit: proxy.DefaultPubSubOutputLimit,

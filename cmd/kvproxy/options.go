@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"kvproxy/failover"
 	"kvproxy/proxy"
 	"kvproxy/router"
 )
@@ -66,7 +67,7 @@ type options struct {
 	maxClients int
 	// holdTimeout is router.Config.HoldTimeout.
 	holdTimeout time.Duration
-	// holdMaxBytes is router.Config.HoldMaxBytes.
+	// holdMaxBytes is failover.Config.MaxBytes.
 	holdMaxBytes int64
 	// clientOutputLimit is proxy.Config.ClientOutputLimit.
 	clientOutputLimit int64
@@ -110,7 +111,7 @@ func newFlagSet(o *options, seeds, logLevel *string) *flag.FlagSet {
 		"clients that may be connected at once; the next one gets \"-ERR max number of clients reached\" (lowered, with a warning, to what the open file limit allows)")
 	fs.DurationVar(&o.holdTimeout, "hold-timeout", router.DefaultConfig().HoldTimeout,
 		"longest a write waits inside the proxy while its shard's master fails over; then the client gets TRYAGAIN")
-	fs.Int64Var(&o.holdMaxBytes, "hold-max-bytes", router.DefaultConfig().HoldMaxBytes,
+	fs.Int64Var(&o.holdMaxBytes, "hold-max-bytes", failover.DefaultConfig().MaxBytes,
 		"most bytes of requests held at once across all failing-over shards; past it a write gets TRYAGAIN at once")
 	fs.Int64Var(&o.clientOutputLimit, "client-output-limit", proxy.DefaultConfig().ClientOutputLimit,
 		"most reply bytes the proxy keeps for one client until it reads them; a client past it is disconnected")
@@ -241,7 +242,7 @@ func (o options) validate() error {
 		{"max-bulk-len", int64(o.maxBulkLen), router.MaxMaxBulkLen},
 		{"max-blocking-conns", int64(o.maxBlockingConns), proxy.MaxMaxBlockingConns},
 		{"max-clients", int64(o.maxClients), proxy.MaxMaxClients},
-		{"hold-max-bytes", o.holdMaxBytes, router.MaxHoldMaxBytes},
+		{"hold-max-bytes", o.holdMaxBytes, failover.MaxMaxBytes},
 	} {
 		if c.value < 1 || c.value > c.hi {
 			return fmt.Errorf("--%s %d: want 1 to %d", c.flag, c.value, c.hi)

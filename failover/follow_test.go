@@ -1,9 +1,8 @@
-package failover
+package failover_test
 
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,15 +13,18 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kvproxy/bench/kvsim"
+	"kvproxy/failover"
 	"kvproxy/router"
 )
 
 // A graceful failover started on the master behind the router's back
 // (CLUSTERX FAILOVER sent to the master directly): writes through a router
-// whose gate is Holds see no error, none is lost, the hold counters add up,
+// holding in a failover.Buffer see no error, none is lost, the hold counters add up,
 // and the shard's writes land on the new master afterwards.
-func TestHoldsHideAFailoverStartedBehindTheRoutersBack(t *testing.T) {
-	skipIfShort(t)
+func TestBufferHidesAFailoverStartedBehindTheRoutersBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: runs without -short")
+	}
 	cfg := kvsim.DefaultClusterConfig()
 	cfg.ReplDelay = 200 * time.Millisecond
 	c, err := kvsim.StartCluster(cfg)
@@ -31,18 +33,17 @@ func TestHoldsHideAFailoverStartedBehindTheRoutersBack(t *testing.T) {
 	master := c.Masters()[0]
 	replica := c.ReplicasOf(master.ID())[0]
 
-	var rt *router.Router
-	hcfg := DefaultHoldsConfig()
-	hcfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return rt.DialNode(ctx, addr) }
-	holds, err := NewHolds(hcfg)
-	require.NoError(t, err)
-	t.Cleanup(holds.Close)
 	rcfg := router.DefaultConfig()
 	rcfg.Seeds = []string{master.Addr()}
-	rcfg.Gate = holds
+	hcfg := failover.DefaultConfig()
+	hcfg.Dial = router.Dialer{Timeout: rcfg.DialTimeout}.Dial
+	holds, err := failover.New(hcfg)
+	require.NoError(t, err)
+	t.Cleanup(holds.Close)
+	rcfg.Hold = holds
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rt, err = router.New(ctx, rcfg)
+	rt, err := router.New(ctx, rcfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = rt.Close() })
 
@@ -81,7 +82,7 @@ func TestHoldsHideAFailoverStartedBehindTheRoutersBack(t *testing.T) {
 	require.Equal(t, "OK", admin.Do(ctx, "CLUSTERX", "FAILOVER", replica.ID(), "3000").Val())
 	require.Eventually(t, func() bool {
 		info, _ := admin.Do(ctx, "CLUSTER", "INFO").Text()
-		phase, _ := ParsePhase([]byte(info))
+		phase, _ := failover.ParsePhase([]byte(info))
 		return phase.Final()
 	}, 20*time.Second, 5*time.Millisecond)
 	time.Sleep(300 * time.Millisecond)
@@ -90,11 +91,11 @@ func TestHoldsHideAFailoverStartedBehindTheRoutersBack(t *testing.T) {
 
 	info, err := admin.Do(ctx, "CLUSTER", "INFO").Text()
 	require.NoError(t, err)
-	phase, err := ParsePhase([]byte(info))
+	phase, err := failover.ParsePhase([]byte(info))
 	require.NoError(t, err)
-	require.Equal(t, PhaseSuccess, phase)
+	require.Equal(t, failover.PhaseSuccess, phase)
 	assert.Empty(t, failures, "no write may fail")
-	st := rt.Stats()
+	st := holds.Report().Totals
 	assert.Positive(t, st.Held, "writes were held during the pause")
 	assert.Equal(t, st.Held, st.Released+st.Expired+st.Abandoned, "held = released + expired + abandoned: %+v", st)
 	assert.Zero(t, st.Expired)
