@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Compatibility with what client libraries assume of Redis (issue 12).
+
+// scanAll walks SCAN through the proxy from cursor 0, checking that every
+// cursor it hands out is below 2^53 (node-redis 4 holds cursors as
+// JavaScript numbers) and so survives a round trip through a float64.
+func scanAll(t *testing.T, c *respConn, args ...string) []string {
+	t.Helper()
+	var keys []string
+	cursor := "0"
+	for round := 0; ; round++ {
+		require.Less(t, round, 1000, "SCAN does not terminate")
+		next, page := parseScanReply(t, c.do(append([]string{"SCAN", cursor}, args...)...))
+		keys = append(keys, page...)
+		n, err := strconv.ParseUint(next, 10, 64)
+		require.NoError(t, err, next)
+		require.Less(t, n, uint64(1)<<53, "cursor %s", next)
+		require.Equal(t, n, uint64(float64(n)), "cursor %s as a double", next)
+		if cursor = next; cursor == "0" {
+			return keys
+		}
+	}
+}
+
+// TestScanThroughKvsimCursorsBelow2to53: kvsim's cursors use all 64 bits,
+// as Kvrocks' do; the proxy's stay below 2^53, find every key, and a cursor
+// the proxy did not issue is an error, not an empty end of the scan.
+func TestScanThroughKvsimCursorsBelow2to53(t *testing.T) {
+	kp := startKvsimProxy(t)
+	c := dialResp(t, kp.addr)
+	var keys []string
+	for i := range 30 {
+		k := "scan:" + strconv.Itoa(i)
+		keys = append(keys, k)
+		require.Equal(t, "+OK\r\n", c.do("SET", k, "v"))
+	}
+	assert.ElementsMatch(t, keys, scanAll(t, c, "COUNT", "4"))
+	assert.ElementsMatch(t, keys, scanAll(t, c, "MATCH", "scan:*", "COUNT", "1"))
+	// Cursors whose low bits named no master, or the first cursor after a
+	// node-redis 4 client rounded 9223372036854777056 to a double.
+	for _, forged := range []string{"5", "2047", "9223372036854777000", "9007199254740993"} {
+		assert.Equal(t, "-ERR invalid cursor\r\n", c.do("SCAN", forged), forged)
+	}
+}
+
+// TestScanThroughRedisCluster: Redis' own cursors travel inline, below 2^53;
+// every key is found once; forged cursors are refused.
+func TestScanThroughRedisCluster(t *testing.T) {
+	cp := startClusterProxy(t)
+	c := dialResp(t, cp.addr)
+	var keys []string
+	for i := range 500 {
+		k := "scan:" + strconv.Itoa(i)
+		keys = append(keys, k)
+		require.Equal(t, "+OK\r\n", c.do("SET", k, "v"))
+	}
+	got := scanAll(t, c, "COUNT", "10")
+	assert.ElementsMatch(t, keys, got)
+	assert.Len(t, got, len(keys), "every key once")
+	for _, forged := range []string{"5", "2047", "9223372036854777000"} {
+		assert.Equal(t, "-ERR invalid cursor\r\n", c.do("SCAN", forged), forged)
+	}
+}
+
+// TestKeyedScansPassThroughRedisCluster: HSCAN, SSCAN and ZSCAN go to the
+// key's master unchanged, cursors included: every page through the proxy is
+// the page the master gives for the same cursor.
+func TestKeyedScansPassThroughRedisCluster(t *testing.T) {
+	cp := startClusterProxy(t)
+	c := dialResp(t, cp.addr)
+	// Members past the listpack size limit: hash tables, walked in pages.
+	const members = 300
+	long := strings.Repeat("x", 80)
+	fill := map[string][]string{"HSET": {"HSET", "{k}h"}, "SADD": {"SADD", "{k}s"}, "ZADD": {"ZADD", "{k}z"}}
+	for i := range members {
+		m := "m" + strconv.Itoa(i) + long
+		fill["HSET"] = append(fill["HSET"], m, "v")
+		fill["SADD"] = append(fill["SADD"], m)
+		fill["ZADD"] = append(fill["ZADD"], strconv.Itoa(i), m)
+	}
+	for _, args := range fill {
+		require.Equal(t, ":"+strconv.Itoa(members)+"\r\n", c.do(args...))
+	}
+	owner := dialResp(t, cp.cluster.MasterForKey("{k}").Addr)
+	for _, scan := range [][2]string{{"HSCAN", "{k}h"}, {"SSCAN", "{k}s"}, {"ZSCAN", "{k}z"}} {
+		cursor, pages := "0", 0
+		for {
+			require.Less(t, pages, 1000)
+			reply := c.do(scan[0], scan[1], cursor, "COUNT", "10")
+			require.Equal(t, owner.do(scan[0], scan[1], cursor, "COUNT", "10"), reply, "%s %s", scan[0], cursor)
+			pages++
+			if cursor, _ = parseScanReply(t, reply); cursor == "0" {
+				break
+			}
+		}
+		assert.Greater(t, pages, 1, "%s walked several pages", scan[0])
+	}
+}
