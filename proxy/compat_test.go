@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"kvproxy/bench/cluster"
 )
 
 // Compatibility with what client libraries assume of Redis (issue 12).
@@ -104,5 +106,46 @@ func TestKeyedScansPassThroughRedisCluster(t *testing.T) {
 			}
 		}
 		assert.Greater(t, pages, 1, "%s walked several pages", scan[0])
+	}
+}
+
+// TestRoleIsTheProxysOwn: ROLE answers as a master without replicas, the
+// proxy's own view, whatever the nodes behind it are.
+func TestRoleIsTheProxysOwn(t *testing.T) {
+	_, addr := startProxy(t, newFakeCluster(2), nil)
+	c := dialResp(t, addr)
+	assert.Equal(t, "*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n", c.do("ROLE"))
+	assert.Equal(t, "-ERR wrong number of arguments for 'role' command\r\n", c.do("ROLE", "x"))
+}
+
+// TestClusterKeysInSlotRoutedBySlot: CLUSTER COUNTKEYSINSLOT and
+// GETKEYSINSLOT reach the slot's master, on every master; bad arguments get
+// the errors a Redis node gives.
+func TestClusterKeysInSlotRoutedBySlot(t *testing.T) {
+	cp := startClusterProxy(t)
+	c := dialResp(t, cp.addr)
+	owners := map[string]bool{}
+	for _, tag := range []string{"a", "b", "c", "d", "e", "f"} {
+		key := "{" + tag + "}"
+		slot := strconv.Itoa(cluster.Slot(key))
+		owners[cp.cluster.MasterForKey(key).Addr] = true
+		for i := range 3 {
+			require.Equal(t, "+OK\r\n", c.do("SET", key+strconv.Itoa(i), "v"))
+		}
+		assert.Equal(t, ":3\r\n", c.do("CLUSTER", "COUNTKEYSINSLOT", slot), key)
+		assert.ElementsMatch(t, []string{key + "0", key + "1", key + "2"}, parseBulkArray(t, c.do("CLUSTER", "GETKEYSINSLOT", slot, "10")), key)
+		assert.Len(t, parseBulkArray(t, c.do("CLUSTER", "GETKEYSINSLOT", slot, "2")), 2, key)
+	}
+	require.Len(t, owners, 3, "the slots span every master")
+	node := dialResp(t, cp.cluster.Masters()[0].Addr)
+	for _, args := range [][]string{
+		{"COUNTKEYSINSLOT", "abc"}, {"COUNTKEYSINSLOT", "-1"}, {"COUNTKEYSINSLOT", "16384"}, {"COUNTKEYSINSLOT", "007"},
+		{"COUNTKEYSINSLOT", "+5"}, {"COUNTKEYSINSLOT", "99999999999999999999"}, {"COUNTKEYSINSLOT"},
+		{"GETKEYSINSLOT", "abc", "-1"}, {"GETKEYSINSLOT", "16384", "abc"}, {"GETKEYSINSLOT", "16384", "1"},
+		{"GETKEYSINSLOT", "5", "-1"}, {"GETKEYSINSLOT", "-1", "5"}, {"GETKEYSINSLOT", "5"},
+	} {
+		want := node.do(append([]string{"CLUSTER"}, args...)...)
+		require.True(t, strings.HasPrefix(want, "-ERR"), "%q: %q", args, want)
+		assert.Equal(t, want, c.do(append([]string{"CLUSTER"}, args...)...), "%q", args)
 	}
 }
