@@ -149,3 +149,32 @@ func TestClusterKeysInSlotRoutedBySlot(t *testing.T) {
 		assert.Equal(t, want, c.do(append([]string{"CLUSTER"}, args...)...), "%q", args)
 	}
 }
+
+// TestInlineCommandsParsedAsRedisDoes sends inline lines with quotes,
+// escapes and odd blanks to the proxy and straight to a redis-server (the
+// key's master), as RPUSH arguments: both answer alike and store the same
+// list. internal/resp's TestParseInlineAsRedis holds the same lines.
+func TestInlineCommandsParsedAsRedisDoes(t *testing.T) {
+	cp := startClusterProxy(t)
+	owner := cp.cluster.MasterForKey("{k}").Addr
+	for _, rest := range []string{
+		`"a\x41"`, `"\x41\x4a\x4A\xff\x00z"`, `"\x4g" "\xZZ" "\x"`, `"\n\r\t\b\a\\\"\q"`,
+		`'a\'b' 'c\nd' 'e"f' '\x41'`, `a"b c"`, `a'b c' d`, `"" ''`, "\"a\"\tb", "\"a\"\vb",
+		"x\ta\rb  c ", "a\vb\fc", `"a" `,
+		`"a"b`, `'a'b`, `a"b`, `"abc`, `'abc`, `"a\`, `'a\'`, `'\\'`,
+		// Not "a\x00b": redis-server 7.0 looks for the line's end with
+		// strchr, which stops at the NUL, and waits for more.
+	} {
+		var replies, lists []string
+		for _, addr := range []string{cp.addr, owner} {
+			c := dialResp(t, addr)
+			c.send("RPUSH {k}list " + rest + "\r\n")
+			replies = append(replies, c.read())
+			c = dialResp(t, addr)
+			lists = append(lists, c.do("LRANGE", "{k}list", "0", "-1"))
+			c.do("DEL", "{k}list")
+		}
+		assert.Equal(t, replies[1], replies[0], "%q", rest)
+		assert.Equal(t, lists[1], lists[0], "%q", rest)
+	}
+}
