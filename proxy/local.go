@@ -32,6 +32,7 @@ var localCommands = map[*CommandInfo]func(*session, [][]byte){
 	LookupCommand([]byte("client")):    (*session).client,
 	LookupCommand([]byte("cluster")):   (*session).cluster,
 	LookupCommand([]byte("info")):      (*session).info,
+	LookupCommand([]byte("role")):      (*session).role,
 }
 
 func (s *session) ok(_ [][]byte) {
@@ -56,6 +57,15 @@ func (s *session) ping(args [][]byte) {
 func (s *session) echo(args [][]byte) {
 	mark := len(s.local)
 	s.local = resp.AppendBulk(s.local, args[1])
+	s.localReply(mark)
+}
+
+// role answers as a Redis master without replicas: to its clients the proxy
+// is the one master of every slot (CLUSTER NODES says the same), and the
+// replicas behind it are not theirs to reach.
+func (s *session) role(_ [][]byte) {
+	mark := len(s.local)
+	s.local = append(s.local, "*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n"...)
 	s.localReply(mark)
 }
 
@@ -246,6 +256,10 @@ func (s *session) cluster(args [][]byte) {
 	if sub == nil {
 		return
 	}
+	if sub == cmdCountKeysInSlot || sub == cmdGetKeysInSlot {
+		s.keysInSlot(sub, args)
+		return
+	}
 	srv := s.srv
 	mark := len(s.local)
 	switch sub.Name {
@@ -301,4 +315,37 @@ func (s *session) cluster(args [][]byte) {
 		s.local = resp.AppendError(s.local, unsupportedError(args))
 	}
 	s.localReply(mark)
+}
+
+var (
+	cmdCountKeysInSlot = LookupCommand([]byte("cluster")).Subcommand([]byte("countkeysinslot"))
+	cmdGetKeysInSlot   = LookupCommand([]byte("cluster")).Subcommand([]byte("getkeysinslot"))
+)
+
+// keysInSlot sends CLUSTER COUNTKEYSINSLOT and GETKEYSINSLOT to the slot's
+// master, after the checks Redis makes, with its errors: any node would
+// answer for a slot it does not own with nothing.
+func (s *session) keysInSlot(sub *CommandInfo, args [][]byte) {
+	slot, ok := redisInt(args[2])
+	count := int64(0)
+	if ok && sub == cmdGetKeysInSlot {
+		count, ok = redisInt(args[3])
+	}
+	switch {
+	case !ok:
+		s.replyError("ERR value is not an integer or out of range")
+	case sub == cmdCountKeysInSlot && (slot < 0 || slot >= router.SlotCount):
+		s.replyError("ERR Invalid slot")
+	case slot < 0 || slot >= router.SlotCount || count < 0:
+		s.replyError("ERR Invalid slot or number of keys")
+	default:
+		s.route(resp.AppendCommand(nil, args...), int(slot), true)
+	}
+}
+
+// redisInt parses an integer as Redis' string2ll does: no sign but a
+// leading minus, no leading zeros, within int64.
+func redisInt(b []byte) (int64, bool) {
+	n, ok := resp.ParseInt(b)
+	return n, ok && string(strconv.AppendInt(nil, n, 10)) == string(b)
 }

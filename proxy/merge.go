@@ -104,7 +104,8 @@ func (s *session) scan(args [][]byte) {
 		return
 	}
 	if pos.master >= len(masters) {
-		// The masters changed under a cursor: the walk is over.
+		// The masters changed under a cursor the proxy issued: the walk
+		// is over.
 		mark := len(s.local)
 		s.local = append(s.local, "*2\r\n$1\r\n0\r\n*0\r\n"...)
 		s.localReply(mark)
@@ -340,7 +341,7 @@ func (s *session) writeScan(e *entry, reply []byte) {
 	case string(backendCursor) != "0":
 		cursor = s.srv.scanCursors.encode(scanPosition{master: e.aux, cursor: string(backendCursor)})
 	case e.aux+1 < len(s.masters):
-		cursor = uint64(e.aux + 1) // the next master, from its start
+		cursor = s.srv.scanCursors.encode(scanPosition{master: e.aux + 1, cursor: "0"}) // the next master, from its start
 	default:
 		cursor = 0 // every master walked
 	}

@@ -133,33 +133,40 @@ func FuzzSubConnAccount(f *testing.F) {
 }
 
 // FuzzScanCursor reads arbitrary client SCAN cursors: any cursor decodes
-// without harm, an inline one to the position that encodes back to it; and
-// any backend position (master index, backend cursor) survives the proxy
-// cursor it is given.
+// without harm, one at or past 2^53 never, an inline one to the position
+// that encodes back to it, a table one only if it was handed out; and any
+// backend position (master index, backend cursor) survives the proxy cursor
+// it is given, below 2^53.
 func FuzzScanCursor(f *testing.F) {
 	f.Add(uint16(0), "0", uint64(0))
-	f.Add(uint16(3), "12345", uint64(12345<<scanMasterBits|3))
-	f.Add(uint16(1023), strconv.FormatUint(scanInlineLimit-1, 10), uint64(scanTableBit|1))
+	f.Add(uint16(3), "12345", inlineCursor(3, 12345))
+	f.Add(uint16(1023), strconv.FormatUint(scanInlineLimit-1, 10), uint64(3))
 	f.Add(uint16(1), strconv.FormatUint(scanInlineLimit, 10), uint64(1<<64-1))
-	f.Add(uint16(2), "15139871474431966470", uint64(scanTableBit))
-	f.Add(uint16(5), "_user:42", uint64(scanTableBit|scanTableSize))
+	f.Add(uint16(2), "15139871474431966470", scanCursor(1, 1))
+	f.Add(uint16(5), "_user:42", scanCursor(1, scanTableSize+1))
 	f.Add(uint16(6), "007", uint64(7))
-	f.Add(uint16(7), "", uint64(1<<scanMasterBits))
+	f.Add(uint16(7), "", inlineCursor(7, 0)+1<<scanPayloadAt)
+	f.Add(uint16(8), "9", uint64(9223372036854777056))
 	f.Fuzz(func(t *testing.T, master uint16, backend string, client uint64) {
 		var table scanCursors
 		pos := scanPosition{master: int(master) % scanMaxMasters, cursor: backend}
 		cursor := table.encode(pos)
+		require.Less(t, cursor, uint64(scanCursorLimit))
 		got, ok := table.decode(cursor)
 		require.True(t, ok)
 		require.Equal(t, pos, got)
 
 		got, ok = table.decode(client)
-		if client&scanTableBit == 0 {
-			require.True(t, ok)
-			require.Less(t, got.master, scanMaxMasters)
-			require.Equal(t, client, table.encode(got), "an inline cursor is canonical")
-			return
+		switch {
+		case client >= scanCursorLimit:
+			require.False(t, ok, "past 2^53")
+		case client&1 == 0:
+			if ok {
+				require.Less(t, got.master, scanMaxMasters)
+				require.Equal(t, client, table.encode(got), "an inline cursor is canonical")
+			}
+		default:
+			require.Equal(t, client == cursor, ok, "only the cursor handed out is known")
 		}
-		require.Equal(t, client == cursor, ok, "only the cursor handed out is known")
 	})
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -293,13 +294,27 @@ func TestScanCursorCarriesTheMaster(t *testing.T) {
 		}
 		return pages[q.Addr+" "+string(cmd.Args[1])]
 	}}
-	// 7 on master 0 becomes 7<<10; master 1 from its start is cursor 1.
-	assert.Equal(t, "*2\r\n$4\r\n7168\r\n*1\r\n$1\r\na\r\n", serveOne(t, backend, "SCAN", "0", "MATCH", "*"))
-	assert.Equal(t, "*2\r\n$1\r\n1\r\n*1\r\n$1\r\nb\r\n", serveOne(t, backend, "SCAN", "7168", "MATCH", "*"))
-	assert.Equal(t, "*2\r\n$1\r\n0\r\n*1\r\n$1\r\nc\r\n", serveOne(t, backend, "SCAN", "1", "MATCH", "*"))
+	// 7 on master 0 is carried inline; master 1 from its start has a
+	// cursor of its own.
+	first := serveOne(t, backend, "SCAN", "0", "MATCH", "*")
+	next, page := parseScanReply(t, first)
+	assert.Equal(t, []string{"a"}, page)
+	assert.Equal(t, strconv.FormatUint(inlineCursor(0, 7), 10), next)
+	second := serveOne(t, backend, "SCAN", next, "MATCH", "*")
 	assert.Equal(t, "m1:1 *4\r\n$4\r\nSCAN\r\n$1\r\n7\r\n$5\r\nMATCH\r\n$1\r\n*\r\n", backend.seen[1])
-	// A cursor naming a master that is gone ends the walk.
-	assert.Equal(t, "*2\r\n$1\r\n0\r\n*0\r\n", serveOne(t, backend, "SCAN", "5"))
+	next, page = parseScanReply(t, second)
+	assert.Equal(t, []string{"b"}, page)
+	assert.Equal(t, strconv.FormatUint(inlineCursor(1, 0), 10), next)
+	assert.Equal(t, "*2\r\n$1\r\n0\r\n*1\r\n$1\r\nc\r\n", serveOne(t, backend, "SCAN", next, "MATCH", "*"))
+	// A cursor the proxy issued for a master that is gone ends the walk.
+	assert.Equal(t, "*2\r\n$1\r\n0\r\n*0\r\n", serveOne(t, backend, "SCAN", strconv.FormatUint(inlineCursor(5, 0), 10)))
+	// One it did not issue is refused: low bits naming no master (5 was
+	// "master 5 from its start" before cursors had a check), a garbled
+	// cursor, one past 2^53 or rounded by a client that holds cursors as
+	// doubles.
+	for _, forged := range []string{"5", "1", strconv.FormatUint(inlineCursor(0, 7)+2, 10), "9007199254740992", "9223372036854777056", "9223372036854777000"} {
+		assert.Equal(t, "-ERR invalid cursor\r\n", serveOne(t, backend, "SCAN", forged), forged)
+	}
 }
 
 func TestRoutingDecisions(t *testing.T) {
@@ -390,21 +405,24 @@ func TestScanCursorsKeepWideBackendCursors(t *testing.T) {
 	for _, pos := range []scanPosition{
 		{master: 0, cursor: "0"},
 		{master: 3, cursor: "12345"},
-		{master: 1023, cursor: strconv.FormatUint(scanInlineLimit-1, 10)},
+		{master: scanMaxMasters - 1, cursor: strconv.FormatUint(scanInlineLimit-1, 10)},
 	} {
 		cursor := table.encode(pos)
-		assert.Zero(t, cursor&scanTableBit, "%+v fits inline", pos)
+		assert.Zero(t, cursor&1, "%+v fits inline", pos)
+		assert.Less(t, cursor, uint64(scanCursorLimit))
 		got, ok := table.decode(cursor)
 		assert.True(t, ok)
 		assert.Equal(t, pos, got)
 	}
+	assert.Zero(t, table.encode(scanPosition{master: 0, cursor: "0"}), "cursor 0 starts the scan")
 	// Kvrocks: 64-bit numbers, or key names without redis-cursor-compatible;
 	// also a number Redis would never print (leading zero).
 	var first uint64
 	for i, backend := range []string{"15139871474431966470", "_user:42", "007", strconv.FormatUint(scanInlineLimit, 10)} {
 		pos := scanPosition{master: i, cursor: backend}
 		cursor := table.encode(pos)
-		assert.NotZero(t, cursor&scanTableBit, "%q goes to the table", backend)
+		assert.Equal(t, uint64(1), cursor&1, "%q goes to the table", backend)
+		assert.Less(t, cursor, uint64(scanCursorLimit))
 		got, ok := table.decode(cursor)
 		assert.True(t, ok)
 		assert.Equal(t, pos, got)
@@ -417,8 +435,28 @@ func TestScanCursorsKeepWideBackendCursors(t *testing.T) {
 	}
 	_, ok := table.decode(first)
 	assert.False(t, ok, "an overwritten cursor is invalid")
-	_, ok = table.decode(scanTableBit | 999999)
+	_, ok = table.decode(scanCursor(1, 999999))
 	assert.False(t, ok, "an unknown cursor is invalid")
+}
+
+// TestScanCursorsRefuseMostGarbage decodes random cursors below 2^53: the
+// check field lets about one in 1024 inline ones through, and (almost) no
+// table one.
+func TestScanCursorsRefuseMostGarbage(t *testing.T) {
+	var table scanCursors
+	for range 100 {
+		table.encode(scanPosition{cursor: "_user:42"})
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	accepted := 0
+	const tries = 1 << 20
+	for range tries {
+		if _, ok := table.decode(rng.Uint64N(scanCursorLimit)); ok {
+			accepted++
+		}
+	}
+	assert.Less(t, accepted, tries/512, "accepted %d of %d random cursors", accepted, tries)
+	assert.Positive(t, accepted, "the check is a hash, not a refusal of everything")
 }
 
 func TestScanThroughWideCursors(t *testing.T) {
@@ -449,5 +487,5 @@ func TestScanThroughWideCursors(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []string{"a", "b", "c"}, keys)
-	assert.Equal(t, "-ERR invalid cursor\r\n", serveOne(t, backend, "SCAN", strconv.FormatUint(scanTableBit|12345, 10)))
+	assert.Equal(t, "-ERR invalid cursor\r\n", serveOne(t, backend, "SCAN", strconv.FormatUint(scanCursor(1, 12345), 10)))
 }

@@ -1,6 +1,7 @@
 package resp
 
 import (
+	"bytes"
 	"math"
 	"slices"
 
@@ -481,56 +482,71 @@ func headerNumber(p []byte) (v int64, n int) {
 }
 
 // ParseInline converts an inline command line (ending with LF) to a RESP
-// command the way redcon does: arguments are separated by spaces; one
-// starting with a double or single quote runs to the matching quote, in
-// which backslash escapes \n, \r and \t and takes any other byte as it is;
-// a quote anywhere else, an unclosed one, or a closing one not followed by
-// a space or the end of the line is an error.
+// command as Redis splits it (sdssplitargs): the line stops at a NUL byte;
+// arguments are separated by white space; a double quote opens a part in
+// which \n \r \t \b \a, \xHH (two hex digits) and a backslash before any
+// other byte are escapes; a single quote opens one in which only \' is; a
+// quote may open inside an argument ("a"b"c" is one), but the closing one
+// must end the argument, and must come before the end of the line.
 func ParseInline(line []byte) (redcon.Command, *RequestError) {
 	line = line[:len(line)-1]
 	if n := len(line); n > 0 && line[n-1] == '\r' {
 		line = line[:n-1]
 	}
+	if nul := bytes.IndexByte(line, 0); nul >= 0 {
+		line = line[:nul]
+	}
+	// at is the byte at i, 0 past the end, as in the C string Redis reads.
+	at := func(i int) byte {
+		if i < len(line) {
+			return line[i]
+		}
+		return 0
+	}
 	var words []byte // the arguments, unquoted, one after the other
 	var ends []int   // where each argument ends in words
-	for i := 0; i < len(line); {
-		switch c := line[i]; c {
-		case ' ':
+	i := 0
+	for {
+		for i < len(line) && isSpace(line[i]) {
 			i++
-			continue
-		case '"', '\'':
-			closed := false
-			for i++; i < len(line); i++ {
-				b := line[i]
-				if b == c {
-					closed = true
-					i++
-					break
+		}
+		if i == len(line) {
+			break
+		}
+		var quote byte // the quote of the part being read, 0 outside one
+		for done := false; !done; {
+			c := at(i)
+			switch {
+			case quote == 0:
+				switch c {
+				case ' ', '\n', '\r', '\t', 0:
+					done = true
+				case '"', '\'':
+					quote = c
+				default:
+					words = append(words, c)
 				}
-				if b == '\\' {
-					if i++; i == len(line) {
-						break
-					}
-					switch b = line[i]; b {
-					case 'n':
-						b = '\n'
-					case 'r':
-						b = '\r'
-					case 't':
-						b = '\t'
-					}
-				}
-				words = append(words, b)
-			}
-			if !closed || i < len(line) && line[i] != ' ' {
+			case c == 0:
 				return redcon.Command{}, errUnbalancedQuotes
-			}
-		default:
-			for ; i < len(line) && line[i] != ' '; i++ {
-				if line[i] == '"' || line[i] == '\'' {
+			case c == quote:
+				if next := at(i + 1); next != 0 && !isSpace(next) {
 					return redcon.Command{}, errUnbalancedQuotes
 				}
-				words = append(words, line[i])
+				done = true
+			case c == '\\' && quote == '"' && at(i+1) == 'x' && isHexDigit(at(i+2)) && isHexDigit(at(i+3)):
+				words = append(words, hexValue(at(i+2))<<4|hexValue(at(i+3)))
+				i += 3
+			case c == '\\' && quote == '"' && at(i+1) != 0:
+				i++
+				words = append(words, unescape(line[i]))
+			case c == '\\' && quote == '\'' && at(i+1) == '\'':
+				i++
+				words = append(words, '\'')
+			default:
+				words = append(words, c)
+			}
+			if i < len(line) {
+				i++
 			}
 		}
 		ends = append(ends, len(words))
@@ -555,4 +571,40 @@ func ParseInline(line []byte) (redcon.Command, *RequestError) {
 		args[k] = raw[start : start+size]
 	}
 	return redcon.Command{Raw: raw, Args: args}, nil
+}
+
+// isSpace is C's isspace in the C locale.
+func isSpace(c byte) bool {
+	return c == ' ' || '\t' <= c && c <= '\r'
+}
+
+func isHexDigit(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func hexValue(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
+}
+
+// unescape is the byte a backslash escape inside double quotes stands for.
+func unescape(c byte) byte {
+	switch c {
+	case 'n':
+		return '\n'
+	case 'r':
+		return '\r'
+	case 't':
+		return '\t'
+	case 'b':
+		return '\b'
+	case 'a':
+		return '\a'
+	}
+	return c
 }
