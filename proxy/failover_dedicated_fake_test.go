@@ -802,3 +802,53 @@ func FuzzHideRedirects(f *testing.F) {
 		}
 	})
 }
+
+// countsOf is what the hold counted of master's held requests, but the
+// longest wait, which is wall time.
+func (b *failoverBackend) countsOf(master string) failover.Counts {
+	counts := b.hold.Report().Of(master).Holds
+	counts.Longest = 0
+	return counts
+}
+
+// A dedicated write's wait is counted by the hold as the router's own held
+// writes are: expired past its budget (and not sent), or abandoned by a
+// client that hangs up while it waits (and not sent).
+func TestDedicatedHeldWritesAreCounted(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		send func(c *respConn)
+		read func(t *testing.T, c *respConn) string
+	}{
+		{"transaction", func(c *respConn) { sendTransaction(c, []string{"SET", "k", "v"}) },
+			func(t *testing.T, c *respConn) string { return readTransaction(t, c, 1) }},
+		{"BLPOP", func(c *respConn) { c.send(encodeCommand("BLPOP", "k", "1")) },
+			func(_ *testing.T, c *respConn) string { return c.read() }},
+	} {
+		t.Run(tc.name+" expired", func(t *testing.T) {
+			var log nodeLog
+			node := blockingNode(t, &log, neverAnswers)
+			st := startFailoverStack(t, node.addr)
+			st.backend.expireHolds(t)
+			tc.send(st.client)
+			assert.Equal(t, "-"+errHeldNotRun+"\r\n", tc.read(t, st.client))
+			assert.Equal(t, failover.Counts{Held: 1, Expired: 1}, st.backend.countsOf(node.addr))
+			assert.Zero(t, node.accepted.Load())
+		})
+		t.Run(tc.name+" abandoned", func(t *testing.T) {
+			var log nodeLog
+			node := blockingNode(t, &log, neverAnswers)
+			st := startFailoverStack(t, node.addr)
+			release := st.backend.startHold()
+			t.Cleanup(release)
+			tc.send(st.client)
+			require.Eventually(t, func() bool { return st.backend.countsOf(node.addr).HeldNow == 1 }, 5*time.Second, time.Millisecond)
+			require.NoError(t, st.client.conn.Close())
+			require.Eventually(t, func() bool { return st.backend.countsOf(node.addr).Abandoned == 1 }, 5*time.Second, time.Millisecond,
+				"the client hung up while its write waited")
+			release()
+			assert.Equal(t, failover.Counts{Held: 1, Abandoned: 1}, st.backend.countsOf(node.addr))
+			assert.Zero(t, node.accepted.Load(), "nothing is sent for a client gone")
+		})
+	}
+}
