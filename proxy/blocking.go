@@ -97,8 +97,7 @@ const (
 
 // run sends the command (raw) and returns the reply to write and the
 // connection to give back (nil when it was closed). A write waits in its
-// master's failover hold first (its budget counts from run's start), and
-// tells the hold Sent once written. A refusal (refusedNotRun, or Redis
+// master's failover hold first, and tells the hold Sent once written. A refusal (refusedNotRun, or Redis
 // unblocking it as its master turned replica) proves nothing happened: the
 // command is resent to the slot's master of the moment with what is left of
 // its timeout, at most maxDedicatedResends times. A command still blocked
@@ -118,8 +117,10 @@ func (b *blockingRun) run(raw []byte) (reply []byte, conn *nodeConn) {
 		}
 		var turn *failover.Ticket
 		if write {
+			// Each attempt has its own budget: a resend may follow a long
+			// block on the server, which was no wait in the hold.
 			var refusal string
-			if turn, refusal = s.admitWrite(addr, start, len(raw), false); refusal != "" {
+			if turn, refusal = s.admitWrite(addr, time.Now(), len(raw), false); refusal != "" {
 				return resp.AppendError(nil, refusal), nil
 			}
 		}
