@@ -9,6 +9,7 @@ import (
 
 	"github.com/tidwall/redcon"
 
+	"kvproxy/failover"
 	"kvproxy/internal/resp"
 )
 
@@ -63,8 +64,10 @@ type blockingRun struct {
 	hungUp  bool
 }
 
-// hangUp ends the wait of a client that hung up.
+// hangUp ends the wait of a client that hung up, in the failover hold or
+// on the backend.
 func (b *blockingRun) hangUp() {
+	b.s.hangUp()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.hungUp = true
@@ -94,10 +97,11 @@ const (
 
 // run sends the command (raw) and returns the reply to write and the
 // connection to give back (nil when it was closed). A write waits in its
-// master's failover hold first. A refusal (refusedNotRun, or Redis
-// unblocking it as its master turned replica) proves nothing happened: the
-// command is resent to the slot's master of the moment with what is left of
-// its timeout, at most maxDedicatedResends times. A command still blocked
+// master's failover hold first, and tells the hold Sent once written. A
+// refusal (refusedNotRun, or Redis unblocking it as its master turned
+// replica) proves nothing happened: the command is resent to the slot's
+// master of the moment with what is left of its timeout, at most
+// maxDedicatedResends times. A command still blocked
 // when its master hands its slots over would wait on a node that no longer
 // serves its keys: its reply is awaited handoverGrace more, then the wait
 // is cut and only a read-only command is resent, since a write may have
@@ -107,25 +111,34 @@ func (b *blockingRun) run(raw []byte) (reply []byte, conn *nodeConn) {
 	write := b.cmd.Flags&FlagReadOnly == 0
 	addr, routed := s.masterFor(b.slot), true
 	start := time.Now()
-	var pacer retryPacer
+	pacer := s.retryPacer()
 	for {
 		if addr == "" {
 			return resp.AppendError(nil, errNoMasters), nil
 		}
-		if write && !s.awaitWritable(addr) {
-			return resp.AppendError(nil, errHeldNotRun), nil
+		var turn *failover.Ticket
+		if write {
+			// Each attempt has its own budget: a resend may follow a long
+			// block on the server, which was no wait in the hold.
+			var refusal string
+			if turn, refusal = s.admitWrite(addr, time.Now(), len(raw), false); refusal != "" {
+				return resp.AppendError(nil, refusal), nil
+			}
 		}
 		if routed {
 			// A hold may have ended with a handover the router followed.
 			if addr = s.masterFor(b.slot); addr == "" {
+				sent(turn)
 				return resp.AppendError(nil, errNoMasters), nil
 			}
 		}
 		conn, err := s.srv.pool.get(s.srv.ctx, addr)
 		if err != nil {
+			sent(turn)
 			return resp.AppendError(nil, "ERR cannot connect to backend "+addr+": "+oneLine(err.Error())), nil
 		}
 		if !b.attach(conn) {
+			sent(turn)
 			conn.close()
 			return nil, nil
 		}
@@ -134,7 +147,7 @@ func (b *blockingRun) run(raw []byte) (reply []byte, conn *nodeConn) {
 			// client past its timeout: the server has answered by then.
 			_ = conn.conn.SetReadDeadline(start.Add(timeout + blockedReplySlack))
 		}
-		reply, handedOver, err := s.roundTripUntil(conn, raw, s.handedOver(addr))
+		reply, handedOver, err := s.roundTripUntil(conn, raw, turn, s.handedOver(addr))
 		if !b.attach(nil) {
 			conn.close()
 			return nil, nil

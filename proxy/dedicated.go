@@ -24,16 +24,20 @@ type DedicatedBackend interface {
 	MasterOf(slot int) string
 	// DialNode opens an authenticated connection to addr; the caller owns it.
 	DialNode(ctx context.Context, addr string) (net.Conn, error)
+	// Backoff paces the resends of a command refused without running, as
+	// the backend paces its own.
+	Backoff() router.Backoff
 }
 
-// HoldWaiter is implemented by a DedicatedBackend that holds a shard's
+// WriteHold is implemented by a DedicatedBackend that holds a shard's
 // writes while its master fails over (*router.Router): transactions and
-// blocking commands wait in that hold before they are sent, like the
-// router's own writes.
-type HoldWaiter interface {
-	// WaitWritable waits until writes to the master at addr are not held;
-	// false when the hold outlasted its budget or ctx ended.
-	WaitWritable(ctx context.Context, addr string) bool
+// blocking writes wait in that hold before they are sent, in one queue with
+// the router's own held writes.
+type WriteHold interface {
+	// AdmitWrite asks the hold about a write to the master at addr that
+	// arrived at arrived: nil sends it now, else it waits for the ticket,
+	// which expires HoldTimeout after arrived.
+	AdmitWrite(addr string, arrived time.Time) *failover.Ticket
 }
 
 // tryAgainFollower is implemented by Handovers that start following a
@@ -44,18 +48,17 @@ type tryAgainFollower interface {
 	Observe(master string, ev failover.Event)
 }
 
-// errHeldNotRun is what a command held past the hold budget gets: the
-// router's wording for its own held writes.
-const errHeldNotRun = router.HeldNotRunError
-
-// Resends of a dedicated command the server refused without running it:
-// how many, and the pause before each (doubling), as the router paces its
-// own.
+// What a dedicated write the hold did not let go gets: the router's wording
+// for its own held writes, held past their budget or refused past the
+// hold's byte cap.
 const (
-	maxDedicatedResends      = 5
-	dedicatedRetryBackoff    = 5 * time.Millisecond
-	maxDedicatedRetryBackoff = 200 * time.Millisecond
+	errHeldNotRun = router.HeldNotRunError
+	errHoldFull   = router.HoldFullError
 )
+
+// maxDedicatedResends bounds the resends of a dedicated command the server
+// refused without running it (paced by the backend's Backoff).
+const maxDedicatedResends = 5
 
 // MaxIdleDedicatedPerNode caps the idle dedicated connections kept per
 // master for the next transaction or blocking command.
@@ -247,11 +250,14 @@ func (s *session) dialFor(addr string) *nodeConn {
 }
 
 // roundTrip sends raw on c and reads one reply; the connection is closed if
-// the server shuts down meanwhile.
-func (s *session) roundTrip(c *nodeConn, raw []byte) ([]byte, error) {
+// the server shuts down meanwhile. turn, the write's ticket in its
+// master's hold (nil when it was not held), is told Sent once raw is written.
+func (s *session) roundTrip(c *nodeConn, raw []byte, turn *failover.Ticket) ([]byte, error) {
 	stop := context.AfterFunc(s.srv.ctx, c.close)
 	defer stop()
-	if _, err := c.conn.Write(raw); err != nil {
+	_, err := c.conn.Write(raw)
+	sent(turn)
+	if err != nil {
 		return nil, err
 	}
 	return c.readReply()
@@ -280,12 +286,48 @@ func (s *session) masterFor(slot int) string {
 	return s.keylessMaster()
 }
 
-// awaitWritable waits while the failover hold of the master at addr holds
-// writes; false when the hold outlasted its budget or the proxy is shutting
-// down, and the command must not be sent.
-func (s *session) awaitWritable(addr string) bool {
-	w, ok := s.srv.dedicated.(HoldWaiter)
-	return !ok || w.WaitWritable(s.srv.ctx, addr)
+// admitWrite asks the failover hold of the master at addr about a write of
+// size bytes that arrived at arrived, and waits for its turn. It returns
+// the ticket to tell Sent once the write is on its connection (nil when
+// nothing was held), or the error the client gets when the write must not
+// be sent: held past its budget, refused past the hold's byte cap, or the
+// wait cut short by the client hanging up or the proxy shutting down (the
+// ticket is then abandoned). With watchClient the client's socket is
+// watched for a hang-up while the write waits; without, the caller does.
+func (s *session) admitWrite(addr string, arrived time.Time, size int, watchClient bool) (turn *failover.Ticket, refusal string) {
+	hold, ok := s.srv.dedicated.(WriteHold)
+	if !ok {
+		return nil, ""
+	}
+	if turn = hold.AdmitWrite(addr, arrived); turn == nil {
+		return nil, ""
+	}
+	if !turn.Join(size) {
+		turn.Abandon()
+		return nil, errHoldFull
+	}
+	if watchClient {
+		stop := s.watchHangup(s.hangUp)
+		defer stop()
+	}
+	select {
+	case <-turn.Done():
+	case <-s.ctx.Done():
+		turn.Abandon()
+		return nil, errHeldNotRun
+	}
+	if turn.Expired() {
+		return nil, errHeldNotRun
+	}
+	return turn, ""
+}
+
+// sent tells a released ticket, if any, that its write is on its way (or
+// will not be sent): the hold releases the next one.
+func sent(turn *failover.Ticket) {
+	if turn != nil {
+		turn.Sent()
+	}
 }
 
 // afterRefusal learns from a refusal of the master at from what a resend
@@ -308,7 +350,13 @@ func (s *session) afterRefusal(slot int, from string, refusal []byte) (addr stri
 // retryPacer spaces the resends of one dedicated command.
 type retryPacer struct {
 	resends int
-	backoff time.Duration
+	backoff router.Backoff
+}
+
+// retryPacer paces a dedicated command's resends as the backend is
+// configured to pace its own.
+func (s *session) retryPacer() retryPacer {
+	return retryPacer{backoff: s.srv.dedicated.Backoff()}
 }
 
 // next waits before the next resend; false when every resend is spent or
@@ -318,18 +366,7 @@ func (p *retryPacer) next(ctx context.Context) bool {
 		return false
 	}
 	p.resends++
-	if p.backoff == 0 {
-		p.backoff = dedicatedRetryBackoff
-	}
-	timer := time.NewTimer(p.backoff)
-	defer timer.Stop()
-	p.backoff = min(2*p.backoff, maxDedicatedRetryBackoff)
-	select {
-	case <-timer.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return p.backoff.Wait(ctx)
 }
 
 // finalRefusal is what the client gets for a refusal that is not resent:
@@ -360,9 +397,9 @@ const handoverGrace = 100 * time.Millisecond
 // closes: the master handed its slots over, so a command blocked there would
 // wait for nothing. handedOver reports that it closed; c must then be
 // closed, not reused.
-func (s *session) roundTripUntil(c *nodeConn, raw []byte, handed <-chan struct{}) (reply []byte, handedOver bool, err error) {
+func (s *session) roundTripUntil(c *nodeConn, raw []byte, turn *failover.Ticket, handed <-chan struct{}) (reply []byte, handedOver bool, err error) {
 	if handed == nil {
-		reply, err = s.roundTrip(c, raw)
+		reply, err = s.roundTrip(c, raw, turn)
 		return reply, false, err
 	}
 	done := make(chan struct{})
@@ -378,7 +415,7 @@ func (s *session) roundTripUntil(c *nodeConn, raw []byte, handed <-chan struct{}
 		case <-done:
 		}
 	})
-	reply, err = s.roundTrip(c, raw)
+	reply, err = s.roundTrip(c, raw, turn)
 	close(done)
 	wg.Wait()
 	return reply, over.Load(), err

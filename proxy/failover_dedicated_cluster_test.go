@@ -17,7 +17,10 @@ import (
 	"kvproxy/router"
 )
 
-var _ HoldWaiter = (*router.Router)(nil)
+var (
+	_ DedicatedBackend = (*router.Router)(nil)
+	_ WriteHold        = (*router.Router)(nil)
+)
 
 // blockedOn reads blocked_clients from n.
 func blockedOn(t *testing.T, n *cluster.Node) int {

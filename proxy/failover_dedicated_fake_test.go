@@ -17,26 +17,31 @@ import (
 
 	"kvproxy/failover"
 	"kvproxy/internal/resp"
+	"kvproxy/router"
 )
 
 // failover.Buffer starts following a master on a dedicated connection's
 // TRYAGAIN only while it keeps this method.
 var _ tryAgainFollower = (*failover.Buffer)(nil)
 
-// failoverBackend is a DedicatedBackend with a failover hold: every slot
-// belongs to master, and WaitWritable waits while hold is open.
+// failoverBackend is a DedicatedBackend with a failover hold, a real
+// failover.Buffer: every slot belongs to master, and AdmitWrite asks the
+// Buffer, as the router does, with a budget of holdTimeout.
 type failoverBackend struct {
 	*fakeCluster
-	mu     sync.Mutex
-	master string
-	hold   chan struct{}
-	// expire makes WaitWritable report that the hold ran out.
-	expire bool
-	waited []string
+	hold        *failover.Buffer
+	mu          sync.Mutex
+	master      string
+	holdTimeout time.Duration
+	waited      []string
 }
 
-func newFailoverBackend(master string) *failoverBackend {
-	return &failoverBackend{fakeCluster: newFakeCluster(1), master: master}
+func newFailoverBackend(t *testing.T, master string) *failoverBackend {
+	hold, err := failover.New(failover.DefaultConfig())
+	require.NoError(t, err)
+	t.Cleanup(hold.Close)
+	return &failoverBackend{fakeCluster: newFakeCluster(1), hold: hold, master: master,
+		holdTimeout: router.DefaultConfig().HoldTimeout}
 }
 
 func (b *failoverBackend) Masters() []string { return []string{b.MasterOf(0)} }
@@ -58,29 +63,30 @@ func (b *failoverBackend) DialNode(ctx context.Context, addr string) (net.Conn, 
 	return dialer.DialContext(ctx, "tcp", addr)
 }
 
-func (b *failoverBackend) WaitWritable(ctx context.Context, addr string) bool {
+func (b *failoverBackend) AdmitWrite(addr string, arrived time.Time) *failover.Ticket {
 	b.mu.Lock()
 	b.waited = append(b.waited, addr)
-	hold, expire := b.hold, b.expire
+	budget := b.holdTimeout
 	b.mu.Unlock()
-	if hold != nil {
-		select {
-		case <-hold:
-		case <-ctx.Done():
-			return false
-		}
-	}
-	return !expire
+	return b.hold.Admit(addr, true, arrived.Add(budget))
 }
 
-// startHold holds writes until the returned release is called.
+// startHold holds the master's writes, as its failover pausing them does,
+// until the returned release is called.
 func (b *failoverBackend) startHold() (release func()) {
-	hold := make(chan struct{})
-	b.mu.Lock()
-	b.hold = hold
-	b.mu.Unlock()
+	master := b.MasterOf(0)
+	b.hold.Observe(master, failover.EventWritesPaused)
 	var once sync.Once
-	return func() { once.Do(func() { close(hold) }) }
+	return func() { once.Do(func() { b.hold.Observe(master, failover.EventWritesResumed) }) }
+}
+
+// expireHolds holds the master's writes for good, with no budget: every
+// write held from now on expires at once.
+func (b *failoverBackend) expireHolds(t *testing.T) {
+	b.mu.Lock()
+	b.holdTimeout = 0
+	b.mu.Unlock()
+	t.Cleanup(b.startHold())
 }
 
 func (b *failoverBackend) waitedFor() []string {
@@ -151,7 +157,7 @@ type failoverStack struct {
 
 func startFailoverStack(t *testing.T, master string) *failoverStack {
 	t.Helper()
-	st := &failoverStack{backend: newFailoverBackend(master), handovers: &fakeHandovers{}}
+	st := &failoverStack{backend: newFailoverBackend(t, master), handovers: &fakeHandovers{}}
 	st.srv, st.addr = startProxy(t, st.backend, func(c *Config) { c.Handovers = st.handovers })
 	st.client = dialResp(t, st.addr)
 	return st
@@ -286,7 +292,7 @@ func TestTransactionHeldPastTheBudget(t *testing.T) {
 	var log nodeLog
 	node := txNode(t, &log, queuedOK, func(int) string { return "*1\r\n+OK\r\n" })
 	st := startFailoverStack(t, node.addr)
-	st.backend.expire = true
+	st.backend.expireHolds(t)
 	sendTransaction(st.client, []string{"SET", "k", "v"})
 	assert.Equal(t, "-"+errHeldNotRun+"\r\n", readTransaction(t, st.client, 1))
 	assert.Equal(t, "+PONG\r\n", st.client.do("PING"))
@@ -506,7 +512,7 @@ func TestBlockingCommandWaitsInTheFailoverHold(t *testing.T) {
 	release()
 	assert.Equal(t, "*2\r\n$1\r\nl\r\n$1\r\nv\r\n", st.client.read())
 
-	st.backend.expire = true
+	st.backend.expireHolds(t)
 	assert.Equal(t, "-"+errHeldNotRun+"\r\n", st.client.do("BRPOP", "l", "1"))
 	assert.Equal(t, []string{"BLPOP l 1"}, log.all())
 }
@@ -795,4 +801,54 @@ func FuzzHideRedirects(f *testing.F) {
 			rest = rest[size:]
 		}
 	})
+}
+
+// countsOf is what the hold counted of master's held requests, but the
+// longest wait, which is wall time.
+func (b *failoverBackend) countsOf(master string) failover.Counts {
+	counts := b.hold.Report().Of(master).Holds
+	counts.Longest = 0
+	return counts
+}
+
+// A dedicated write's wait is counted by the hold as the router's own held
+// writes are: expired past its budget (and not sent), or abandoned by a
+// client that hangs up while it waits (and not sent).
+func TestDedicatedHeldWritesAreCounted(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		send func(c *respConn)
+		read func(t *testing.T, c *respConn) string
+	}{
+		{"transaction", func(c *respConn) { sendTransaction(c, []string{"SET", "k", "v"}) },
+			func(t *testing.T, c *respConn) string { return readTransaction(t, c, 1) }},
+		{"BLPOP", func(c *respConn) { c.send(encodeCommand("BLPOP", "k", "1")) },
+			func(_ *testing.T, c *respConn) string { return c.read() }},
+	} {
+		t.Run(tc.name+" expired", func(t *testing.T) {
+			var log nodeLog
+			node := blockingNode(t, &log, neverAnswers)
+			st := startFailoverStack(t, node.addr)
+			st.backend.expireHolds(t)
+			tc.send(st.client)
+			assert.Equal(t, "-"+errHeldNotRun+"\r\n", tc.read(t, st.client))
+			assert.Equal(t, failover.Counts{Held: 1, Expired: 1}, st.backend.countsOf(node.addr))
+			assert.Zero(t, node.accepted.Load())
+		})
+		t.Run(tc.name+" abandoned", func(t *testing.T) {
+			var log nodeLog
+			node := blockingNode(t, &log, neverAnswers)
+			st := startFailoverStack(t, node.addr)
+			release := st.backend.startHold()
+			t.Cleanup(release)
+			tc.send(st.client)
+			require.Eventually(t, func() bool { return st.backend.countsOf(node.addr).HeldNow == 1 }, 5*time.Second, time.Millisecond)
+			require.NoError(t, st.client.conn.Close())
+			require.Eventually(t, func() bool { return st.backend.countsOf(node.addr).Abandoned == 1 }, 5*time.Second, time.Millisecond,
+				"the client hung up while its write waited")
+			release()
+			assert.Equal(t, failover.Counts{Held: 1, Abandoned: 1}, st.backend.countsOf(node.addr))
+			assert.Zero(t, node.accepted.Load(), "nothing is sent for a client gone")
+		})
+	}
 }

@@ -57,6 +57,9 @@ func (f *fakeCluster) ownerOf(slot int) string {
 
 func (f *fakeCluster) Masters() []string { return f.masters }
 
+// Backoff paces dedicated resends as a router of the default Config does.
+func (f *fakeCluster) Backoff() router.Backoff { return router.DefaultConfig().Backoff() }
+
 func (f *fakeCluster) Topology() router.Topology {
 	topo := router.Topology{Epoch: 7}
 	for i, addr := range f.masters {

@@ -3,9 +3,11 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"time"
 
 	"github.com/tidwall/redcon"
 
+	"kvproxy/failover"
 	"kvproxy/internal/resp"
 )
 
@@ -98,7 +100,7 @@ func (s *session) watch(c *redcon.Command) {
 	first := s.tx.pinned == nil
 	view := s.srv.dedicated.MasterOf(slot)
 	addr := view
-	var pacer retryPacer
+	pacer := s.retryPacer()
 	for {
 		if s.tx.pinned == nil {
 			conn := s.dialFor(addr)
@@ -107,7 +109,7 @@ func (s *session) watch(c *redcon.Command) {
 			}
 			s.tx.pinned, s.tx.slot, s.tx.pinnedView = conn, slot, view
 		}
-		reply, err := s.roundTrip(s.tx.pinned, c.Raw)
+		reply, err := s.roundTrip(s.tx.pinned, c.Raw, nil)
 		switch {
 		case err != nil:
 			s.unpin()
@@ -271,46 +273,39 @@ func (s *session) exec() {
 var replyWatchAborted = []byte("*-1\r\n")
 
 // execute sends the transaction and writes EXEC's reply. A transaction
-// that writes first waits in its master's failover hold. One the server
-// refused without running any of it (txRefused) is sent again, at most
-// maxDedicatedResends times, to the slot's master of the moment. A WATCHed
-// transaction cannot follow its keys to another master, and its WATCHes end
-// with a refused EXEC: it then gets the reply of a watched key that changed,
-// which its client must handle anyway. pinned is the connection holding the
-// WATCHes, or nil.
+// that writes first waits in its master's failover hold, in turn with the
+// other clients' held writes, within a budget counted from EXEC. One the
+// server refused without running any of it (txRefused) is sent again, at
+// most maxDedicatedResends times, to the slot's master of the moment. A
+// WATCHed transaction cannot follow its keys to another master, and its
+// WATCHes end with a refused EXEC: it then gets the reply of a watched key
+// that changed, which its client must handle anyway. pinned is the
+// connection holding the WATCHes, or nil.
 func (s *session) execute(pinned *nodeConn) {
 	addr, routed := s.masterFor(s.tx.slot), pinned == nil
 	if pinned != nil {
 		addr = pinned.addr
 	}
-	var pacer retryPacer
+	arrived := time.Now()
+	pacer := s.retryPacer()
 	for {
-		if s.tx.writes && !s.awaitWritable(addr) {
-			if pinned != nil {
-				pinned.close()
+		var turn *failover.Ticket
+		if s.tx.writes {
+			var refusal string
+			if turn, refusal = s.admitWrite(addr, arrived, len(s.tx.queued), true); refusal != "" {
+				if pinned != nil {
+					pinned.close()
+				}
+				s.write(resp.AppendError(s.scratch[:0], refusal))
+				return
 			}
-			s.write(resp.AppendError(s.scratch[:0], errHeldNotRun))
-			return
 		}
 		if routed {
 			// A hold may have ended with a handover the router followed.
 			addr = s.masterFor(s.tx.slot)
 		}
-		if now := s.srv.dedicated.MasterOf(s.tx.slot); pinned != nil && now != pinned.addr && now != s.tx.pinnedView {
-			pinned.close()
-			s.write(replyWatchAborted)
-			return
-		}
-		conn := pinned
-		if conn == nil {
-			if conn = s.dialFor(addr); conn == nil {
-				return
-			}
-		}
-		reply, outcome, err := s.runTransaction(conn)
-		if err != nil {
-			conn.close()
-			s.write(resp.AppendError(s.scratch[:0], err.Error()))
+		reply, outcome, conn, ok := s.attemptTransaction(pinned, addr, turn)
+		if !ok {
 			return
 		}
 		switch {
@@ -336,6 +331,32 @@ func (s *session) execute(pinned *nodeConn) {
 			addr, routed = next, nextRouted
 		}
 	}
+}
+
+// attemptTransaction sends the transaction once, to addr or on pinned, and
+// tells turn Sent once it is written or will not be. It returns what
+// runTransaction found and the connection used; ok false when EXEC was
+// answered already.
+func (s *session) attemptTransaction(pinned *nodeConn, addr string, turn *failover.Ticket) (reply []byte, outcome txOutcome, conn *nodeConn, ok bool) {
+	defer sent(turn)
+	if now := s.srv.dedicated.MasterOf(s.tx.slot); pinned != nil && now != pinned.addr && now != s.tx.pinnedView {
+		pinned.close()
+		s.write(replyWatchAborted)
+		return nil, txRan, nil, false
+	}
+	conn = pinned
+	if conn == nil {
+		if conn = s.dialFor(addr); conn == nil {
+			return nil, txRan, nil, false
+		}
+	}
+	reply, outcome, err := s.runTransaction(conn, turn)
+	if err != nil {
+		conn.close()
+		s.write(resp.AppendError(s.scratch[:0], err.Error()))
+		return nil, txRan, nil, false
+	}
+	return reply, outcome, conn, true
 }
 
 // txGiveUp is EXEC's reply once a refused transaction is resent no more: a
@@ -385,8 +406,9 @@ func (e txError) Error() string { return string(e) }
 // run outside a transaction, then the queue and EXEC in one write. It
 // returns EXEC's reply (MULTI's when MULTI failed) and what became of the
 // transaction. A refusal's reply is the one telling why: MULTI's, EXEC's, or
-// the first refused queued command's.
-func (s *session) runTransaction(conn *nodeConn) ([]byte, txOutcome, error) {
+// the first refused queued command's. turn, the transaction's ticket in its
+// master's hold, is told Sent once EXEC is written.
+func (s *session) runTransaction(conn *nodeConn, turn *failover.Ticket) ([]byte, txOutcome, error) {
 	stop := context.AfterFunc(s.srv.ctx, conn.close)
 	defer stop()
 	if _, err := conn.conn.Write(rawMULTI); err != nil {
@@ -400,7 +422,9 @@ func (s *session) runTransaction(conn *nodeConn) ([]byte, txOutcome, error) {
 		return reply, txMultiFailed, nil
 	}
 	queued := append(s.tx.queued, rawEXEC...)
-	if n, err := conn.conn.Write(queued); err != nil {
+	n, err := conn.conn.Write(queued)
+	sent(turn)
+	if err != nil {
 		if n < len(queued) {
 			return nil, txRan, txError(errLostBefore)
 		}

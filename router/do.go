@@ -82,7 +82,7 @@ func (w *Writes) add(c *backendConn) {
 // finishRounds waits for the round in flight and sends further rounds until
 // every call is settled, then releases b.
 func (r *Router) finishRounds(ctx context.Context, b *batch) {
-	backoff := r.cfg.RetryBackoff
+	backoff := r.cfg.Backoff()
 	for {
 		if !b.wait(ctx) {
 			return // abandoned: late replies may still reach b
@@ -111,7 +111,7 @@ func (r *Router) roundDoneAsync(b *batch) {
 	b.onDone = nil
 	go func() {
 		ctx := b.ctx
-		backoff := r.cfg.RetryBackoff
+		backoff := r.cfg.Backoff()
 		if r.prepareRound(ctx, b, o, &backoff) {
 			r.dispatch(ctx, b)
 			r.finishRounds(ctx, b)
@@ -211,7 +211,7 @@ func (r *Router) resendReadsAheadOfWrites(b *batch) {
 // prepareRound waits what the settled round asks for before the calls in
 // b.active are resent; it reports false, with every call answered, when ctx
 // ends first.
-func (r *Router) prepareRound(ctx context.Context, b *batch, o roundOutcome, backoff *time.Duration) bool {
+func (r *Router) prepareRound(ctx context.Context, b *batch, o roundOutcome, backoff *Backoff) bool {
 	if o.awaitRefresh {
 		actx := ctx
 		if !o.refreshBy.IsZero() {
@@ -223,11 +223,10 @@ func (r *Router) prepareRound(ctx context.Context, b *batch, o roundOutcome, bac
 	}
 	waitTickets(ctx, o.tickets)
 	if o.backoff {
-		if !sleepCtx(ctx, *backoff) {
+		if !backoff.Wait(ctx) {
 			b.finishActive(ctxReply(ctx))
 			return false
 		}
-		*backoff = min(2**backoff, r.cfg.MaxRetryBackoff)
 	}
 	if ctx.Err() != nil {
 		b.finishActive(ctxReply(ctx))
@@ -236,24 +235,14 @@ func (r *Router) prepareRound(ctx context.Context, b *batch, o roundOutcome, bac
 	return true
 }
 
-// WaitWritable waits until the hold lets a write to the master at addr go,
-// at most HoldTimeout; it reports false when that ran out or ctx ended
-// first. Dedicated connections (transactions, blocking commands) call it
-// before they send, so they wait in the hold like the router's own writes.
-func (r *Router) WaitWritable(ctx context.Context, addr string) bool {
-	t := r.hold.Admit(addr, true, time.Now().Add(r.cfg.HoldTimeout))
-	if t == nil {
-		return true
-	}
-	t.Join(0)
-	select {
-	case <-t.Done():
-	case <-ctx.Done():
-		t.Abandon()
-		return false
-	}
-	t.Sent() // the caller sends at once
-	return !t.Expired()
+// AdmitWrite asks the hold about a write to the master at addr that
+// arrived at arrived, for the proxy's dedicated connections (transactions,
+// blocking commands): nil sends it now. Otherwise it waits in the master's
+// queue with the router's own held writes, within the HoldTimeout budget
+// counted from arrived: the caller Joins the ticket, waits for it, and once
+// it is released sends the write and then tells it Sent (or Abandons it).
+func (r *Router) AdmitWrite(addr string, arrived time.Time) *failover.Ticket {
+	return r.hold.Admit(addr, true, arrived.Add(r.cfg.HoldTimeout))
 }
 
 // waitTickets waits until every ticket was released or expired, or ctx
@@ -722,15 +711,4 @@ func (cl *call) redirectedBefore(addr string) bool {
 		}
 	}
 	return false
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -72,6 +72,11 @@ type Hold interface {
 // connections answer it too.
 const HeldNotRunError = "TRYAGAIN the shard's master is failing over: the command was held and not executed, retry"
 
+// HoldFullError is the error (without its '-') of a write refused, not
+// held, because the hold holds as many bytes as it may; the proxy's
+// dedicated connections answer it too.
+const HoldFullError = "TRYAGAIN the shard's master is failing over and the proxy holds as much as it may: the command was not executed, retry"
+
 // Replies the router makes itself.
 var (
 	replyShuttingDown = []byte("-ERR proxy is shutting down\r\n")
@@ -82,7 +87,7 @@ var (
 	replyOversized    = []byte("-ERR reply too large: it holds a bulk string longer than the proxy's max-bulk-len, so it was discarded\r\n")
 	replyOutputLimit  = []byte("-ERR the client's replies passed its output limit: discarded\r\n")
 	replyCancelled    = []byte("-ERR request cancelled\r\n")
-	replyHoldFull     = []byte("-TRYAGAIN the shard's master is failing over and the proxy holds as much as it may: the command was not executed, retry\r\n")
+	replyHoldFull     = []byte("-" + HoldFullError + "\r\n")
 )
 
 // Router routes requests by slot to the shard masters of a Kvrocks cluster
