@@ -294,7 +294,8 @@ func (r *Router) DialNode(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 // fetchView reads the cluster's epoch, slot owners and nodes from addr
-// through the control-plane client.
+// through the control-plane client, all of one topology version: a view
+// the node changed while it was read (see readView) is read again.
 func (r *Router) fetchView(ctx context.Context, addr string) (*clusterView, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -313,13 +314,32 @@ func (r *Router) fetchView(ctx context.Context, addr string) (*clusterView, erro
 		DisableIdentity: true,
 	})
 	defer client.Close()
-	info, err := client.ClusterInfo(ctx).Result()
-	if err != nil {
-		return nil, fmt.Errorf("%s: CLUSTER INFO: %w", addr, err)
+	for range viewReads {
+		view, err := readView(ctx, client, addr, host)
+		if !errors.Is(err, errViewChanged) {
+			return view, err
+		}
 	}
-	epoch, err := parseClusterEpoch(info)
+	return nil, fmt.Errorf("%s: %w %d times in a row", addr, errViewChanged, viewReads)
+}
+
+// viewReads bounds the reads of a view that keeps changing: a push is one
+// command on a node, so the next read normally sees it whole.
+const viewReads = 3
+
+var errViewChanged = errors.New("the topology changed while it was read")
+
+// readView reads CLUSTER INFO, SLOTS, NODES and INFO again. A push may
+// land on the node between two of them; slots and nodes of one version
+// under the epoch of an older one would drop or skip handover records
+// while the table keeps an epoch that a node still on an older version
+// passes, so a stale topology could undo a handover. The view is
+// errViewChanged when the two epochs differ (a FORCE push at the same
+// version in between goes unseen).
+func readView(ctx context.Context, client *redis.Client, addr, host string) (*clusterView, error) {
+	epoch, err := readEpoch(ctx, client, addr)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", addr, err)
+		return nil, err
 	}
 	slots, err := client.ClusterSlots(ctx).Result()
 	if err != nil {
@@ -346,7 +366,27 @@ func (r *Router) fetchView(ctx context.Context, addr string) (*clusterView, erro
 	if view.nodes, err = parseClusterNodes(text, host); err != nil {
 		return nil, fmt.Errorf("%s: %w", addr, err)
 	}
+	after, err := readEpoch(ctx, client, addr)
+	if err != nil {
+		return nil, err
+	}
+	if after != epoch {
+		return nil, errViewChanged
+	}
 	return view, nil
+}
+
+// readEpoch reads cluster_current_epoch from CLUSTER INFO.
+func readEpoch(ctx context.Context, client *redis.Client, addr string) (int64, error) {
+	info, err := client.ClusterInfo(ctx).Result()
+	if err != nil {
+		return 0, fmt.Errorf("%s: CLUSTER INFO: %w", addr, err)
+	}
+	epoch, err := parseClusterEpoch(info)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", addr, err)
+	}
+	return epoch, nil
 }
 
 // joinOneLine joins errors like errors.Join, but on one line ("; "), so a

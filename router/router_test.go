@@ -139,6 +139,31 @@ func TestReloadSkipsANodeBehindTheEpoch(t *testing.T) {
 	assert.Equal(t, int64(5), r.Topology().Epoch)
 }
 
+// A push that lands on a node while the router reads its topology (here
+// between CLUSTER INFO and CLUSTER SLOTS) does not leave slots and nodes of
+// the new version under the old epoch: the view is read again.
+func TestReloadReadsOneTopologyVersion(t *testing.T) {
+	fc := newFakeCluster(t, 2) // a owns the low half, b the high half
+	a, b := fc.nodes[0], fc.nodes[1]
+	cfg := testConfig(a.addr)
+	cfg.RefreshInterval = time.Hour // the only reload is the test's
+	r := newTestRouter(t, cfg)
+	require.Equal(t, []string{a.addr, b.addr}, r.Masters(), "a is asked first on reload")
+	var pushed atomic.Bool
+	a.setScript(func(_ redcon.Conn, args []string) bool {
+		if isCommand(args, "CLUSTER") && strings.EqualFold(args[1], "SLOTS") && !pushed.Swap(true) {
+			fc.setOwner(b, 2)
+		}
+		return false
+	})
+	before := a.slotsCalls.Load()
+	r.awaitRefresh(context.Background())
+	require.True(t, pushed.Load(), "the push landed during the reload")
+	assert.Equal(t, before+2, a.slotsCalls.Load(), "the changed view was read again")
+	assert.Equal(t, int64(2), r.Topology().Epoch)
+	assert.Equal(t, []string{b.addr}, r.Masters())
+}
+
 func TestMovedToItselfEndsInClusterDown(t *testing.T) {
 	fc := newFakeCluster(t, 1)
 	a := fc.nodes[0]

@@ -80,7 +80,10 @@ func withoutHandover(hs []handover, from string) []handover {
 // at the view's epoch. A slot owner of t that a newer view lists as the
 // replica of a master claiming a config epoch above t's epoch handed over
 // too; a replica of a master with an older claim is only a stale node's
-// view (Redis' cluster epoch grows with any shard's failover).
+// view (Redis' cluster epoch grows with any shard's failover), and so is a
+// replica of a master that stays handed over: after every node was forced
+// below a handover's version, a controller re-syncing its stale topology at
+// that version is newer than t, yet must not undo the handover.
 func (t *slotTable) handoversUnder(view *clusterView) []handover {
 	var hs []handover
 	for _, h := range t.handovers {
@@ -99,7 +102,8 @@ func (t *slotTable) handoversUnder(view *clusterView) []handover {
 			if !listed || n.master {
 				continue
 			}
-			if m, ok := view.nodeByID(n.masterID); ok && m.master && m.configEpoch > t.epoch {
+			m, ok := view.nodeByID(n.masterID)
+			if ok && m.master && m.configEpoch > t.epoch && !slices.ContainsFunc(hs, func(h handover) bool { return h.from == m.addr }) {
 				hs = withHandover(hs, addr, view.epoch)
 			}
 		}

@@ -246,6 +246,27 @@ func TestRoutedHandoverIsUndoneOnlyByANewerTopology(t *testing.T) {
 	assert.Equal(t, []handover{{"b:1", 6}}, r.table.Load().handovers, "and b, its replica now, handed back")
 }
 
+// Every node forced below the handover's version, then a controller that
+// never learnt of it re-syncs them to its own stale topology at that
+// version: the view is newer than the table, but the old master's claim is
+// no newer than its handover, so its replica listing the new master as a
+// replica does not record a handover of the new master.
+func TestStaleTopologyAboveAForcedLowerOneDoesNotUndoAHandover(t *testing.T) {
+	r := newTableRouter()
+	r.applyView(shardView(1, "a:1", 1, "b:1"))
+	r.routeToNewMaster("a:1", "b:1")
+	r.applyView(shardView(0, "a:1", 0, "b:1")) // forced back to version 0
+	require.Equal(t, "b:1", r.MasterOf(0))
+
+	r.applyView(shardView(1, "a:1", 1, "b:1")) // the controller re-syncs version 1
+	assert.Equal(t, "b:1", r.MasterOf(0))
+	assert.Equal(t, int64(1), r.Topology().Epoch)
+	assert.Equal(t, []handover{{"a:1", 1}}, r.table.Load().handovers)
+
+	r.applyView(shardView(2, "a:1", 2, "b:1"))
+	assert.Equal(t, "a:1", r.MasterOf(0), "version 2 makes a master again")
+}
+
 // Redis Cluster: the cluster's epoch grows with any shard's failover, but
 // a node takes its slots back only with a config epoch of its own above the
 // epoch its handover was seen at.
