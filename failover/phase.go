@@ -4,9 +4,10 @@
 package failover
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+
+	"kvproxy/internal/resp"
 )
 
 // Phase is a master's cluster_failover_state as printed in CLUSTER INFO.
@@ -46,29 +47,17 @@ var (
 	ErrUnknownPhase = errors.New("failover: unknown cluster_failover_state")
 )
 
-var failoverStateKey = []byte("cluster_failover_state:")
-
-// ParsePhase reads the cluster_failover_state line of a CLUSTER INFO body.
-// Lines end with CRLF; a bare LF is accepted too. The first such line wins.
+// ParsePhase reads the cluster_failover_state field of a CLUSTER INFO body
+// (lines as resp.InfoField reads them). The first such field wins.
 func ParsePhase(info []byte) (Phase, error) {
-	for len(info) > 0 {
-		line := info
-		if i := bytes.IndexByte(info, '\n'); i >= 0 {
-			line, info = info[:i], info[i+1:]
-		} else {
-			info = nil
-		}
-		value, ok := bytes.CutPrefix(line, failoverStateKey)
-		if !ok {
-			continue
-		}
-		value = bytes.TrimSuffix(value, []byte("\r"))
-		for _, p := range phases {
-			if string(value) == string(p) { // compared without a copy: polls stay allocation-free
-				return p, nil
-			}
-		}
-		return "", fmt.Errorf("%w: %q", ErrUnknownPhase, value)
+	value, ok := resp.InfoField(info, "cluster_failover_state")
+	if !ok {
+		return "", ErrNoFailoverState
 	}
-	return "", ErrNoFailoverState
+	for _, p := range phases {
+		if string(value) == string(p) { // compared without a copy: polls stay allocation-free
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%w: %q", ErrUnknownPhase, value)
 }

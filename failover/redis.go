@@ -1,7 +1,6 @@
 package failover
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -283,50 +282,36 @@ func checkPair(ctx context.Context, replica, oldMaster *rolePoller) error {
 	return nil
 }
 
-// pairedIn checks a replica's CLUSTER NODES (see checkPair).
+// pairedIn checks a replica's CLUSTER NODES (see checkPair). It reads only
+// the myself line and the old master's: a malformed line fails, lines about
+// other nodes do not change the verdict.
 func pairedIn(nodes []byte, oldMasterID string) error {
-	var myself, oldMaster [][]byte
-	for line := range bytes.Lines(nodes) {
-		// <id> <addr> <flags> <master-id> <ping> <pong> <epoch> <link> [slots...]
-		fields := bytes.Fields(line)
-		if len(fields) == 0 {
-			continue
+	var myself, oldMaster *resp.NodeLine
+	for line, err := range resp.ClusterNodes(string(nodes)) {
+		if err != nil {
+			return err
 		}
-		if len(fields) < 8 {
-			return fmt.Errorf("%w: CLUSTER NODES line %q", resp.ErrProtocol, resp.Clip(line))
+		if line.HasFlag("myself") {
+			myself = &line
 		}
-		if hasFlag(fields[2], "myself") {
-			myself = fields
-		}
-		if string(fields[0]) == oldMasterID {
-			oldMaster = fields
+		if line.ID == oldMasterID {
+			oldMaster = &line
 		}
 	}
 	switch {
 	case myself == nil:
 		return fmt.Errorf("%w: CLUSTER NODES has no myself line", resp.ErrProtocol)
-	case hasFlag(myself[2], "slave"):
-		if string(myself[3]) != oldMasterID {
-			return fmt.Errorf("%w: it replicates %q, not %q", ErrNotReplica, resp.Clip(myself[3]), oldMasterID)
+	case myself.HasFlag("slave"):
+		if myself.MasterID != oldMasterID {
+			return fmt.Errorf("%w: it replicates %q, not %q", ErrNotReplica, resp.Clip([]byte(myself.MasterID)), oldMasterID)
 		}
 		return nil
 	case oldMaster == nil:
 		return fmt.Errorf("%w: it is a master that does not know %q", ErrNotReplica, oldMasterID)
-	case hasFlag(oldMaster[2], "slave") && string(oldMaster[3]) == string(myself[0]):
+	case oldMaster.HasFlag("slave") && oldMaster.MasterID == myself.ID:
 		return nil // the roles have swapped already
-	case hasFlag(oldMaster[2], "master") && len(oldMaster) == 8:
+	case oldMaster.HasFlag("master") && len(oldMaster.Slots) == 0:
 		return nil // promoted: it took the old master's slots
 	}
 	return fmt.Errorf("%w: it is a master and %q still has its slots", ErrNotReplica, oldMasterID)
-}
-
-// hasFlag reports whether the comma-separated flags of a CLUSTER NODES line
-// hold flag.
-func hasFlag(flags []byte, flag string) bool {
-	for f := range bytes.SplitSeq(flags, []byte(",")) {
-		if string(f) == flag {
-			return true
-		}
-	}
-	return false
 }

@@ -372,8 +372,7 @@ func (s *session) awaitReplication(master, replica router.NodeInfo, unrecorded b
 // a slaveN line names the replica at addr.
 func replicationOf(text, addr string) (role string, listed bool) {
 	host, port, _ := net.SplitHostPort(addr)
-	for line := range strings.Lines(text) {
-		key, value, _ := strings.Cut(strings.TrimRight(line, "\r\n"), ":")
+	for key, value := range resp.InfoFields(text) {
 		switch {
 		case key == "role":
 			role = value

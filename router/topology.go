@@ -6,6 +6,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"kvproxy/internal/resp"
 )
 
 // SlotRange is an inclusive range of hash slots.
@@ -56,43 +58,30 @@ type clusterNode struct {
 // slot ownership.
 func parseClusterNodes(text, hostOfReplier string) ([]clusterNode, error) {
 	var nodes []clusterNode
-	for line := range strings.Lines(text) {
-		line = strings.TrimRight(line, "\r\n")
-		if line == "" {
-			continue
-		}
-		f := strings.Fields(line)
-		if len(f) < 8 {
-			return nil, fmt.Errorf("CLUSTER NODES line has %d fields, want at least 8: %q", len(f), line)
-		}
-		addr := f[1]
-		if i := strings.IndexAny(addr, "@,"); i >= 0 {
-			addr = addr[:i]
-		}
-		host, port, err := net.SplitHostPort(addr)
+	for line, err := range resp.ClusterNodes(text) {
 		if err != nil {
-			return nil, fmt.Errorf("CLUSTER NODES line has a bad address %q", f[1])
+			return nil, err
 		}
-		if port == "0" || strings.Contains(f[2], "noaddr") || strings.Contains(f[2], "handshake") {
+		host, port, err := net.SplitHostPort(line.HostPort())
+		if err != nil {
+			return nil, fmt.Errorf("CLUSTER NODES line has a bad address %q", line.Addr)
+		}
+		if port == "0" || strings.Contains(line.Flags, "noaddr") || strings.Contains(line.Flags, "handshake") {
 			continue // not reachable yet: nothing to route to
 		}
 		if host == "" {
 			host = hostOfReplier
 		}
-		configEpoch, err := strconv.ParseInt(f[6], 10, 64)
+		configEpoch, err := strconv.ParseInt(line.ConfigEpoch, 10, 64)
 		if err != nil || configEpoch < 0 {
-			return nil, fmt.Errorf("CLUSTER NODES line has a bad config epoch %q", f[6])
+			return nil, fmt.Errorf("CLUSTER NODES line has a bad config epoch %q", line.ConfigEpoch)
 		}
-		n := clusterNode{id: f[0], addr: net.JoinHostPort(host, port), configEpoch: configEpoch}
-		for flag := range strings.SplitSeq(f[2], ",") {
-			switch flag {
-			case "master":
-				n.master = true
-			case "slave", "replica":
-				if f[3] != "-" {
-					n.masterID = f[3]
-				}
-			}
+		n := clusterNode{id: line.ID, addr: net.JoinHostPort(host, port), configEpoch: configEpoch}
+		if line.HasFlag("master") {
+			n.master = true
+		}
+		if (line.HasFlag("slave") || line.HasFlag("replica")) && line.MasterID != "-" {
+			n.masterID = line.MasterID
 		}
 		nodes = append(nodes, n)
 	}
@@ -101,18 +90,15 @@ func parseClusterNodes(text, hostOfReplier string) ([]clusterNode, error) {
 
 // parseClusterEpoch returns cluster_current_epoch from CLUSTER INFO.
 func parseClusterEpoch(text string) (int64, error) {
-	for line := range strings.Lines(text) {
-		value, ok := strings.CutPrefix(line, "cluster_current_epoch:")
-		if !ok {
-			continue
-		}
-		epoch, err := strconv.ParseInt(strings.TrimRight(value, "\r\n"), 10, 64)
-		if err != nil || epoch < 0 {
-			return 0, fmt.Errorf("CLUSTER INFO has a bad cluster_current_epoch %q", strings.TrimSpace(value))
-		}
-		return epoch, nil
+	value, ok := resp.InfoField(text, "cluster_current_epoch")
+	if !ok {
+		return 0, errors.New("CLUSTER INFO has no cluster_current_epoch")
 	}
-	return 0, errors.New("CLUSTER INFO has no cluster_current_epoch")
+	epoch, err := strconv.ParseInt(value, 10, 64)
+	if err != nil || epoch < 0 {
+		return 0, fmt.Errorf("CLUSTER INFO has a bad cluster_current_epoch %q", strings.TrimSpace(value))
+	}
+	return epoch, nil
 }
 
 // slotOwner is one range of CLUSTER SLOTS: its master's address and id.

@@ -3,17 +3,16 @@ package cluster
 import (
 	"slices"
 	"strings"
+
+	"kvproxy/internal/resp"
 )
 
-// parseInfo reads the "key:value" lines of an INFO or CLUSTER INFO reply.
+// parseInfo reads the "key:value" fields of an INFO or CLUSTER INFO reply
+// (as resp.InfoFields does), section headers aside; a later field wins.
 func parseInfo(text string) map[string]string {
 	fields := make(map[string]string)
-	for line := range strings.Lines(text) {
-		line = strings.TrimRight(line, "\r\n")
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		if key, value, ok := strings.Cut(line, ":"); ok {
+	for key, value := range resp.InfoFields(text) {
+		if key == "" || key[0] != '#' {
 			fields[key] = value
 		}
 	}
@@ -31,30 +30,24 @@ type nodeEntry struct {
 
 func (e nodeEntry) has(flag string) bool { return slices.Contains(e.Flags, flag) }
 
-// parseClusterNodes reads a CLUSTER NODES reply:
-//
-//	<id> <ip:port@cport[,hostname]> <flags> <master> <ping-sent> <pong-recv> <config-epoch> <link-state> <slot>...
-//
+// parseClusterNodes reads a CLUSTER NODES reply (see resp.ClusterNodes).
 // Lines with fewer fields are skipped.
 func parseClusterNodes(text string) []nodeEntry {
 	var entries []nodeEntry
-	for line := range strings.Lines(text) {
-		fields := strings.Fields(line)
-		if len(fields) < 8 {
+	for line, err := range resp.ClusterNodes(text) {
+		if err != nil {
 			continue
 		}
-		addr, _, _ := strings.Cut(fields[1], "@")
-		addr, _, _ = strings.Cut(addr, ",")
-		master := fields[3]
+		master := line.MasterID
 		if master == "-" {
 			master = ""
 		}
 		entries = append(entries, nodeEntry{
-			ID:        fields[0],
-			Addr:      addr,
-			Flags:     strings.Split(fields[2], ","),
+			ID:        line.ID,
+			Addr:      line.HostPort(),
+			Flags:     strings.Split(line.Flags, ","),
 			MasterID:  master,
-			LinkState: fields[7],
+			LinkState: line.LinkState,
 		})
 	}
 	return entries

@@ -14,6 +14,7 @@ import (
 
 	"kvproxy/bench/kvsim"
 	"kvproxy/controller"
+	"kvproxy/internal/resp"
 )
 
 // ViewCheck compares, at the end of a run, who masters each slot range in
@@ -162,18 +163,16 @@ func controllerMasters(cl *controller.Cluster) slotMasters {
 	return s.normalize()
 }
 
-// parseSlotMasters reads the masters' slots from CLUSTER NODES text:
-// "<id> <addr> <flags> <master> <ping> <pong> <epoch> <link> <slot>...",
-// a slot being "a-b" or "n"; migrating and importing entries ("[...]") are
-// skipped.
+// parseSlotMasters reads the masters' slots from CLUSTER NODES text (see
+// resp.ClusterNodes), a slot being "a-b" or "n"; short lines, and migrating
+// and importing entries ("[...]"), are skipped.
 func parseSlotMasters(text string) slotMasters {
 	var s slotMasters
-	for line := range strings.Lines(text) {
-		fields := strings.Fields(line)
-		if len(fields) < 8 || !slices.Contains(strings.Split(fields[2], ","), "master") {
+	for line, err := range resp.ClusterNodes(text) {
+		if err != nil || !line.HasFlag("master") {
 			continue
 		}
-		for _, slot := range fields[8:] {
+		for _, slot := range line.Slots {
 			lo, hi, isRange := strings.Cut(slot, "-")
 			if !isRange {
 				hi = lo
@@ -181,7 +180,7 @@ func parseSlotMasters(text string) slotMasters {
 			start, err1 := strconv.Atoi(lo)
 			end, err2 := strconv.Atoi(hi)
 			if err1 == nil && err2 == nil {
-				s = append(s, slotMaster{start, end, fields[0]})
+				s = append(s, slotMaster{start, end, line.ID})
 			}
 		}
 	}
