@@ -5,7 +5,22 @@
 
 package proxy
 
-import "time"
+import (
+	"time"
+
+	"kvproxy/router"
+)
+
+// topologyChanges is implemented by a Backend that tells when its slot
+// table changes (*router.Router): the connection for SUBSCRIBE and
+// PSUBSCRIBE then follows the first master, where PUBLISH goes, and shard
+// channels their slot's master.
+type topologyChanges interface {
+	// Changed returns a channel closed the next time the slot table changes.
+	Changed() <-chan struct{}
+}
+
+var _ topologyChanges = (*router.Router)(nil)
 
 // followTopology moves, whenever the slot table changes and until the
 // subscriber ends, the connection for SUBSCRIBE and PSUBSCRIBE to the first

@@ -15,6 +15,30 @@ import (
 	"kvproxy/router"
 )
 
+// resubscribeTimeout bounds how long a lost subscriber connection is tried
+// again: long enough for the cluster to promote a replica of a dead master
+// and for the router to see it, short enough not to leave a client deaf for
+// long without telling it (it is disconnected then).
+const resubscribeTimeout = 30 * time.Second
+
+// The pause between two attempts to re-establish a subscriber connection
+// doubles from resubscribeMinDelay to resubscribeMaxDelay.
+const (
+	resubscribeMinDelay = 50 * time.Millisecond
+	resubscribeMaxDelay = time.Second
+)
+
+// resubscription is a SUBSCRIBE, PSUBSCRIBE or SSUBSCRIBE the proxy sent
+// on its own to restore a client's subscriptions, or a ROLE asking where
+// displaced shard channels went: the client never asked, so the replies are
+// dropped.
+type resubscription struct {
+	cmd       *CommandInfo
+	channels  []string
+	owed      int
+	redirects int
+}
+
 // displaceLocked follows shard channels node c dropped because their slot
 // moved away, to the slot's master. While the topology still names c's
 // node, that node is asked its ROLE: after a failover it is a replica
