@@ -221,10 +221,16 @@ func (t *Ticket) Outage() bool {
 	return t.outage
 }
 
+// state reads the outcome without the Buffer's lock: it is written once,
+// before done is closed, so the router asking each call of a drained round
+// does not contend with the drain.
 func (t *Ticket) state() outcome {
-	t.b.mu.Lock()
-	defer t.b.mu.Unlock()
-	return t.outcome
+	select {
+	case <-t.done:
+		return t.outcome
+	default:
+		return waiting
+	}
 }
 
 // Sent says the released ticket's requests are queued on their backend
