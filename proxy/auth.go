@@ -32,8 +32,11 @@ var adminOnlyCommands = map[*CommandInfo]bool{
 	LookupCommand([]byte("script")).Subcommand([]byte("flush")):    true,
 	LookupCommand([]byte("function")).Subcommand([]byte("flush")):  true,
 	LookupCommand([]byte("function")).Subcommand([]byte("delete")): true,
-	LookupCommand([]byte("config")).Subcommand([]byte("set")):      true,
-	LookupCommand([]byte("client")).Subcommand([]byte("kill")):     true,
+	cmdConfigSet:       true,
+	cmdConfigRewrite:   true,
+	cmdConfigResetstat: true,
+	LookupCommand([]byte("client")).Subcommand([]byte("kill")): true,
+	LookupCommand([]byte("client")).Subcommand([]byte("list")): true,
 }
 
 // adminOnly reports whether cmd, a command or the subcommand a container's

@@ -94,6 +94,8 @@ func classOf(args [][]byte) commandClass {
 		class.kind = kindBadSubArity
 	case isClusterxFailover(info, args):
 		class.kind = kindClusterxFailover
+	case configSubcommands[cmd]:
+		class.kind = kindRouted
 	case cmd.Flags&FlagAdmin != 0:
 		class.kind = kindRefused
 	case cmd.Flags&(FlagTransaction|FlagBlocking|FlagPubSub) != 0 && !nonBlockingRead(cmd, args) && !routedPubSub(cmd):
@@ -204,6 +206,8 @@ func (s *session) classifyCommand(c *redcon.Command) {
 			s.fanoutAll(c.Raw, false, mergeSame, 0)
 		case cmd == cmdScriptExists:
 			s.fanoutAll(c.Raw, true, mergeScriptExists, 0)
+		case configSubcommands[cmd]:
+			s.config(cmd, c)
 		default:
 			s.routeKeyless(c.Raw, cmd.Flags&FlagReadOnly != 0)
 		}

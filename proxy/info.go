@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"os"
+	"slices"
 	"runtime"
 	"strconv"
 	"strings"
@@ -15,34 +16,65 @@ import (
 // section is handover.go's).
 
 // infoSections lists the INFO sections in the order they are printed.
-var infoSections = []string{"server", "clients", "stats", "cluster", "proxy", "failover"}
+var infoSections = []string{"server", "clients", "memory", "stats", "cluster", "proxy", "failover", "keyspace"}
 
+// infoKeyspace is the keyspace section's bit in an INFO's section mask.
+var infoKeyspace = 1 << slices.Index(infoSections, "keyspace")
+
+// infoKeyspaceCommand asks a master for its keyspace section.
+var infoKeyspaceCommand = resp.AppendCommand(nil, []byte("INFO"), []byte("keyspace"))
+
+// info answers INFO from the proxy's own state; the keyspace section sums
+// the masters', so an INFO that shows it asks every master first.
 func (s *session) info(args [][]byte) {
-	want := map[string]bool{}
+	mask := 0
+	if len(args) == 1 {
+		mask = 1<<len(infoSections) - 1
+	}
 	for _, arg := range args[1:] {
-		name := strings.ToLower(string(arg))
-		switch name {
+		switch name := strings.ToLower(string(arg)); name {
 		case "all", "everything", "default":
-			for _, section := range infoSections {
-				want[section] = true
-			}
+			mask = 1<<len(infoSections) - 1
 		default:
-			want[name] = true
+			if i := slices.Index(infoSections, name); i >= 0 {
+				mask |= 1 << i
+			}
 		}
 	}
+	if mask&infoKeyspace != 0 && len(s.mastersList()) > 0 {
+		s.fanoutAll(infoKeyspaceCommand, true, mergeInfo, mask)
+		return
+	}
+	mark := len(s.local)
+	s.local = resp.AppendBulkString(s.local, s.srv.infoText(mask, nil))
+	s.localReply(mark)
+}
+
+// writeInfo answers an INFO whose keyspace section the masters' replies
+// give.
+func (s *session) writeInfo(e *entry, parts []*router.Request) {
+	s.scratch = resp.AppendBulkString(s.scratch[:0], s.srv.infoText(e.aux, parts))
+	s.write(s.scratch)
+}
+
+// infoText prints the sections of mask; keyspaces are the masters' replies
+// to INFO keyspace.
+func (srv *Server) infoText(mask int, keyspaces []*router.Request) string {
 	var b strings.Builder
-	for _, section := range infoSections {
-		if len(args) > 1 && !want[section] {
+	for i, section := range infoSections {
+		if mask&(1<<i) == 0 {
 			continue
 		}
 		if b.Len() > 0 {
 			b.WriteString("\r\n")
 		}
-		s.srv.writeInfoSection(&b, section)
+		if section == "keyspace" {
+			writeKeyspace(&b, keyspaces)
+			continue
+		}
+		srv.writeInfoSection(&b, section)
 	}
-	mark := len(s.local)
-	s.local = resp.AppendBulkString(s.local, b.String())
-	s.localReply(mark)
+	return b.String()
 }
 
 func (srv *Server) writeInfoSection(b *strings.Builder, section string) {
@@ -74,6 +106,9 @@ func (srv *Server) writeInfoSection(b *strings.Builder, section string) {
 		line("blocked_clients", "0")
 		line("pubsub_output_limit", itoa(srv.cfg.PubSubOutputLimit))
 		line("pubsub_peak_output_bytes", itoa(srv.stats.pubsubPeakOutput.Load()))
+	case "memory":
+		b.WriteString("# Memory\r\n")
+		writeMemoryInfo(line)
 	case "stats":
 		b.WriteString("# Stats\r\n")
 		line("total_connections_received", itoa(srv.stats.connectionsReceived.Load()))
@@ -145,3 +180,62 @@ func formatRanges(ranges []router.SlotRange, sep string) string {
 
 // itoa is strconv.Itoa for int64.
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// writeMemoryInfo is the memory section: the proxy's own memory, the
+// fields Redis prints that tools read. used_memory is the Go heap and
+// stacks in use, used_memory_rss the process' resident set.
+func writeMemoryInfo(line func(key, value string)) {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	used := int64(ms.HeapAlloc + ms.StackInuse)
+	rss := residentBytes()
+	line("used_memory", itoa(used))
+	line("used_memory_human", bytesToHuman(used))
+	line("used_memory_rss", itoa(rss))
+	line("used_memory_rss_human", bytesToHuman(rss))
+	line("used_memory_sys", strconv.FormatUint(ms.Sys, 10))
+	line("used_memory_sys_human", bytesToHuman(int64(ms.Sys)))
+	line("maxmemory", "0")
+	line("maxmemory_human", "0B")
+	line("maxmemory_policy", "noeviction")
+	ratio := 0.0
+	if used > 0 {
+		ratio = float64(rss) / float64(used)
+	}
+	line("mem_fragmentation_ratio", strconv.FormatFloat(ratio, 'f', 2, 64))
+	line("mem_allocator", "go-"+strings.TrimPrefix(runtime.Version(), "go"))
+	line("gc_cycles", strconv.FormatUint(uint64(ms.NumGC), 10))
+}
+
+// residentBytes is the process' resident set from /proc/self/statm, 0 where
+// there is none.
+func residentBytes() int64 {
+	statm, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(statm))
+	if len(fields) < 2 {
+		return 0
+	}
+	pages, err := strconv.ParseInt(fields[1], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return pages * int64(os.Getpagesize())
+}
+
+// bytesToHuman prints n as Redis' INFO does ("1.50M").
+func bytesToHuman(n int64) string {
+	units := []string{"B", "K", "M", "G", "T", "P"}
+	v := float64(n)
+	i := 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	if i == 0 {
+		return itoa(n) + "B"
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64) + units[i]
+}

@@ -128,7 +128,7 @@ func (s *session) scan(args [][]byte) {
 // writeMerged writes the reply of a split or fanned-out command.
 func (s *session) writeMerged(e *entry) {
 	parts := s.reqs[e.from:e.to]
-	if e.kind != mergeRandomKey {
+	if e.kind != mergeRandomKey && e.kind != mergeEveryMaster && e.kind != mergeInfo {
 		// A part that failed fails the whole command, as on a single
 		// server: the first error in part order is the answer.
 		for _, q := range parts {
@@ -172,6 +172,12 @@ func (s *session) writeMerged(e *entry) {
 		s.write(parts[0].Reply)
 	case mergeScriptExists:
 		s.writeScriptExists(parts)
+	case mergeConfigGet:
+		s.writeConfigGet(parts[0].Reply)
+	case mergeEveryMaster:
+		s.writeEveryMaster(parts)
+	case mergeInfo:
+		s.writeInfo(e, parts)
 	}
 }
 

@@ -30,6 +30,9 @@ const (
 	mergeSame      // the first error, else the first reply (SCRIPT LOAD, ...)
 	// mergeScriptExists: 1 where every master has the script.
 	mergeScriptExists
+	mergeConfigGet   // the first master's CONFIG GET without secrets
+	mergeEveryMaster // a change on every master, partial failures named
+	mergeInfo        // INFO with the masters' keyspaces summed (aux: sections)
 )
 
 // entry is one client command of the chunk being served.
