@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"os"
-	"slices"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
