@@ -113,7 +113,8 @@ func (c *commandClass) blocksLoop() bool {
 	case kindProxyFailover, kindClusterxFailover, kindDedicated:
 		return true
 	}
-	return c.info == cmdQUIT
+	// CLIENT KILL may end the caller's own connection, as QUIT does.
+	return c.info == cmdQUIT || c.cmd == cmdClientKill
 }
 
 // classFor is the class of c, the command being served: the one loopSafe

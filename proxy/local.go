@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"strconv"
-	"strings"
 	"time"
 
 	"kvproxy/internal/resp"
@@ -189,7 +188,8 @@ func (s *session) subcommand(info *CommandInfo, args [][]byte) *CommandInfo {
 	return sub
 }
 
-// client answers the CLIENT subcommands about the client's own connection.
+// client answers the CLIENT subcommands: the client's own connection, and
+// LIST and KILL over every client (clientlist.go).
 func (s *session) client(args [][]byte) {
 	if equalFold(args[1], "setinfo") {
 		// Redis 7.2's CLIENT SETINFO, which client libraries send on
@@ -225,28 +225,22 @@ func (s *session) client(args [][]byte) {
 			s.name = append(s.name[:0], args[2]...)
 			s.local = resp.AppendSimple(s.local, "OK")
 		}
-	case "client|info", "client|list":
-		s.local = resp.AppendBulkString(s.local, s.clientInfoLine())
+	case "client|info":
+		s.publishShown()
+		s.local = resp.AppendBulkString(s.local, clientInfoLine(s, time.Now()))
+	case "client|list":
+		if list, err := s.clientList(args); err != "" {
+			s.local = resp.AppendError(s.local, err)
+		} else {
+			s.local = resp.AppendBulkString(s.local, list)
+		}
+	case "client|kill":
+		s.clientKill(args)
+		return
 	default:
 		s.local = resp.AppendError(s.local, unsupportedError(args))
 	}
 	s.localReply(mark)
-}
-
-// clientInfoLine describes the connection in Redis' CLIENT INFO format.
-func (s *session) clientInfoLine() string {
-	now := time.Now()
-	var b strings.Builder
-	b.WriteString("id=" + itoa(s.id))
-	b.WriteString(" addr=" + s.remoteAddr())
-	b.WriteString(" laddr=" + s.localAddr())
-	b.WriteString(" fd=-1 name=" + string(s.name))
-	b.WriteString(" age=" + itoa(int64(now.Sub(s.created)/time.Second)))
-	b.WriteString(" idle=" + itoa(s.idleSeconds(now)))
-	b.WriteString(" flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r")
-	b.WriteString(" cmd=" + s.lastCommand)
-	b.WriteString(" user=default redir=-1 resp=2\n")
-	return b.String()
 }
 
 // cluster presents the proxy as a cluster of one master that owns every

@@ -74,6 +74,8 @@ type session struct {
 	// lastCommand names the latest command, for CLIENT INFO/LIST.
 	lastCommand string
 	lastActive  time.Time
+	// shown publishes the fields above for other clients' CLIENT LIST.
+	shown clientShown
 
 	batch   []redcon.Command
 	entries []entry
@@ -167,6 +169,7 @@ func newSession(srv *Server, conn replyConn, g *guardConn, w *redcon.Writer, raw
 		lastSlot: -1,
 	}
 	s.lastActive = s.created
+	s.publishShown()
 	s.ctx, s.hangUp = context.WithCancel(srv.ctx)
 	s.output = router.NewOutputBudget(srv.cfg.ClientOutputLimit, s.outputLimitReached)
 	// Never zero, which would mean "by slot".
@@ -198,6 +201,7 @@ func (s *session) serve(cmds []redcon.Command) (async bool) {
 		async = s.serveChunk(cmds[:n], n == len(cmds))
 		cmds = cmds[n:]
 	}
+	s.publishShown()
 	if s.quit {
 		_ = s.conn.Close()
 	}
@@ -396,11 +400,6 @@ func (s *session) writeReply(e *entry) {
 	default:
 		s.writeMerged(e)
 	}
-}
-
-// idleSeconds is the idle time CLIENT INFO reports.
-func (s *session) idleSeconds(now time.Time) int64 {
-	return int64(now.Sub(s.lastActive) / time.Second)
 }
 
 // localAddr is the proxy side of the client's connection.
