@@ -173,8 +173,11 @@ func TestLoopSafeFollowsTheCommandsClass(t *testing.T) {
 		{[]string{"MGET", "a", "b"}, true},
 		{[]string{"PING"}, true},
 		{[]string{"NOSUCH"}, true},
-		{[]string{"GET"}, true},                        // wrong arity: an error
-		{[]string{"CONFIG", "GET", "maxmemory"}, true}, // refused
+		{[]string{"GET"}, true}, // wrong arity: an error
+		{[]string{"CONFIG", "GET", "maxmemory"}, true},
+		{[]string{"CONFIG", "SET", "maxmemory", "0"}, true},
+		{[]string{"CLIENT", "LIST"}, true},
+		{[]string{"CLIENT", "KILL", "ID", "7"}, false}, // may end the caller
 		{[]string{"CONFIG", "NOSUCH"}, true},
 		{[]string{"XREAD", "STREAMS", "s", "0"}, true},
 		{[]string{"SPUBLISH", "ch", "m"}, true},
