@@ -263,7 +263,8 @@ func TestClientListAndKillOverEveryClient(t *testing.T) {
 	assert.Equal(t, ":1\r\n", admin.do("CLIENT", "KILL", "TYPE", "pubsub"))
 	assert.True(t, named["subscribed"].closedByPeer())
 	assert.Equal(t, ":0\r\n", admin.do("CLIENT", "KILL", "USER", "nobody"))
-	assert.Equal(t, "-ERR syntax error\r\n", admin.do("CLIENT", "KILL", "ID"))
+	assert.Equal(t, "-ERR syntax error\r\n", admin.do("CLIENT", "KILL", "ID", "1", "MAXAGE"))
+	assert.Equal(t, "-ERR No such client\r\n", admin.do("CLIENT", "KILL", "ID"), "one argument is an address, as in Redis")
 
 	// The others are untouched.
 	assert.Equal(t, "+PONG\r\n", named["plain"].do("PING"))

@@ -27,6 +27,9 @@ type clientShown struct {
 	multiCount atomic.Int64
 	admin      atomic.Bool
 	sub        atomic.Pointer[subscriber]
+	// killed: CLIENT KILL closed the connection; the session is no longer
+	// listed while it ends.
+	killed atomic.Bool
 }
 
 // commandNames interns the command table's names, so publishing the last
@@ -133,12 +136,14 @@ func clientInfoLine(sess *session, now time.Time) string {
 	return b.String()
 }
 
-// clients is every session of the server, by id.
+// clients is every session of the server not killed, by id.
 func (srv *Server) clients() []*session {
 	srv.mu.Lock()
 	all := make([]*session, 0, len(srv.sessions))
 	for sess := range srv.sessions {
-		all = append(all, sess)
+		if !sess.shown.killed.Load() {
+			all = append(all, sess)
+		}
 	}
 	srv.mu.Unlock()
 	slices.SortFunc(all, func(a, b *session) int { return int(a.id - b.id) })
@@ -308,6 +313,7 @@ func (s *session) clientKill(args [][]byte) {
 // with an end of file, which ends the session the usual way, and hanging up
 // ends the backend calls it waits for.
 func (s *session) kill() {
+	s.shown.killed.Store(true)
 	s.hangUp()
 	type halfCloser interface {
 		CloseRead() error
