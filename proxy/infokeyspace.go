@@ -74,10 +74,8 @@ func bulkText(reply []byte) ([]byte, bool) {
 // malformed values are skipped. avg_ttl is weighted by the expiring keys
 // it averages over, so the sum averages over every master's.
 func addKeyspace(dbs []*dbStats, text []byte) []*dbStats {
-	for _, line := range bytes.Split(text, []byte("\n")) {
-		line = bytes.TrimRight(line, "\r")
-		name, rest, found := bytes.Cut(line, []byte(":"))
-		if !found || !bytes.HasPrefix(name, []byte("db")) {
+	for name, rest := range resp.InfoFields(text) {
+		if !bytes.HasPrefix(name, []byte("db")) {
 			continue
 		}
 		db, ok := redisInt(name[2:])
