@@ -58,7 +58,9 @@ func (s *session) publishShown() {
 		n := string(s.name)
 		shown.name.Store(&n)
 	}
-	shown.command.Store(commandNames[s.lastCommand])
+	if c := shown.command.Load(); c == nil || *c != s.lastCommand {
+		shown.command.Store(commandNames[s.lastCommand])
+	}
 	shown.lastActive.Store(s.lastActive.UnixNano())
 	shown.inMulti.Store(s.tx.inMulti)
 	shown.multiCount.Store(int64(s.tx.count))
