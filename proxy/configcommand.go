@@ -35,21 +35,10 @@ var secretParameters = map[string]bool{"requirepass": true, "masterauth": true, 
 
 func (s *session) config(cmd *CommandInfo, c *redcon.Command) {
 	switch cmd {
-	case cmdConfigGet, cmdConfigHelp:
-		masters := s.mastersList()
-		if len(masters) == 0 {
-			s.replyError(errNoMasters)
-			return
-		}
-		q, i := s.newRequest()
-		q.Raw = c.Raw
-		q.Addr = masters[0]
-		q.ReadOnly = true
-		kind := replyRouted
-		if cmd == cmdConfigGet {
-			kind = mergeConfigGet
-		}
-		s.entries = append(s.entries, entry{kind: kind, from: i, to: i + 1})
+	case cmdConfigGet:
+		s.routeFirstMaster(c.Raw, true, mergeConfigGet)
+	case cmdConfigHelp:
+		s.routeFirstMaster(c.Raw, true, replyRouted)
 	default:
 		s.fanoutAll(c.Raw, false, mergeEveryMaster, 0)
 	}

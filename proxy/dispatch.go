@@ -247,6 +247,22 @@ func (s *session) route(raw []byte, slot int, readOnly bool) {
 	s.entries = append(s.entries, entry{kind: replyRouted, from: i, to: i + 1})
 }
 
+// routeFirstMaster sends raw to the topology's first master, the one that
+// speaks for the cluster where one node must (PUBLISH, CONFIG GET); kind
+// writes its reply.
+func (s *session) routeFirstMaster(raw []byte, readOnly bool, kind replyKind) {
+	masters := s.mastersList()
+	if len(masters) == 0 {
+		s.replyError(errNoMasters)
+		return
+	}
+	q, i := s.newRequest()
+	q.Raw = raw
+	q.Addr = masters[0]
+	q.ReadOnly = readOnly
+	s.entries = append(s.entries, entry{kind: kind, from: i, to: i + 1})
+}
+
 // routeKeyless sends a command without keys to one master, the same one for
 // the whole session so its commands stay in order.
 func (s *session) routeKeyless(raw []byte, readOnly bool) {

@@ -239,15 +239,7 @@ func (s *session) pubSubCommand(cmd *CommandInfo, c *redcon.Command) {
 		s.localReply(mark)
 	default:
 		// PUBLISH and PUBSUB go to the node SUBSCRIBE uses.
-		masters := s.mastersList()
-		if len(masters) == 0 {
-			s.replyError(errNoMasters)
-			return
-		}
-		q, i := s.newRequest()
-		q.Raw = c.Raw
-		q.Addr = masters[0]
-		s.entries = append(s.entries, entry{kind: replyRouted, from: i, to: i + 1})
+		s.routeFirstMaster(c.Raw, false, replyRouted)
 	}
 }
 
