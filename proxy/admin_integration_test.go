@@ -221,7 +221,7 @@ func lineField(line, key string) string {
 func TestClientListAndKillOverEveryClient(t *testing.T) {
 	cp := startClusterProxy(t)
 	named := map[string]*respConn{}
-	for _, name := range []string{"plain", "inmulti", "subscribed", "victim", "other"} {
+	for _, name := range []string{"plain", "inmulti", "subscribed", "victim", "other", "blocked"} {
 		c := dialResp(t, cp.addr)
 		require.Equal(t, "+OK\r\n", c.do("CLIENT", "SETNAME", name))
 		named[name] = c
@@ -229,11 +229,16 @@ func TestClientListAndKillOverEveryClient(t *testing.T) {
 	require.Equal(t, "+OK\r\n", named["inmulti"].do("MULTI"))
 	require.Equal(t, "+QUEUED\r\n", named["inmulti"].do("SET", "k", "v"))
 	require.Equal(t, "*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n", named["subscribed"].do("SUBSCRIBE", "ch"))
+	named["blocked"].send(encodeCommand("BLPOP", "nothing-comes", "0"))
 	admin := dialResp(t, cp.addr)
 	require.Equal(t, "+OK\r\n", admin.do("CLIENT", "SETNAME", "admin"))
 
-	lines := clientLines(t, admin.do("CLIENT", "LIST"))
-	require.Len(t, lines, 6, "every client")
+	var lines map[string]string
+	require.Eventually(t, func() bool {
+		lines = clientLines(t, admin.do("CLIENT", "LIST"))
+		return lineField(lines["blocked"], "cmd") == "blpop"
+	}, 10*time.Second, 10*time.Millisecond, "the blocked client's BLPOP is published")
+	require.Len(t, lines, 7, "every client")
 	assert.Equal(t, "N", lineField(lines["plain"], "flags"))
 	assert.Equal(t, "client|setname", lineField(lines["plain"], "cmd"))
 	assert.Equal(t, "x", lineField(lines["inmulti"], "flags"))
@@ -263,6 +268,10 @@ func TestClientListAndKillOverEveryClient(t *testing.T) {
 	assert.Equal(t, ":1\r\n", admin.do("CLIENT", "KILL", "TYPE", "pubsub"))
 	assert.True(t, named["subscribed"].closedByPeer())
 	assert.Equal(t, ":0\r\n", admin.do("CLIENT", "KILL", "USER", "nobody"))
+	// A client waiting in BLPOP is ended too: its wait for the backend is
+	// cut short.
+	assert.Equal(t, ":1\r\n", admin.do("CLIENT", "KILL", "ID", lineField(lines["blocked"], "id")))
+	assert.True(t, named["blocked"].closedByPeer())
 	assert.Equal(t, "-ERR syntax error\r\n", admin.do("CLIENT", "KILL", "ID", "1", "MAXAGE"))
 	assert.Equal(t, "-ERR No such client\r\n", admin.do("CLIENT", "KILL", "ID"), "one argument is an address, as in Redis")
 

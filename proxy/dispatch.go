@@ -185,6 +185,8 @@ func (s *session) classifyCommand(c *redcon.Command) {
 	s.lastCommand = cmd.Name
 	switch class.kind {
 	case kindClusterxFailover, kindDedicated, kindRefused:
+		// Such a command may wait long: CLIENT LIST shows it meanwhile.
+		s.publishShown()
 		switch {
 		case class.kind == kindRefused || s.srv.dedicated == nil:
 			s.replyError(unsupportedError(args))
