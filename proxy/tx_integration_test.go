@@ -1,8 +1,12 @@
 package proxy
 
 import (
+	"context"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -91,4 +95,58 @@ func TestTransactionGetsTheServersBusy(t *testing.T) {
 	assert.True(t, strings.HasPrefix(scripted.read(), "-ERR Script killed"))
 	assert.Equal(t, "-"+errExecAbort+"\r\n", c.do("EXEC"))
 	assert.Equal(t, "$-1\r\n", c.do("GET", "k"), "nothing ran")
+}
+
+// Clients that send each command of a transaction and wait for its reply
+// (so the queue reaches the old master before EXEC) see no error across a
+// real Redis failover: a queued command the old master refuses is replayed
+// with EXEC on the new one, and the counter counts each successful EXEC
+// once.
+func TestInteractiveTransactionsAcrossARedisFailover(t *testing.T) {
+	cp := startClusterProxy(t)
+	const key = "{fi}counter"
+	master := cp.cluster.MasterForKey(key)
+	replica := cp.cluster.ReplicasOf(master.ID)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	var stop atomic.Bool
+	var done atomic.Int64
+	var mu sync.Mutex
+	var failures []string
+	var wg sync.WaitGroup
+	for range 3 {
+		c := dialResp(t, cp.addr)
+		wg.Go(func() {
+			for !stop.Load() && ctx.Err() == nil {
+				var replies []string
+				for _, cmd := range [][]string{{"MULTI"}, {"INCR", key}, {"EXEC"}} {
+					c.send(encodeCommand(cmd...))
+					reply, err := c.tryRead()
+					if err != nil {
+						reply = "read error: " + err.Error()
+					}
+					replies = append(replies, reply)
+				}
+				if replies[0] != "+OK\r\n" || replies[1] != "+QUEUED\r\n" || !strings.HasPrefix(replies[2], "*1\r\n:") {
+					mu.Lock()
+					failures = append(failures, strings.Join(replies, " | "))
+					mu.Unlock()
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	require.Eventually(t, func() bool { return done.Load() >= 50 }, 30*time.Second, 5*time.Millisecond)
+	require.NoError(t, cp.cluster.Failover(ctx, replica))
+	after := done.Load()
+	assert.Eventually(t, func() bool { return done.Load() >= after+50 }, 30*time.Second, 5*time.Millisecond,
+		"transactions go on after the failover")
+	stop.Store(true)
+	wg.Wait()
+	assert.Empty(t, failures, "no EXECABORT, MOVED or lost connection reaches a client")
+	n, err := replica.Client().Get(ctx, key).Int64()
+	require.NoError(t, err)
+	assert.Equal(t, done.Load(), n, "the new master counted every successful EXEC once")
 }
