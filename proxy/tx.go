@@ -176,7 +176,7 @@ func (s *session) endTransaction() {
 	s.tx.count = 0
 	s.tx.writes = false
 	s.tx.unsent = 0
-	s.tx.broken, s.tx.lostConn = false, false
+	s.tx.broken, s.tx.lostConn, s.tx.serverDirty = false, false, false
 	if cap(s.tx.queued) > maxKeptBuffer {
 		s.tx.queued = nil
 	}
@@ -411,7 +411,7 @@ func (s *session) takeLive(addr string) *nodeConn {
 	if live != nil {
 		live.close()
 	}
-	s.tx.multiSent, s.tx.sentBytes, s.tx.sentCount, s.tx.serverDirty = false, 0, 0, false
+	s.tx.multiSent, s.tx.sentBytes, s.tx.sentCount = false, 0, 0
 	return nil
 }
 
@@ -434,9 +434,8 @@ func (s *session) exec() {
 		return
 	}
 	switch {
-	case s.tx.broken && s.tx.serverDirty:
-		s.endTransaction()
-		s.replyError(errExecAbort)
+	case s.tx.serverDirty:
+		s.execAborted()
 		return
 	case s.tx.broken && s.tx.pinned != nil && s.tx.lostConn:
 		s.endTransaction()
@@ -462,6 +461,27 @@ func (s *session) exec() {
 	pinned := s.tx.pinned
 	s.tx.pinned = nil // endTransaction must not close it
 	s.execute(pinned)
+	s.endTransaction()
+}
+
+// execAborted answers EXEC of a transaction the server refused a command
+// of: with the server's EXECABORT when its connection is still there, never
+// with a redirect, and never by sending the transaction again.
+func (s *session) execAborted() {
+	conn := s.tx.pinned
+	if conn == nil {
+		conn = s.tx.live
+	}
+	mark := len(s.local)
+	if conn != nil && !s.tx.broken {
+		if r, err := s.roundTrip(conn, rawEXEC, nil); err == nil && resp.IsError(r) && !refusedNotRun(r) {
+			s.local = append(s.local, r...)
+		}
+	}
+	if len(s.local) == mark {
+		s.local = resp.AppendError(s.local, errExecAbort)
+	}
+	s.localReply(mark)
 	s.endTransaction()
 }
 

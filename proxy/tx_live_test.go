@@ -73,9 +73,11 @@ func TestQueuedConnectionLostIsReplayedAtExec(t *testing.T) {
 }
 
 // The server's reply to a queued command is the client's, and a queued
-// error makes EXEC the server's; what the server queued is sent once.
+// error makes EXEC the server's, even when the slot moved meanwhile: a
+// transaction the client saw refused is never sent again.
 func TestQueuedCommandGetsTheServersReply(t *testing.T) {
-	var log nodeLog
+	var log, newLog nodeLog
+	newNode := txNode(t, &newLog, queuedOK, func(int) string { return "*3\r\n+PONG\r\n+OK\r\n$1\r\nv\r\n" })
 	node := txNode(t, &log, func(_ int, args []string) string {
 		if args[0] == "SET" {
 			return "-OOM command not allowed when used memory > 'maxmemory'.\r\n"
@@ -87,8 +89,10 @@ func TestQueuedCommandGetsTheServersReply(t *testing.T) {
 	assert.Equal(t, "+QUEUED\r\n", st.client.do("PING"), "keyless: kept until the slot is known")
 	assert.Equal(t, "-OOM command not allowed when used memory > 'maxmemory'.\r\n", st.client.do("SET", "k", "v"))
 	assert.Equal(t, "+QUEUED\r\n", st.client.do("GET", "k"))
+	st.backend.setMaster(newNode.addr)
 	assert.Equal(t, "-"+errExecAbort+"\r\n", st.client.do("EXEC"))
 	assert.Equal(t, []string{"MULTI", "PING", "SET k v", "GET k", "EXEC"}, log.all())
+	assert.Empty(t, newLog.all())
 }
 
 // A WATCHed transaction whose queued command the server refused cannot be
