@@ -685,6 +685,12 @@ func (s *session) runTransaction(conn *nodeConn, turn *failover.Ticket) ([]byte,
 		conn.unsure = true
 		return reply, txRefused, nil
 	case !bytes.HasPrefix(reply, []byte("-EXECABORT ")):
+		if refusal, ok := everyElementRefused(reply); ok {
+			// Kvrocks checks each queued command again at EXEC: one
+			// caught by a failover's pause after it was queued gets
+			// TRYAGAIN. When all did, nothing ran.
+			return append(s.tx.refusal[:0], refusal...), txRefused, nil
+		}
 		return hideRedirects(reply), txRan, nil
 	case bytes.HasPrefix(reply, execAbortBecauseOf):
 		// Redis' abort for an EXEC refused as a whole (READONLY,
@@ -706,6 +712,35 @@ var execAbortBecauseOf = []byte("-EXECABORT Transaction discarded because of: ")
 // switches between queueing and EXEC redirects the rest of the transaction.
 // Those commands did not run; no client may see a redirect.
 const errRedirectedInExec = "TRYAGAIN the slot moved while the transaction ran: this command was not executed, retry"
+
+// everyElementRefused returns the first element of EXEC's array reply when
+// every element is a refusal proving its command did not run (an empty
+// array is not). Only a script that returns such an error as its own
+// reply could make a command that ran look refused.
+func everyElementRefused(reply []byte) ([]byte, bool) {
+	if len(reply) == 0 || reply[0] != '*' {
+		return nil, false
+	}
+	line, next, ok := resp.ReplyLine(reply)
+	n, isCount := resp.ParseUint(line)
+	if !ok || !isCount || n == 0 {
+		return nil, false
+	}
+	scanner := resp.NewScanner(resp.DefaultMaxBulkLen)
+	rest := reply[next:]
+	var first []byte
+	for range n {
+		size, err := scanner.Scan(rest)
+		if err != nil || size == 0 || !refusedNotRun(rest[:size]) {
+			return nil, false
+		}
+		if first == nil {
+			first = rest[:size]
+		}
+		rest = rest[size:]
+	}
+	return first, true
+}
 
 // hideRedirects rewrites the MOVED and ASK elements of EXEC's array reply;
 // anything else, or a reply it cannot read, is returned as it is.

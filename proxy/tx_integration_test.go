@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kvproxy/bench/cluster"
+	"kvproxy/router"
 )
 
 // txScripts are transactions whose every reply, queue-time errors and
@@ -97,28 +99,24 @@ func TestTransactionGetsTheServersBusy(t *testing.T) {
 	assert.Equal(t, "$-1\r\n", c.do("GET", "k"), "nothing ran")
 }
 
-// Clients that send each command of a transaction and wait for its reply
-// (so the queue reaches the old master before EXEC) see no error across a
-// real Redis failover: a queued command the old master refuses is replayed
-// with EXEC on the new one, and the counter counts each successful EXEC
-// once.
-func TestInteractiveTransactionsAcrossARedisFailover(t *testing.T) {
-	cp := startClusterProxy(t)
-	const key = "{fi}counter"
-	master := cp.cluster.MasterForKey(key)
-	replica := cp.cluster.ReplicasOf(master.ID)[0]
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+// interactiveTransactions runs MULTI, INCR key, EXEC in a loop on 3
+// clients, each command sent once the previous one is answered (so the
+// queue reaches the master before EXEC); a client stops at the first
+// transaction that does not succeed, which is recorded in failures.
+type interactiveTransactions struct {
+	stop     atomic.Bool
+	done     atomic.Int64
+	mu       sync.Mutex
+	failures []string
+	wg       sync.WaitGroup
+}
 
-	var stop atomic.Bool
-	var done atomic.Int64
-	var mu sync.Mutex
-	var failures []string
-	var wg sync.WaitGroup
+func startInteractiveTransactions(t *testing.T, addr, key string) *interactiveTransactions {
+	it := &interactiveTransactions{}
 	for range 3 {
-		c := dialResp(t, cp.addr)
-		wg.Go(func() {
-			for !stop.Load() && ctx.Err() == nil {
+		c := dialResp(t, addr)
+		it.wg.Go(func() {
+			for !it.stop.Load() {
 				var replies []string
 				for _, cmd := range [][]string{{"MULTI"}, {"INCR", key}, {"EXEC"}} {
 					c.send(encodeCommand(cmd...))
@@ -129,24 +127,72 @@ func TestInteractiveTransactionsAcrossARedisFailover(t *testing.T) {
 					replies = append(replies, reply)
 				}
 				if replies[0] != "+OK\r\n" || replies[1] != "+QUEUED\r\n" || !strings.HasPrefix(replies[2], "*1\r\n:") {
-					mu.Lock()
-					failures = append(failures, strings.Join(replies, " | "))
-					mu.Unlock()
+					it.mu.Lock()
+					it.failures = append(it.failures, strings.Join(replies, " | "))
+					it.mu.Unlock()
 					return
 				}
-				done.Add(1)
+				it.done.Add(1)
 			}
 		})
 	}
-	require.Eventually(t, func() bool { return done.Load() >= 50 }, 30*time.Second, 5*time.Millisecond)
+	t.Cleanup(it.finish)
+	return it
+}
+
+// waitFor waits until n more transactions succeeded.
+func (it *interactiveTransactions) waitFor(t *testing.T, n int64, msg string) {
+	t.Helper()
+	from := it.done.Load()
+	assert.Eventually(t, func() bool { return it.done.Load() >= from+n }, 30*time.Second, 5*time.Millisecond, msg)
+}
+
+func (it *interactiveTransactions) finish() {
+	it.stop.Store(true)
+	it.wg.Wait()
+}
+
+// Clients that send each command of a transaction and wait for its reply
+// see no error across a real Redis failover: a queued command the old
+// master refuses is replayed with EXEC on the new one, and the counter
+// counts each successful EXEC once.
+func TestInteractiveTransactionsAcrossARedisFailover(t *testing.T) {
+	cp := startClusterProxy(t)
+	const key = "{fi}counter"
+	master := cp.cluster.MasterForKey(key)
+	replica := cp.cluster.ReplicasOf(master.ID)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	it := startInteractiveTransactions(t, cp.addr, key)
+	it.waitFor(t, 50, "transactions run")
 	require.NoError(t, cp.cluster.Failover(ctx, replica))
-	after := done.Load()
-	assert.Eventually(t, func() bool { return done.Load() >= after+50 }, 30*time.Second, 5*time.Millisecond,
-		"transactions go on after the failover")
-	stop.Store(true)
-	wg.Wait()
-	assert.Empty(t, failures, "no EXECABORT, MOVED or lost connection reaches a client")
+	it.waitFor(t, 50, "transactions go on after the failover")
+	it.finish()
+	assert.Empty(t, it.failures, "no EXECABORT, MOVED or lost connection reaches a client")
 	n, err := replica.Client().Get(ctx, key).Int64()
 	require.NoError(t, err)
-	assert.Equal(t, done.Load(), n, "the new master counted every successful EXEC once")
+	assert.Equal(t, it.done.Load(), n, "the new master counted every successful EXEC once")
+}
+
+// The same across simulated Kvrocks failovers (PROXY FAILOVER there and
+// back), where queued writes meet TRYAGAIN during the failover's pause.
+func TestInteractiveTransactionsAcrossKvsimFailovers(t *testing.T) {
+	_, addr := startFailoverProxy(t, true)
+	key := ""
+	for i := 0; key == ""; i++ {
+		if k := "counter" + strconv.Itoa(i); router.Slot([]byte(k)) <= 5460 {
+			key = k // shard 0's
+		}
+	}
+	c := dialResp(t, addr)
+	it := startInteractiveTransactions(t, addr, key)
+	it.waitFor(t, 50, "transactions run")
+	for range 2 {
+		require.True(t, strings.HasPrefix(c.do("PROXY", "FAILOVER", "0"), "+shard 0 failed over"))
+		it.waitFor(t, 50, "transactions go on after the failover")
+	}
+	it.finish()
+	assert.Empty(t, it.failures, "no EXECABORT, TRYAGAIN, MOVED or lost connection reaches a client")
+	assert.Equal(t, "$"+strconv.Itoa(len(strconv.FormatInt(it.done.Load(), 10)))+"\r\n"+strconv.FormatInt(it.done.Load(), 10)+"\r\n",
+		c.do("GET", key), "every successful EXEC counted once")
 }

@@ -109,3 +109,24 @@ func TestWatchedQueueRefusedAborts(t *testing.T) {
 	assert.Equal(t, "*-1\r\n", st.client.do("EXEC"))
 	assert.Equal(t, []string{"WATCH k", "MULTI", "SET k v"}, log.all())
 }
+
+// Kvrocks checks queued commands again at EXEC: when a failover's pause
+// caught every one of them (each element TRYAGAIN), nothing ran, and the
+// transaction is sent again.
+func TestExecWithEveryElementRefusedIsResent(t *testing.T) {
+	var log nodeLog
+	const ran = "*2\r\n+OK\r\n:1\r\n"
+	node := txNode(t, &log, queuedOK, func(attempt int) string {
+		if attempt == 1 {
+			return "*2\r\n-TRYAGAIN Failover in progress\r\n-TRYAGAIN Failover in progress\r\n"
+		}
+		return ran
+	})
+	st := startFailoverStack(t, node.addr)
+	require.Equal(t, "+OK\r\n", st.client.do("MULTI"))
+	require.Equal(t, "+QUEUED\r\n", st.client.do("SET", "k", "v"))
+	require.Equal(t, "+QUEUED\r\n", st.client.do("INCR", "{k}n"))
+	assert.Equal(t, ran, st.client.do("EXEC"))
+	assert.Equal(t, []string{"MULTI", "SET k v", "INCR {k}n", "EXEC", "MULTI", "SET k v", "INCR {k}n", "EXEC"}, log.all())
+	assert.Equal(t, []string{node.addr}, st.handovers.triedAgain())
+}
