@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -129,4 +130,21 @@ func TestExecWithEveryElementRefusedIsResent(t *testing.T) {
 	assert.Equal(t, ran, st.client.do("EXEC"))
 	assert.Equal(t, []string{"MULTI", "SET k v", "INCR {k}n", "EXEC", "MULTI", "SET k v", "INCR {k}n", "EXEC"}, log.all())
 	assert.Equal(t, []string{node.addr}, st.handovers.triedAgain())
+}
+
+// everyElementRefused reads a backend's EXEC reply: any bytes must leave it
+// sound, and it only says "refused" of an array of refusals.
+func FuzzEveryElementRefused(f *testing.F) {
+	for _, seed := range []string{
+		"*2\r\n-TRYAGAIN x\r\n-MOVED 1 a:1\r\n", "*2\r\n+OK\r\n-TRYAGAIN x\r\n", "*0\r\n", "*-1\r\n",
+		"*1\r\n-ASK 1 a:1\r\n", "*3\r\n-LOADING x\r\n", "-EXECABORT x\r\n", "*1\r\n$3\r\nabc\r\n", "*99999999999999999999\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, reply []byte) {
+		first, ok := everyElementRefused(reply)
+		if ok && (reply[0] != '*' || !refusedNotRun(first) || !bytes.Contains(reply, first)) {
+			t.Fatalf("%q: refused, first element %q", reply, first)
+		}
+	})
 }
