@@ -100,8 +100,11 @@ func (d *dedicatedFake) DialNode(ctx context.Context, _ string) (net.Conn, error
 	return dialer.DialContext(ctx, "tcp", d.node)
 }
 
+// The proxy answers the errors Redis finds before queueing; a queued
+// command goes to the server behind MULTI at once, and DISCARD after it.
 func TestTransactionErrorsAnsweredByTheProxy(t *testing.T) {
-	node := startScriptedNode(t, func([]string) (string, bool) { return "", false })
+	var log nodeLog
+	node := txNode(t, &log, queuedOK, func(int) string { return "-ERR EXEC is not expected\r\n" })
 	_, addr := startProxy(t, &dedicatedFake{fakeCluster: newFakeCluster(3), node: node.addr}, nil)
 	c := dialResp(t, addr)
 	steps := []struct{ cmd, want []string }{
@@ -137,7 +140,9 @@ func TestTransactionErrorsAnsweredByTheProxy(t *testing.T) {
 			assert.Equal(t, want, c.read(), "%v", st.cmd)
 		}
 	}
-	assert.Zero(t, node.accepted.Load(), "nothing needed a backend connection")
+	assert.Equal(t, []string{"MULTI", "SET {a}k v", "MULTI", "SET k v", "DISCARD"}, log.all(),
+		"EXEC of a transaction the proxy doomed is not sent")
+	assert.Equal(t, int64(2), node.accepted.Load(), "a connection left in MULTI by a doomed transaction is not reused")
 }
 
 func TestDedicatedCommandsNeedADedicatedBackend(t *testing.T) {

@@ -93,6 +93,9 @@ type session struct {
 	classes []commandClass
 	classed []redcon.Command
 	serving int
+	// lastOfBatch is the batch's last command: a command queued in MULTI
+	// is sent to the server when the client waits for its reply (tx.go).
+	lastOfBatch *redcon.Command
 	// Scratch space for key positions, slot splitting and merging.
 	keyIdx []int
 	// keyParts holds, for each key of the chunk's split commands, the
@@ -196,11 +199,15 @@ func newSession(srv *Server, conn replyConn, g *guardConn, w *redcon.Writer, raw
 func (s *session) serve(cmds []redcon.Command) (async bool) {
 	s.unflushed = 0
 	s.lastActive = time.Now()
+	if len(cmds) > 0 {
+		s.lastOfBatch = &cmds[len(cmds)-1]
+	}
 	for len(cmds) > 0 && !s.quit {
 		n := min(len(cmds), s.srv.cfg.MaxPipeline)
 		async = s.serveChunk(cmds[:n], n == len(cmds))
 		cmds = cmds[n:]
 	}
+	s.lastOfBatch = nil // do not pin the client's buffer
 	s.publishShown()
 	if s.quit {
 		_ = s.conn.Close()

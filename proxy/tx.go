@@ -11,11 +11,17 @@ import (
 	"kvproxy/internal/resp"
 )
 
-// txState is a client's transaction. MULTI is answered by the proxy and the
-// commands are queued here, checked as Redis checks them, until EXEC sends
-// MULTI, the queue and EXEC to one master over a dedicated connection. WATCH
-// pins that connection (to the watched keys' master) as soon as it is sent,
-// so the watch starts when Redis would start it.
+// txState is a client's transaction. MULTI is answered by the proxy; each
+// command is checked as Redis checks it and queued here. Once the slot is
+// known (the first keyed command, or the WATCHed keys' master) the queue is
+// also sent, behind MULTI, on the transaction's dedicated connection when
+// the client waits for a reply, so the server's queue-time replies (BUSY,
+// OOM, its EXECABORT) reach the client as Redis gives them. The copy kept
+// here lets EXEC send MULTI, the queue and EXEC again to the slot's master
+// of the moment when that connection was refused (MOVED, TRYAGAIN) or lost,
+// as a pipeline ending in EXEC is always sent. WATCH pins that connection
+// (to the watched keys' master) as soon as it is sent, so the watch starts
+// when Redis would start it.
 type txState struct {
 	inMulti bool
 	// dirty: a command was refused while queued; EXEC answers EXECABORT.
@@ -37,6 +43,23 @@ type txState struct {
 	// WATCH: a router that has not learnt a redirect the WATCH followed
 	// still names it, and only a change from it means the keys moved on.
 	pinnedView string
+	// live is the connection the queue is sent on when nothing is pinned.
+	live *nodeConn
+	// multiSent: MULTI and the queue up to sentBytes (sentCount commands)
+	// are on the transaction's connection (pinned, else live).
+	multiSent bool
+	sentBytes int
+	sentCount int
+	// unsent commands at the queue's end have no reply yet: they are sent
+	// when the client waits (flushQueued) or with EXEC.
+	unsent int
+	// serverDirty: the server refused a queued command, so its EXEC will
+	// answer EXECABORT.
+	serverDirty bool
+	// broken: the connection refused the queue without running it (MOVED,
+	// TRYAGAIN ...) or was lost; EXEC does not trust it (see exec).
+	broken   bool
+	lostConn bool
 }
 
 const (
@@ -53,8 +76,9 @@ var (
 	cmdWATCH   = LookupCommand([]byte("watch"))
 	cmdUNWATCH = LookupCommand([]byte("unwatch"))
 
-	rawMULTI = []byte("*1\r\n$5\r\nMULTI\r\n")
-	rawEXEC  = []byte("*1\r\n$4\r\nEXEC\r\n")
+	rawMULTI   = []byte("*1\r\n$5\r\nMULTI\r\n")
+	rawDISCARD = []byte("*1\r\n$7\r\nDISCARD\r\n")
+	rawEXEC    = []byte("*1\r\n$4\r\nEXEC\r\n")
 )
 
 // transactionCommand serves MULTI, EXEC, DISCARD, WATCH and UNWATCH outside
@@ -133,12 +157,14 @@ func (s *session) watch(c *redcon.Command) {
 	}
 }
 
-// unpin closes the connection holding the WATCHes: closing drops them.
+// unpin closes the connection holding the WATCHes (closing drops them) and
+// the one holding the queue.
 func (s *session) unpin() {
 	if s.tx.pinned != nil {
 		s.tx.pinned.close()
 		s.tx.pinned = nil
 	}
+	s.dropLive()
 	s.tx.slot = -1
 	s.tx.watchLost = false
 	s.tx.pinnedView = ""
@@ -149,6 +175,8 @@ func (s *session) endTransaction() {
 	s.tx.inMulti = false
 	s.tx.count = 0
 	s.tx.writes = false
+	s.tx.unsent = 0
+	s.tx.broken, s.tx.lostConn, s.tx.serverDirty = false, false, false
 	if cap(s.tx.queued) > maxKeptBuffer {
 		s.tx.queued = nil
 	}
@@ -174,6 +202,11 @@ func (s *session) queueCommand(c *redcon.Command) {
 	}
 	s.lastCommand = info.Name
 	switch info {
+	case cmdMULTI, cmdWATCH, cmdDISCARD, cmdRESET, cmdQUIT:
+		// Commands waiting to be sent are answered before this one.
+		s.flushQueued()
+	}
+	switch info {
 	case cmdMULTI:
 		s.replyError("ERR MULTI calls can not be nested")
 		return
@@ -184,6 +217,7 @@ func (s *session) queueCommand(c *redcon.Command) {
 		s.exec()
 		return
 	case cmdDISCARD:
+		s.discardOnServer()
 		s.endTransaction()
 		s.ok(nil)
 		return
@@ -228,26 +262,187 @@ func (s *session) queueCommand(c *redcon.Command) {
 	if cmd.Flags&FlagReadOnly == 0 {
 		s.tx.writes = true
 	}
-	mark := len(s.local)
-	s.local = resp.AppendSimple(s.local, "QUEUED")
-	s.localReply(mark)
+	if s.tx.slot < 0 {
+		// Sent with the first keyed command, or with EXEC.
+		s.queuedReplies(1)
+		return
+	}
+	s.tx.unsent++
+	if c == s.lastOfBatch {
+		s.flushQueued()
+	}
 }
 
 // txReject refuses a command inside MULTI and dooms the transaction.
 func (s *session) txReject(msg string) {
+	s.flushQueued()
 	s.tx.dirty = true
 	s.replyError(msg)
+}
+
+// queuedReplies answers n queued commands with the proxy's QUEUED.
+func (s *session) queuedReplies(n int) {
+	for range n {
+		mark := len(s.local)
+		s.local = resp.AppendSimple(s.local, "QUEUED")
+		s.localReply(mark)
+	}
+}
+
+// flushQueued sends the unsent commands, behind MULTI the first time, on
+// the transaction's connection and answers each with the server's reply. A
+// refusal proving nothing ran (MOVED, TRYAGAIN ...) or a lost connection
+// breaks that connection for the transaction: the client gets QUEUED, as
+// the commands are queued here, and EXEC sends MULTI, the queue and EXEC
+// again (see exec). Commands queued before the slot was known, answered
+// QUEUED then, go first; their replies only doom the transaction.
+func (s *session) flushQueued() {
+	n := s.tx.unsent
+	if n == 0 {
+		return
+	}
+	s.tx.unsent = 0
+	if s.tx.broken {
+		s.queuedReplies(n)
+		return
+	}
+	conn := s.tx.pinned
+	if conn == nil {
+		if conn = s.tx.live; conn == nil {
+			c, err := s.srv.pool.get(s.srv.ctx, s.masterFor(s.tx.slot))
+			if err != nil {
+				s.breakTx(true)
+				s.queuedReplies(n)
+				return
+			}
+			s.tx.live, conn = c, c
+		}
+	}
+	if !s.tx.multiSent {
+		// MULTI alone first: the queue must never run outside MULTI.
+		reply, err := s.roundTrip(conn, rawMULTI, nil)
+		if err != nil || resp.IsError(reply) {
+			s.breakTx(err != nil)
+			s.queuedReplies(n)
+			return
+		}
+		s.tx.multiSent = true
+	}
+	stop := context.AfterFunc(s.srv.ctx, conn.close)
+	defer stop()
+	pending := s.tx.count - s.tx.sentCount
+	if _, err := conn.conn.Write(s.tx.queued[s.tx.sentBytes:]); err != nil {
+		s.breakTx(true)
+		s.queuedReplies(n)
+		return
+	}
+	s.tx.sentBytes, s.tx.sentCount = len(s.tx.queued), s.tx.count
+	for i := range pending {
+		answered := i < pending-n
+		reply, err := conn.readReply()
+		switch {
+		case err != nil:
+			s.breakTx(true)
+		case refusedNotRun(reply):
+			s.afterRefusal(s.tx.slot, conn.addr, reply) // a TRYAGAIN starts the hold
+			s.breakTx(false)
+		case resp.IsError(reply):
+			s.tx.serverDirty = true
+			reply = finalRefusal(reply) // ASK: no client may see a redirect
+		}
+		if s.tx.broken {
+			s.queuedReplies(min(n, pending-i))
+			return
+		}
+		if !answered {
+			mark := len(s.local)
+			s.local = append(s.local, reply...)
+			s.localReply(mark)
+		}
+	}
+}
+
+// breakTx gives up the transaction's connection: refused or lost, its
+// state on the server is not to be trusted. An unpinned transaction starts
+// over at EXEC; a pinned one keeps its (closed) connection so EXEC knows
+// its WATCHes are gone.
+func (s *session) breakTx(lost bool) {
+	s.tx.broken, s.tx.lostConn = true, lost
+	if s.tx.pinned != nil {
+		s.tx.pinned.close()
+		return
+	}
+	s.dropLive()
+}
+
+// dropLive closes the unpinned queue's connection; a resend starts over.
+func (s *session) dropLive() {
+	if s.tx.live != nil {
+		s.tx.live.close()
+		s.tx.live = nil
+	}
+	s.tx.multiSent, s.tx.sentBytes, s.tx.sentCount = false, 0, 0
+}
+
+// discardOnServer ends the server's MULTI on the unpinned queue's
+// connection, which can then be reused. A pinned one is closed (its
+// WATCHes end with the transaction).
+func (s *session) discardOnServer() {
+	live := s.tx.live
+	if live == nil || !s.tx.multiSent {
+		return
+	}
+	s.tx.live = nil
+	if reply, err := s.roundTrip(live, rawDISCARD, nil); err == nil && !resp.IsError(reply) {
+		s.srv.pool.put(live)
+		return
+	}
+	live.close()
+}
+
+// takeLive returns the unpinned queue's connection for EXEC when it is to
+// addr and still open; otherwise the transaction is sent anew.
+func (s *session) takeLive(addr string) *nodeConn {
+	live := s.tx.live
+	s.tx.live = nil
+	if live != nil && live.addr == addr && alive(live) {
+		return live
+	}
+	if live != nil {
+		live.close()
+	}
+	s.tx.multiSent, s.tx.sentBytes, s.tx.sentCount = false, 0, 0
+	return nil
 }
 
 // exec runs the queued transaction on the master of its slot (the keyless
 // master when it has no keys) and writes EXEC's reply.
 func (s *session) exec() {
+	// Commands not yet sent go with EXEC, as a pipeline ending in EXEC.
+	s.queuedReplies(s.tx.unsent)
+	s.tx.unsent = 0
 	if s.tx.dirty {
 		s.endTransaction()
 		s.replyError(errExecAbort)
 		return
 	}
 	if s.tx.watchLost {
+		s.endTransaction()
+		mark := len(s.local)
+		s.local = append(s.local, replyWatchAborted...)
+		s.localReply(mark)
+		return
+	}
+	switch {
+	case s.tx.serverDirty:
+		s.execAborted()
+		return
+	case s.tx.broken && s.tx.pinned != nil && s.tx.lostConn:
+		s.endTransaction()
+		s.replyError(errLostBefore)
+		return
+	case s.tx.broken && s.tx.pinned != nil:
+		// The server discarded the queue, and the WATCHes with it.
 		s.endTransaction()
 		mark := len(s.local)
 		s.local = append(s.local, replyWatchAborted...)
@@ -266,6 +461,27 @@ func (s *session) exec() {
 	pinned := s.tx.pinned
 	s.tx.pinned = nil // endTransaction must not close it
 	s.execute(pinned)
+	s.endTransaction()
+}
+
+// execAborted answers EXEC of a transaction the server refused a command
+// of: with the server's EXECABORT when its connection is still there, never
+// with a redirect, and never by sending the transaction again.
+func (s *session) execAborted() {
+	conn := s.tx.pinned
+	if conn == nil {
+		conn = s.tx.live
+	}
+	mark := len(s.local)
+	if conn != nil && !s.tx.broken {
+		if r, err := s.roundTrip(conn, rawEXEC, nil); err == nil && resp.IsError(r) && !refusedNotRun(r) {
+			s.local = append(s.local, r...)
+		}
+	}
+	if len(s.local) == mark {
+		s.local = resp.AppendError(s.local, errExecAbort)
+	}
+	s.localReply(mark)
 	s.endTransaction()
 }
 
@@ -346,6 +562,9 @@ func (s *session) attemptTransaction(pinned *nodeConn, addr string, turn *failov
 	}
 	conn = pinned
 	if conn == nil {
+		conn = s.takeLive(addr)
+	}
+	if conn == nil {
 		if conn = s.dialFor(addr); conn == nil {
 			return nil, txRan, nil, false
 		}
@@ -411,17 +630,24 @@ func (e txError) Error() string { return string(e) }
 func (s *session) runTransaction(conn *nodeConn, turn *failover.Ticket) ([]byte, txOutcome, error) {
 	stop := context.AfterFunc(s.srv.ctx, conn.close)
 	defer stop()
-	if _, err := conn.conn.Write(rawMULTI); err != nil {
-		return nil, txRan, txError(errLostBefore)
+	// On the connection the queue went to, only the rest and EXEC are sent.
+	multiSent, from, count, otherError := s.tx.multiSent, s.tx.sentBytes, s.tx.count-s.tx.sentCount, s.tx.serverDirty
+	// A resend starts over.
+	s.tx.multiSent, s.tx.sentBytes, s.tx.sentCount, s.tx.serverDirty = false, 0, 0, false
+	var reply []byte
+	var err error
+	if !multiSent {
+		if _, err := conn.conn.Write(rawMULTI); err != nil {
+			return nil, txRan, txError(errLostBefore)
+		}
+		if reply, err = conn.readReply(); err != nil {
+			return nil, txRan, txError(errLostBefore)
+		}
+		if resp.IsError(reply) {
+			return reply, txMultiFailed, nil
+		}
 	}
-	reply, err := conn.readReply()
-	if err != nil {
-		return nil, txRan, txError(errLostBefore)
-	}
-	if resp.IsError(reply) {
-		return reply, txMultiFailed, nil
-	}
-	queued := append(s.tx.queued, rawEXEC...)
+	queued := append(s.tx.queued[from:], rawEXEC...)
 	n, err := conn.conn.Write(queued)
 	sent(turn)
 	if err != nil {
@@ -433,8 +659,7 @@ func (s *session) runTransaction(conn *nodeConn, turn *failover.Ticket) ([]byte,
 	// One reply per queued command (+QUEUED, or the error that dooms the
 	// transaction), then EXEC's.
 	refusal := s.tx.refusal[:0]
-	otherError := false
-	for range s.tx.count {
+	for range count {
 		if reply, err = conn.readReply(); err != nil {
 			return nil, txRan, txError(errLostAfter)
 		}
@@ -460,6 +685,12 @@ func (s *session) runTransaction(conn *nodeConn, turn *failover.Ticket) ([]byte,
 		conn.unsure = true
 		return reply, txRefused, nil
 	case !bytes.HasPrefix(reply, []byte("-EXECABORT ")):
+		if refusal, ok := everyElementRefused(reply); ok {
+			// Kvrocks checks each queued command again at EXEC: one
+			// caught by a failover's pause after it was queued gets
+			// TRYAGAIN. When all did, nothing ran.
+			return append(s.tx.refusal[:0], refusal...), txRefused, nil
+		}
 		return hideRedirects(reply), txRan, nil
 	case bytes.HasPrefix(reply, execAbortBecauseOf):
 		// Redis' abort for an EXEC refused as a whole (READONLY,
@@ -481,6 +712,35 @@ var execAbortBecauseOf = []byte("-EXECABORT Transaction discarded because of: ")
 // switches between queueing and EXEC redirects the rest of the transaction.
 // Those commands did not run; no client may see a redirect.
 const errRedirectedInExec = "TRYAGAIN the slot moved while the transaction ran: this command was not executed, retry"
+
+// everyElementRefused returns the first element of EXEC's array reply when
+// every element is a refusal proving its command did not run (an empty
+// array is not). Only a script that returns such an error as its own
+// reply could make a command that ran look refused.
+func everyElementRefused(reply []byte) ([]byte, bool) {
+	if len(reply) == 0 || reply[0] != '*' {
+		return nil, false
+	}
+	line, next, ok := resp.ReplyLine(reply)
+	n, isCount := resp.ParseUint(line)
+	if !ok || !isCount || n == 0 {
+		return nil, false
+	}
+	scanner := resp.NewScanner(resp.DefaultMaxBulkLen)
+	rest := reply[next:]
+	var first []byte
+	for range n {
+		size, err := scanner.Scan(rest)
+		if err != nil || size == 0 || !refusedNotRun(rest[:size]) {
+			return nil, false
+		}
+		if first == nil {
+			first = rest[:size]
+		}
+		rest = rest[size:]
+	}
+	return first, true
+}
 
 // hideRedirects rewrites the MOVED and ASK elements of EXEC's array reply;
 // anything else, or a reply it cannot read, is returned as it is.

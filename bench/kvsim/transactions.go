@@ -37,7 +37,9 @@ import (
 //     of its keys (Server::UpdateWatchedKeysFromArgs), a keyless write
 //     (FLUSHDB, FLUSHALL) marks every watcher; the writer's own writes count.
 //     Nothing else calls it, so (inferred) keys expiring and changes
-//     replicated from a master mark nothing.
+//     replicated from a master mark nothing. Where Redis 7 differs: its
+//     FLUSHALL/FLUSHDB and DEL mark only the watchers of keys that existed,
+//     and a watched key that expires aborts EXEC (TestWatchAsKvrocks).
 //     EXEC and DISCARD end the watches; EXEC or DISCARD without MULTI keep
 //     them.
 //

@@ -362,3 +362,31 @@ func TestTransactionAcrossClusterxFailover(t *testing.T) {
 	r := ntDial(t, s.replicas[0].Addr())
 	assert.Equal(t, "*2\r\n+OK\r\n$5\r\nafter\r\n", ntMulti(t, r, []string{"SET", k, "after"}, []string{"GET", k}))
 }
+
+// WATCH as Kvrocks has it, where Redis differs: Kvrocks marks watchers by
+// write commands only (Server::UpdateWatchedKeysFromArgs after a command
+// that did not fail), so FLUSHALL marks every watcher, a DEL that deleted
+// nothing marks the key's, and a key expiring marks nobody. Redis 7 marks
+// only existing keys on FLUSHALL and DEL, and aborts on a watched key that
+// expired.
+func TestWatchAsKvrocks(t *testing.T) {
+	me, _, c := ntClusterOfTwo(t)
+	tag := ntKeyInSlots(t, 0, 8191)
+	x, missing := "{"+tag+"}x", "{"+tag+"}missing"
+	c2 := ntDial(t, me.Addr())
+	exec := func() string { return ntMulti(t, c, []string{"PING"}) }
+	const pong, aborted = "*1\r\n+PONG\r\n", "$-1\r\n"
+
+	require.Equal(t, "+OK\r\n", c.do("WATCH", missing))
+	require.Equal(t, "+OK\r\n", c2.do("FLUSHALL"))
+	assert.Equal(t, aborted, exec(), "FLUSHALL marks a watcher of a key that does not exist")
+
+	require.Equal(t, "+OK\r\n", c.do("WATCH", missing))
+	require.Equal(t, ":0\r\n", c2.do("DEL", missing))
+	assert.Equal(t, aborted, exec(), "a DEL that deleted nothing marks")
+
+	require.Equal(t, "+OK\r\n", c2.do("SET", x, "1", "PX", "1"))
+	require.Equal(t, "+OK\r\n", c.do("WATCH", x))
+	require.Eventually(t, func() bool { return c2.do("EXISTS", x) == ":0\r\n" }, 10*time.Second, time.Millisecond)
+	assert.Equal(t, pong, exec(), "a watched key that expired marks nobody")
+}
