@@ -52,8 +52,11 @@ const (
 	// it has dedicated connections, waiting for the handover.
 	kindClusterxFailover
 	kindDedicated // a transaction, blocking or Pub/Sub command: a dedicated connection
-	kindRefused   // an operator's command: not supported
-	kindRouted    // sent to the masters: by slot, split or fanned out
+	// kindScriptKill: SCRIPT KILL or FUNCTION KILL, sent to every master on
+	// dedicated connections (killScript).
+	kindScriptKill
+	kindRefused // an operator's command: not supported
+	kindRouted  // sent to the masters: by slot, split or fanned out
 )
 
 // classOf classifies the command args.
@@ -94,6 +97,8 @@ func classOf(args [][]byte) commandClass {
 		class.kind = kindBadSubArity
 	case isClusterxFailover(info, args):
 		class.kind = kindClusterxFailover
+	case cmd == cmdScriptKill || cmd == cmdFunctionKill:
+		class.kind = kindScriptKill
 	case cmd.Flags&FlagAdmin != 0:
 		class.kind = kindRefused
 	case cmd.Flags&(FlagTransaction|FlagBlocking|FlagPubSub) != 0 && !nonBlockingRead(cmd, args) && !routedPubSub(cmd):
@@ -108,7 +113,7 @@ func classOf(args [][]byte) commandClass {
 // handover, needs a dedicated connection, or ends the connection.
 func (c *commandClass) blocksLoop() bool {
 	switch c.kind {
-	case kindProxyFailover, kindClusterxFailover, kindDedicated:
+	case kindProxyFailover, kindClusterxFailover, kindDedicated, kindScriptKill:
 		return true
 	}
 	return c.info == cmdQUIT
@@ -181,12 +186,14 @@ func (s *session) classifyCommand(c *redcon.Command) {
 	}
 	s.lastCommand = cmd.Name
 	switch class.kind {
-	case kindClusterxFailover, kindDedicated, kindRefused:
+	case kindClusterxFailover, kindDedicated, kindRefused, kindScriptKill:
 		switch {
 		case class.kind == kindRefused || s.srv.dedicated == nil:
 			s.replyError(unsupportedError(args))
 		case class.kind == kindClusterxFailover:
 			s.clusterxFailover(c)
+		case class.kind == kindScriptKill:
+			s.killScript(c)
 		case cmd.Flags&FlagTransaction != 0:
 			s.transactionCommand(cmd, c)
 		case cmd.Flags&FlagBlocking != 0:
@@ -195,6 +202,9 @@ func (s *session) classifyCommand(c *redcon.Command) {
 			s.pubSubCommand(cmd, c)
 		}
 		return
+	}
+	if longRunning[cmd] {
+		defer s.markLong(len(s.reqs))
 	}
 	if cmd.Flags&FlagKeyless != 0 {
 		switch {
