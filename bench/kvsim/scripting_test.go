@@ -1,0 +1,98 @@
+package kvsim
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestScriptReplies(t *testing.T) {
+	_, _, c := ntClusterOfTwo(t)
+	k := ntKeyInSlots(t, 0, 8191)
+	for _, tc := range []struct{ script, want string }{
+		{"return 1", ":1\r\n"},
+		{"return 3.7", ":3\r\n"},
+		{"return 'a'", "$1\r\na\r\n"},
+		{"return true", ":1\r\n"},
+		{"return false", "$-1\r\n"},
+		{"return nil", "$-1\r\n"},
+		{"return {1, 'b', {2}}", "*3\r\n:1\r\n$1\r\nb\r\n*1\r\n:2\r\n"},
+		{"return {1, nil, 3}", "*1\r\n:1\r\n"},
+		{"return {ok = 'FINE'}", "+FINE\r\n"},
+		{"return redis.status_reply('FINE')", "+FINE\r\n"},
+		{"return redis.error_reply('MY failure')", "-MY failure\r\n"},
+		{"return {1, redis.error_reply('E inner')}", "*2\r\n:1\r\n-E inner\r\n"},
+		{"return #KEYS + #ARGV * 10", ":21\r\n"},
+		{"return {KEYS[1], ARGV[1], ARGV[2]}", "*3\r\n" + ntBulk(k) + "$1\r\na\r\n$1\r\nb\r\n"},
+		{"return redis.call('SET', KEYS[1], ARGV[1])", "+OK\r\n"},
+		{"return redis.call('GET', KEYS[1])", "$1\r\na\r\n"},
+		{"return redis.call('INCRBY', KEYS[1] .. 'n', 5)", ":5\r\n"},
+		{"return redis.call('GET', KEYS[1] .. 'nope') == false", ":1\r\n"},
+		{"return redis.call('SET', KEYS[1], 'v')['ok']", "$2\r\nOK\r\n"},
+		{"return redis.call('LPUSH', KEYS[1], 'x')", "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"},
+		{"local r = redis.pcall('LPUSH', KEYS[1], 'x') return type(r.err)", "$6\r\nstring\r\n"},
+		{"return redis.call('NOSUCH')", "-ERR unknown command 'NOSUCH', with args beginning with: \r\n"},
+		{"return redis.call({})", "-" + errCallArgs + "\r\n"},
+	} {
+		assert.Equal(t, tc.want, c.do("EVAL", tc.script, "1", k, "a", "b"), tc.script)
+	}
+	assert.Equal(t, "$1\r\nv\r\n", c.do("GET", k), "the script's writes are the keyspace's")
+	assert.True(t, strings.HasPrefix(c.do("EVAL", "return (", "0"), "-ERR Error compiling script"))
+	assert.True(t, strings.HasPrefix(c.do("EVAL", "error('boom')", "0"), "-ERR Error running script"))
+}
+
+func TestScriptArgumentsAndCache(t *testing.T) {
+	_, _, c := ntClusterOfTwo(t)
+	mine, theirs := ntKeyInSlots(t, 0, 8191), ntKeyInSlots(t, 8192, 16383)
+	assert.Equal(t, "-"+errTooManyKeys+"\r\n", c.do("EVAL", "return 1", "2", mine))
+	assert.Equal(t, "-"+errNegativeKeys+"\r\n", c.do("EVAL", "return 1", "-1"))
+	assert.Equal(t, "-"+errNotInteger+"\r\n", c.do("EVAL", "return 1", "x"))
+	assert.Equal(t, "-ERR wrong number of arguments for 'eval' command\r\n", c.do("EVAL", "return 1"))
+	assert.True(t, strings.HasPrefix(c.do("EVAL", "return 1", "1", theirs), "-MOVED "), "keys of another node")
+	assert.True(t, strings.HasPrefix(c.do("EVAL", "return 1", "2", mine, theirs), "-CROSSSLOT"))
+
+	body := "return 'cached'"
+	sum := sha1.Sum([]byte(body))
+	sha := hex.EncodeToString(sum[:])
+	assert.Equal(t, "-"+errNoScript+"\r\n", c.do("EVALSHA", sha, "0"))
+	assert.Equal(t, ntBulk(sha), c.do("SCRIPT", "LOAD", body))
+	assert.Equal(t, "$6\r\ncached\r\n", c.do("EVALSHA", strings.ToUpper(sha), "0"))
+	assert.Equal(t, "*2\r\n:1\r\n:0\r\n", c.do("SCRIPT", "EXISTS", sha, strings.Repeat("0", 40)))
+	assert.Equal(t, "+OK\r\n", c.do("SCRIPT", "FLUSH"))
+	assert.Equal(t, "*1\r\n:0\r\n", c.do("SCRIPT", "EXISTS", sha))
+	c.do("EVAL", body, "0")
+	assert.Equal(t, "*1\r\n:1\r\n", c.do("SCRIPT", "EXISTS", sha), "EVAL caches its script")
+	assert.Equal(t, "-"+errScriptSubcommand+"\r\n", c.do("SCRIPT", "KILL"), "Kvrocks has no SCRIPT KILL")
+}
+
+// A running script has the node to itself, as in Kvrocks: even a PING from
+// another connection waits for it.
+func TestScriptRunsExclusively(t *testing.T) {
+	me, _, c := ntClusterOfTwo(t)
+	other := ntDial(t, me.Addr())
+	c.send("EVAL", "local n = 0 for i = 1, 3e7 do n = n + i end return 'done'", "0")
+	deadline := time.Now().Add(10 * time.Second)
+	for me.exclusive.TryRLock() {
+		me.exclusive.RUnlock()
+		require.True(t, time.Now().Before(deadline), "the script never started")
+		time.Sleep(time.Millisecond)
+	}
+	other.send("PING")
+	require.NoError(t, other.conn.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
+	_, err := other.rd.Peek(1)
+	if err == nil {
+		running := !me.exclusive.TryRLock()
+		if !running {
+			me.exclusive.RUnlock()
+		}
+		assert.False(t, running, "PING answered while the script ran")
+	}
+	require.NoError(t, other.conn.SetReadDeadline(time.Time{}))
+	assert.Equal(t, "$4\r\ndone\r\n", c.read())
+	assert.Equal(t, "+PONG\r\n", other.read())
+}
