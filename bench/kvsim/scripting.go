@@ -61,12 +61,14 @@ func runsExclusively(lname string) bool {
 
 // Kvrocks' error texts.
 const (
-	errNoScript         = "NOSCRIPT No matching script. Please use EVAL."
+	errNoScript         = "NOSCRIPT No matching script. Please use EVAL"
 	errTooManyKeys      = "ERR Number of keys can't be greater than number of args"
 	errNegativeKeys     = "ERR Number of keys can't be negative"
 	errScriptSubcommand = "ERR Unknown SCRIPT subcommand or wrong number of arguments"
 	errNotInteger       = "ERR value is not an integer or out of range"
-	errCallArgs         = "ERR Lua redis() command arguments must be strings or integers"
+	errCallArgs         = "ERR Lua redis.call() command arguments must be strings or integers"
+	errCallUnknown      = "ERR Unknown Redis command called from Lua script"
+	errCallArity        = "ERR Wrong number of args calling Redis command From Lua script"
 	errCallNoArgs       = "ERR Please specify at least one argument for redis.call()"
 )
 
@@ -80,15 +82,15 @@ func (n *Node) execScripting(conn redcon.Conn, s *session, lname string, args []
 		conn.WriteError("ERR kvsim does not run scripts inside MULTI")
 		return
 	}
-	body := string(args[1])
+	body, sha := string(args[1]), strings.ToLower(string(args[1]))
 	if lname == "evalsha" {
 		var ok bool
-		if body, ok = n.scripts.get(string(args[1])); !ok {
+		if body, ok = n.scripts.get(sha); !ok {
 			conn.WriteError(errNoScript)
 			return
 		}
 	} else {
-		n.scripts.load(body)
+		sha = n.scripts.load(body)
 	}
 	numKeys, err := strconv.ParseInt(string(args[2]), 10, 64)
 	switch {
@@ -116,7 +118,7 @@ func (n *Node) execScripting(conn redcon.Conn, s *session, lname string, args []
 			return
 		}
 	}
-	conn.WriteRaw(n.runScript(body, keys, argv))
+	conn.WriteRaw(n.runScript(body, sha, keys, argv))
 }
 
 func (n *Node) scriptCommand(conn redcon.Conn, args [][]byte) {
@@ -146,7 +148,7 @@ func boolInt(b bool) int {
 }
 
 // runScript runs body with the keyspace to itself and returns the reply.
-func (n *Node) runScript(body string, keys, argv [][]byte) []byte {
+func (n *Node) runScript(body, sha string, keys, argv [][]byte) []byte {
 	L := lua.NewState(lua.Options{SkipOpenLibs: true})
 	defer L.Close()
 	for _, lib := range []struct {
@@ -190,7 +192,7 @@ func (n *Node) runScript(body string, keys, argv [][]byte) []byte {
 					}
 				}
 			}
-			out = resp.AppendError(nil, "ERR Error running script: "+oneLine(err.Error()))
+			out = resp.AppendError(nil, "ERR running script (call to f_"+sha+"): "+oneLine(err.Error()))
 			return
 		}
 		out = appendLuaReply(nil, L.Get(-1))
@@ -238,7 +240,7 @@ func redisCall(L *lua.LState, txn keyspace.Txn, raise bool) int {
 		case lua.LString:
 			args[i] = []byte(v)
 		case lua.LNumber:
-			args[i] = []byte(strconv.FormatFloat(float64(v), 'g', 14, 64)) // Lua's %.14g
+			args[i] = []byte(strconv.FormatFloat(float64(v), 'g', 17, 64)) // Kvrocks' {:.17g}
 		default:
 			return fail(errCallArgs)
 		}
@@ -247,9 +249,9 @@ func redisCall(L *lua.LState, txn keyspace.Txn, raise bool) int {
 	var reply []byte
 	switch {
 	case cmd == nil:
-		reply = keyspace.AppendUnknownCommand(nil, args)
+		return fail(errCallUnknown)
 	case !cmd.ArityOK(len(args)):
-		reply = keyspace.AppendArityError(nil, cmd)
+		return fail(errCallArity)
 	default:
 		reply = txn.Exec(nil, cmd, args)
 	}

@@ -36,14 +36,18 @@ func TestScriptReplies(t *testing.T) {
 		{"return redis.call('SET', KEYS[1], 'v')['ok']", "$2\r\nOK\r\n"},
 		{"return redis.call('LPUSH', KEYS[1], 'x')", "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"},
 		{"local r = redis.pcall('LPUSH', KEYS[1], 'x') return type(r.err)", "$6\r\nstring\r\n"},
-		{"return redis.call('NOSUCH')", "-ERR unknown command 'NOSUCH', with args beginning with: \r\n"},
+		{"return redis.call('NOSUCH')", "-" + errCallUnknown + "\r\n"},
+		{"return redis.call('GET')", "-" + errCallArity + "\r\n"},
+		{"return redis.call()", "-" + errCallNoArgs + "\r\n"},
+		{"return redis.call('SET', KEYS[1] .. 'f', 0.1)", "+OK\r\n"},
+		{"return redis.call('GET', KEYS[1] .. 'f')", "$19\r\n0.10000000000000001\r\n"},
 		{"return redis.call({})", "-" + errCallArgs + "\r\n"},
 	} {
 		assert.Equal(t, tc.want, c.do("EVAL", tc.script, "1", k, "a", "b"), tc.script)
 	}
 	assert.Equal(t, "$1\r\nv\r\n", c.do("GET", k), "the script's writes are the keyspace's")
 	assert.True(t, strings.HasPrefix(c.do("EVAL", "return (", "0"), "-ERR Error compiling script"))
-	assert.True(t, strings.HasPrefix(c.do("EVAL", "error('boom')", "0"), "-ERR Error running script"))
+	assert.True(t, strings.HasPrefix(c.do("EVAL", "error('boom')", "0"), "-ERR running script (call to f_"))
 }
 
 func TestScriptArgumentsAndCache(t *testing.T) {
