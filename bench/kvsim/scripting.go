@@ -56,7 +56,7 @@ func (c *scriptCache) flush() {
 // runsExclusively names the commands that run with no other command
 // beside them (Kvrocks' "exclusive" flag).
 func runsExclusively(lname string) bool {
-	return lname == "eval" || lname == "evalsha"
+	return lname == "eval" || lname == "evalsha" || lname == "fcall" || lname == "function"
 }
 
 // Kvrocks' error texts.
@@ -70,6 +70,7 @@ const (
 	errCallUnknown      = "ERR Unknown Redis command called from Lua script"
 	errCallArity        = "ERR Wrong number of args calling Redis command From Lua script"
 	errCallNoArgs       = "ERR Please specify at least one argument for redis.call()"
+	errCallWhileLoading = "ERR kvsim runs no command while FUNCTION LOAD registers a library"
 )
 
 // execScripting answers SCRIPT, EVAL and EVALSHA.
@@ -149,8 +150,27 @@ func boolInt(b bool) int {
 
 // runScript runs body with the keyspace to itself and returns the reply.
 func (n *Node) runScript(body, sha string, keys, argv [][]byte) []byte {
-	L := lua.NewState(lua.Options{SkipOpenLibs: true})
+	L := newScriptState()
 	defer L.Close()
+	L.SetGlobal("KEYS", stringTable(L, keys))
+	L.SetGlobal("ARGV", stringTable(L, argv))
+	var out []byte
+	n.ks.Transaction(func(txn keyspace.Txn) {
+		setRedisTable(L, txn, nil)
+		fn, err := L.LoadString(body)
+		if err != nil {
+			out = resp.AppendError(nil, "ERR Error compiling script (new function): "+oneLine(err.Error()))
+			return
+		}
+		L.Push(fn)
+		out = callScript(L, 0, "ERR running script (call to f_"+sha+"): ")
+	})
+	return out
+}
+
+// newScriptState is a Lua state with the libraries Kvrocks opens.
+func newScriptState() *lua.LState {
+	L := lua.NewState(lua.Options{SkipOpenLibs: true})
 	for _, lib := range []struct {
 		name string
 		open lua.LGFunction
@@ -159,45 +179,46 @@ func (n *Node) runScript(body, sha string, keys, argv [][]byte) []byte {
 		L.Push(lua.LString(lib.name))
 		L.Call(1, 0)
 	}
-	L.SetGlobal("KEYS", stringTable(L, keys))
-	L.SetGlobal("ARGV", stringTable(L, argv))
-	var out []byte
-	n.ks.Transaction(func(txn keyspace.Txn) {
-		redis := L.NewTable()
-		L.SetFuncs(redis, map[string]lua.LGFunction{
-			"call":  func(L *lua.LState) int { return redisCall(L, txn, true) },
-			"pcall": func(L *lua.LState) int { return redisCall(L, txn, false) },
-			"error_reply": func(L *lua.LState) int {
-				L.Push(replyTable(L, "err", L.CheckString(1)))
-				return 1
-			},
-			"status_reply": func(L *lua.LState) int {
-				L.Push(replyTable(L, "ok", L.CheckString(1)))
-				return 1
-			},
-		})
-		L.SetGlobal("redis", redis)
-		fn, err := L.LoadString(body)
-		if err != nil {
-			out = resp.AppendError(nil, "ERR Error compiling script (new function): "+oneLine(err.Error()))
-			return
-		}
-		L.Push(fn)
-		if err := L.PCall(0, 1, nil); err != nil {
-			if apiErr, ok := err.(*lua.ApiError); ok {
-				if t, ok := apiErr.Object.(*lua.LTable); ok {
-					if msg, ok := t.RawGetString("err").(lua.LString); ok {
-						out = resp.AppendError(nil, string(msg))
-						return
-					}
+	return L
+}
+
+// setRedisTable installs the redis table: call and pcall run commands
+// through txn; register, when not nil, is redis.register_function.
+func setRedisTable(L *lua.LState, txn keyspace.Txn, register lua.LGFunction) {
+	redis := L.NewTable()
+	L.SetFuncs(redis, map[string]lua.LGFunction{
+		"call":  func(L *lua.LState) int { return redisCall(L, txn, true) },
+		"pcall": func(L *lua.LState) int { return redisCall(L, txn, false) },
+		"error_reply": func(L *lua.LState) int {
+			L.Push(replyTable(L, "err", L.CheckString(1)))
+			return 1
+		},
+		"status_reply": func(L *lua.LState) int {
+			L.Push(replyTable(L, "ok", L.CheckString(1)))
+			return 1
+		},
+	})
+	if register != nil {
+		redis.RawSetString("register_function", L.NewFunction(register))
+	}
+	L.SetGlobal("redis", redis)
+}
+
+// callScript calls the function pushed with its nargs arguments and returns
+// its reply: an error raised by redis.call is the command's error, any
+// other failure is worded after prefix.
+func callScript(L *lua.LState, nargs int, prefix string) []byte {
+	if err := L.PCall(nargs, 1, nil); err != nil {
+		if apiErr, ok := err.(*lua.ApiError); ok {
+			if t, ok := apiErr.Object.(*lua.LTable); ok {
+				if msg, ok := t.RawGetString("err").(lua.LString); ok {
+					return resp.AppendError(nil, string(msg))
 				}
 			}
-			out = resp.AppendError(nil, "ERR running script (call to f_"+sha+"): "+oneLine(err.Error()))
-			return
 		}
-		out = appendLuaReply(nil, L.Get(-1))
-	})
-	return out
+		return resp.AppendError(nil, prefix+oneLine(err.Error()))
+	}
+	return appendLuaReply(nil, L.Get(-1))
 }
 
 func oneLine(s string) string {
@@ -233,6 +254,9 @@ func redisCall(L *lua.LState, txn keyspace.Txn, raise bool) int {
 	}
 	if top == 0 {
 		return fail(errCallNoArgs)
+	}
+	if txn == (keyspace.Txn{}) {
+		return fail(errCallWhileLoading)
 	}
 	args := make([][]byte, top)
 	for i := range top {

@@ -100,3 +100,39 @@ func TestScriptRunsExclusively(t *testing.T) {
 	assert.Equal(t, "$4\r\ndone\r\n", c.read())
 	assert.Equal(t, "+PONG\r\n", other.read())
 }
+
+func TestFunctions(t *testing.T) {
+	_, _, c := ntClusterOfTwo(t)
+	k := ntKeyInSlots(t, 0, 8191)
+	lib := "#!lua name=mylib\n" +
+		"redis.register_function('setget', function(keys, args) redis.call('SET', keys[1], args[1]) return redis.call('GET', keys[1]) end)\n" +
+		"redis.register_function{function_name = 'fail', callback = function(keys, args) return redis.error_reply('MINE failed') end}\n"
+	assert.Equal(t, "-"+errNoFunction+"\r\n", c.do("FCALL", "setget", "1", k, "v"))
+	assert.Equal(t, "+mylib\r\n", c.do("FUNCTION", "LOAD", lib))
+	assert.Equal(t, "-"+errLibExists+"\r\n", c.do("FUNCTION", "LOAD", lib))
+	assert.Equal(t, "+mylib\r\n", c.do("FUNCTION", "LOAD", "REPLACE", lib))
+	assert.Equal(t, "$1\r\nv\r\n", c.do("FCALL", "setget", "1", k, "v"))
+	assert.Equal(t, "-MINE failed\r\n", c.do("FCALL", "fail", "0"))
+	assert.Equal(t, "-"+errTooManyKeys+"\r\n", c.do("FCALL", "setget", "3", k))
+	assert.True(t, strings.HasPrefix(c.do("FCALL", "setget", "1", ntKeyInSlots(t, 8192, 16383), "v"), "-MOVED "))
+	assert.Equal(t, "*1\r\n*2\r\n$12\r\nlibrary_name\r\n$5\r\nmylib\r\n", c.do("FUNCTION", "LIST"))
+	assert.Equal(t, "*1\r\n*4\r\n$12\r\nlibrary_name\r\n$5\r\nmylib\r\n$12\r\nlibrary_code\r\n"+ntBulk(lib),
+		c.do("FUNCTION", "LIST", "WITHCODE"))
+	assert.Equal(t, "*0\r\n", c.do("FUNCTION", "LIST", "LIBRARYNAME", "other"))
+	for _, bad := range []struct{ code, want string }{
+		{"return 1", "-ERR Expect a Shebang statement in the first line\r\n"},
+		{"#!js name=x\nreturn 1", "-" + errNoShebang + "\r\n"},
+		{"#!lua\nreturn 1", "-" + errNoLibName + "\r\n"},
+		{"#!lua name=a-b\nreturn 1", "-" + errBadLibName + "\r\n"},
+		{"#!lua name=empty\nlocal x = 1", "-" + errNoFunctions + "\r\n"},
+	} {
+		assert.Equal(t, bad.want, c.do("FUNCTION", "LOAD", bad.code), bad.code)
+	}
+	assert.Equal(t, "-"+errFunctionSubcmd+"\r\n", c.do("FUNCTION", "KILL"), "Kvrocks has no FUNCTION KILL")
+	assert.Equal(t, "+OK\r\n", c.do("FUNCTION", "DELETE", "mylib"))
+	assert.Equal(t, "-"+errNoLibrary+"\r\n", c.do("FUNCTION", "DELETE", "mylib"))
+	assert.Equal(t, "-"+errNoFunction+"\r\n", c.do("FCALL", "setget", "1", k, "v"))
+	assert.Equal(t, "+mylib\r\n", c.do("FUNCTION", "LOAD", lib))
+	assert.Equal(t, "+OK\r\n", c.do("FUNCTION", "FLUSH"))
+	assert.Equal(t, "*0\r\n", c.do("FUNCTION", "LIST"))
+}
