@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tidwall/redcon"
 	lua "github.com/yuin/gopher-lua"
@@ -272,6 +273,8 @@ func redisCall(L *lua.LState, txn keyspace.Txn, raise bool) int {
 	cmd := keyspace.Lookup(args[0])
 	var reply []byte
 	switch {
+	case cmd == nil && strings.EqualFold(string(args[0]), "time") && len(args) == 1:
+		reply = appendTime(nil)
 	case cmd == nil:
 		return fail(errCallUnknown)
 	case !cmd.ArityOK(len(args)):
@@ -361,4 +364,13 @@ func appendLuaReply(out []byte, v lua.LValue) []byte {
 		return out
 	}
 	return resp.AppendNullBulk(out)
+}
+
+// appendTime is TIME's reply: the server's clock in seconds and
+// microseconds, as two bulk strings.
+func appendTime(out []byte) []byte {
+	now := time.Now()
+	out = resp.AppendArray(out, 2)
+	out = resp.AppendBulkString(out, strconv.FormatInt(now.Unix(), 10))
+	return resp.AppendBulkString(out, strconv.Itoa(now.Nanosecond()/1000))
 }

@@ -28,6 +28,7 @@ func TestScriptReplies(t *testing.T) {
 		{"return redis.error_reply('MY failure')", "-MY failure\r\n"},
 		{"return {1, redis.error_reply('E inner')}", "*2\r\n:1\r\n-E inner\r\n"},
 		{"return #KEYS + #ARGV * 10", ":21\r\n"},
+		{"local t = redis.call('TIME') return {#t, type(t[1]), tonumber(t[2]) < 1000000}", "*3\r\n:2\r\n$6\r\nstring\r\n:1\r\n"},
 		{"return {KEYS[1], ARGV[1], ARGV[2]}", "*3\r\n" + ntBulk(k) + "$1\r\na\r\n$1\r\nb\r\n"},
 		{"return redis.call('SET', KEYS[1], ARGV[1])", "+OK\r\n"},
 		{"return redis.call('GET', KEYS[1])", "$1\r\na\r\n"},
@@ -79,7 +80,10 @@ func TestScriptArgumentsAndCache(t *testing.T) {
 func TestScriptRunsExclusively(t *testing.T) {
 	me, _, c := ntClusterOfTwo(t)
 	other := ntDial(t, me.Addr())
-	c.send("EVAL", "local n = 0 for i = 1, 3e7 do n = n + i end return 'done'", "0")
+	c.send("EVAL", `local function now() local t = redis.call('TIME') return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 end
+local stop = now() + 1000
+while now() < stop do end
+return 'done'`, "0")
 	deadline := time.Now().Add(10 * time.Second)
 	for me.exclusive.TryRLock() {
 		me.exclusive.RUnlock()
