@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"crypto/sha1"
 	"encoding/hex"
 	"testing"
@@ -17,21 +16,9 @@ import (
 // nothing, a probe's PING included. Through the proxy the requests to that
 // node wait for the script and are answered; none fails.
 func TestScriptsThroughProxyOnKvsim(t *testing.T) {
-	sim := startKvsim(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var masters []string
-	for _, m := range sim.Masters() {
-		masters = append(masters, m.Addr())
-	}
-	cfg := router.DefaultConfig()
-	cfg.Seeds = masters
-	cfg.HoldTimeout = 500 * time.Millisecond // far below the script's run
-	r, err := router.New(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, r.Close()) })
-	_, addr := startProxy(t, r, nil)
-	kp := &kvsimProxy{sim: sim, masters: masters, addr: addr}
+	// A hold budget far below the script's run.
+	kp := startKvsimProxy(t, func(c *router.Config) { c.HoldTimeout = 500 * time.Millisecond })
+	r, addr := kp.router, kp.addr
 	key := "{busy}k"
 	owner := kp.ownerOf(key)
 

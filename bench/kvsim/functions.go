@@ -2,7 +2,6 @@ package kvsim
 
 import (
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -249,29 +248,11 @@ func (n *Node) fcall(conn redcon.Conn, s *session, args [][]byte) {
 		conn.WriteError(errNoFunction)
 		return
 	}
-	numKeys, err := strconv.ParseInt(string(args[2]), 10, 64)
-	switch {
-	case err != nil:
-		conn.WriteError(errNotInteger)
-		return
-	case numKeys < 0:
-		conn.WriteError(errNegativeKeys)
-		return
-	case numKeys > int64(len(args)-3):
-		conn.WriteError(errTooManyKeys)
-		return
-	}
-	if !n.beginWrite() {
+	keys, argv, ok := n.admitScript(conn, s, "fcall", args)
+	if !ok {
 		return
 	}
 	defer n.writeGate.RUnlock()
-	if numKeys > 0 {
-		fcallCmd := &keyspace.Command{Name: "fcall", Write: true, FirstKey: 3, LastKey: 2 + int(numKeys), Step: 1}
-		if msg := n.clusterRefusal(s, fcallCmd, args); msg != "" {
-			conn.WriteError(msg)
-			return
-		}
-	}
 	_, body, _ := parseLibrary(code)
 	L := newScriptState()
 	defer L.Close()
@@ -283,8 +264,8 @@ func (n *Node) fcall(conn redcon.Conn, s *session, args [][]byte) {
 			return
 		}
 		L.Push(funcs[name])
-		L.Push(stringTable(L, args[3:3+numKeys]))
-		L.Push(stringTable(L, args[3+numKeys:]))
+		L.Push(stringTable(L, keys))
+		L.Push(stringTable(L, argv))
 		out = callScript(L, 2, "ERR Error while running function `"+name+"`: ")
 	})
 	conn.WriteRaw(out)

@@ -94,33 +94,44 @@ func (n *Node) execScripting(conn redcon.Conn, s *session, lname string, args []
 	} else {
 		sha = n.scripts.load(body)
 	}
+	keys, argv, ok := n.admitScript(conn, s, lname, args)
+	if !ok {
+		return
+	}
+	defer n.writeGate.RUnlock()
+	conn.WriteRaw(n.runScript(body, sha, keys, argv))
+}
+
+// admitScript checks the key count of EVAL, EVALSHA or FCALL args
+// (name numkeys key... arg...) and its keys, as a write: it waits out a
+// write pause, and a node that does not serve the keys refuses it. It
+// answers the client and returns false, or returns the keys and the other
+// arguments holding writeGate shared (the caller releases it).
+func (n *Node) admitScript(conn redcon.Conn, s *session, lname string, args [][]byte) (keys, argv [][]byte, ok bool) {
 	numKeys, err := strconv.ParseInt(string(args[2]), 10, 64)
 	switch {
 	case err != nil:
 		conn.WriteError(errNotInteger)
-		return
+		return nil, nil, false
 	case numKeys < 0:
 		conn.WriteError(errNegativeKeys)
-		return
+		return nil, nil, false
 	case numKeys > int64(len(args)-3):
 		conn.WriteError(errTooManyKeys)
-		return
+		return nil, nil, false
 	}
-	keys, argv := args[3:3+numKeys], args[3+numKeys:]
-	// A script may write: it waits out a write pause and is refused, as
-	// a write, by a node that does not serve its keys.
 	if !n.beginWrite() {
-		return
+		return nil, nil, false
 	}
-	defer n.writeGate.RUnlock()
-	evalCmd := &keyspace.Command{Name: lname, Write: true, FirstKey: 3, LastKey: 2 + int(numKeys), Step: 1}
 	if numKeys > 0 {
-		if msg := n.clusterRefusal(s, evalCmd, args); msg != "" {
+		cmd := &keyspace.Command{Name: lname, Write: true, FirstKey: 3, LastKey: 2 + int(numKeys), Step: 1}
+		if msg := n.clusterRefusal(s, cmd, args); msg != "" {
+			n.writeGate.RUnlock()
 			conn.WriteError(msg)
-			return
+			return nil, nil, false
 		}
 	}
-	conn.WriteRaw(n.runScript(body, sha, keys, argv))
+	return args[3 : 3+numKeys], args[3+numKeys:], true
 }
 
 func (n *Node) scriptCommand(conn redcon.Conn, args [][]byte) {
