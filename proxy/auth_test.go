@@ -29,7 +29,9 @@ func TestAdminOnlyCommandsNeedTheAdminUser(t *testing.T) {
 	assert.Equal(t, "$1\r\nv\r\n", c.do("GET", "k"), "nothing was flushed")
 	assert.Equal(t, "-ERR wrong number of arguments for 'function|delete' command\r\n", c.do("FUNCTION", "DELETE"),
 		"a malformed command is told so first")
-	assert.True(t, strings.HasPrefix(c.do("SCRIPT", "LOAD", "return 1"), "$"), "other script commands are not gated")
+	for _, cmd := range [][]string{{"SCRIPT", "LOAD", "return 1"}, {"SCRIPT", "KILL"}, {"FUNCTION", "KILL"}} {
+		assert.NotEqual(t, replyNoAdmin, c.do(cmd...), "other script commands are not gated: %q", cmd)
+	}
 	assert.True(t, strings.HasPrefix(c.do("CLIENT", "ID"), ":"), "other CLIENT subcommands are not gated")
 	assert.True(t, strings.HasPrefix(c.do("CLIENT", "INFO"), "$"), "CLIENT INFO is the caller's own")
 	assert.Equal(t, "-ERR fake: unknown command 'config'\r\n", c.do("CONFIG", "GET", "maxmemory"), "CONFIG GET is not gated")

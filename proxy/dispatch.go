@@ -52,8 +52,11 @@ const (
 	// it has dedicated connections, waiting for the handover.
 	kindClusterxFailover
 	kindDedicated // a transaction, blocking or Pub/Sub command: a dedicated connection
-	kindRefused   // an operator's command: not supported
-	kindRouted    // sent to the masters: by slot, split or fanned out
+	// kindScriptKill: SCRIPT KILL or FUNCTION KILL, sent to every master on
+	// dedicated connections (killScript).
+	kindScriptKill
+	kindRefused // an operator's command: not supported
+	kindRouted  // sent to the masters: by slot, split or fanned out
 )
 
 // classOf classifies the command args.
@@ -96,6 +99,8 @@ func classOf(args [][]byte) commandClass {
 		class.kind = kindClusterxFailover
 	case configSubcommands[cmd]:
 		class.kind = kindRouted
+	case cmd == cmdScriptKill || cmd == cmdFunctionKill:
+		class.kind = kindScriptKill
 	case cmd.Flags&FlagAdmin != 0:
 		class.kind = kindRefused
 	case cmd.Flags&(FlagTransaction|FlagBlocking|FlagPubSub) != 0 && !nonBlockingRead(cmd, args) && !routedPubSub(cmd):
@@ -110,7 +115,7 @@ func classOf(args [][]byte) commandClass {
 // handover, needs a dedicated connection, or ends the connection.
 func (c *commandClass) blocksLoop() bool {
 	switch c.kind {
-	case kindProxyFailover, kindClusterxFailover, kindDedicated:
+	case kindProxyFailover, kindClusterxFailover, kindDedicated, kindScriptKill:
 		return true
 	}
 	// CLIENT KILL may end the caller's own connection, as QUIT does.
@@ -184,7 +189,7 @@ func (s *session) classifyCommand(c *redcon.Command) {
 	}
 	s.lastCommand = cmd.Name
 	switch class.kind {
-	case kindClusterxFailover, kindDedicated, kindRefused:
+	case kindClusterxFailover, kindDedicated, kindRefused, kindScriptKill:
 		// Such a command may wait long: CLIENT LIST shows it meanwhile.
 		s.publishShown()
 		switch {
@@ -192,6 +197,8 @@ func (s *session) classifyCommand(c *redcon.Command) {
 			s.replyError(unsupportedError(args))
 		case class.kind == kindClusterxFailover:
 			s.clusterxFailover(c)
+		case class.kind == kindScriptKill:
+			s.killScript(c)
 		case cmd.Flags&FlagTransaction != 0:
 			s.transactionCommand(cmd, c)
 		case cmd.Flags&FlagBlocking != 0:
@@ -200,6 +207,9 @@ func (s *session) classifyCommand(c *redcon.Command) {
 			s.pubSubCommand(cmd, c)
 		}
 		return
+	}
+	if longRunning[cmd] {
+		defer s.markLong(len(s.reqs))
 	}
 	if cmd.Flags&FlagKeyless != 0 {
 		switch {

@@ -123,6 +123,7 @@ func (srv *Server) writeInfoSection(b *strings.Builder, section string) {
 			line("oversized_replies", strconv.FormatUint(st.Oversized, 10))
 			line("backend_probes", strconv.FormatUint(st.Probes, 10))
 			line("backend_unresponsive", strconv.FormatUint(st.Unresponsive, 10))
+			line("backend_busy_probes", strconv.FormatUint(st.Busy, 10))
 			line("backend_declared_dead", strconv.FormatUint(st.Dead, 10))
 			line("backend_connections_lost", strconv.FormatUint(st.ConnsLost, 10))
 		}

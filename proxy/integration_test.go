@@ -446,6 +446,7 @@ func TestRedisCLIThroughTheProxy(t *testing.T) {
 // kvsimProxy is a simulated Kvrocks cluster behind a router behind a Server.
 type kvsimProxy struct {
 	sim     *kvsim.Cluster
+	router  *router.Router
 	masters []string // addresses
 	addr    string
 }
@@ -463,7 +464,9 @@ func startKvsim(t *testing.T) *kvsim.Cluster {
 	return sim
 }
 
-func startKvsimProxy(t *testing.T) *kvsimProxy {
+// startKvsimProxy starts a kvsim cluster and a proxy in front of it;
+// edits, if any, change the router's Config first.
+func startKvsimProxy(t *testing.T, edits ...func(*router.Config)) *kvsimProxy {
 	t.Helper()
 	sim := startKvsim(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -474,11 +477,14 @@ func startKvsimProxy(t *testing.T) *kvsimProxy {
 	}
 	cfg := router.DefaultConfig()
 	cfg.Seeds = masters
+	for _, edit := range edits {
+		edit(&cfg)
+	}
 	r, err := router.New(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, r.Close()) })
 	_, addr := startProxy(t, r, nil)
-	return &kvsimProxy{sim: sim, masters: masters, addr: addr}
+	return &kvsimProxy{sim: sim, router: r, masters: masters, addr: addr}
 }
 
 // ownerOf returns the address of the master that owns key.

@@ -31,8 +31,9 @@ var (
 )
 
 // fanoutSame are keyless commands that change every master's script or
-// function cache: they run everywhere and the first error, else the first
-// reply, answers. SCRIPT EXISTS runs everywhere too, but its answers are
+// function cache: they run everywhere and the first error, else the reply
+// they all gave, answers (SCRIPT LOAD's sha, FUNCTION LOAD's library name:
+// masters that answered differently get an error saying so). SCRIPT EXISTS runs everywhere too, but its answers are
 // combined (mergeScriptExists).
 var fanoutSame = map[*CommandInfo]bool{
 	LookupCommand([]byte("script")).Subcommand([]byte("load")):      true,
@@ -169,6 +170,14 @@ func (s *session) writeMerged(e *entry) {
 	case mergeRandomKey:
 		s.writeRandomKey(e, parts)
 	case mergeSame:
+		for _, q := range parts[1:] {
+			if string(q.Reply) != string(parts[0].Reply) {
+				s.scratch = resp.AppendError(s.scratch[:0], "ERR kvproxy: the masters answered differently: "+
+					summarize(parts[0].Reply)+" and "+summarize(q.Reply))
+				s.write(s.scratch)
+				return
+			}
+		}
 		s.write(parts[0].Reply)
 	case mergeScriptExists:
 		s.writeScriptExists(parts)

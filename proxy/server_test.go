@@ -159,8 +159,10 @@ func TestFanOutCommandsMergeEveryMaster(t *testing.T) {
 	assert.Equal(t, ":0\r\n", c.do("DBSIZE"))
 	assert.Equal(t, "$-1\r\n", c.do("RANDOMKEY"))
 
-	// SCRIPT LOAD reaches every master; keyless commands go to one.
-	assert.Equal(t, "$22\r\nsha-from-10.0.0.1:7000\r\n", c.do("SCRIPT", "LOAD", "return 1"))
+	// SCRIPT LOAD reaches every master; masters that disagree on the sha
+	// (this fake names each its own) get an error, never one of the shas.
+	assert.Equal(t, "-ERR kvproxy: the masters answered differently: \"$22\\r\\nsha-from-10.0.0.1:7000\\r\\n\" and \"$22\\r\\nsha-from-10.0.0.2:7000\\r\\n\"\r\n",
+		c.do("SCRIPT", "LOAD", "return 1"))
 	calls := backend.callLog()
 	last := calls[len(calls)-1]
 	assert.Len(t, last, 3)

@@ -27,7 +27,7 @@ const (
 	mergeConcat    // arrays joined (KEYS)
 	mergeScan      // one master's SCAN page with the cursor rewritten
 	mergeRandomKey // the first non-nil RANDOMKEY from a random master on
-	mergeSame      // the first error, else the first reply (SCRIPT LOAD, ...)
+	mergeSame      // the first error, else the reply all gave (SCRIPT LOAD, ...)
 	// mergeScriptExists: 1 where every master has the script.
 	mergeScriptExists
 	mergeConfigGet   // the first master's CONFIG GET without secrets
@@ -368,7 +368,7 @@ func (s *session) newRequest() (*router.Request, int) {
 		s.owned = append(s.owned, nil)
 	}
 	q := s.pool[i]
-	q.Raw, q.Slot, q.Addr, q.ReadOnly = nil, -1, "", false
+	q.Raw, q.Slot, q.Addr, q.ReadOnly, q.Long = nil, -1, "", false, false
 	q.Affinity = s.affinity
 	q.Output = s.output
 	q.Reply = q.Reply[:0]

@@ -35,6 +35,9 @@ const (
 type call struct {
 	req *Request
 	b   *batch
+	// long is req.Long, kept for the connection's watchdog, which must not
+	// read req (its caller may reuse it once it gave up).
+	long bool
 	// status is written by whoever completes the call and read by Do after
 	// the batch's completion signal.
 	status callStatus
@@ -169,7 +172,7 @@ func getBatch(r *Router, reqs []*Request) *batch {
 	b.calls = b.calls[:len(reqs)]
 	b.active = b.active[:0]
 	for i, req := range reqs {
-		b.calls[i] = call{req: req, b: b}
+		b.calls[i] = call{req: req, b: b, long: req.Long}
 		b.active = append(b.active, i)
 	}
 	return b

@@ -149,10 +149,15 @@ func (r *Router) watch() {
 				defer r.wg.Done()
 				defer n.probing.Store(false)
 				replies := n.replies()
-				if !r.probe(n) && r.ctx.Err() == nil && n.replies() == replies {
-					r.counters.unresponsive.Add(1)
-					r.startOutage(n, "does not answer its probe")
+				if r.probe(n) || r.ctx.Err() != nil || n.replies() != replies {
+					return
 				}
+				if since, ok := n.occupiedSince(); ok && time.Since(since) < r.cfg.DeadTimeout {
+					r.counters.busy.Add(1)
+					return
+				}
+				r.counters.unresponsive.Add(1)
+				r.startOutage(n, "does not answer its probe")
 			}()
 		}
 		clear(nodes)
@@ -167,6 +172,33 @@ func (n *node) waited(now time.Time, d time.Duration) bool {
 		}
 	}
 	return false
+}
+
+// occupiedSince reports whether a Long request (a script) was sent to n and
+// not answered yet, and since when its connection has read no reply. Such
+// a node is busy running it: a single-threaded Redis, before its
+// busy-reply-threshold, and Kvrocks, which runs scripts exclusively, do not
+// answer a PING meanwhile. Holding its requests as an outage would fail
+// them (TRYAGAIN at the hold budget) although the node is alive and would
+// answer them once the script ends; they wait for it instead, as on the
+// node itself, for up to DeadTimeout.
+func (n *node) occupiedSince() (time.Time, bool) {
+	var since time.Time
+	occupied := false
+	for _, c := range n.conns {
+		c.mu.Lock()
+		for i := range c.sent {
+			if cl := c.fifo.at(i); cl != nil && cl.long {
+				if !occupied || c.progress.Before(since) {
+					since = c.progress
+				}
+				occupied = true
+				break
+			}
+		}
+		c.mu.Unlock()
+	}
+	return since, occupied
 }
 
 // replies counts the replies n's connections have read so far.

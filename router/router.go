@@ -36,6 +36,11 @@ type Request struct {
 	// Output, when not nil, bounds the reply bytes kept for the request's
 	// client (see OutputBudget).
 	Output *OutputBudget
+	// Long marks a request that may keep the node busy for long, as a
+	// script does (EVAL, FCALL): while one is sent and unanswered, a node
+	// that does not answer its probe is occupied by it, not unresponsive
+	// (see Config.DeadTimeout).
+	Long bool
 	// Reply is the raw RESP reply once Do returns: the backend's own bytes, or
 	// a RESP error made by the router (never a redirect, never a Go error).
 	Reply []byte

@@ -31,8 +31,10 @@ type Stats struct {
 	Oversized uint64
 	// Probes counts liveness probes sent; Unresponsive the probes a node
 	// did not answer in time; Dead the times a node stayed unresponsive for
-	// DeadTimeout and its connections were closed.
-	Probes, Unresponsive, Dead uint64
+	// DeadTimeout and its connections were closed; Busy the probes a node
+	// did not answer while a script the router sent it ran (not counted in
+	// Unresponsive: the node is occupied, its requests wait for it).
+	Probes, Unresponsive, Dead, Busy uint64
 }
 
 // counters are the live values behind Stats; none is touched on the path of
@@ -43,7 +45,7 @@ type counters struct {
 	connsLost, dialFailures             atomic.Uint64
 	reloads, reloadFailures             atomic.Uint64
 	parked, oversized                   atomic.Uint64
-	probes, unresponsive, dead          atomic.Uint64
+	probes, unresponsive, dead, busy    atomic.Uint64
 }
 
 // Stats returns a snapshot of the router's counters.
@@ -56,5 +58,6 @@ func (r *Router) Stats() Stats {
 		Reloads: c.reloads.Load(), ReloadFailures: c.reloadFailures.Load(),
 		Parked: c.parked.Load(), Oversized: c.oversized.Load(),
 		Probes: c.probes.Load(), Unresponsive: c.unresponsive.Load(), Dead: c.dead.Load(),
+		Busy: c.busy.Load(),
 	}
 }

@@ -66,6 +66,11 @@ type Node struct {
 	watches   watchRegistry
 	blocked   blockingRegistry // clients blocked in BLPOP, BRPOP, BLMOVE
 	loading   atomic.Bool      // replica mid full sync
+	scripts   scriptCache
+	functions functionLibs
+	// exclusive lets a script run alone: every other command holds it
+	// shared while it runs (see serve), a script exclusively.
+	exclusive sync.RWMutex
 	replLog   replLog
 	streams   streamSet // replicas streaming from me
 	link      replicaLinkHolder

@@ -30,6 +30,7 @@ var controlArity = map[string]int{
 	"readwrite": 1, "asking": 1, "cluster": -2, "clusterx": -2,
 	"multi": 1, "exec": 1, "discard": 1, "watch": -2, "unwatch": 1,
 	"blpop": -3, "brpop": -3, "blmove": 6,
+	"eval": -3, "evalsha": -3, "script": -2, "fcall": -3, "function": -2, "time": 1,
 }
 
 // execControl runs a command the keyspace does not implement: connection,
@@ -97,6 +98,12 @@ func (n *Node) execControl(conn redcon.Conn, s *session, lname string, args [][]
 		n.execPubSub(conn, s, lname, args)
 	case replPsyncCommand:
 		n.servePsync(conn, args)
+	case "eval", "evalsha", "script":
+		n.execScripting(conn, s, lname, args)
+	case "fcall", "function":
+		n.execFunction(conn, s, lname, args)
+	case "time":
+		conn.WriteRaw(appendTime(nil))
 	case "kvsim":
 		if n.cfg.Admin != nil {
 			conn.WriteRaw(n.cfg.Admin(args))

@@ -78,6 +78,15 @@ func (n *Node) serve(conn redcon.Conn, cmd redcon.Command) {
 		conn.WriteError("NOAUTH Authentication required.")
 		return
 	}
+	_, blocking := blockingCommands[lname]
+	switch {
+	case runsExclusively(lname) && !s.tx.active:
+		n.exclusive.Lock()
+		defer n.exclusive.Unlock()
+	case !blocking && !exclusionExempt(lname):
+		n.exclusive.RLock()
+		defer n.exclusive.RUnlock()
+	}
 	if dataCmd != nil {
 		if dataCmd.Write {
 			if !n.beginWrite() {
@@ -94,7 +103,7 @@ func (n *Node) serve(conn redcon.Conn, cmd redcon.Command) {
 		}
 		return
 	}
-	if _, blocking := blockingCommands[lname]; blocking && !s.tx.active {
+	if blocking && !s.tx.active {
 		n.serveBlocking(conn, s, lname, args)
 		return
 	}
@@ -111,6 +120,14 @@ func (n *Node) serve(conn redcon.Conn, cmd redcon.Command) {
 // QUIT, HELLO).
 func authExempt(lname string) bool {
 	return lname == "auth" || lname == "quit" || lname == "hello"
+}
+
+// exclusionExempt lists the commands a running script does not hold up:
+// the simulator's own (KVSIM, CLIENT, which unpauses, and the replication
+// stream, which never ends). Blocking commands, which may wait long, take
+// no part either.
+func exclusionExempt(lname string) bool {
+	return lname == "kvsim" || lname == "client" || lname == replPsyncCommand
 }
 
 // pauseExempt lists the commands an ALL pause does not block. Redis blocks
