@@ -3,6 +3,7 @@
 //
 //	kvproxy --seeds 10.0.0.1:6666,10.0.0.2:6666 [--listen 127.0.0.1:6380] [flags]
 //	kvproxy --demo
+//	kvproxy version
 //
 // Every flag has an environment variable (KVPROXY_ + the flag in upper case,
 // '-' as '_'); the flag wins. --demo starts a simulated Kvrocks cluster on
@@ -35,6 +36,7 @@ import (
 	"kvproxy/bench/kvsim"
 	"kvproxy/controller"
 	"kvproxy/failover"
+	"kvproxy/internal/version"
 	"kvproxy/proxy"
 	"kvproxy/router"
 )
@@ -70,6 +72,10 @@ func main() {
 // run starts the proxy as args and env say and serves until ctx ends, then
 // shuts down gracefully. It returns the exit status.
 func run(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && args[0] == "version" {
+		fmt.Fprintln(stdout, "kvproxy", version.String())
+		return exitOK
+	}
 	opts, err := parseOptions(args, env)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, usage())
@@ -79,7 +85,11 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		startupFailed(stderr, err)
 		return exitStartup
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: opts.logLevel}))
+	if opts.showVersion {
+		fmt.Fprintln(stdout, "kvproxy", version.String())
+		return exitOK
+	}
+	logger := newLogger(stderr, opts.logJSON, opts.logLevel)
 	// go-redis (the router's control plane) logs on its own; keep it for
 	// debugging so a startup failure stays one line.
 	redis.SetLogger(goRedisLog{logger.With("component", "go-redis")})
@@ -116,7 +126,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		// demo prints; its warnings still show, and --log-level debug shows all.
 		cfg.Logger = logger
 		if opts.logLevel > slog.LevelDebug {
-			cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: max(opts.logLevel, slog.LevelWarn)}))
+			cfg.Logger = newLogger(stderr, opts.logJSON, max(opts.logLevel, slog.LevelWarn))
 		}
 		if sim, err = kvsim.StartCluster(cfg); err != nil {
 			startupFailed(stderr, fmt.Errorf("demo cluster: %w", err))
@@ -195,7 +205,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	logger.Info("kvproxy serving", "listen", ln.Addr().String(), "announce", announce,
+	logger.Info("kvproxy serving", "version", version.Version(), "listen", ln.Addr().String(), "announce", announce,
 		"masters", rt.Masters(), "client_auth", opts.password != "")
 	if sim != nil {
 		printDemo(stdout, sim, announce, opts.password != "", opts.adminPassword != "")
@@ -234,8 +244,19 @@ func proxyConfig(opts options, listen, announce string, logger *slog.Logger) pro
 	cfg.MaxClients = opts.maxClients
 	cfg.ClientOutputLimit = opts.clientOutputLimit
 	cfg.PubSubOutputLimit = opts.pubsubOutputLimit
+	cfg.ShutdownTimeout = opts.shutdownTimeout
 	cfg.Logger = logger.With("component", "proxy")
 	return cfg
+}
+
+// newLogger logs at level and above to w, as key=value text or as JSON
+// objects, one per line.
+func newLogger(w io.Writer, json bool, level slog.Level) *slog.Logger {
+	ho := &slog.HandlerOptions{Level: level}
+	if json {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
 }
 
 // startupFailed prints err as the one line a failed start leaves on stderr.

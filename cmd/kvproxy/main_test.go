@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"regexp"
@@ -55,6 +56,7 @@ func TestParseOptionsDefaults(t *testing.T) {
 		pubsubOutputLimit: proxy.DefaultPubSubOutputLimit,
 		refreshInterval:   router.DefaultConfig().RefreshInterval,
 		controllerTimeout: defaultControllerTimeout,
+		shutdownTimeout:   proxy.DefaultConfig().ShutdownTimeout,
 	}, o)
 
 	o, err = parseOptions([]string{"--demo"}, noEnv)
@@ -71,7 +73,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		"--client-output-limit", "1048576", "--backend-dead-timeout", "3s", "--pubsub-output-limit", "1048576",
 		"--refresh-interval", "250ms",
 		"--controller", "http://c:9379", "--controller-namespace", "ns", "--controller-cluster", "cl",
-		"--controller-token", "tk", "--controller-timeout", "3s",
+		"--controller-token", "tk", "--controller-timeout", "3s", "--shutdown-timeout", "30s", "--log-format", "JSON",
 	}
 	o, err := parseOptions(args, noEnv)
 	require.NoError(t, err)
@@ -96,6 +98,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		refreshInterval:   250 * time.Millisecond,
 		controllerURL:     "http://c:9379", controllerNamespace: "ns", controllerCluster: "cl",
 		controllerToken: "tk", controllerTimeout: 3 * time.Second,
+		shutdownTimeout: 30 * time.Second, logJSON: true,
 	}, o)
 }
 
@@ -119,6 +122,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		"KVPROXY_PUBSUB_OUTPUT_LIMIT":  "65536",
 		"KVPROXY_REFRESH_INTERVAL":     "2s",
 		"KVPROXY_CONTROLLER_TIMEOUT":   "4s",
+		"KVPROXY_SHUTDOWN_TIMEOUT":     "1m",
 	}
 	o, err := parseOptions(nil, envOf(env))
 	require.NoError(t, err)
@@ -141,6 +145,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		pubsubOutputLimit: 64 << 10,
 		refreshInterval:   2 * time.Second,
 		controllerTimeout: 4 * time.Second,
+		shutdownTimeout:   time.Minute,
 	}, o)
 
 	t.Run("flag wins over env", func(t *testing.T) {
@@ -215,6 +220,9 @@ func TestParseOptionsRejects(t *testing.T) {
 			"--max-blocking-conns -2"},
 		{"max blocking conns not a number", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_MAX_BLOCKING_CONNS": "lots"},
 			`KVPROXY_MAX_BLOCKING_CONNS="lots" is not a valid --max-blocking-conns`},
+		{"bad log format", []string{"--seeds", "a:1", "--log-format", "xml"}, nil, `--log-format "xml": want text or json`},
+		{"shutdown timeout zero", []string{"--seeds", "a:1", "--shutdown-timeout", "0s"}, nil, "--shutdown-timeout 0s: want a positive duration up to 1h0m0s"},
+		{"shutdown timeout too long", []string{"--seeds", "a:1", "--shutdown-timeout", "2h"}, nil, "--shutdown-timeout 2h0m0s"},
 		{"bad log level", []string{"--seeds", "a:1", "--log-level", "loud"}, nil, `--log-level "loud"`},
 		{"bad listen", []string{"--seeds", "a:1", "--listen", "6380"}, nil, `--listen "6380"`},
 		{"listen port out of range", []string{"--seeds", "a:1", "--listen", ":70000"}, nil, "bad port"},
@@ -239,10 +247,35 @@ func TestRunHelp(t *testing.T) {
 	assert.Equal(t, exitOK, code)
 	assert.Empty(t, stderr.String())
 	for _, name := range []string{"listen", "seeds", "password", "backend-password", "backend-conns",
-		"announce", "log-level", "max-bulk-len", "max-blocking-conns", "max-clients", "pubsub-output-limit", "demo"} {
+		"announce", "log-level", "log-format", "shutdown-timeout", "version", "max-bulk-len", "max-blocking-conns", "max-clients", "pubsub-output-limit", "demo"} {
 		assert.Contains(t, stdout.String(), "--"+name)
 		assert.Contains(t, stdout.String(), envName(name))
 	}
+}
+
+// TestRunVersion: `kvproxy version` and `kvproxy --version` print one line
+// and exit 0, whatever else the command line holds.
+func TestRunVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}, {"--version", "--backend-conns", "0"}} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), args, noEnv, &stdout, &stderr)
+		assert.Equal(t, exitOK, code, args)
+		assert.Empty(t, stderr.String(), args)
+		assert.Regexp(t, `^kvproxy \S+ \(.*go1\.[0-9]+.*\)\n$`, stdout.String(), args)
+	}
+}
+
+// TestNewLoggerFormats: --log-format json writes one JSON object per line.
+func TestNewLoggerFormats(t *testing.T) {
+	var text, js bytes.Buffer
+	newLogger(&text, false, slog.LevelInfo).Info("hello", "k", "v")
+	newLogger(&js, true, slog.LevelInfo).Info("hello", "k", "v")
+	newLogger(&js, true, slog.LevelInfo).Debug("hidden")
+	assert.Contains(t, text.String(), "msg=hello k=v")
+	var line map[string]any
+	require.NoError(t, json.Unmarshal(js.Bytes(), &line), js.String())
+	assert.Equal(t, "hello", line["msg"])
+	assert.Equal(t, "v", line["k"])
 }
 
 // refusedAddr returns the address of a listener that was closed: dialling

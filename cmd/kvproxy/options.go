@@ -46,6 +46,10 @@ const (
 	maxRefreshInterval       = 10 * time.Minute
 )
 
+// maxShutdownTimeout bounds --shutdown-timeout: longer than any request
+// should take, short enough that a stuck shutdown still ends.
+const maxShutdownTimeout = time.Hour
+
 // options is the command line once parsed and checked.
 type options struct {
 	listen          string
@@ -55,8 +59,10 @@ type options struct {
 	adminPassword   string
 	backendConns    int
 	// announce is empty when the listen address is to be announced.
-	announce   string
-	logLevel   slog.Level
+	announce string
+	logLevel slog.Level
+	// logJSON: --log-format json.
+	logJSON    bool
 	maxBulkLen int
 	// maxRequestBytes is proxy.Config.MaxRequestBytes.
 	maxRequestBytes int64
@@ -82,6 +88,10 @@ type options struct {
 	controllerURL, controllerNamespace, controllerCluster, controllerToken string
 	controllerTimeout                                                      time.Duration
 	demo                                                                   bool
+	// shutdownTimeout is proxy.Config.ShutdownTimeout.
+	shutdownTimeout time.Duration
+	// showVersion: print the version and exit (--version).
+	showVersion bool
 }
 
 // envName is the environment variable that sets flag name.
@@ -91,7 +101,7 @@ func envName(name string) string {
 
 // newFlagSet declares every flag into o. The flag package prints nothing:
 // run reports a bad command line as one line of its own.
-func newFlagSet(o *options, seeds, logLevel *string) *flag.FlagSet {
+func newFlagSet(o *options, seeds, logLevel, logFormat *string) *flag.FlagSet {
 	fs := flag.NewFlagSet("kvproxy", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:6380", "`host:port` the proxy accepts clients on")
@@ -102,6 +112,7 @@ func newFlagSet(o *options, seeds, logLevel *string) *flag.FlagSet {
 	fs.IntVar(&o.backendConns, "backend-conns", defaultBackendConns, "multiplexed connections per cluster node")
 	fs.StringVar(&o.announce, "announce", "", "`host:port` CLUSTER SLOTS and CLUSTER NODES report for the proxy (default: the listen address)")
 	fs.StringVar(logLevel, "log-level", "info", "log level on stderr: debug, info, warn or error")
+	fs.StringVar(logFormat, "log-format", "text", "log line format on stderr: text (key=value) or json")
 	fs.IntVar(&o.maxBulkLen, "max-bulk-len", proxy.DefaultMaxBulkLen, "largest bulk string, in bytes, accepted from a client or a cluster node")
 	fs.Int64Var(&o.maxRequestBytes, "max-request-bytes", proxy.DefaultMaxRequestBytes,
 		"largest request (a command and its arguments), in bytes, accepted from a client; a larger one gets an error before it is read whole and its connection is closed")
@@ -128,6 +139,9 @@ func newFlagSet(o *options, seeds, logLevel *string) *flag.FlagSet {
 	fs.StringVar(&o.controllerToken, "controller-token", "", "bearer token sent to the controller, for a gateway in front of it (upstream has no authentication)")
 	fs.DurationVar(&o.controllerTimeout, "controller-timeout", defaultControllerTimeout,
 		"longest wait for one answer of the controller, a failover included (it pauses writes up to 500 ms and waits for the replica)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", proxy.DefaultConfig().ShutdownTimeout,
+		"on SIGINT or SIGTERM, how long the proxy waits for the requests in flight to be answered before it closes every connection")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit (as `kvproxy version`)")
 	fs.BoolVar(&o.demo, "demo", false, "start a simulated Kvrocks cluster (3 shards x 1 replica) on free loopback ports and proxy it")
 	return fs
 }
@@ -135,11 +149,12 @@ func newFlagSet(o *options, seeds, logLevel *string) *flag.FlagSet {
 // usage is what -h prints.
 func usage() string {
 	var o options
-	var seeds, logLevel string
-	fs := newFlagSet(&o, &seeds, &logLevel)
+	var seeds, logLevel, logFormat string
+	fs := newFlagSet(&o, &seeds, &logLevel, &logFormat)
 	var b strings.Builder
 	b.WriteString("usage: kvproxy --seeds host:port[,host:port...] [flags]\n")
-	b.WriteString("       kvproxy --demo [flags]\n\n")
+	b.WriteString("       kvproxy --demo [flags]\n")
+	b.WriteString("       kvproxy version\n\n")
 	b.WriteString("kvproxy is a RESP proxy in front of a Kvrocks cluster or a Redis Cluster.\n")
 	b.WriteString("Every flag can also be set through its environment variable; the flag wins.\n\n")
 	fs.VisitAll(func(f *flag.Flag) {
@@ -158,8 +173,8 @@ func usage() string {
 // args, which win, and checks the result. It returns flag.ErrHelp for -h.
 func parseOptions(args []string, env func(string) string) (options, error) {
 	var o options
-	var seeds, logLevel string
-	fs := newFlagSet(&o, &seeds, &logLevel)
+	var seeds, logLevel, logFormat string
+	fs := newFlagSet(&o, &seeds, &logLevel, &logFormat)
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		value := env(envName(f.Name))
@@ -179,6 +194,9 @@ func parseOptions(args []string, env func(string) string) (options, error) {
 		}
 		return options{}, fmt.Errorf("%v (see kvproxy -h)", err)
 	}
+	if o.showVersion {
+		return o, nil
+	}
 	if fs.NArg() > 0 {
 		return options{}, fmt.Errorf("unexpected argument %q: every setting is a --flag (see kvproxy -h)", fs.Arg(0))
 	}
@@ -192,6 +210,13 @@ func parseOptions(args []string, env func(string) string) (options, error) {
 		return options{}, err
 	}
 	o.logLevel = level
+	switch strings.ToLower(logFormat) {
+	case "text":
+	case "json":
+		o.logJSON = true
+	default:
+		return options{}, fmt.Errorf("--log-format %q: want text or json", logFormat)
+	}
 	return o, o.validate()
 }
 
@@ -231,6 +256,8 @@ func (o options) validate() error {
 		return errors.New("--controller needs --controller-namespace and --controller-cluster")
 	case o.controllerTimeout < time.Second || o.controllerTimeout > 10*time.Minute:
 		return fmt.Errorf("--controller-timeout %v: want 1s to 10m", o.controllerTimeout)
+	case o.shutdownTimeout <= 0 || o.shutdownTimeout > maxShutdownTimeout:
+		return fmt.Errorf("--shutdown-timeout %v: want a positive duration up to %v", o.shutdownTimeout, maxShutdownTimeout)
 	case o.clientOutputLimit < proxy.MinClientOutputLimit || o.clientOutputLimit > proxy.MaxClientOutputLimit:
 		return fmt.Errorf("--client-output-limit %d: want %d (64 KiB) to %d (64 GiB)", o.clientOutputLimit, proxy.MinClientOutputLimit, int64(proxy.MaxClientOutputLimit))
 	}
