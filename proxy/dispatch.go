@@ -126,6 +126,8 @@ func (s *session) classFor(c *redcon.Command) commandClass {
 // classify decides how one command is answered and records it: answered in
 // place, routed by slot, split across slots or fanned out to every master.
 func (s *session) classify(c *redcon.Command) {
+	first := len(s.entries)
+	defer s.shapeEntries(first, c.Args)
 	switch {
 	case s.tx.inMulti:
 		s.queueCommand(c)

@@ -89,25 +89,29 @@ func (s *session) selectDB(args [][]byte) {
 // reset returns the connection to its initial state, as Redis' RESET does.
 func (s *session) reset(_ [][]byte) {
 	s.name = nil
+	s.resp3 = false
 	s.setAuthenticated(!s.srv.needsPassword)
 	mark := len(s.local)
 	s.local = resp.AppendSimple(s.local, "RESET")
 	s.localReply(mark)
 }
 
-// hello accepts protocol 2 only (replies are passed through from the
-// backends as RESP2) and answers like Redis' HELLO 2.
+// hello answers HELLO [protover [AUTH user pass] [SETNAME name]] as Redis
+// 7 does: protocol 2 or 3 (resp3.go), the reply a map in RESP3 (built as
+// RESP2's flat array and converted by its shape).
 func (s *session) hello(args [][]byte) {
+	resp3 := s.resp3
 	if len(args) >= 2 {
 		version, ok := resp.ParseInt(args[1])
 		switch {
 		case !ok:
 			s.replyError("ERR Protocol version is not an integer or out of range")
 			return
-		case version != 2:
+		case version != 2 && version != 3:
 			s.replyError("NOPROTO unsupported protocol version")
 			return
 		}
+		resp3 = version == 3
 	}
 	var user, password, name []byte
 	for i := 2; i < len(args); i++ {
@@ -142,6 +146,8 @@ func (s *session) hello(args [][]byte) {
 		}
 		s.name = append(s.name[:0], name...)
 	}
+	// The reply is in the protocol chosen (shapeEntries runs after).
+	s.resp3 = resp3
 	mark := len(s.local)
 	s.local = resp.AppendArray(s.local, 14)
 	s.local = resp.AppendBulkString(s.local, "server")
@@ -149,7 +155,7 @@ func (s *session) hello(args [][]byte) {
 	s.local = resp.AppendBulkString(s.local, "version")
 	s.local = resp.AppendBulkString(s.local, redisVersion)
 	s.local = resp.AppendBulkString(s.local, "proto")
-	s.local = resp.AppendInt(s.local, 2)
+	s.local = resp.AppendInt(s.local, int64(s.protocol()))
 	s.local = resp.AppendBulkString(s.local, "id")
 	s.local = resp.AppendInt(s.local, s.id)
 	s.local = resp.AppendBulkString(s.local, "mode")
@@ -245,7 +251,7 @@ func (s *session) clientInfoLine() string {
 	b.WriteString(" idle=" + itoa(s.idleSeconds(now)))
 	b.WriteString(" flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r")
 	b.WriteString(" cmd=" + s.lastCommand)
-	b.WriteString(" user=default redir=-1 resp=2\n")
+	b.WriteString(" user=default redir=-1 resp=" + itoa(int64(s.protocol())) + "\n")
 	return b.String()
 }
 

@@ -42,6 +42,9 @@ type entry struct {
 	// aux: the master index of a SCAN page, the starting master of
 	// RANDOMKEY.
 	aux int
+	// resp3: the reply goes to the client in RESP3, converted by shape.
+	resp3 bool
+	shape resp.Shape
 }
 
 // span is an element of a backend reply, as byte offsets.
@@ -63,6 +66,12 @@ type session struct {
 	created  time.Time
 	name     []byte
 	authed   bool
+	// resp3: the client chose RESP3 with HELLO 3 (resp3.go).
+	resp3 bool
+	// While capturing, write collects a reply in captured, for its
+	// conversion into converted.
+	capturing           bool
+	captured, converted []byte
 	// admin: authenticated as the admin user (Config.AdminPassword).
 	admin bool
 	// authFailures counts the failed AUTHs since the last good one.
@@ -289,6 +298,12 @@ func (s *session) endChunk() {
 	if cap(s.scratch) > maxKeptBuffer {
 		s.scratch = nil
 	}
+	if cap(s.captured) > maxKeptBuffer {
+		s.captured = nil
+	}
+	if cap(s.converted) > maxKeptBuffer {
+		s.converted = nil
+	}
 	// Nor the tables a command with very many keys needed.
 	if len(s.pool) > maxKeptRequests {
 		clear(s.pool[maxKeptRequests:])
@@ -326,6 +341,10 @@ const (
 func (s *session) write(b []byte) {
 	if s.output.Exceeded() {
 		return // the client is being disconnected
+	}
+	if s.capturing {
+		s.captured = append(s.captured, b...)
+		return
 	}
 	if s.async {
 		s.writeAsync(b)
@@ -383,8 +402,22 @@ func (s *session) mastersList() []string {
 	return s.masters
 }
 
-// writeReply writes the reply of one command to the client.
+// writeReply writes the reply of one command to the client, converted to
+// RESP3 for a RESP3 session's command.
 func (s *session) writeReply(e *entry) {
+	if !e.resp3 {
+		s.writeRESP2Reply(e)
+		return
+	}
+	s.capturing, s.captured = true, s.captured[:0]
+	s.writeRESP2Reply(e)
+	s.capturing = false
+	s.writeConverted(s.captured, true, e.shape)
+}
+
+// writeRESP2Reply writes the reply of one command as the backends gave it or
+// the proxy made or merged it.
+func (s *session) writeRESP2Reply(e *entry) {
 	switch e.kind {
 	case replyLocal:
 		s.write(s.local[e.from:e.to])
