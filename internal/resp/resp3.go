@@ -42,8 +42,14 @@ const (
 	// ShapeStreams: XREAD's array of [stream, entries] becomes a map from
 	// stream to entries.
 	ShapeStreams
+	// ShapeKeyScorePairs: [key, [[member, score] ...]] gets its scores as
+	// doubles (ZMPOP, BZMPOP).
+	ShapeKeyScorePairs
+	// ShapeDoubleArrays: an array of arrays of numbers (or nils) gets the
+	// numbers as doubles (GEOPOS).
+	ShapeDoubleArrays
 	// ShapeVerbatim: a bulk string becomes a verbatim string of format
-	// "txt" (INFO, CLIENT LIST, CLUSTER NODES ...).
+	// "txt" (INFO, CLIENT LIST, CLUSTER NODES ...). It is the last shape.
 	ShapeVerbatim
 )
 
@@ -199,10 +205,33 @@ func convertShaped(dst, src []byte, at int, shape Shape) ([]byte, int, error) {
 			return dst, 0, err
 		}
 		return appendDouble(dst, src, next)
-	case ShapeMaps:
+	case ShapeKeyScorePairs:
+		if n != 2 {
+			return dst, 0, errMalformed
+		}
+		dst = appendAggregate(dst, '*', 2)
+		if dst, next, err = convert(dst, src, next, 1); err != nil {
+			return dst, 0, err
+		}
+		typ, pairs, after, err := header(src, next)
+		if err != nil || typ != '*' || pairs < 0 {
+			return dst, 0, errMalformed
+		}
+		dst = appendAggregate(dst, '*', pairs)
+		for range pairs {
+			if dst, after, err = convertShaped(dst, src, after, ShapeLastDouble); err != nil {
+				return dst, 0, err
+			}
+		}
+		return dst, after, nil
+	case ShapeDoubleArrays, ShapeMaps:
+		inner := ShapeMap
+		if shape == ShapeDoubleArrays {
+			inner = ShapeDoubles
+		}
 		dst = appendAggregate(dst, '*', n)
 		for range n {
-			if dst, next, err = convertShaped(dst, src, next, ShapeMap); err != nil {
+			if dst, next, err = convertShaped(dst, src, next, inner); err != nil {
 				return dst, 0, err
 			}
 		}

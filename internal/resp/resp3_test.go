@@ -26,6 +26,9 @@ func TestAppendRESP3(t *testing.T) {
 		{"last double", ShapeLastDouble, "*3\r\n$1\r\nk\r\n$1\r\nm\r\n$1\r\n2\r\n", "*3\r\n$1\r\nk\r\n$1\r\nm\r\n,2\r\n"},
 		{"maps", ShapeMaps, "*1\r\n*2\r\n$4\r\nname\r\n$1\r\ng\r\n", "*1\r\n%1\r\n$4\r\nname\r\n$1\r\ng\r\n"},
 		{"streams", ShapeStreams, "*1\r\n*2\r\n$1\r\ns\r\n*0\r\n", "%1\r\n$1\r\ns\r\n*0\r\n"},
+		{"key score pairs", ShapeKeyScorePairs, "*2\r\n$1\r\nk\r\n*1\r\n*2\r\n$1\r\nm\r\n$1\r\n2\r\n",
+			"*2\r\n$1\r\nk\r\n*1\r\n*2\r\n$1\r\nm\r\n,2\r\n"},
+		{"double arrays", ShapeDoubleArrays, "*2\r\n*2\r\n$1\r\n1\r\n$1\r\n2\r\n*-1\r\n", "*2\r\n*2\r\n,1\r\n,2\r\n_\r\n"},
 		{"verbatim", ShapeVerbatim, "$2\r\nab\r\n", "=6\r\ntxt:ab\r\n"},
 		{"malformed unchanged", ShapeMap, "*2\r\n$1\r\na\r\n", "*2\r\n$1\r\na\r\n"},
 	} {
