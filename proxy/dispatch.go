@@ -129,6 +129,7 @@ func (s *session) classify(c *redcon.Command) {
 	first := len(s.entries)
 	defer s.shapeEntries(first, c.Args)
 	switch {
+	case s.cachingAsked && !isCaching(c.Args) && s.refuseCached():
 	case s.tx.inMulti:
 		s.queueCommand(c)
 	case s.sub != nil:
@@ -136,6 +137,12 @@ func (s *session) classify(c *redcon.Command) {
 	default:
 		s.classifyCommand(c)
 	}
+}
+
+// isCaching reports CLIENT CACHING, which does not consume the refusal
+// it arms.
+func isCaching(args [][]byte) bool {
+	return len(args) > 1 && equalFold(args[0], "client") && equalFold(args[1], "caching")
 }
 
 // classifyCommand classifies a command outside MULTI and subscriber mode.

@@ -90,6 +90,7 @@ func (s *session) selectDB(args [][]byte) {
 func (s *session) reset(_ [][]byte) {
 	s.name = nil
 	s.resp3 = false
+	s.trackingOptIn, s.cachingAsked = false, false
 	s.setAuthenticated(!s.srv.needsPassword)
 	mark := len(s.local)
 	s.local = resp.AppendSimple(s.local, "RESET")
@@ -231,6 +232,10 @@ func (s *session) client(args [][]byte) {
 			s.name = append(s.name[:0], args[2]...)
 			s.local = resp.AppendSimple(s.local, "OK")
 		}
+	case "client|tracking":
+		s.local = s.tracking(args)
+	case "client|caching":
+		s.local = s.caching(args)
 	case "client|info", "client|list":
 		s.local = resp.AppendBulkString(s.local, s.clientInfoLine())
 	default:

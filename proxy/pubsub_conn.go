@@ -172,7 +172,7 @@ func (sub *subscriber) handleFrameLocked(c *subConn, frame []byte) {
 	kind, channel, isPubSub := parsePubSubReply(frame)
 	switch {
 	case isPubSub && (kind == "message" || kind == "pmessage" || kind == "smessage"):
-		sub.enqueueLocked(frame)
+		sub.pushLocked(frame)
 	case isPubSub && kind == "sunsubscribe" && !c.awaitsSunsubscribe(channel):
 		// The node dropped a shard channel because its slot moved away
 		// (failover, migration): the client keeps it on the new master.
@@ -212,10 +212,17 @@ func (sub *subscriber) clientReplyLocked(c *subConn, frame []byte) {
 	if p.cmd == cmdPING {
 		if pong, ok := subscribedPong(frame); ok {
 			frame = pong
+			if sub.resp3 {
+				var payload []byte
+				if len(p.args) > 0 {
+					payload = []byte(p.args[0])
+				}
+				frame = sub.appendPong(nil, payload)
+			}
 		}
 	}
 	before := len(c.expect)
-	sub.enqueueLocked(frame)
+	sub.pushLocked(frame)
 	c.account(frame)
 	if len(c.expect) < before {
 		c.pending = c.pending[1:]

@@ -72,6 +72,13 @@ type session struct {
 	// conversion into converted.
 	capturing           bool
 	captured, converted []byte
+	// trackingOptIn: CLIENT TRACKING ON OPTIN; cachingAsked: CLIENT CACHING
+	// YES came last (tracking.go).
+	trackingOptIn, cachingAsked bool
+	// While toSubscriber, write collects replies in subscriberOut, for a
+	// RESP3 subscriber's writer (subscribedCommand).
+	toSubscriber  bool
+	subscriberOut []byte
 	// admin: authenticated as the admin user (Config.AdminPassword).
 	admin bool
 	// authFailures counts the failed AUTHs since the last good one.
@@ -344,6 +351,10 @@ func (s *session) write(b []byte) {
 	}
 	if s.capturing {
 		s.captured = append(s.captured, b...)
+		return
+	}
+	if s.toSubscriber {
+		s.subscriberOut = append(s.subscriberOut, b...)
 		return
 	}
 	if s.async {

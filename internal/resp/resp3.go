@@ -294,3 +294,22 @@ func isInfinity(b []byte) bool {
 	}
 	return false
 }
+
+// AppendPushes appends frames, consecutive RESP2 Pub/Sub arrays, as RESP3
+// pushes (nulls converted); anything else in frames is appended unchanged
+// from there on.
+func AppendPushes(dst, frames []byte) []byte {
+	for at := 0; at < len(frames); {
+		if frames[at] != '*' {
+			return append(dst, frames[at:]...)
+		}
+		mark := len(dst)
+		out, next, err := convert(dst, frames, at, 0)
+		if err != nil {
+			return append(dst[:mark], frames[at:]...)
+		}
+		out[mark] = '>'
+		dst, at = out, next
+	}
+	return dst
+}
