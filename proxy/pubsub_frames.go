@@ -58,8 +58,9 @@ func (sub *subscriber) replyPushes(frames []byte) {
 // that need a connection of their own are refused.
 func (s *session) subscribedCommand(c *redcon.Command) {
 	class := classOf(c.Args)
-	switch class.kind {
-	case kindDedicated, kindClusterxFailover, kindProxyFailover:
+	switch {
+	case class.kind == kindClusterxFailover || class.kind == kindProxyFailover,
+		class.kind == kindDedicated && class.cmd.Flags&FlagPubSub == 0: // PUBLISH is routed
 		s.sub.reply(resp.AppendError(s.scratch[:0], "ERR Can't execute '"+class.cmd.Name+
 			"' in subscriber mode through kvproxy: it needs a connection of its own"))
 		return
