@@ -406,7 +406,7 @@ func TestFanOutMatchesTheNodes(t *testing.T) {
 }
 
 // TestGoRedisThroughTheProxy drives the proxy with go-redis v9 default
-// options: it opens with HELLO 3 and must fall back to RESP2.
+// options: it opens with HELLO 3 and speaks RESP3.
 func TestGoRedisThroughTheProxy(t *testing.T) {
 	cp := startClusterProxy(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

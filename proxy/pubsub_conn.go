@@ -209,16 +209,19 @@ func (sub *subscriber) clientReplyLocked(c *subConn, frame []byte) {
 				router.Slot([]byte(p.args[0])), maxPubSubRedirects, addr)
 		}
 	}
-	if p.cmd == cmdPING {
+	switch {
+	case p.cmd != cmdPING || resp.IsError(frame):
+	case sub.resp3:
+		// Whatever form the node's pong took (Kvrocks' +PONG, Redis'
+		// array), a RESP3 client gets PING's usual reply.
+		var payload []byte
+		if len(p.args) > 0 {
+			payload = []byte(p.args[0])
+		}
+		frame = sub.appendPong(nil, payload)
+	default:
 		if pong, ok := subscribedPong(frame); ok {
 			frame = pong
-			if sub.resp3 {
-				var payload []byte
-				if len(p.args) > 0 {
-					payload = []byte(p.args[0])
-				}
-				frame = sub.appendPong(nil, payload)
-			}
 		}
 	}
 	before := len(c.expect)
