@@ -52,3 +52,22 @@ func FuzzAppendRESP3(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendPushes(t *testing.T) {
+	in := "*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n-ERR x\r\n"
+	want := ">3\r\n$11\r\nunsubscribe\r\n_\r\n:0\r\n>3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n-ERR x\r\n"
+	if got := string(AppendPushes(nil, []byte(in))); got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// FuzzAppendPushes: any bytes convert without panicking, none is lost.
+func FuzzAppendPushes(f *testing.F) {
+	f.Add([]byte("*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n"))
+	f.Add([]byte("+PONG\r\n"))
+	f.Fuzz(func(t *testing.T, frames []byte) {
+		if out := AppendPushes(nil, frames); len(out) == 0 && len(frames) > 0 {
+			t.Fatalf("frames %q lost", frames)
+		}
+	})
+}
