@@ -44,7 +44,7 @@ func (s *session) blockingCommand(cmd *CommandInfo, c *redcon.Command) {
 	stopWatch := s.watchHangup(b.hangUp)
 	reply, conn := b.run(c.Raw)
 	stopWatch()
-	s.write(reply)
+	s.writeConverted(reply, s.resp3, replyShape(cmd, c.Args))
 	if conn != nil {
 		s.srv.pool.put(conn)
 	}

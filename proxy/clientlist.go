@@ -26,6 +26,7 @@ type clientShown struct {
 	inMulti    atomic.Bool
 	multiCount atomic.Int64
 	admin      atomic.Bool
+	resp3      atomic.Bool
 	sub        atomic.Pointer[subscriber]
 	// killed: CLIENT KILL closed the connection; the session is no longer
 	// listed while it ends.
@@ -65,6 +66,7 @@ func (s *session) publishShown() {
 	shown.inMulti.Store(s.tx.inMulti)
 	shown.multiCount.Store(int64(s.tx.count))
 	shown.admin.Store(s.admin)
+	shown.resp3.Store(s.resp3)
 	shown.sub.Store(s.sub)
 }
 
@@ -134,7 +136,11 @@ func clientInfoLine(sess *session, now time.Time) string {
 	b.WriteString(" multi=" + itoa(multi))
 	b.WriteString(" qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r")
 	b.WriteString(" cmd=" + command)
-	b.WriteString(" user=" + sess.shownUser() + " redir=-1 resp=2\n")
+	resp := " redir=-1 resp=2\n"
+	if shown.resp3.Load() {
+		resp = " redir=-1 resp=3\n"
+	}
+	b.WriteString(" user=" + sess.shownUser() + resp)
 	return b.String()
 }
 

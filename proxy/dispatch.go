@@ -134,7 +134,10 @@ func (s *session) classFor(c *redcon.Command) commandClass {
 // classify decides how one command is answered and records it: answered in
 // place, routed by slot, split across slots or fanned out to every master.
 func (s *session) classify(c *redcon.Command) {
+	first := len(s.entries)
+	defer s.shapeEntries(first, c.Args)
 	switch {
+	case s.cachingAsked && !isCaching(c.Args) && s.refuseCached():
 	case s.tx.inMulti:
 		s.queueCommand(c)
 	case s.sub != nil:
@@ -142,6 +145,12 @@ func (s *session) classify(c *redcon.Command) {
 	default:
 		s.classifyCommand(c)
 	}
+}
+
+// isCaching reports CLIENT CACHING, which does not consume the refusal
+// it arms.
+func isCaching(args [][]byte) bool {
+	return len(args) > 1 && equalFold(args[0], "client") && equalFold(args[1], "caching")
 }
 
 // classifyCommand classifies a command outside MULTI and subscriber mode.

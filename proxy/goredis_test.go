@@ -10,9 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// go-redis v9 with default options opens with HELLO 3, which the proxy
-// refuses with NOPROTO; the client must fall back to RESP2 and work.
-func TestGoRedisDefaultClientFallsBackToRESP2(t *testing.T) {
+// go-redis v9 with default options opens with HELLO 3 and AUTH, and speaks
+// RESP3 to the proxy.
+func TestGoRedisDefaultClientSpeaksRESP3(t *testing.T) {
 	_, addr := startProxy(t, newFakeCluster(3), func(c *Config) { c.Password = "pw" })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -23,6 +23,7 @@ func TestGoRedisDefaultClientFallsBackToRESP2(t *testing.T) {
 	require.NoError(t, client.Set(ctx, "k1", "v1", 0).Err())
 	assert.Equal(t, "v1", client.Get(ctx, "k1").Val())
 	assert.Equal(t, "tester", client.ClientGetName(ctx).Val())
+	assert.Contains(t, client.ClientInfo(ctx).Val().LibName+client.ClientList(ctx).Val(), "resp=3")
 	require.NoError(t, client.MSet(ctx, "a", "1", "b", "2", "c", "3").Err())
 	assert.Equal(t, []any{"1", "2", "3", nil}, client.MGet(ctx, "a", "b", "c", "nope").Val())
 	assert.Equal(t, int64(4), client.DBSize(ctx).Val())

@@ -204,7 +204,22 @@ func expand(tmpl []string, twin bool, g int) []string {
 // commands compared.
 func compareWithOwners(t *testing.T, proxyAddr string, ownerOf func(key string) string, groups [][]fidelityStep) map[string]bool {
 	t.Helper()
-	proxyConn := dialResp(t, proxyAddr)
+	return compareWithOwnersIn(t, 2, proxyAddr, ownerOf, groups)
+}
+
+// compareWithOwnersIn is compareWithOwners with every connection in RESP
+// version proto (HELLO).
+func compareWithOwnersIn(t *testing.T, proto int, proxyAddr string, ownerOf func(key string) string, groups [][]fidelityStep) map[string]bool {
+	t.Helper()
+	dial := func(addr string) *respConn {
+		c := dialResp(t, addr)
+		if proto != 2 {
+			hello := c.do("HELLO", strconv.Itoa(proto))
+			require.Contains(t, hello, "proto\r\n:"+strconv.Itoa(proto), addr)
+		}
+		return c
+	}
+	proxyConn := dial(proxyAddr)
 	direct := map[string]*respConn{}
 	names := map[string]bool{}
 	for g, group := range groups {
@@ -212,7 +227,7 @@ func compareWithOwners(t *testing.T, proxyAddr string, ownerOf func(key string) 
 		proxyTag := keyFor(false, g, 0)[:5]
 		owner := ownerOf(keyFor(true, g, 0))
 		if direct[owner] == nil {
-			direct[owner] = dialResp(t, owner)
+			direct[owner] = dial(owner)
 		}
 		for _, st := range group {
 			names[strings.ToLower(st.args[0])] = true
@@ -391,7 +406,7 @@ func TestFanOutMatchesTheNodes(t *testing.T) {
 }
 
 // TestGoRedisThroughTheProxy drives the proxy with go-redis v9 default
-// options: it opens with HELLO 3 and must fall back to RESP2.
+// options: it opens with HELLO 3 and speaks RESP3.
 func TestGoRedisThroughTheProxy(t *testing.T) {
 	cp := startClusterProxy(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

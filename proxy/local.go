@@ -88,25 +88,30 @@ func (s *session) selectDB(args [][]byte) {
 // reset returns the connection to its initial state, as Redis' RESET does.
 func (s *session) reset(_ [][]byte) {
 	s.name = nil
+	s.resp3 = false
+	s.trackingOptIn, s.cachingAsked = false, false
 	s.setAuthenticated(!s.srv.needsPassword)
 	mark := len(s.local)
 	s.local = resp.AppendSimple(s.local, "RESET")
 	s.localReply(mark)
 }
 
-// hello accepts protocol 2 only (replies are passed through from the
-// backends as RESP2) and answers like Redis' HELLO 2.
+// hello answers HELLO [protover [AUTH user pass] [SETNAME name]] as Redis
+// 7 does: protocol 2 or 3 (resp3.go), the reply a map in RESP3 (built as
+// RESP2's flat array and converted by its shape).
 func (s *session) hello(args [][]byte) {
+	resp3 := s.resp3
 	if len(args) >= 2 {
 		version, ok := resp.ParseInt(args[1])
 		switch {
 		case !ok:
 			s.replyError("ERR Protocol version is not an integer or out of range")
 			return
-		case version != 2:
+		case version != 2 && version != 3:
 			s.replyError("NOPROTO unsupported protocol version")
 			return
 		}
+		resp3 = version == 3
 	}
 	var user, password, name []byte
 	for i := 2; i < len(args); i++ {
@@ -141,6 +146,8 @@ func (s *session) hello(args [][]byte) {
 		}
 		s.name = append(s.name[:0], name...)
 	}
+	// The reply is in the protocol chosen (shapeEntries runs after).
+	s.resp3 = resp3
 	mark := len(s.local)
 	s.local = resp.AppendArray(s.local, 14)
 	s.local = resp.AppendBulkString(s.local, "server")
@@ -148,7 +155,7 @@ func (s *session) hello(args [][]byte) {
 	s.local = resp.AppendBulkString(s.local, "version")
 	s.local = resp.AppendBulkString(s.local, redisVersion)
 	s.local = resp.AppendBulkString(s.local, "proto")
-	s.local = resp.AppendInt(s.local, 2)
+	s.local = resp.AppendInt(s.local, int64(s.protocol()))
 	s.local = resp.AppendBulkString(s.local, "id")
 	s.local = resp.AppendInt(s.local, s.id)
 	s.local = resp.AppendBulkString(s.local, "mode")
@@ -237,6 +244,10 @@ func (s *session) client(args [][]byte) {
 	case "client|kill":
 		s.clientKill(args)
 		return
+	case "client|tracking":
+		s.local = s.tracking(args)
+	case "client|caching":
+		s.local = s.caching(args)
 	default:
 		s.local = resp.AppendError(s.local, unsupportedError(args))
 	}

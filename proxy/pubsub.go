@@ -99,6 +99,9 @@ func routedPubSub(cmd *CommandInfo) bool { return cmd == cmdSPUBLISH }
 // subscriber is the Pub/Sub state of a client in subscriber mode.
 type subscriber struct {
 	client net.Conn
+	// resp3: the client speaks RESP3, so Pub/Sub frames go to it as pushes
+	// and it may run other commands (resp3.go).
+	resp3 bool
 	// limit is Config.PubSubOutputLimit, stallTimeout
 	// Config.PubSubStallTimeout.
 	limit        int64
@@ -116,8 +119,10 @@ type subscriber struct {
 	cond sync.Cond
 	// out is what the writer has yet to send; writing is true while it
 	// sends a batch taken from out, of which unsent bytes are left.
-	out     []byte
-	spare   []byte
+	out   []byte
+	spare []byte
+	// pushes is scratch space for converting frames to RESP3.
+	pushes  []byte
 	writing bool
 	unsent  int
 	// pausedAt is when the pending output reached the limit, zero while
@@ -232,10 +237,15 @@ func (s *session) pubSubCommand(cmd *CommandInfo, c *redcon.Command) {
 		_ = s.flush()
 		s.unflushed = 0
 		s.sub = newSubscriber(s.srv.ctx, s.srv, s.netConn)
+		s.sub.resp3 = s.resp3
 		s.subscriberCommand(c)
 	case cmdUNSUBSCRIBE, cmdPUNSUBSCRIBE, cmdSUNSUBSCRIBE:
 		mark := len(s.local)
 		s.local = appendNotSubscribed(s.local, cmd, c.Args)
+		if s.resp3 {
+			s.scratch = resp.AppendPushes(s.scratch[:0], s.local[mark:])
+			s.local = append(s.local[:mark], s.scratch...)
+		}
 		s.localReply(mark)
 	default:
 		// PUBLISH and PUBSUB go to the node SUBSCRIBE uses.
@@ -300,10 +310,12 @@ func (s *session) subscriberCommand(c *redcon.Command) {
 		if len(args) > 1 {
 			payload = args[1]
 		}
-		sub.reply(appendPong(s.scratch[:0], payload))
+		sub.reply(sub.appendPong(s.scratch[:0], payload))
 	case info == cmdQUIT:
 		sub.reply(resp.AppendSimple(s.scratch[:0], "OK"))
 		s.quit = true
+	case sub.resp3:
+		s.subscribedCommand(c)
 	default:
 		s.lastCommand = info.Name
 		sub.reply(resp.AppendError(s.scratch[:0], "ERR Can't execute '"+info.Name+
@@ -336,7 +348,7 @@ func (s *session) subscriptionCommand(cmd *CommandInfo, c *redcon.Command) {
 	switch {
 	case sub.sendTo(key, cmd, c.Args):
 	case cmd == cmdUNSUBSCRIBE || cmd == cmdPUNSUBSCRIBE || cmd == cmdSUNSUBSCRIBE:
-		sub.reply(appendNotSubscribed(s.scratch[:0], cmd, c.Args))
+		sub.replyPushes(appendNotSubscribed(s.scratch[:0], cmd, c.Args))
 	default:
 		s.openSubConn(key, cmd, c.Args)
 	}
@@ -400,7 +412,7 @@ func (sub *subscriber) unsubscribeShards(args [][]byte) {
 	}
 	sub.mu.Unlock()
 	if !sent {
-		sub.reply(appendNotSubscribed(nil, cmdSUNSUBSCRIBE, args))
+		sub.replyPushes(appendNotSubscribed(nil, cmdSUNSUBSCRIBE, args))
 	}
 }
 

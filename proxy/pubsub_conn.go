@@ -172,7 +172,7 @@ func (sub *subscriber) handleFrameLocked(c *subConn, frame []byte) {
 	kind, channel, isPubSub := parsePubSubReply(frame)
 	switch {
 	case isPubSub && (kind == "message" || kind == "pmessage" || kind == "smessage"):
-		sub.enqueueLocked(frame)
+		sub.pushLocked(frame)
 	case isPubSub && kind == "sunsubscribe" && !c.awaitsSunsubscribe(channel):
 		// The node dropped a shard channel because its slot moved away
 		// (failover, migration): the client keeps it on the new master.
@@ -209,13 +209,23 @@ func (sub *subscriber) clientReplyLocked(c *subConn, frame []byte) {
 				router.Slot([]byte(p.args[0])), maxPubSubRedirects, addr)
 		}
 	}
-	if p.cmd == cmdPING {
+	switch {
+	case p.cmd != cmdPING || resp.IsError(frame):
+	case sub.resp3:
+		// Whatever form the node's pong took (Kvrocks' +PONG, Redis'
+		// array), a RESP3 client gets PING's usual reply.
+		var payload []byte
+		if len(p.args) > 0 {
+			payload = []byte(p.args[0])
+		}
+		frame = sub.appendPong(nil, payload)
+	default:
 		if pong, ok := subscribedPong(frame); ok {
 			frame = pong
 		}
 	}
 	before := len(c.expect)
-	sub.enqueueLocked(frame)
+	sub.pushLocked(frame)
 	c.account(frame)
 	if len(c.expect) < before {
 		c.pending = c.pending[1:]

@@ -3,7 +3,11 @@
 
 package proxy
 
-import "kvproxy/internal/resp"
+import (
+	"github.com/tidwall/redcon"
+
+	"kvproxy/internal/resp"
+)
 
 // appendPong appends the reply Redis gives PING on a subscribed RESP2
 // connection: ["pong", payload], an empty payload without an argument.
@@ -11,6 +15,72 @@ func appendPong(b, payload []byte) []byte {
 	b = resp.AppendArray(b, 2)
 	b = resp.AppendBulkString(b, "pong")
 	return resp.AppendBulk(b, payload)
+}
+
+// appendPong appends the reply to PING with payload (nil: none) on the
+// subscriber's connection: Redis' pong array in RESP2, PING's usual reply
+// in RESP3.
+func (sub *subscriber) appendPong(b, payload []byte) []byte {
+	switch {
+	case !sub.resp3:
+		return appendPong(b, payload)
+	case payload == nil:
+		return resp.AppendSimple(b, "PONG")
+	}
+	return resp.AppendBulk(b, payload)
+}
+
+// pushLocked queues a Pub/Sub frame from a node: a RESP3 subscriber gets
+// its arrays as pushes. sub.mu is held.
+func (sub *subscriber) pushLocked(frame []byte) {
+	if !sub.resp3 {
+		sub.enqueueLocked(frame)
+		return
+	}
+	sub.pushes = resp.AppendPushes(sub.pushes[:0], frame)
+	sub.enqueueLocked(sub.pushes)
+	if cap(sub.pushes) > maxKeptBuffer {
+		sub.pushes = nil
+	}
+}
+
+// replyPushes is reply for Pub/Sub frames the proxy made.
+func (sub *subscriber) replyPushes(frames []byte) {
+	if sub.resp3 {
+		frames = resp.AppendPushes(nil, frames)
+	}
+	sub.reply(frames)
+}
+
+// subscribedCommand serves a command other than a subscription one, PING
+// or QUIT, from a RESP3 subscriber, which Redis allows: answered as outside
+// subscriber mode, its reply queued after the messages before it. Commands
+// that need a connection of their own are refused.
+func (s *session) subscribedCommand(c *redcon.Command) {
+	class := classOf(c.Args)
+	switch {
+	case class.kind == kindClusterxFailover || class.kind == kindProxyFailover,
+		class.kind == kindDedicated && class.cmd.Flags&FlagPubSub == 0: // PUBLISH is routed
+		s.sub.reply(resp.AppendError(s.scratch[:0], "ERR Can't execute '"+class.cmd.Name+
+			"' in subscriber mode through kvproxy: it needs a connection of its own"))
+		return
+	}
+	firstEntry, firstReq := len(s.entries), len(s.reqs)
+	s.classifyCommand(c)
+	s.shapeEntries(firstEntry, c.Args)
+	if len(s.reqs) > firstReq {
+		s.srv.backend.Do(s.ctx, s.reqs[firstReq:])
+	}
+	s.toSubscriber, s.subscriberOut = true, s.subscriberOut[:0]
+	for i := firstEntry; i < len(s.entries); i++ {
+		s.writeReply(&s.entries[i])
+	}
+	s.toSubscriber = false
+	s.entries, s.reqs = s.entries[:firstEntry], s.reqs[:firstReq]
+	s.sub.reply(s.subscriberOut)
+	if cap(s.subscriberOut) > maxKeptBuffer {
+		s.subscriberOut = nil
+	}
 }
 
 // subscribedPong turns the reply Kvrocks gives PING on a subscribed

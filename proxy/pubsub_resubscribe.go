@@ -273,7 +273,7 @@ func (sub *subscriber) retargetLocked(c *subConn) {
 			if len(p.args) > 0 {
 				payload = []byte(p.args[0])
 			}
-			sub.enqueueLocked(appendPong(nil, payload))
+			sub.enqueueLocked(sub.appendPong(nil, payload))
 			c.pending = slices.Delete(c.pending, i, i+1)
 			c.expect = slices.Delete(c.expect, i, i+1)
 			continue

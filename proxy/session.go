@@ -45,6 +45,9 @@ type entry struct {
 	// aux: the master index of a SCAN page, the starting master of
 	// RANDOMKEY.
 	aux int
+	// resp3: the reply goes to the client in RESP3, converted by shape.
+	resp3 bool
+	shape resp.Shape
 }
 
 // span is an element of a backend reply, as byte offsets.
@@ -66,6 +69,19 @@ type session struct {
 	created  time.Time
 	name     []byte
 	authed   bool
+	// resp3: the client chose RESP3 with HELLO 3 (resp3.go).
+	resp3 bool
+	// While capturing, write collects a reply in captured, for its
+	// conversion into converted.
+	capturing           bool
+	captured, converted []byte
+	// trackingOptIn: CLIENT TRACKING ON OPTIN; cachingAsked: CLIENT CACHING
+	// YES came last (tracking.go).
+	trackingOptIn, cachingAsked bool
+	// While toSubscriber, write collects replies in subscriberOut, for a
+	// RESP3 subscriber's writer (subscribedCommand).
+	toSubscriber  bool
+	subscriberOut []byte
 	// admin: authenticated as the admin user (Config.AdminPassword).
 	admin bool
 	// authFailures counts the failed AUTHs since the last good one.
@@ -303,6 +319,12 @@ func (s *session) endChunk() {
 	if cap(s.scratch) > maxKeptBuffer {
 		s.scratch = nil
 	}
+	if cap(s.captured) > maxKeptBuffer {
+		s.captured = nil
+	}
+	if cap(s.converted) > maxKeptBuffer {
+		s.converted = nil
+	}
 	// Nor the tables a command with very many keys needed.
 	if len(s.pool) > maxKeptRequests {
 		clear(s.pool[maxKeptRequests:])
@@ -340,6 +362,14 @@ const (
 func (s *session) write(b []byte) {
 	if s.output.Exceeded() {
 		return // the client is being disconnected
+	}
+	if s.capturing {
+		s.captured = append(s.captured, b...)
+		return
+	}
+	if s.toSubscriber {
+		s.subscriberOut = append(s.subscriberOut, b...)
+		return
 	}
 	if s.async {
 		s.writeAsync(b)
@@ -397,8 +427,22 @@ func (s *session) mastersList() []string {
 	return s.masters
 }
 
-// writeReply writes the reply of one command to the client.
+// writeReply writes the reply of one command to the client, converted to
+// RESP3 for a RESP3 session's command.
 func (s *session) writeReply(e *entry) {
+	if !e.resp3 {
+		s.writeRESP2Reply(e)
+		return
+	}
+	s.capturing, s.captured = true, s.captured[:0]
+	s.writeRESP2Reply(e)
+	s.capturing = false
+	s.writeConverted(s.captured, true, e.shape)
+}
+
+// writeRESP2Reply writes the reply of one command as the backends gave it or
+// the proxy made or merged it.
+func (s *session) writeRESP2Reply(e *entry) {
 	switch e.kind {
 	case replyLocal:
 		s.write(s.local[e.from:e.to])

@@ -91,8 +91,7 @@ func TestRedisCLI(t *testing.T) {
 }
 
 // TestGoRedis drives the proxy with go-redis v9 in its default settings: it
-// opens every connection with HELLO 3, which the proxy refuses, and must go
-// on in RESP2.
+// opens every connection with HELLO 3 and speaks RESP3.
 func TestGoRedis(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {

@@ -1,0 +1,73 @@
+package resp
+
+import "testing"
+
+func TestAppendRESP3(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		shape Shape
+		in    string
+		want  string
+	}{
+		{"nil bulk", ShapePlain, "$-1\r\n", "_\r\n"},
+		{"nil array", ShapeMap, "*-1\r\n", "_\r\n"},
+		{"nested nil", ShapePlain, "*2\r\n$1\r\na\r\n$-1\r\n", "*2\r\n$1\r\na\r\n_\r\n"},
+		{"error unchanged", ShapeMap, "-ERR x\r\n", "-ERR x\r\n"},
+		{"map", ShapeMap, "*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$-1\r\n", "%2\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n_\r\n"},
+		{"odd map stays array", ShapeMap, "*1\r\n$1\r\na\r\n", "*1\r\n$1\r\na\r\n"},
+		{"set", ShapeSet, "*2\r\n$1\r\na\r\n$1\r\nb\r\n", "~2\r\n$1\r\na\r\n$1\r\nb\r\n"},
+		{"double", ShapeDouble, "$3\r\n1.5\r\n", ",1.5\r\n"},
+		{"double inf", ShapeDouble, "$4\r\n-inf\r\n", ",-inf\r\n"},
+		{"not a double", ShapeDouble, "$1\r\nx\r\n", "$1\r\nx\r\n"},
+		{"doubles", ShapeDoubles, "*2\r\n$1\r\n1\r\n$-1\r\n", "*2\r\n,1\r\n_\r\n"},
+		{"score pairs", ShapeScorePairs, "*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n",
+			"*2\r\n*2\r\n$1\r\na\r\n,1\r\n*2\r\n$1\r\nb\r\n,2\r\n"},
+		{"pairs", ShapePairs, "*2\r\n$1\r\nf\r\n$1\r\nv\r\n", "*1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n"},
+		{"last double", ShapeLastDouble, "*3\r\n$1\r\nk\r\n$1\r\nm\r\n$1\r\n2\r\n", "*3\r\n$1\r\nk\r\n$1\r\nm\r\n,2\r\n"},
+		{"maps", ShapeMaps, "*1\r\n*2\r\n$4\r\nname\r\n$1\r\ng\r\n", "*1\r\n%1\r\n$4\r\nname\r\n$1\r\ng\r\n"},
+		{"streams", ShapeStreams, "*1\r\n*2\r\n$1\r\ns\r\n*0\r\n", "%1\r\n$1\r\ns\r\n*0\r\n"},
+		{"key score pairs", ShapeKeyScorePairs, "*2\r\n$1\r\nk\r\n*1\r\n*2\r\n$1\r\nm\r\n$1\r\n2\r\n",
+			"*2\r\n$1\r\nk\r\n*1\r\n*2\r\n$1\r\nm\r\n,2\r\n"},
+		{"double arrays", ShapeDoubleArrays, "*2\r\n*2\r\n$1\r\n1\r\n$1\r\n2\r\n*-1\r\n", "*2\r\n*2\r\n,1\r\n,2\r\n_\r\n"},
+		{"verbatim", ShapeVerbatim, "$2\r\nab\r\n", "=6\r\ntxt:ab\r\n"},
+		{"malformed unchanged", ShapeMap, "*2\r\n$1\r\na\r\n", "*2\r\n$1\r\na\r\n"},
+	} {
+		if got := string(AppendRESP3([]byte("x"), []byte(c.in), c.shape)); got != "x"+c.want {
+			t.Errorf("%s: got %q, want %q", c.name, got, "x"+c.want)
+		}
+	}
+}
+
+// FuzzAppendRESP3: any bytes and shape convert without panicking, and a
+// conversion consumes exactly the input or leaves it unchanged.
+func FuzzAppendRESP3(f *testing.F) {
+	f.Add([]byte("*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$-1\r\n"), uint8(ShapeMap))
+	f.Add([]byte("*1\r\n*2\r\n$1\r\ns\r\n*0\r\n"), uint8(ShapeStreams))
+	f.Add([]byte("$3\r\n1.5\r\n"), uint8(ShapeDouble))
+	f.Add([]byte("*3\r\n$1\r\nk\r\n$1\r\nm\r\n$1\r\n2\r\n"), uint8(ShapeLastDouble))
+	f.Fuzz(func(t *testing.T, reply []byte, shape uint8) {
+		out := AppendRESP3(nil, reply, Shape(shape)%(ShapeVerbatim+1))
+		if len(reply) > 0 && len(out) == 0 {
+			t.Fatalf("reply %q lost", reply)
+		}
+	})
+}
+
+func TestAppendPushes(t *testing.T) {
+	in := "*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n-ERR x\r\n"
+	want := ">3\r\n$11\r\nunsubscribe\r\n_\r\n:0\r\n>3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n-ERR x\r\n"
+	if got := string(AppendPushes(nil, []byte(in))); got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// FuzzAppendPushes: any bytes convert without panicking, none is lost.
+func FuzzAppendPushes(f *testing.F) {
+	f.Add([]byte("*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n"))
+	f.Add([]byte("+PONG\r\n"))
+	f.Fuzz(func(t *testing.T, frames []byte) {
+		if out := AppendPushes(nil, frames); len(out) == 0 && len(frames) > 0 {
+			t.Fatalf("frames %q lost", frames)
+		}
+	})
+}
