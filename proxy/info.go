@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"kvproxy/internal/resp"
+	"kvproxy/internal/version"
 	"kvproxy/router"
 )
 
@@ -88,9 +89,12 @@ func (srv *Server) writeInfoSection(b *strings.Builder, section string) {
 	case "server":
 		uptime := int64(time.Since(srv.started) / time.Second)
 		b.WriteString("# Server\r\n")
+		// redis_version is what clients read to pick features: the Redis
+		// whose behaviour the proxy presents. kvproxy_version is the build.
 		line("redis_version", redisVersion)
 		line("redis_mode", "cluster")
 		line("kvproxy", "1")
+		line("kvproxy_version", version.Version())
 		line("os", runtime.GOOS)
 		line("arch_bits", strconv.Itoa(strconv.IntSize))
 		line("go_version", runtime.Version())

@@ -258,7 +258,7 @@ func TestLocalCommands(t *testing.T) {
 	assert.Contains(t, c.do("CLUSTER", "INFO"), "cluster_state:ok\r\ncluster_slots_assigned:16384\r\n")
 
 	all := c.do("INFO")
-	for _, section := range []string{"# Server\r\n", "# Clients\r\n", "# Stats\r\n", "# Proxy\r\n", "redis_version:7.0.15\r\n", "connected_clients:1\r\n",
+	for _, section := range []string{"# Server\r\n", "# Clients\r\n", "# Stats\r\n", "# Proxy\r\n", "redis_version:7.0.15\r\n", "kvproxy_version:devel\r\n", "connected_clients:1\r\n",
 		"backend0:id=1111111111111111111111111111111111111111,addr=10.0.0.1:7000,role=master,master=-,slots=0-8191\r\n",
 		"backend2:id=9999999999999999999999999999999999999999,addr=10.0.0.99:7000,role=replica,master=1111111111111111111111111111111111111111,slots=\r\n"} {
 		assert.Contains(t, all, section)
