@@ -205,7 +205,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	logger.Info("kvproxy serving", "version", version.Version(), "listen", ln.Addr().String(), "announce", announce,
+	logger.Info("kvproxy serving", "listen", ln.Addr().String(), "version", version.Version(), "announce", announce,
 		"masters", rt.Masters(), "client_auth", opts.password != "")
 	if sim != nil {
 		printDemo(stdout, sim, announce, opts.password != "", opts.adminPassword != "")
