@@ -209,24 +209,25 @@ func (sub *subscriber) clientReplyLocked(c *subConn, frame []byte) {
 				router.Slot([]byte(p.args[0])), maxPubSubRedirects, addr)
 		}
 	}
-	switch {
-	case p.cmd != cmdPING || resp.IsError(frame):
-	case sub.resp3:
-		// Whatever form the node's pong took (Kvrocks' +PONG, Redis'
-		// array), a RESP3 client gets PING's usual reply.
-		var payload []byte
-		if len(p.args) > 0 {
-			payload = []byte(p.args[0])
-		}
-		frame = sub.appendPong(nil, payload)
-	default:
+	// accounted is the frame in the form account counts: a pong as Redis'
+	// RESP2 array, whatever form the node gave it (Kvrocks' +PONG or bulk).
+	accounted := frame
+	if p.cmd == cmdPING && !resp.IsError(frame) {
 		if pong, ok := subscribedPong(frame); ok {
-			frame = pong
+			accounted, frame = pong, pong
+		}
+		if sub.resp3 {
+			// A RESP3 client gets PING's usual reply.
+			var payload []byte
+			if len(p.args) > 0 {
+				payload = []byte(p.args[0])
+			}
+			frame = sub.appendPong(nil, payload)
 		}
 	}
 	before := len(c.expect)
 	sub.pushLocked(frame)
-	c.account(frame)
+	c.account(accounted)
 	if len(c.expect) < before {
 		c.pending = c.pending[1:]
 		c.written--

@@ -49,6 +49,17 @@ func TestSubscribedPingAnsweredAsKvrocksDoes(t *testing.T) {
 		assert.Equal(t, messageFrame("message", "b", "m"), c.read())
 	})
 
+	t.Run("RESP3", func(t *testing.T) {
+		node, c := start(t)
+		require.Contains(t, c.do("HELLO", "3"), "proto")
+		require.Equal(t, ">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n", c.do("SUBSCRIBE", "a"))
+		assert.Equal(t, "+PONG\r\n", c.do("PING"))
+		assert.Equal(t, "$1\r\nx\r\n", c.do("PING", "x"), "Kvrocks' bulk pong settles PING")
+		assert.Equal(t, "+PONG\r\n", c.do("PING"), "and the next PING is answered")
+		require.Equal(t, 1, node.publish("a", "m", false))
+		assert.Equal(t, ">3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nm\r\n", c.read())
+	})
+
 	t.Run("SSUBSCRIBE only", func(t *testing.T) {
 		_, c := start(t)
 		require.Equal(t, subscribeFrame("ssubscribe", "{s}1", 1), c.do("SSUBSCRIBE", "{s}1"))

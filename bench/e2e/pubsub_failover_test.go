@@ -284,32 +284,44 @@ func TestPubSubShardSubscriptionFollowsFailover(t *testing.T) {
 // A subscribed client of the proxy PINGs (go-redis's PubSub does so by
 // itself every minute in Channel mode) and goes on receiving. Kvrocks
 // answers PING with +PONG (or the bulk payload) even on a subscribed
-// connection, not Redis' ["pong", payload] array: the proxy hands the
-// client the array, and the client's later commands are answered.
+// connection. A RESP2 client gets Redis' ["pong", payload] array from the
+// proxy; a RESP3 one PING's usual reply, as Redis 7 sends it (+PONG or the
+// payload); either way the client's later commands are answered.
 func TestPubSubPingWhileSubscribed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
 	_, proxy := startPubSubCluster(t, 0)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	client := redis.NewClient(&redis.Options{Addr: proxy.addr, MaxRetries: -1})
-	defer client.Close()
-	ps := client.Subscribe(ctx, "news")
-	defer ps.Close()
-	receive := func() any {
-		t.Helper()
-		msg, err := ps.ReceiveTimeout(ctx, 5*time.Second)
-		require.NoError(t, err)
-		return msg
+	for _, tc := range []struct {
+		protocol  int
+		pong      *redis.Pong
+		pongTells string
+	}{
+		{2, &redis.Pong{}, "Redis' [pong, \"\"], not Kvrocks' +PONG (Payload \"PONG\")"},
+		{3, &redis.Pong{Payload: "PONG"}, "Redis 7 answers a RESP3 subscriber's PING with +PONG"},
+	} {
+		t.Run(fmt.Sprintf("RESP%d", tc.protocol), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			client := redis.NewClient(&redis.Options{Addr: proxy.addr, MaxRetries: -1, Protocol: tc.protocol})
+			defer client.Close()
+			ps := client.Subscribe(ctx, "news")
+			defer ps.Close()
+			receive := func() any {
+				t.Helper()
+				msg, err := ps.ReceiveTimeout(ctx, 5*time.Second)
+				require.NoError(t, err)
+				return msg
+			}
+			require.Equal(t, &redis.Subscription{Kind: "subscribe", Channel: "news", Count: 1}, receive())
+			require.NoError(t, ps.Ping(ctx))
+			assert.Equal(t, tc.pong, receive(), tc.pongTells)
+			require.NoError(t, ps.Ping(ctx, "payload"))
+			assert.Equal(t, &redis.Pong{Payload: "payload"}, receive())
+			require.NoError(t, client.Publish(ctx, "news", "still here").Err())
+			assert.Equal(t, &redis.Message{Channel: "news", Payload: "still here"}, receive())
+			require.NoError(t, ps.Subscribe(ctx, "sport"))
+			assert.Equal(t, &redis.Subscription{Kind: "subscribe", Channel: "sport", Count: 2}, receive())
+		})
 	}
-	require.Equal(t, &redis.Subscription{Kind: "subscribe", Channel: "news", Count: 1}, receive())
-	require.NoError(t, ps.Ping(ctx))
-	assert.Equal(t, &redis.Pong{}, receive(), "Redis' [pong, \"\"], not Kvrocks' +PONG (Payload \"PONG\")")
-	require.NoError(t, ps.Ping(ctx, "payload"))
-	assert.Equal(t, &redis.Pong{Payload: "payload"}, receive())
-	require.NoError(t, client.Publish(ctx, "news", "still here").Err())
-	assert.Equal(t, &redis.Message{Channel: "news", Payload: "still here"}, receive())
-	require.NoError(t, ps.Subscribe(ctx, "sport"))
-	assert.Equal(t, &redis.Subscription{Kind: "subscribe", Channel: "sport", Count: 2}, receive())
 }
