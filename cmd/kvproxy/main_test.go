@@ -354,7 +354,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-var servingLine = regexp.MustCompile(`msg="kvproxy serving" listen=(\S+)`)
+var servingLine = regexp.MustCompile(`msg="kvproxy serving" .*?listen=(\S+)`)
 
 // runInBackground starts run with a cancellable context; it returns the
 // address the proxy listens on (from its log) and a function that stops it
