@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -128,4 +130,70 @@ func TestMetricsHandlerReadiness(t *testing.T) {
 	assert.Contains(t, body, "\nkvproxy_client_connections 0\n")
 	assert.Contains(t, body, "\ngo_goroutines ")
 	assert.Contains(t, body, "\nprocess_resident_memory_bytes ")
+}
+
+// metricValue is the value of the sample line that starts with series in a
+// text exposition, "" when there is none.
+func metricValue(exposition, series string) string {
+	for line := range strings.SplitSeq(exposition, "\n") {
+		if value, ok := strings.CutPrefix(line, series+" "); ok {
+			return value
+		}
+	}
+	return ""
+}
+
+// A scrape over HTTP of a proxy over kvsim: /readyz is 200, and a failover
+// under writes moves the handover and hold counters.
+func TestMetricsScrapeThroughFailoverOnKvsim(t *testing.T) {
+	sim := startKvsim(t)
+	srv, addr := startFailoverServer(t, sim, true)
+	web := httptest.NewServer(srv.MetricsHandler())
+	defer web.Close()
+	scrape := func() string {
+		t.Helper()
+		resp, err := http.Get(web.URL + "/metrics")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return string(body)
+	}
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(web.URL + "/readyz")
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond, "every master reachable")
+
+	master := sim.Masters()[0].Addr()
+	handovers := `kvproxy_handovers_total{master="` + master + `",result="success"}`
+	before := scrape()
+	assert.Empty(t, metricValue(before, handovers), "no handover followed yet")
+	assert.Equal(t, "0", metricValue(before, "kvproxy_proxy_failovers_reported_total"))
+	assert.Equal(t, "0", metricValue(before, "kvproxy_held_requests"))
+	assert.Equal(t, "1", metricValue(before, `kvproxy_backend_master{node="`+master+`"}`))
+
+	writer := startAckedWriter(t, addr)
+	c := dialResp(t, addr)
+	require.True(t, strings.HasPrefix(c.do("PROXY", "FAILOVER", "0"), "+shard 0 failed over"))
+	writer.check(t, addr)
+
+	after := scrape()
+	assert.Equal(t, "1", metricValue(after, handovers))
+	assert.Equal(t, "1", metricValue(after, "kvproxy_proxy_failovers_reported_total"))
+	assert.Equal(t, "0", metricValue(after, `kvproxy_backend_master{node="`+master+`"}`), "the old master serves no slots")
+	commands, err := strconv.Atoi(metricValue(after, "kvproxy_commands_processed_total"))
+	require.NoError(t, err)
+	assert.Greater(t, commands, len(writer.acked), "every acknowledged write was a command")
+	// Whether a write arrived inside the short write pause is up to the
+	// scheduler; what was held was released, none lost.
+	held := metricValue(after, "kvproxy_hold_requests_total")
+	assert.Equal(t, held, metricValue(after, `kvproxy_hold_exits_total{outcome="released"}`))
+	t.Logf("held through the failover: %s", held)
+	resp, err := http.Get(web.URL + "/readyz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "ready after the failover")
 }
