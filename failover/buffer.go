@@ -297,6 +297,7 @@ type master struct {
 	currentStart time.Time
 	last         Handover
 	handovers    int
+	succeeded    int
 	longestPause time.Duration
 }
 
@@ -585,10 +586,12 @@ type MasterReport struct {
 	Following, Holding bool
 	// CurrentStart is when the handover being followed was first seen.
 	CurrentStart time.Time
-	// Last is the last handover followed to its end; Handovers counts them
-	// and LongestPause is the longest write pause observed among them.
+	// Last is the last handover followed to its end; Handovers counts them,
+	// Succeeded those that ended in PhaseSuccess, and LongestPause is the
+	// longest write pause observed among them.
 	Last         Handover
 	Handovers    int
+	Succeeded    int
 	LongestPause time.Duration
 	// Holds counts the master's held requests.
 	Holds Counts
@@ -622,7 +625,7 @@ func (b *Buffer) Report() Report {
 		holds.HeldNow = heldNow(holds)
 		rep.Masters = append(rep.Masters, MasterReport{Master: addr, State: m.state, Phase: m.phase, Following: m.following,
 			Holding: m.writesPaused, CurrentStart: m.currentStart, Last: m.last, Handovers: m.handovers,
-			LongestPause: m.longestPause, Holds: holds, Outages: m.outages, InOutage: m.unreachable})
+			Succeeded: m.succeeded, LongestPause: m.longestPause, Holds: holds, Outages: m.outages, InOutage: m.unreachable})
 	}
 	slices.SortFunc(rep.Masters, func(x, y MasterReport) int { return strings.Compare(x.Master, y.Master) })
 	return rep

@@ -218,6 +218,9 @@ func (b *Buffer) ended(addr string, m *master, handover Handover, err error) {
 	m.currentStart = time.Time{}
 	m.last = handover
 	m.handovers++
+	if handover.Final == PhaseSuccess {
+		m.succeeded++
+	}
 	m.longestPause = max(m.longestPause, handover.ObservedPause())
 	// Totals since the proxy started: the held requests of this handover
 	// are the difference from the previous line.

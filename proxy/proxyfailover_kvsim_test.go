@@ -46,6 +46,13 @@ func startFailoverProxy(t *testing.T, withController bool) (*kvsim.Cluster, stri
 // the proxy's address.
 func startFailoverProxyOn(t *testing.T, sim *kvsim.Cluster, withController bool) string {
 	t.Helper()
+	_, addr := startFailoverServer(t, sim, withController)
+	return addr
+}
+
+// startFailoverServer is startFailoverProxyOn returning the Server too.
+func startFailoverServer(t *testing.T, sim *kvsim.Cluster, withController bool) (*Server, string) {
+	t.Helper()
 	rcfg := router.DefaultConfig()
 	for _, n := range sim.Nodes() {
 		rcfg.Seeds = append(rcfg.Seeds, n.Addr())
@@ -61,13 +68,12 @@ func startFailoverProxyOn(t *testing.T, sim *kvsim.Cluster, withController bool)
 	rt, err := router.New(ctx, rcfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, rt.Close()) })
-	_, addr := startProxy(t, rt, func(c *Config) {
+	return startProxy(t, rt, func(c *Config) {
 		c.Handovers = holds
 		if withController {
 			c.Authority = kvsimController{sim}
 		}
 	})
-	return addr
 }
 
 // assertRoutedRoles checks that PROXY NODES, INFO proxy and INFO failover

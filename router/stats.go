@@ -1,6 +1,10 @@
 package router
 
-import "sync/atomic"
+import (
+	"slices"
+	"strings"
+	"sync/atomic"
+)
 
 // Stats counts what the router did since New. Every field only grows.
 type Stats struct {
@@ -60,4 +64,60 @@ func (r *Router) Stats() Stats {
 		Probes: c.probes.Load(), Unresponsive: c.unresponsive.Load(), Dead: c.dead.Load(),
 		Busy: c.busy.Load(),
 	}
+}
+
+// NodeStats is one backend node's connections as the router sees them now.
+type NodeStats struct {
+	Addr string
+	// Master: the node serves slots in the routing table.
+	Master bool
+	// Up, Connecting and Down count its connections by state.
+	Up, Connecting, Down int
+	// InFlight counts requests written or queued to be written and not yet
+	// answered; Parked those waiting for room (MaxPending,
+	// MaxPendingBytes); QueuedBytes the bytes of the former.
+	InFlight, Parked, QueuedBytes int
+	// InOutage: the router follows the node's outage (holding its requests).
+	InOutage bool
+}
+
+// NodeStats returns every node's connection state, by address. It takes
+// each connection's lock briefly: for scrapes and admin commands, not for
+// the request path.
+func (r *Router) NodeStats() []NodeStats {
+	t := r.table.Load()
+	masters := make(map[*node]bool, len(t.masters))
+	for _, n := range t.owner {
+		if n != nil {
+			masters[n] = true
+		}
+	}
+	r.mu.Lock()
+	nodes := make([]*node, 0, len(r.nodes))
+	for _, n := range r.nodes {
+		nodes = append(nodes, n)
+	}
+	r.mu.Unlock()
+	out := make([]NodeStats, 0, len(nodes))
+	for _, n := range nodes {
+		ns := NodeStats{Addr: n.addr, Master: masters[n], InOutage: n.inOutage.Load()}
+		for _, c := range n.conns {
+			c.mu.Lock()
+			switch c.state {
+			case stateUp:
+				ns.Up++
+			case stateConnecting:
+				ns.Connecting++
+			default:
+				ns.Down++
+			}
+			ns.InFlight += c.fifo.n
+			ns.Parked += c.parked.n
+			ns.QueuedBytes += c.queuedBytes
+			c.mu.Unlock()
+		}
+		out = append(out, ns)
+	}
+	slices.SortFunc(out, func(a, b NodeStats) int { return strings.Compare(a.Addr, b.Addr) })
+	return out
 }

@@ -23,6 +23,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -111,6 +112,14 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	}
 	// Serve owns the listener once it runs; closing it twice is harmless.
 	cleanup = append(cleanup, func() { _ = ln.Close() })
+	var metricsLn net.Listener
+	if opts.metricsListen != "" {
+		if metricsLn, err = net.Listen("tcp", opts.metricsListen); err != nil {
+			startupFailed(stderr, fmt.Errorf("cannot listen on %s (--metrics-listen): %w", opts.metricsListen, err))
+			return exitStartup
+		}
+		cleanup = append(cleanup, func() { _ = metricsLn.Close() })
+	}
 	announce := opts.announce
 	if announce == "" {
 		announce = announceAddr(ln.Addr().(*net.TCPAddr), logger)
@@ -205,6 +214,18 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if metricsLn != nil {
+		// Closed with the proxy: cleanup closes its listener and
+		// connections, scrapes being short.
+		hs := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		cleanup = append(cleanup, func() { _ = hs.Close() })
+		go func() {
+			if err := hs.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {
+				logger.Warn("metrics serving stopped", "err", err)
+			}
+		}()
+		logger.Info("metrics serving", "addr", metricsLn.Addr().String())
+	}
 	logger.Info("kvproxy serving", "listen", ln.Addr().String(), "version", version.Version(), "announce", announce,
 		"masters", rt.Masters(), "client_auth", opts.password != "")
 	if sim != nil {

@@ -74,6 +74,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		"--refresh-interval", "250ms",
 		"--controller", "http://c:9379", "--controller-namespace", "ns", "--controller-cluster", "cl",
 		"--controller-token", "tk", "--controller-timeout", "3s", "--shutdown-timeout", "30s", "--log-format", "JSON",
+		"--metrics-listen", ":9100",
 	}
 	o, err := parseOptions(args, noEnv)
 	require.NoError(t, err)
@@ -99,6 +100,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		controllerURL:     "http://c:9379", controllerNamespace: "ns", controllerCluster: "cl",
 		controllerToken: "tk", controllerTimeout: 3 * time.Second,
 		shutdownTimeout: 30 * time.Second, logJSON: true,
+		metricsListen: ":9100",
 	}, o)
 }
 
@@ -123,6 +125,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		"KVPROXY_REFRESH_INTERVAL":     "2s",
 		"KVPROXY_CONTROLLER_TIMEOUT":   "4s",
 		"KVPROXY_SHUTDOWN_TIMEOUT":     "1m",
+		"KVPROXY_METRICS_LISTEN":       "127.0.0.1:9101",
 	}
 	o, err := parseOptions(nil, envOf(env))
 	require.NoError(t, err)
@@ -146,6 +149,7 @@ func TestParseOptionsEnvironment(t *testing.T) {
 		refreshInterval:   2 * time.Second,
 		controllerTimeout: 4 * time.Second,
 		shutdownTimeout:   time.Minute,
+		metricsListen:     "127.0.0.1:9101",
 	}, o)
 
 	t.Run("flag wins over env", func(t *testing.T) {
@@ -226,6 +230,8 @@ func TestParseOptionsRejects(t *testing.T) {
 		{"bad log level", []string{"--seeds", "a:1", "--log-level", "loud"}, nil, `--log-level "loud"`},
 		{"bad listen", []string{"--seeds", "a:1", "--listen", "6380"}, nil, `--listen "6380"`},
 		{"listen port out of range", []string{"--seeds", "a:1", "--listen", ":70000"}, nil, "bad port"},
+		{"bad metrics listen", []string{"--seeds", "a:1", "--metrics-listen", "9100"}, nil, `--metrics-listen "9100": want host:port`},
+		{"metrics listen port out of range", []string{"--seeds", "a:1", "--metrics-listen", ":70000"}, nil, `--metrics-listen ":70000": bad port`},
 		{"announce without host", []string{"--seeds", "a:1", "--announce", ":6380"}, nil, `--announce ":6380": missing host`},
 		{"bad env value", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_BACKEND_CONNS": "x"},
 			`KVPROXY_BACKEND_CONNS="x" is not a valid --backend-conns`},
@@ -348,7 +354,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-var servingLine = regexp.MustCompile(`msg="kvproxy serving" listen=(\S+)`)
+var servingLine = regexp.MustCompile(`msg="kvproxy serving" .*?listen=(\S+)`)
 
 // runInBackground starts run with a cancellable context; it returns the
 // address the proxy listens on (from its log) and a function that stops it

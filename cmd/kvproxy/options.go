@@ -92,6 +92,9 @@ type options struct {
 	shutdownTimeout time.Duration
 	// showVersion: print the version and exit (--version).
 	showVersion bool
+	// metricsListen is where /metrics, /healthz and /readyz are served;
+	// empty: nowhere.
+	metricsListen string
 }
 
 // envName is the environment variable that sets flag name.
@@ -141,6 +144,8 @@ func newFlagSet(o *options, seeds, logLevel, logFormat *string) *flag.FlagSet {
 		"longest wait for one answer of the controller, a failover included (it pauses writes up to 500 ms and waits for the replica)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", proxy.DefaultConfig().ShutdownTimeout,
 		"on SIGINT or SIGTERM, how long the proxy waits for the requests in flight to be answered before it closes every connection")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "",
+		"`host:port` serving Prometheus metrics on /metrics, /healthz and /readyz over HTTP (empty: off)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit (as `kvproxy version`)")
 	fs.BoolVar(&o.demo, "demo", false, "start a simulated Kvrocks cluster (3 shards x 1 replica) on free loopback ports and proxy it")
 	return fs
@@ -287,6 +292,11 @@ func (o options) validate() error {
 	for _, s := range o.seeds {
 		if err := checkAddr(s, true); err != nil {
 			return fmt.Errorf("--seeds: %q: %v", s, err)
+		}
+	}
+	if o.metricsListen != "" {
+		if err := checkAddr(o.metricsListen, false); err != nil {
+			return fmt.Errorf("--metrics-listen %q: %v", o.metricsListen, err)
 		}
 	}
 	if o.announce != "" {
