@@ -182,7 +182,13 @@ func TestInfoKeyspaceAndMemory(t *testing.T) {
 
 	text, err = client.Info(ctx).Result()
 	require.NoError(t, err)
-	for _, section := range []string{"# Server", "# Clients", "# Memory", "# Stats", "# Keyspace"} {
+	for _, section := range []string{"# Server", "# Clients", "# Memory", "# Stats"} {
+		assert.Contains(t, text, section)
+	}
+	assert.NotContains(t, text, "# Keyspace", "INFO without a section asks no master")
+	text, err = client.Info(ctx, "all").Result()
+	require.NoError(t, err)
+	for _, section := range []string{"# Server", "# Memory", "# Keyspace", "db0:keys="} {
 		assert.Contains(t, text, section)
 	}
 }

@@ -22,19 +22,27 @@ var infoSections = []string{"server", "clients", "memory", "stats", "cluster", "
 // infoKeyspace is the keyspace section's bit in an INFO's section mask.
 var infoKeyspace = 1 << slices.Index(infoSections, "keyspace")
 
+// infoDefault is every section but keyspace (see info).
+var infoDefault = (1<<len(infoSections) - 1) &^ infoKeyspace
+
 // infoKeyspaceCommand asks a master for its keyspace section.
 var infoKeyspaceCommand = resp.AppendCommand(nil, []byte("INFO"), []byte("keyspace"))
 
 // info answers INFO from the proxy's own state; the keyspace section sums
-// the masters', so an INFO that shows it asks every master first.
+// the masters', so an INFO that shows it asks every master first. INFO
+// without a section (and INFO default) leaves keyspace out, unlike Redis:
+// it is what health checks and monitoring poll, and must answer at once
+// even while a master is stuck behind a huge reply or a script.
 func (s *session) info(args [][]byte) {
 	mask := 0
 	if len(args) == 1 {
-		mask = 1<<len(infoSections) - 1
+		mask = infoDefault
 	}
 	for _, arg := range args[1:] {
 		switch name := strings.ToLower(string(arg)); name {
-		case "all", "everything", "default":
+		case "default":
+			mask |= infoDefault
+		case "all", "everything":
 			mask = 1<<len(infoSections) - 1
 		default:
 			if i := slices.Index(infoSections, name); i >= 0 {
