@@ -36,6 +36,16 @@ var resp3Groups = [][]fidelityStep{
 		step("XREADGROUP", "GROUP", "g", "c", "STREAMS", "$1", ">"),
 		step("XREAD", "STREAMS", "$1", "$9", "0", "0"), step("XREAD", "STREAMS", "$9", "0"),
 	},
+	{ // EXEC's elements in their commands' shapes; a run-time error stays one
+		step("HSET", "$1", "f", "v"), step("ZADD", "$2", "1.5", "m"), step("SADD", "$3", "1", "2"),
+		step("MULTI"), step("HGETALL", "$1"), step("ZSCORE", "$2", "m"), step("SMEMBERS", "$3"),
+		step("GET", "$9"), step("INCR", "$1"), step("HGETALL", "$9"),
+		step("ZRANGE", "$2", "0", "-1", "WITHSCORES"), step("ZADD", "$2", "INCR", "1", "m"), step("EXEC"),
+		step("MULTI"), step("NOSUCHCOMMAND"), step("HGETALL", "$1"), step("EXEC"),
+		step("MULTI"), step("EXEC"),
+		// A watched key the session changes itself aborts EXEC: null.
+		step("WATCH", "$1"), step("HSET", "$1", "f", "w"), step("MULTI"), step("HGETALL", "$1"), step("EXEC"),
+	},
 }
 
 // TestRESP3MatchesRedis runs the fidelity script and resp3Groups in RESP3

@@ -70,6 +70,35 @@ func AppendRESP3(dst, reply []byte, shape Shape) []byte {
 	return out
 }
 
+// AppendRESP3Elements appends to dst the RESP3 form of reply, an array
+// whose i-th element is converted by shapes[i] (EXEC's reply, by its queued
+// commands' shapes). A nil array becomes null; an error, an array of
+// another length or a reply that is not well-formed RESP2 is converted as
+// AppendRESP3 converts it plainly.
+func AppendRESP3Elements(dst, reply []byte, shapes []Shape) []byte {
+	typ, n, next, err := header(reply, 0)
+	if err != nil || typ != '*' || n != int64(len(shapes)) {
+		return AppendRESP3(dst, reply, ShapePlain)
+	}
+	mark := len(dst)
+	dst = append(dst, reply[:next]...)
+	for _, shape := range shapes {
+		at := len(dst)
+		out, end, err := convertShaped(dst, reply, next, shape)
+		if err != nil {
+			// An element that does not fit its shape (an error) stays plain.
+			if out, end, err = convert(dst[:at], reply, next, 1); err != nil {
+				return append(dst[:mark], reply...)
+			}
+		}
+		dst, next = out, end
+	}
+	if next != len(reply) {
+		return append(dst[:mark], reply...)
+	}
+	return dst
+}
+
 // maxDepth bounds nesting, as the proxy's reply scanner does not.
 const maxDepth = 512
 

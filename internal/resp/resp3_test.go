@@ -53,6 +53,43 @@ func FuzzAppendRESP3(f *testing.F) {
 	})
 }
 
+func TestAppendRESP3Elements(t *testing.T) {
+	shapes := []Shape{ShapeMap, ShapeDouble, ShapeSet, ShapePlain}
+	for _, c := range []struct {
+		name, in, want string
+	}{
+		{"each in its shape", "*4\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n$3\r\n1.5\r\n*1\r\n$1\r\n1\r\n$-1\r\n",
+			"*4\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n,1.5\r\n~1\r\n$1\r\n1\r\n_\r\n"},
+		{"errors stay errors", "*4\r\n-WRONGTYPE x\r\n-ERR y\r\n*-1\r\n:1\r\n",
+			"*4\r\n-WRONGTYPE x\r\n-ERR y\r\n_\r\n:1\r\n"},
+		{"nil array", "*-1\r\n", "_\r\n"},
+		{"whole error", "-EXECABORT x\r\n", "-EXECABORT x\r\n"},
+		{"other length plain", "*1\r\n$-1\r\n", "*1\r\n_\r\n"},
+		{"malformed unchanged", "*4\r\n:1\r\n", "*4\r\n:1\r\n"},
+	} {
+		if got := string(AppendRESP3Elements([]byte("x"), []byte(c.in), shapes)); got != "x"+c.want {
+			t.Errorf("%s: got %q, want %q", c.name, got, "x"+c.want)
+		}
+	}
+}
+
+// FuzzAppendRESP3Elements: any bytes and shapes convert without panicking,
+// and no reply is lost.
+func FuzzAppendRESP3Elements(f *testing.F) {
+	f.Add([]byte("*2\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n$3\r\n1.5\r\n"), []byte{uint8(ShapeMap), uint8(ShapeDouble)})
+	f.Add([]byte("*2\r\n-ERR x\r\n*-1\r\n"), []byte{uint8(ShapeSet), uint8(ShapeStreams)})
+	f.Add([]byte("*-1\r\n"), []byte{})
+	f.Fuzz(func(t *testing.T, reply, shapeBytes []byte) {
+		shapes := make([]Shape, len(shapeBytes))
+		for i, b := range shapeBytes {
+			shapes[i] = Shape(b) % (ShapeVerbatim + 1)
+		}
+		if out := AppendRESP3Elements(nil, reply, shapes); len(reply) > 0 && len(out) == 0 {
+			t.Fatalf("reply %q lost", reply)
+		}
+	})
+}
+
 func TestAppendPushes(t *testing.T) {
 	in := "*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n-ERR x\r\n"
 	want := ">3\r\n$11\r\nunsubscribe\r\n_\r\n:0\r\n>3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n-ERR x\r\n"
