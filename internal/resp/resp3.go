@@ -48,6 +48,16 @@ const (
 	// ShapeDoubleArrays: an array of arrays of numbers (or nils) gets the
 	// numbers as doubles (GEOPOS).
 	ShapeDoubleArrays
+	// ShapeGeoCoords: an array of arrays whose last element is a
+	// [longitude, latitude] pair gets the pair as doubles (GEOSEARCH ...
+	// WITHCOORD).
+	ShapeGeoCoords
+	// ShapeStreamFull: XINFO STREAM FULL's flat map becomes a map, its
+	// groups maps and their consumers maps.
+	ShapeStreamFull
+	// ShapeShards: CLUSTER SHARDS' array of flat maps becomes an array of
+	// maps, their nodes maps.
+	ShapeShards
 	// ShapeVerbatim: a bulk string becomes a verbatim string of format
 	// "txt" (INFO, CLIENT LIST, CLUSTER NODES ...). It is the last shape.
 	ShapeVerbatim
@@ -265,6 +275,32 @@ func convertShaped(dst, src []byte, at int, shape Shape) ([]byte, int, error) {
 			}
 		}
 		return dst, next, nil
+	case ShapeGeoCoords:
+		dst = appendAggregate(dst, '*', n)
+		for range n {
+			typ, fields, after, err := header(src, next)
+			if err != nil || typ != '*' || fields < 1 {
+				return dst, 0, errMalformed
+			}
+			dst = appendAggregate(dst, '*', fields)
+			if dst, after, err = convertElements(dst, src, after, fields-1); err != nil {
+				return dst, 0, err
+			}
+			if dst, next, err = convertShaped(dst, src, after, ShapeDoubles); err != nil {
+				return dst, 0, err
+			}
+		}
+		return dst, next, nil
+	case ShapeStreamFull:
+		return convertNestedMap(dst, src, at, "groups", "consumers")
+	case ShapeShards:
+		dst = appendAggregate(dst, '*', n)
+		for range n {
+			if dst, next, err = convertNestedMap(dst, src, next, "nodes"); err != nil {
+				return dst, 0, err
+			}
+		}
+		return dst, next, nil
 	case ShapeStreams:
 		dst = appendAggregate(dst, '%', n)
 		for range n {
@@ -279,6 +315,41 @@ func convertShaped(dst, src []byte, at int, shape Shape) ([]byte, int, error) {
 		return dst, next, nil
 	}
 	return dst, 0, errMalformed
+}
+
+// convertNestedMap appends the flat field, value array at src[at:] as a
+// map whose value under field path[0] is an array of such maps, nested by
+// the rest of path.
+func convertNestedMap(dst, src []byte, at int, path ...string) ([]byte, int, error) {
+	typ, n, next, err := header(src, at)
+	if err != nil || typ != '*' || n < 0 || n%2 != 0 {
+		return dst, 0, errMalformed
+	}
+	dst = appendAggregate(dst, '%', n/2)
+	for range n / 2 {
+		field, _, _ := BulkAt(src, next)
+		if dst, next, err = convert(dst, src, next, 1); err != nil {
+			return dst, 0, err
+		}
+		if len(path) == 0 || string(field) != path[0] {
+			if dst, next, err = convert(dst, src, next, 1); err != nil {
+				return dst, 0, err
+			}
+			continue
+		}
+		typ, items, after, err := header(src, next)
+		if err != nil || typ != '*' || items < 0 {
+			return dst, 0, errMalformed
+		}
+		dst = appendAggregate(dst, '*', items)
+		for range items {
+			if dst, after, err = convertNestedMap(dst, src, after, path[1:]...); err != nil {
+				return dst, 0, err
+			}
+		}
+		next = after
+	}
+	return dst, next, nil
 }
 
 // convertElements converts n elements from src[at:] plainly.

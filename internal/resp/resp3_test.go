@@ -29,6 +29,14 @@ func TestAppendRESP3(t *testing.T) {
 		{"key score pairs", ShapeKeyScorePairs, "*2\r\n$1\r\nk\r\n*1\r\n*2\r\n$1\r\nm\r\n$1\r\n2\r\n",
 			"*2\r\n$1\r\nk\r\n*1\r\n*2\r\n$1\r\nm\r\n,2\r\n"},
 		{"double arrays", ShapeDoubleArrays, "*2\r\n*2\r\n$1\r\n1\r\n$1\r\n2\r\n*-1\r\n", "*2\r\n*2\r\n,1\r\n,2\r\n_\r\n"},
+		{"geo coords", ShapeGeoCoords, "*1\r\n*3\r\n$1\r\nm\r\n$3\r\n1.5\r\n*2\r\n$1\r\n1\r\n$1\r\n2\r\n",
+			"*1\r\n*3\r\n$1\r\nm\r\n$3\r\n1.5\r\n*2\r\n,1\r\n,2\r\n"},
+		{"geo members only", ShapeGeoCoords, "*1\r\n$1\r\nm\r\n", "*1\r\n$1\r\nm\r\n"},
+		{"stream full", ShapeStreamFull,
+			"*4\r\n$6\r\nlength\r\n:1\r\n$6\r\ngroups\r\n*1\r\n*4\r\n$4\r\nname\r\n$1\r\ng\r\n$9\r\nconsumers\r\n*1\r\n*2\r\n$4\r\nname\r\n$1\r\nc\r\n",
+			"%2\r\n$6\r\nlength\r\n:1\r\n$6\r\ngroups\r\n*1\r\n%2\r\n$4\r\nname\r\n$1\r\ng\r\n$9\r\nconsumers\r\n*1\r\n%1\r\n$4\r\nname\r\n$1\r\nc\r\n"},
+		{"shards", ShapeShards, "*1\r\n*4\r\n$5\r\nslots\r\n*0\r\n$5\r\nnodes\r\n*1\r\n*2\r\n$2\r\nid\r\n$1\r\nx\r\n",
+			"*1\r\n%2\r\n$5\r\nslots\r\n*0\r\n$5\r\nnodes\r\n*1\r\n%1\r\n$2\r\nid\r\n$1\r\nx\r\n"},
 		{"verbatim", ShapeVerbatim, "$2\r\nab\r\n", "=6\r\ntxt:ab\r\n"},
 		{"malformed unchanged", ShapeMap, "*2\r\n$1\r\na\r\n", "*2\r\n$1\r\na\r\n"},
 	} {
@@ -45,6 +53,9 @@ func FuzzAppendRESP3(f *testing.F) {
 	f.Add([]byte("*1\r\n*2\r\n$1\r\ns\r\n*0\r\n"), uint8(ShapeStreams))
 	f.Add([]byte("$3\r\n1.5\r\n"), uint8(ShapeDouble))
 	f.Add([]byte("*3\r\n$1\r\nk\r\n$1\r\nm\r\n$1\r\n2\r\n"), uint8(ShapeLastDouble))
+	f.Add([]byte("*1\r\n*2\r\n$1\r\nm\r\n*2\r\n$1\r\n1\r\n$1\r\n2\r\n"), uint8(ShapeGeoCoords))
+	f.Add([]byte("*4\r\n$6\r\ngroups\r\n*1\r\n*2\r\n$9\r\nconsumers\r\n*0\r\n$1\r\nx\r\n:1\r\n"), uint8(ShapeStreamFull))
+	f.Add([]byte("*1\r\n*2\r\n$5\r\nnodes\r\n*1\r\n*2\r\n$2\r\nid\r\n$1\r\nx\r\n"), uint8(ShapeShards))
 	f.Fuzz(func(t *testing.T, reply []byte, shape uint8) {
 		out := AppendRESP3(nil, reply, Shape(shape)%(ShapeVerbatim+1))
 		if len(reply) > 0 && len(out) == 0 {
