@@ -101,3 +101,23 @@ func TestRESP3ClusterShardsAsRedis(t *testing.T) {
 	check(cp.cluster.Masters()[0].Addr)
 	check(cp.addr)
 }
+
+// TestRESP3CommandAsRedis: COMMAND is the proxy's own table, so its RESP3
+// form is compared with Redis' by shape: flags, ACL categories, tips and
+// key specs are sets, an unknown command null, subcommands entries, docs
+// maps.
+func TestRESP3CommandAsRedis(t *testing.T) {
+	cp := startClusterProxy(t)
+	info := regexp.MustCompile(`(?s)^\*3\r\n` +
+		`\*10\r\n\$3\r\nget\r\n:2\r\n~\d+\r\n(\+\w+\r\n)*:1\r\n:1\r\n:1\r\n~\d+\r\n(\+@\w+\r\n)*~0\r\n~.*` +
+		`\*10\r\n\$6\r\nconfig\r\n:-2\r\n~\d+\r\n.*~0\r\n~0\r\n\*[1-9]\d*\r\n\*10\r\n\$\d+\r\nconfig\|\w+\r\n:-?\d+\r\n~.*` +
+		`_\r\n$`)
+	docs := regexp.MustCompile(`^%1\r\n\$3\r\nget\r\n%\d+\r\n\$7\r\nsummary\r\n`)
+	for _, addr := range []string{cp.cluster.Masters()[0].Addr, cp.addr} {
+		c := dialResp(t, addr)
+		require.Contains(t, c.do("HELLO", "3"), "proto\r\n:3")
+		assert.Regexp(t, info, c.do("COMMAND", "INFO", "get", "config", "nosuch"), addr)
+		assert.Regexp(t, docs, c.do("COMMAND", "DOCS", "get"), addr)
+		assert.Regexp(t, `^\*[1-9]\d*\r\n\*10\r\n\$\d+\r\n\w+\r\n:-?\d+\r\n~`, c.do("COMMAND"), addr)
+	}
+}

@@ -58,6 +58,14 @@ const (
 	// ShapeShards: CLUSTER SHARDS' array of flat maps becomes an array of
 	// maps, their nodes maps.
 	ShapeShards
+	// ShapeCommandInfo: COMMAND INFO's array of command entries (or nils)
+	// gets each entry's flags, ACL categories, tips and key specs as sets,
+	// and its subcommands as entries, an empty list of them a set, as Redis
+	// 7.0 sends them.
+	ShapeCommandInfo
+	// ShapeMapOfMaps: a flat map whose values are flat maps (COMMAND
+	// DOCS).
+	ShapeMapOfMaps
 	// ShapeVerbatim: a bulk string becomes a verbatim string of format
 	// "txt" (INFO, CLIENT LIST, CLUSTER NODES ...). It is the last shape.
 	ShapeVerbatim
@@ -293,6 +301,22 @@ func convertShaped(dst, src []byte, at int, shape Shape) ([]byte, int, error) {
 		return dst, next, nil
 	case ShapeStreamFull:
 		return convertNestedMap(dst, src, at, "groups", "consumers")
+	case ShapeCommandInfo:
+		return convertCommandEntries(dst, src, at, 0)
+	case ShapeMapOfMaps:
+		if n%2 != 0 {
+			return dst, 0, errMalformed
+		}
+		dst = appendAggregate(dst, '%', n/2)
+		for range n / 2 {
+			if dst, next, err = convert(dst, src, next, 1); err != nil {
+				return dst, 0, err
+			}
+			if dst, next, err = convertShaped(dst, src, next, ShapeMap); err != nil {
+				return dst, 0, err
+			}
+		}
+		return dst, next, nil
 	case ShapeShards:
 		dst = appendAggregate(dst, '*', n)
 		for range n {
@@ -344,6 +368,64 @@ func convertNestedMap(dst, src []byte, at int, path ...string) ([]byte, int, err
 		dst = appendAggregate(dst, '*', items)
 		for range items {
 			if dst, after, err = convertNestedMap(dst, src, after, path[1:]...); err != nil {
+				return dst, 0, err
+			}
+		}
+		next = after
+	}
+	return dst, next, nil
+}
+
+// commandEntryLen is the length of a COMMAND INFO entry; commandSets are the
+// indexes of its elements that are sets in RESP3 (flags, ACL categories,
+// tips, key specs), commandSubcommands that of its subcommands.
+const (
+	commandEntryLen    = 10
+	commandSubcommands = 9
+)
+
+var commandSets = [commandEntryLen]bool{2: true, 6: true, 7: true, 8: true}
+
+// convertCommandEntries appends the array of COMMAND INFO entries at
+// src[at:] (see ShapeCommandInfo); depth is the subcommand nesting.
+func convertCommandEntries(dst, src []byte, at, depth int) ([]byte, int, error) {
+	typ, n, next, err := header(src, at)
+	if err != nil || typ != '*' || n < 0 || depth > 2 {
+		return dst, 0, errMalformed
+	}
+	if n == 0 && depth > 0 {
+		return append(dst, "~0\r\n"...), next, nil
+	}
+	dst = appendAggregate(dst, '*', n)
+	for range n {
+		typ, fields, after, err := header(src, next)
+		switch {
+		case err != nil:
+			return dst, 0, err
+		case typ == '*' && fields == -1:
+			dst, next = append(dst, "_\r\n"...), after
+			continue
+		case typ != '*' || fields != commandEntryLen:
+			return dst, 0, errMalformed
+		}
+		dst = appendAggregate(dst, '*', fields)
+		for i := range commandEntryLen {
+			switch {
+			case i == commandSubcommands:
+				dst, after, err = convertCommandEntries(dst, src, after, depth+1)
+			case commandSets[i]:
+				var items int64
+				if typ, items, after, err = header(src, after); err == nil && (typ != '*' || items < 0) {
+					err = errMalformed
+				}
+				if err == nil {
+					dst = appendAggregate(dst, '~', items)
+					dst, after, err = convertElements(dst, src, after, items)
+				}
+			default:
+				dst, after, err = convert(dst, src, after, 1)
+			}
+			if err != nil {
 				return dst, 0, err
 			}
 		}

@@ -37,6 +37,13 @@ func TestAppendRESP3(t *testing.T) {
 			"%2\r\n$6\r\nlength\r\n:1\r\n$6\r\ngroups\r\n*1\r\n%2\r\n$4\r\nname\r\n$1\r\ng\r\n$9\r\nconsumers\r\n*1\r\n%1\r\n$4\r\nname\r\n$1\r\nc\r\n"},
 		{"shards", ShapeShards, "*1\r\n*4\r\n$5\r\nslots\r\n*0\r\n$5\r\nnodes\r\n*1\r\n*2\r\n$2\r\nid\r\n$1\r\nx\r\n",
 			"*1\r\n%2\r\n$5\r\nslots\r\n*0\r\n$5\r\nnodes\r\n*1\r\n%1\r\n$2\r\nid\r\n$1\r\nx\r\n"},
+		{"command info", ShapeCommandInfo,
+			"*2\r\n*-1\r\n*10\r\n$1\r\nc\r\n:-2\r\n*1\r\n+write\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n*0\r\n" +
+				"*1\r\n*10\r\n$3\r\nc|s\r\n:2\r\n*0\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n*0\r\n*0\r\n",
+			"*2\r\n_\r\n*10\r\n$1\r\nc\r\n:-2\r\n~1\r\n+write\r\n:0\r\n:0\r\n:0\r\n~0\r\n~0\r\n~0\r\n" +
+				"*1\r\n*10\r\n$3\r\nc|s\r\n:2\r\n~0\r\n:0\r\n:0\r\n:0\r\n~0\r\n~0\r\n~0\r\n~0\r\n"},
+		{"map of maps", ShapeMapOfMaps, "*2\r\n$1\r\nc\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n",
+			"%1\r\n$1\r\nc\r\n%1\r\n$1\r\na\r\n$1\r\nb\r\n"},
 		{"verbatim", ShapeVerbatim, "$2\r\nab\r\n", "=6\r\ntxt:ab\r\n"},
 		{"malformed unchanged", ShapeMap, "*2\r\n$1\r\na\r\n", "*2\r\n$1\r\na\r\n"},
 	} {
@@ -52,6 +59,7 @@ func FuzzAppendRESP3(f *testing.F) {
 	f.Add([]byte("*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$-1\r\n"), uint8(ShapeMap))
 	f.Add([]byte("*1\r\n*2\r\n$1\r\ns\r\n*0\r\n"), uint8(ShapeStreams))
 	f.Add([]byte("$3\r\n1.5\r\n"), uint8(ShapeDouble))
+	f.Add([]byte("*1\r\n*10\r\n$1\r\nc\r\n:1\r\n*0\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n*0\r\n*0\r\n"), uint8(ShapeCommandInfo))
 	f.Add([]byte("*3\r\n$1\r\nk\r\n$1\r\nm\r\n$1\r\n2\r\n"), uint8(ShapeLastDouble))
 	f.Add([]byte("*1\r\n*2\r\n$1\r\nm\r\n*2\r\n$1\r\n1\r\n$1\r\n2\r\n"), uint8(ShapeGeoCoords))
 	f.Add([]byte("*4\r\n$6\r\ngroups\r\n*1\r\n*2\r\n$9\r\nconsumers\r\n*0\r\n$1\r\nx\r\n:1\r\n"), uint8(ShapeStreamFull))
