@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -120,4 +121,20 @@ func TestRESP3CommandAsRedis(t *testing.T) {
 		assert.Regexp(t, docs, c.do("COMMAND", "DOCS", "get"), addr)
 		assert.Regexp(t, `^\*[1-9]\d*\r\n\*10\r\n\$\d+\r\n\w+\r\n:-?\d+\r\n~`, c.do("COMMAND"), addr)
 	}
+}
+
+// TestRESP3SubscriberRefusesTransactions: a RESP3 subscriber runs ordinary
+// commands, but transactions and blocking commands are refused with an
+// error that says why and what to do (README's compatibility notes).
+func TestRESP3SubscriberRefusesTransactions(t *testing.T) {
+	cp := startClusterProxy(t)
+	c := dialResp(t, cp.addr)
+	require.Contains(t, c.do("HELLO", "3"), "proto\r\n:3")
+	assert.Equal(t, ">3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n", c.do("SUBSCRIBE", "ch"))
+	assert.Equal(t, "+OK\r\n", c.do("SET", "k", "v"))
+	for _, cmd := range [][]string{{"MULTI"}, {"EXEC"}, {"WATCH", "k"}, {"BLPOP", "list", "1"}} {
+		assert.Equal(t, "-ERR Can't execute '"+strings.ToLower(cmd[0])+"' in subscriber mode through kvproxy: "+errNeedsOwnConnection+"\r\n",
+			c.do(cmd...), "%q", cmd)
+	}
+	assert.Equal(t, "$1\r\nv\r\n", c.do("GET", "k"), "the refusals did not start a transaction")
 }
