@@ -58,11 +58,18 @@ func (sub *subscriber) replyPushes(frames []byte) {
 // that need a connection of their own are refused.
 func (s *session) subscribedCommand(c *redcon.Command) {
 	class := classOf(c.Args)
+	why := ""
 	switch {
-	case class.kind == kindClusterxFailover || class.kind == kindProxyFailover,
-		class.kind == kindDedicated && class.cmd.Flags&FlagPubSub == 0: // PUBLISH is routed
+	case class.kind == kindClusterxFailover || class.kind == kindProxyFailover:
+		why = "it needs a connection of its own"
+	case class.kind == kindDedicated && class.cmd.Flags&FlagPubSub == 0: // PUBLISH is routed
+		// They would hold the session's dedicated connection while the
+		// subscriber's connections write to the client as well.
+		why = errNeedsOwnConnection
+	}
+	if why != "" {
 		s.sub.reply(resp.AppendError(s.scratch[:0], "ERR Can't execute '"+class.cmd.Name+
-			"' in subscriber mode through kvproxy: it needs a connection of its own"))
+			"' in subscriber mode through kvproxy: "+why))
 		return
 	}
 	firstEntry, firstReq := len(s.entries), len(s.reqs)
@@ -82,6 +89,10 @@ func (s *session) subscribedCommand(c *redcon.Command) {
 		s.subscriberOut = nil
 	}
 }
+
+// errNeedsOwnConnection ends the refusal of a transaction or blocking
+// command on a RESP3 subscriber; client libraries report it as it is.
+const errNeedsOwnConnection = "transactions (MULTI/EXEC, WATCH) and blocking commands need a connection of their own, use one that is not subscribed"
 
 // subscribedPong turns the reply Kvrocks gives PING on a subscribed
 // connection, +PONG as on any other (or the argument as a bulk string), into

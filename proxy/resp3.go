@@ -22,50 +22,59 @@ func (s *session) protocol() int {
 // (argShape has those). Checked against redis-server by
 // TestRESP3MatchesRedis.
 var replyShapes = map[string]resp.Shape{
-	"hello":               resp.ShapeMap,
-	"hgetall":             resp.ShapeMap,
-	"config|get":          resp.ShapeMap,
-	"xinfo|stream":        resp.ShapeMap,
-	"client|trackinginfo": resp.ShapeMap,
-	"memory|stats":        resp.ShapeMap,
-	"pubsub|numsub":       resp.ShapeMap,
-	"pubsub|shardnumsub":  resp.ShapeMap,
-	"xinfo|groups":        resp.ShapeMaps,
-	"xinfo|consumers":     resp.ShapeMaps,
-	"smembers":            resp.ShapeSet,
-	"sinter":              resp.ShapeSet,
-	"sunion":              resp.ShapeSet,
-	"sdiff":               resp.ShapeSet,
-	"zscore":              resp.ShapeDouble,
-	"zincrby":             resp.ShapeDouble,
-	"zmscore":             resp.ShapeDoubles,
-	"bzpopmin":            resp.ShapeLastDouble,
-	"bzpopmax":            resp.ShapeLastDouble,
-	"zmpop":               resp.ShapeKeyScorePairs,
-	"bzmpop":              resp.ShapeKeyScorePairs,
-	"geopos":              resp.ShapeDoubleArrays,
-	"xread":               resp.ShapeStreams,
-	"xreadgroup":          resp.ShapeStreams,
-	"info":                resp.ShapeVerbatim,
-	"client|info":         resp.ShapeVerbatim,
-	"client|list":         resp.ShapeVerbatim,
-	"cluster|info":        resp.ShapeVerbatim,
-	"cluster|nodes":       resp.ShapeVerbatim,
-	"lolwut":              resp.ShapeVerbatim,
-	"memory|doctor":       resp.ShapeVerbatim,
-	"latency|doctor":      resp.ShapeVerbatim,
-	"zrange":              withScores,
-	"zrangebyscore":       withScores,
-	"zrevrange":           withScores,
-	"zrevrangebyscore":    withScores,
-	"zunion":              withScores,
-	"zinter":              withScores,
-	"zdiff":               withScores,
-	"zrandmember":         withScores,
-	"hrandfield":          withValues,
-	"zpopmin":             popScores,
-	"zpopmax":             popScores,
-	"zadd":                addIncr,
+	"hello":                resp.ShapeMap,
+	"hgetall":              resp.ShapeMap,
+	"config|get":           resp.ShapeMap,
+	"xinfo|stream":         streamFull,
+	"cluster|shards":       resp.ShapeShards,
+	"command":              resp.ShapeCommandInfo,
+	"command|info":         resp.ShapeCommandInfo,
+	"command|docs":         resp.ShapeMapOfMaps,
+	"client|trackinginfo":  resp.ShapeMap,
+	"memory|stats":         resp.ShapeMap,
+	"pubsub|numsub":        resp.ShapeMap,
+	"pubsub|shardnumsub":   resp.ShapeMap,
+	"xinfo|groups":         resp.ShapeMaps,
+	"xinfo|consumers":      resp.ShapeMaps,
+	"smembers":             resp.ShapeSet,
+	"sinter":               resp.ShapeSet,
+	"sunion":               resp.ShapeSet,
+	"sdiff":                resp.ShapeSet,
+	"zscore":               resp.ShapeDouble,
+	"zincrby":              resp.ShapeDouble,
+	"zmscore":              resp.ShapeDoubles,
+	"bzpopmin":             resp.ShapeLastDouble,
+	"bzpopmax":             resp.ShapeLastDouble,
+	"zmpop":                resp.ShapeKeyScorePairs,
+	"bzmpop":               resp.ShapeKeyScorePairs,
+	"geopos":               resp.ShapeDoubleArrays,
+	"xread":                resp.ShapeStreams,
+	"xreadgroup":           resp.ShapeStreams,
+	"info":                 resp.ShapeVerbatim,
+	"client|info":          resp.ShapeVerbatim,
+	"client|list":          resp.ShapeVerbatim,
+	"cluster|info":         resp.ShapeVerbatim,
+	"cluster|nodes":        resp.ShapeVerbatim,
+	"lolwut":               resp.ShapeVerbatim,
+	"memory|doctor":        resp.ShapeVerbatim,
+	"latency|doctor":       resp.ShapeVerbatim,
+	"zrange":               withScores,
+	"zrangebyscore":        withScores,
+	"zrevrange":            withScores,
+	"zrevrangebyscore":     withScores,
+	"zunion":               withScores,
+	"zinter":               withScores,
+	"zdiff":                withScores,
+	"zrandmember":          withScores,
+	"hrandfield":           withValues,
+	"zpopmin":              popScores,
+	"zpopmax":              popScores,
+	"zadd":                 addIncr,
+	"geosearch":            withCoord,
+	"georadius":            withCoord,
+	"georadius_ro":         withCoord,
+	"georadiusbymember":    withCoord,
+	"georadiusbymember_ro": withCoord,
 }
 
 // Shapes that depend on the arguments, resolved by argShape.
@@ -74,6 +83,8 @@ const (
 	withValues
 	popScores
 	addIncr
+	withCoord
+	streamFull
 )
 
 // replyShape is the shape of cmd's reply to args (cmd is the subcommand a
@@ -90,6 +101,14 @@ func replyShape(cmd *CommandInfo, args [][]byte) resp.Shape {
 		return ifArg(args, "withvalues", resp.ShapePairs)
 	case addIncr:
 		return ifArg(args, "incr", resp.ShapeDouble)
+	case withCoord:
+		return ifArg(args, "withcoord", resp.ShapeGeoCoords)
+	case streamFull:
+		// XINFO STREAM key FULL: the key itself may be named full.
+		if len(args) > 3 && equalFold(args[3], "full") {
+			return resp.ShapeStreamFull
+		}
+		return resp.ShapeMap
 	case popScores:
 		// Redis nests [member, score] pairs only when a count is given.
 		if len(args) > 2 {

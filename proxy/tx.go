@@ -32,6 +32,9 @@ type txState struct {
 	pinned *nodeConn
 	queued []byte
 	count  int
+	// shapes holds each queued command's reply shape, for a RESP3
+	// session's EXEC (execReply).
+	shapes []resp.Shape
 	// writes: a queued command may write, so EXEC waits in the failover
 	// hold of its master.
 	writes bool
@@ -91,6 +94,7 @@ func (s *session) transactionCommand(cmd *CommandInfo, c *redcon.Command) {
 		s.tx.count = 0
 		s.tx.writes = false
 		s.tx.queued = s.tx.queued[:0]
+		s.tx.shapes = s.tx.shapes[:0]
 		if s.tx.pinned == nil {
 			s.tx.slot = -1
 		}
@@ -181,6 +185,7 @@ func (s *session) endTransaction() {
 		s.tx.queued = nil
 	}
 	s.tx.queued = s.tx.queued[:0]
+	s.tx.shapes = s.tx.shapes[:0]
 	s.unpin()
 }
 
@@ -258,6 +263,7 @@ func (s *session) queueCommand(c *redcon.Command) {
 		s.tx.slot = slot
 	}
 	s.tx.queued = append(s.tx.queued, c.Raw...)
+	s.tx.shapes = append(s.tx.shapes, replyShape(cmd, args))
 	s.tx.count++
 	if cmd.Flags&FlagReadOnly == 0 {
 		s.tx.writes = true
@@ -526,11 +532,11 @@ func (s *session) execute(pinned *nodeConn) {
 		}
 		switch {
 		case outcome == txRan, outcome == txMultiFailed && !refusedNotRun(reply):
-			s.write(reply)
+			s.execReply(reply)
 			s.releaseTx(conn, pinned, outcome)
 			return
 		case pinned != nil && outcome == txRefused:
-			s.write(replyWatchAborted)
+			s.execReply(replyWatchAborted)
 			s.srv.pool.put(conn) // EXEC ended its WATCHes
 			return
 		}
@@ -549,6 +555,18 @@ func (s *session) execute(pinned *nodeConn) {
 	}
 }
 
+// execReply writes EXEC's reply; in RESP3 each element is converted by its
+// queued command's shape, as Redis replies to each command in the
+// client's protocol.
+func (s *session) execReply(reply []byte) {
+	if !s.resp3 {
+		s.write(reply)
+		return
+	}
+	s.converted = resp.AppendRESP3Elements(s.converted[:0], reply, s.tx.shapes)
+	s.write(s.converted)
+}
+
 // attemptTransaction sends the transaction once, to addr or on pinned, and
 // tells turn Sent once it is written or will not be. It returns what
 // runTransaction found and the connection used; ok false when EXEC was
@@ -557,7 +575,7 @@ func (s *session) attemptTransaction(pinned *nodeConn, addr string, turn *failov
 	defer sent(turn)
 	if now := s.srv.dedicated.MasterOf(s.tx.slot); pinned != nil && now != pinned.addr && now != s.tx.pinnedView {
 		pinned.close()
-		s.write(replyWatchAborted)
+		s.execReply(replyWatchAborted)
 		return nil, txRan, nil, false
 	}
 	conn = pinned

@@ -48,6 +48,24 @@ const (
 	// ShapeDoubleArrays: an array of arrays of numbers (or nils) gets the
 	// numbers as doubles (GEOPOS).
 	ShapeDoubleArrays
+	// ShapeGeoCoords: an array of arrays whose last element is a
+	// [longitude, latitude] pair gets the pair as doubles (GEOSEARCH ...
+	// WITHCOORD).
+	ShapeGeoCoords
+	// ShapeStreamFull: XINFO STREAM FULL's flat map becomes a map, its
+	// groups maps and their consumers maps.
+	ShapeStreamFull
+	// ShapeShards: CLUSTER SHARDS' array of flat maps becomes an array of
+	// maps, their nodes maps.
+	ShapeShards
+	// ShapeCommandInfo: COMMAND INFO's array of command entries (or nils)
+	// gets each entry's flags, ACL categories, tips and key specs as sets,
+	// and its subcommands as entries, an empty list of them a set, as Redis
+	// 7.0 sends them.
+	ShapeCommandInfo
+	// ShapeMapOfMaps: a flat map whose values are flat maps (COMMAND
+	// DOCS).
+	ShapeMapOfMaps
 	// ShapeVerbatim: a bulk string becomes a verbatim string of format
 	// "txt" (INFO, CLIENT LIST, CLUSTER NODES ...). It is the last shape.
 	ShapeVerbatim
@@ -68,6 +86,35 @@ func AppendRESP3(dst, reply []byte, shape Shape) []byte {
 		}
 	}
 	return out
+}
+
+// AppendRESP3Elements appends to dst the RESP3 form of reply, an array
+// whose i-th element is converted by shapes[i] (EXEC's reply, by its queued
+// commands' shapes). A nil array becomes null; an error, an array of
+// another length or a reply that is not well-formed RESP2 is converted as
+// AppendRESP3 converts it plainly.
+func AppendRESP3Elements(dst, reply []byte, shapes []Shape) []byte {
+	typ, n, next, err := header(reply, 0)
+	if err != nil || typ != '*' || n != int64(len(shapes)) {
+		return AppendRESP3(dst, reply, ShapePlain)
+	}
+	mark := len(dst)
+	dst = append(dst, reply[:next]...)
+	for _, shape := range shapes {
+		at := len(dst)
+		out, end, err := convertShaped(dst, reply, next, shape)
+		if err != nil {
+			// An element that does not fit its shape (an error) stays plain.
+			if out, end, err = convert(dst[:at], reply, next, 1); err != nil {
+				return append(dst[:mark], reply...)
+			}
+		}
+		dst, next = out, end
+	}
+	if next != len(reply) {
+		return append(dst[:mark], reply...)
+	}
+	return dst
 }
 
 // maxDepth bounds nesting, as the proxy's reply scanner does not.
@@ -236,6 +283,48 @@ func convertShaped(dst, src []byte, at int, shape Shape) ([]byte, int, error) {
 			}
 		}
 		return dst, next, nil
+	case ShapeGeoCoords:
+		dst = appendAggregate(dst, '*', n)
+		for range n {
+			typ, fields, after, err := header(src, next)
+			if err != nil || typ != '*' || fields < 1 {
+				return dst, 0, errMalformed
+			}
+			dst = appendAggregate(dst, '*', fields)
+			if dst, after, err = convertElements(dst, src, after, fields-1); err != nil {
+				return dst, 0, err
+			}
+			if dst, next, err = convertShaped(dst, src, after, ShapeDoubles); err != nil {
+				return dst, 0, err
+			}
+		}
+		return dst, next, nil
+	case ShapeStreamFull:
+		return convertNestedMap(dst, src, at, "groups", "consumers")
+	case ShapeCommandInfo:
+		return convertCommandEntries(dst, src, at, 0)
+	case ShapeMapOfMaps:
+		if n%2 != 0 {
+			return dst, 0, errMalformed
+		}
+		dst = appendAggregate(dst, '%', n/2)
+		for range n / 2 {
+			if dst, next, err = convert(dst, src, next, 1); err != nil {
+				return dst, 0, err
+			}
+			if dst, next, err = convertShaped(dst, src, next, ShapeMap); err != nil {
+				return dst, 0, err
+			}
+		}
+		return dst, next, nil
+	case ShapeShards:
+		dst = appendAggregate(dst, '*', n)
+		for range n {
+			if dst, next, err = convertNestedMap(dst, src, next, "nodes"); err != nil {
+				return dst, 0, err
+			}
+		}
+		return dst, next, nil
 	case ShapeStreams:
 		dst = appendAggregate(dst, '%', n)
 		for range n {
@@ -250,6 +339,99 @@ func convertShaped(dst, src []byte, at int, shape Shape) ([]byte, int, error) {
 		return dst, next, nil
 	}
 	return dst, 0, errMalformed
+}
+
+// convertNestedMap appends the flat field, value array at src[at:] as a
+// map whose value under field path[0] is an array of such maps, nested by
+// the rest of path.
+func convertNestedMap(dst, src []byte, at int, path ...string) ([]byte, int, error) {
+	typ, n, next, err := header(src, at)
+	if err != nil || typ != '*' || n < 0 || n%2 != 0 {
+		return dst, 0, errMalformed
+	}
+	dst = appendAggregate(dst, '%', n/2)
+	for range n / 2 {
+		field, _, _ := BulkAt(src, next)
+		if dst, next, err = convert(dst, src, next, 1); err != nil {
+			return dst, 0, err
+		}
+		if len(path) == 0 || string(field) != path[0] {
+			if dst, next, err = convert(dst, src, next, 1); err != nil {
+				return dst, 0, err
+			}
+			continue
+		}
+		typ, items, after, err := header(src, next)
+		if err != nil || typ != '*' || items < 0 {
+			return dst, 0, errMalformed
+		}
+		dst = appendAggregate(dst, '*', items)
+		for range items {
+			if dst, after, err = convertNestedMap(dst, src, after, path[1:]...); err != nil {
+				return dst, 0, err
+			}
+		}
+		next = after
+	}
+	return dst, next, nil
+}
+
+// commandEntryLen is the length of a COMMAND INFO entry; commandSets are the
+// indexes of its elements that are sets in RESP3 (flags, ACL categories,
+// tips, key specs), commandSubcommands that of its subcommands.
+const (
+	commandEntryLen    = 10
+	commandSubcommands = 9
+)
+
+var commandSets = [commandEntryLen]bool{2: true, 6: true, 7: true, 8: true}
+
+// convertCommandEntries appends the array of COMMAND INFO entries at
+// src[at:] (see ShapeCommandInfo); depth is the subcommand nesting.
+func convertCommandEntries(dst, src []byte, at, depth int) ([]byte, int, error) {
+	typ, n, next, err := header(src, at)
+	if err != nil || typ != '*' || n < 0 || depth > 2 {
+		return dst, 0, errMalformed
+	}
+	if n == 0 && depth > 0 {
+		return append(dst, "~0\r\n"...), next, nil
+	}
+	dst = appendAggregate(dst, '*', n)
+	for range n {
+		typ, fields, after, err := header(src, next)
+		switch {
+		case err != nil:
+			return dst, 0, err
+		case typ == '*' && fields == -1:
+			dst, next = append(dst, "_\r\n"...), after
+			continue
+		case typ != '*' || fields != commandEntryLen:
+			return dst, 0, errMalformed
+		}
+		dst = appendAggregate(dst, '*', fields)
+		for i := range commandEntryLen {
+			switch {
+			case i == commandSubcommands:
+				dst, after, err = convertCommandEntries(dst, src, after, depth+1)
+			case commandSets[i]:
+				var items int64
+				if typ, items, after, err = header(src, after); err == nil && (typ != '*' || items < 0) {
+					err = errMalformed
+				}
+				if err == nil {
+					dst = appendAggregate(dst, '~', items)
+					dst, after, err = convertElements(dst, src, after, items)
+				}
+			default:
+				dst, after, err = convert(dst, src, after, 1)
+			}
+			if err != nil {
+				return dst, 0, err
+			}
+		}
+		next = after
+	}
+	return dst, next, nil
 }
 
 // convertElements converts n elements from src[at:] plainly.
