@@ -474,6 +474,8 @@ func FuzzCommandHandler(f *testing.F) {
 		{"SET", "k", "v"}, {"CLUSTERX", "SETNODES", "x", "2"}, {"CLUSTERX", "FAILOVER", "x", "-1"},
 		{"CLIENT", "PAUSE", "x"}, {"HELLO", "2", "AUTH"}, {"CLUSTER", "KEYSLOT"}, {"INFO", "x"},
 		{"CLUSTERX", "TAKEOVER"}, {"CONFIG", "GET"}, {"COMMAND", "INFO", "GET"},
+		{"GETEX", "k", "EX", "0x10"}, {"GETEX", "k", "PERSIST", "PX"}, {"COPY", "k", "{k}2", "DB", "-0", "REPLACE"},
+		{"HELLO", "3", "SETNAME", "n"},
 	} {
 		f.Add(strings.Join(seed, "\x00"))
 	}

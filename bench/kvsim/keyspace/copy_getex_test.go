@@ -1,6 +1,8 @@
 package keyspace
 
 import (
+	"regexp"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -122,4 +124,31 @@ func TestParseKvrocksInt(t *testing.T) {
 		_, got := parseKvrocksInt([]byte(in))
 		assert.Equal(t, msg, got, in)
 	}
+}
+
+// FuzzParseKvrocksInt: any bytes get a number or one of Kvrocks' error
+// texts, and plain decimals read as strconv reads them.
+func FuzzParseKvrocksInt(f *testing.F) {
+	for _, s := range []string{"0", "-12", " +7", "0x1F", "017", "08", "9223372036854775808", "1\x00", ""} {
+		f.Add(s)
+	}
+	plainDecimal := regexp.MustCompile(`^[+-]?[1-9][0-9]*$`)
+	f.Fuzz(func(t *testing.T, s string) {
+		n, msg := parseKvrocksInt([]byte(s))
+		switch msg {
+		case "", "not started as an integer", "encounter non-integer characters", "Numerical result out of range":
+		default:
+			t.Fatalf("%q: unexpected error text %q", s, msg)
+		}
+		if !plainDecimal.MatchString(s) {
+			return
+		}
+		want, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			assert.Equal(t, "Numerical result out of range", msg, s)
+			return
+		}
+		assert.Empty(t, msg, s)
+		assert.Equal(t, want, n, s)
+	})
 }
