@@ -86,7 +86,7 @@ func (n *Node) execControl(conn redcon.Conn, s *session, lname string, args [][]
 	case "asking":
 		conn.WriteString("OK")
 	case "cluster":
-		n.cluster(conn, args)
+		n.cluster(conn, args, s.resp3)
 	case "clusterx":
 		n.clusterx(conn, args)
 	case "multi", "exec", "discard", "watch", "unwatch":

@@ -101,7 +101,7 @@ func ntReadFrame(rd *bufio.Reader) (string, error) {
 	switch line[0] {
 	case '+', '-', ':', '_', ',', '#':
 		return line, nil
-	case '$':
+	case '$', '=':
 		n, err := strconv.Atoi(line[1 : len(line)-2])
 		if err != nil {
 			return "", err

@@ -3,6 +3,8 @@ package kvsim
 import (
 	"bytes"
 	"strconv"
+
+	"github.com/tidwall/redcon"
 )
 
 // RESP3 for a connection that chose it with HELLO 3. The keyspace writes
@@ -10,7 +12,8 @@ import (
 // write it for RESP3: every null (NilString, NilArray and MGET's missing
 // values) is `_`, and the commands below have a map or set at the top.
 // Kvrocks sends scores and INCRBYFLOAT results as bulk strings in both
-// protocols, so no double is produced.
+// protocols, so no double is produced. CLUSTER INFO and NODES are verbatim
+// strings (writeText).
 
 // resp3Aggregates maps a command to the RESP3 type of its top-level array:
 // '%' a map (its array holds key, value, key, value...), '~' a set.
@@ -90,4 +93,16 @@ func appendMapHeader(out []byte, n int, resp3 bool) []byte {
 		return appendAggregateHeader(out, '%', n)
 	}
 	return appendAggregateHeader(out, '*', 2*n)
+}
+
+// writeText is Kvrocks' VerbatimString("txt", text): a bulk string in RESP2.
+func writeText(conn redcon.Conn, text string, resp3 bool) {
+	if !resp3 {
+		conn.WriteBulkString(text)
+		return
+	}
+	out := append([]byte{'='}, strconv.Itoa(len(text)+4)...)
+	out = append(out, "\r\ntxt:"...)
+	out = append(out, text...)
+	conn.WriteRaw(append(out, '\r', '\n'))
 }

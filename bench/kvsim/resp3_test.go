@@ -1,6 +1,8 @@
 package kvsim
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -61,7 +63,14 @@ func TestRESP3Replies(t *testing.T) {
 	assert.Equal(t, ntBulk("v"), c.do("GETEX", k, "PERSIST"))
 	assert.Equal(t, "_\r\n", c.do("GETEX", "{"+k+"}missing"))
 
+	info := c.do("CLUSTER", "INFO")
+	assert.Regexp(t, `^=[0-9]+\r\ntxt:cluster_state:ok\r\n`, info)
+	header, body, _ := strings.Cut(info, "\r\n")
+	assert.Equal(t, "="+strconv.Itoa(len(body)-2), header, "the length counts txt:")
+	assert.Regexp(t, `^=[0-9]+\r\ntxt:[0-9a-z]{40} `, c.do("CLUSTER", "NODES"))
+
 	assert.Equal(t, ntHelloReply(2), c.do("HELLO"))
+	assert.Regexp(t, `^\$[0-9]+\r\ncluster_state:ok\r\n`, c.do("CLUSTER", "INFO"))
 	assert.Equal(t, "$-1\r\n", c.do("GET", "{"+k+"}missing"))
 	assert.Equal(t, "*4\r\n"+ntBulk("f")+ntBulk("1")+ntBulk("g")+ntBulk("2"), c.do("HGETALL", h))
 }
