@@ -55,7 +55,7 @@ func convertRESP3(out, in []byte, aggregate byte) ([]byte, []byte, bool) {
 	case n == -1:
 		return append(out, "_\r\n"...), rest, true
 	case header[0] == '$':
-		if len(rest) < n+2 || rest[n] != '\r' || rest[n+1] != '\n' {
+		if n > len(rest)-2 || rest[n] != '\r' || rest[n+1] != '\n' {
 			return out, in, false
 		}
 		return append(out, in[:line+2+n+2]...), rest[n+2:], true

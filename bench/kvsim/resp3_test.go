@@ -1,6 +1,7 @@
 package kvsim
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"testing"
@@ -76,10 +77,29 @@ func TestRESP3Replies(t *testing.T) {
 }
 
 func TestAppendRESP3LeavesWhatItCannotWalk(t *testing.T) {
-	for _, in := range []string{"", "*2\r\n$1\r\na\r\n", "$5\r\nab\r\n", "*1\r\n$1\r\na\r\n:1\r\n", "?x\r\n"} {
+	for _, in := range []string{"", "*2\r\n$1\r\na\r\n", "$9223372036854775807\r\nx\r\n", "$5\r\nab\r\n", "*1\r\n$1\r\na\r\n:1\r\n", "?x\r\n"} {
 		assert.Equal(t, in, string(appendRESP3(nil, []byte(in), '~')), "%q", in)
 	}
 	assert.Equal(t, "*2\r\n$1\r\na\r\n", string(appendRESP3(nil, []byte("*2\r\n$1\r\na\r\n"), 0)))
 	odd := "*3\r\n$1\r\na\r\n$1\r\nb\r\n$-1\r\n"
 	assert.Equal(t, odd, string(appendRESP3(nil, []byte(odd), '%')), "an odd array is no map")
+}
+
+// FuzzAppendRESP3: any bytes are either rewritten or passed through, never
+// lost, and a RESP3 reply is not rewritten again.
+func FuzzAppendRESP3(f *testing.F) {
+	for _, seed := range []string{"$-1\r\n", "*2\r\n$1\r\na\r\n*-1\r\n", "*4\r\n$1\r\nf\r\n$1\r\nv\r\n$1\r\ng\r\n$-1\r\n",
+		"-ERR x\r\n", ":1\r\n", "*1\r\n$3\r\nab\r\n", "*99999999999999999999\r\n",
+		"$9223372036854775807\r\nx\r\n"} {
+		f.Add([]byte(seed), byte('%'))
+	}
+	f.Fuzz(func(t *testing.T, reply []byte, top byte) {
+		once := appendRESP3(nil, reply, top)
+		if len(reply) > 0 {
+			assert.NotEmpty(t, once)
+		}
+		if !bytes.Equal(once, reply) {
+			assert.Equal(t, once, appendRESP3(nil, once, 0))
+		}
+	})
 }
