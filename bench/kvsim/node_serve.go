@@ -24,7 +24,7 @@ type session struct {
 	sub      *subscriber  // set when a subscription took the connection over
 	tx       transaction  // MULTI/EXEC and WATCH (transactions.go)
 	resp3    bool         // HELLO 3 chose RESP3 (resp3.go)
-	out3     []byte       // RESP3 reply buffer reused across commands
+	out3     []byte       // scratch of the RESP3 rewrite (resp3.go), reused across commands
 }
 
 func (n *Node) addSession(conn redcon.Conn) {

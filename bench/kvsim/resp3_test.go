@@ -70,6 +70,12 @@ func TestRESP3Replies(t *testing.T) {
 	assert.Equal(t, "="+strconv.Itoa(len(body)-2), header, "the length counts txt:")
 	assert.Regexp(t, `^=[0-9]+\r\ntxt:[0-9a-z]{40} `, c.do("CLUSTER", "NODES"))
 
+	assert.Equal(t, "+OK\r\n", c.do("MULTI"))
+	assert.Equal(t, "+QUEUED\r\n", c.do("GET", "{"+k+"}missing"))
+	assert.Equal(t, "+QUEUED\r\n", c.do("HGETALL", h))
+	assert.Equal(t, "*2\r\n_\r\n%2\r\n"+ntBulk("f")+ntBulk("1")+ntBulk("g")+ntBulk("2"), c.do("EXEC"),
+		"EXEC's data replies are RESP3 too")
+
 	assert.Equal(t, ntHelloReply(2), c.do("HELLO"))
 	assert.Regexp(t, `^\$[0-9]+\r\ncluster_state:ok\r\n`, c.do("CLUSTER", "INFO"))
 	assert.Equal(t, "$-1\r\n", c.do("GET", "{"+k+"}missing"))
