@@ -16,7 +16,9 @@ const (
 	clusterxUsage         = clusterxUsageReleased + "|FAILOVER"
 )
 
-func (n *Node) cluster(conn redcon.Conn, args [][]byte) {
+// cluster answers CLUSTER KEYSLOT|INFO|NODES|SLOTS; INFO and NODES are
+// verbatim strings on a RESP3 connection, as Kvrocks sends them.
+func (n *Node) cluster(conn redcon.Conn, args [][]byte, resp3 bool) {
 	if len(args) < 2 {
 		conn.WriteError(wrongArityError(args[0]))
 		return
@@ -45,9 +47,9 @@ func (n *Node) cluster(conn redcon.Conn, args [][]byte) {
 		if v.me != nil && v.me.master && !n.cfg.Released {
 			state = n.failover.stateName()
 		}
-		conn.WriteBulkString(v.clusterInfo(state))
+		writeText(conn, v.clusterInfo(state), resp3)
 	case "nodes":
-		conn.WriteBulkString(v.clusterNodes(time.Now().UnixMilli()))
+		writeText(conn, v.clusterNodes(time.Now().UnixMilli()), resp3)
 	case "slots":
 		conn.WriteRaw(v.appendClusterSlots(nil))
 	}

@@ -86,7 +86,7 @@ func (n *Node) execControl(conn redcon.Conn, s *session, lname string, args [][]
 	case "asking":
 		conn.WriteString("OK")
 	case "cluster":
-		n.cluster(conn, args)
+		n.cluster(conn, args, s.resp3)
 	case "clusterx":
 		n.clusterx(conn, args)
 	case "multi", "exec", "discard", "watch", "unwatch":
@@ -143,74 +143,76 @@ func (n *Node) checkPassword(cred [][]byte) bool {
 	return false
 }
 
-// hello handles HELLO [protover [AUTH user pass] [SETNAME name]]. The node
-// only speaks RESP2, so HELLO 3 gets NOPROTO and clients fall back to RESP2.
+// hello is Kvrocks' HELLO [protover [AUTH [default] password] [SETNAME name]]:
+// AUTH and SETNAME take effect as they are read, a connection that is not
+// authenticated still gets the reply (HELLO is exempt from NOAUTH, and does
+// not authenticate without AUTH), and the reply is Kvrocks' fixed map in the
+// protocol just chosen: HELLO without a version returns the connection to
+// RESP2, as Kvrocks does (resp3-enabled, its default, is assumed).
 func (n *Node) hello(conn redcon.Conn, s *session, args [][]byte) {
+	proto := 2
+	next := 1
 	if len(args) >= 2 {
-		proto, err := strconv.Atoi(string(args[1]))
+		v, err := strconv.ParseInt(strings.TrimLeft(string(args[1]), " \t\n\v\f\r"), 10, 32)
 		if err != nil {
 			conn.WriteError("ERR Protocol version is not an integer or out of range")
 			return
 		}
-		if proto != 2 {
+		if v < 2 || v > 3 {
 			conn.WriteError("NOPROTO unsupported protocol version")
 			return
 		}
+		proto = int(v)
+		next = 2
 	}
-	authed := s.authed
-	var name []byte
-	for i := 2; i < len(args); i++ {
-		switch strings.ToLower(string(args[i])) {
-		case "auth":
-			if i+2 >= len(args) {
-				conn.WriteError("ERR syntax error")
-				return
+	for ; next < len(args); next++ {
+		more := len(args) - next - 1
+		switch opt := string(args[next]); {
+		case strings.EqualFold(opt, "auth") && more != 0:
+			if more == 2 || more == 4 {
+				if string(args[next+1]) != "default" {
+					conn.WriteError("ERR Invalid password")
+					return
+				}
+				next++
 			}
-			if n.cfg.Password == "" || !n.checkPassword(args[i+1:i+3]) {
+			switch {
+			case n.cfg.Password == "":
+				conn.WriteError("ERR Client sent AUTH, but no password is set")
+				return
+			case string(args[next+1]) != n.cfg.Password:
 				conn.WriteError("ERR Invalid password")
 				return
 			}
-			authed = true
-			i += 2
-		case "setname":
-			if i+1 >= len(args) {
-				conn.WriteError("ERR syntax error")
-				return
-			}
-			name = args[i+1]
-			i++
+			s.authed = true
+			next++
+		case strings.EqualFold(opt, "setname") && more != 0:
+			s.name.Store(string(args[next+1]))
+			next++
 		default:
-			conn.WriteError("ERR syntax error")
+			conn.WriteError("ERR Syntax error in HELLO option " + opt)
 			return
 		}
 	}
-	if !authed {
-		conn.WriteError("NOAUTH Authentication required.")
-		return
+	s.resp3 = proto == 3
+	out := appendMapHeader(nil, 6, s.resp3)
+	out = appendBulkString(out, "server")
+	out = appendBulkString(out, "redis")
+	out = appendBulkString(out, "version")
+	out = appendBulkString(out, "4.0.0")
+	out = appendBulkString(out, "proto")
+	out = appendInteger(out, int64(proto))
+	out = appendBulkString(out, "mode")
+	out = appendBulkString(out, "standalone")
+	out = appendBulkString(out, "role")
+	out = appendBulkString(out, "master")
+	out = appendBulkString(out, "modules")
+	if s.resp3 {
+		out = append(out, "_\r\n"...)
+	} else {
+		out = append(out, "*-1\r\n"...)
 	}
-	s.authed = true
-	if name != nil {
-		s.name.Store(string(name))
-	}
-	role := "master"
-	if n.view.Load().isReplica() {
-		role = "slave"
-	}
-	conn.WriteArray(14)
-	conn.WriteBulkString("server")
-	conn.WriteBulkString("redis")
-	conn.WriteBulkString("version")
-	conn.WriteBulkString("4.0.0")
-	conn.WriteBulkString("proto")
-	conn.WriteInt(2)
-	conn.WriteBulkString("id")
-	conn.WriteInt64(s.id)
-	conn.WriteBulkString("mode")
-	conn.WriteBulkString("cluster")
-	conn.WriteBulkString("role")
-	conn.WriteBulkString(role)
-	conn.WriteBulkString("modules")
-	conn.WriteArray(0)
+	conn.WriteRaw(out)
 }
 
 func (n *Node) client(conn redcon.Conn, s *session, args [][]byte) {

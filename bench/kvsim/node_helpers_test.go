@@ -99,9 +99,9 @@ func ntReadFrame(rd *bufio.Reader) (string, error) {
 		return "", fmt.Errorf("bad line %q", line)
 	}
 	switch line[0] {
-	case '+', '-', ':':
+	case '+', '-', ':', '_', ',', '#':
 		return line, nil
-	case '$':
+	case '$', '=':
 		n, err := strconv.Atoi(line[1 : len(line)-2])
 		if err != nil {
 			return "", err
@@ -114,10 +114,13 @@ func ntReadFrame(rd *bufio.Reader) (string, error) {
 			return "", err
 		}
 		return line + string(buf), nil
-	case '*':
+	case '*', '~', '%':
 		n, err := strconv.Atoi(line[1 : len(line)-2])
 		if err != nil {
 			return "", err
+		}
+		if line[0] == '%' {
+			n *= 2
 		}
 		out := line
 		for range max(n, 0) {

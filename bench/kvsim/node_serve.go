@@ -23,6 +23,8 @@ type session struct {
 	out      []byte       // reply buffer reused across commands
 	sub      *subscriber  // set when a subscription took the connection over
 	tx       transaction  // MULTI/EXEC and WATCH (transactions.go)
+	resp3    bool         // HELLO 3 chose RESP3 (resp3.go)
+	out3     []byte       // scratch of the RESP3 rewrite (resp3.go), reused across commands
 }
 
 func (n *Node) addSession(conn redcon.Conn) {
@@ -184,6 +186,11 @@ func (n *Node) execData(conn redcon.Conn, s *session, cmd *keyspace.Command, arg
 		return
 	}
 	s.out = n.ks.Exec(s.out[:0], cmd, args)
+	if s.resp3 {
+		s.out3 = appendRESP3(s.out3[:0], s.out, resp3Aggregates[cmd.Name])
+		conn.WriteRaw(s.out3)
+		return
+	}
 	conn.WriteRaw(s.out)
 }
 

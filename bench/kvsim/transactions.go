@@ -300,6 +300,9 @@ func (n *Node) execQueuedData(txn keyspace.Txn, s *session, out []byte, i int) (
 			out = redcon.AppendError(out, msg)
 		} else if q.data.Write && q.data.FirstKey == 0 && n.view.Load().isReplica() {
 			out = redcon.AppendError(out, "READONLY You can't write against a read only slave.")
+		} else if s.resp3 {
+			s.out3 = txn.Exec(s.out3[:0], q.data, q.args)
+			out = appendRESP3(out, s.out3, resp3Aggregates[q.data.Name])
 		} else {
 			out = txn.Exec(out, q.data, q.args)
 		}

@@ -409,4 +409,7 @@ var (
 	bPXAT      = []byte("PXAT")
 	bKEEPTTL   = []byte("KEEPTTL")
 	bFLUSHALL  = []byte("FLUSHALL")
+	bPERSIST   = []byte("PERSIST")
+	bCOPY      = []byte("COPY")
+	bREPLACE   = []byte("REPLACE")
 )

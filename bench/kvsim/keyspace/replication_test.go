@@ -19,6 +19,7 @@ var workloadTemplates = []string{
 	"INCR K", "DECRBY K N", "INCRBYFLOAT K F", "APPEND K M", "SETRANGE K N M", "GET K", "MGET K K",
 	"DEL K K", "UNLINK K", "EXISTS K", "EXPIRE K N", "PEXPIRE K N", "EXPIRE K N GT", "PEXPIREAT K N",
 	"PERSIST K", "TTL K", "TYPE K", "RENAME K K", "RENAMENX K K",
+	"GETEX K", "GETEX K EX N", "GETEX K PX N", "GETEX K PXAT N", "GETEX K PERSIST", "COPY K K", "COPY K K REPLACE",
 	"LPUSH K M M", "RPUSH K M", "LPUSHX K M", "RPUSHX K M", "LPOP K", "RPOP K N", "LSET K N M",
 	"LREM K N M", "LTRIM K N N", "LINSERT K BEFORE M M", "LRANGE K 0 -1",
 	"HSET K M N M N", "HSETNX K M N", "HDEL K M M", "HINCRBY K M N", "HINCRBYFLOAT K M F", "HGETALL K",
@@ -43,7 +44,7 @@ func randomCommand(rng *rand.Rand, now int64) [][]byte {
 			w = fmt.Sprintf("m%d", rng.IntN(6))
 		case "N":
 			w = fmt.Sprint(rng.IntN(12) - 2)
-			if strings.HasPrefix(tmpl, "PEXPIREAT") {
+			if strings.HasPrefix(tmpl, "PEXPIREAT") || strings.HasSuffix(tmpl, "PXAT N") {
 				w = fmt.Sprint(now + int64(rng.IntN(200)) - 50)
 			}
 		case "F":

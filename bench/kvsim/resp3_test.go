@@ -1,0 +1,111 @@
+package kvsim
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// ntHelloReply is Kvrocks' HELLO reply in protocol proto.
+func ntHelloReply(proto int) string {
+	fields := ntBulk("server") + ntBulk("redis") + ntBulk("version") + ntBulk("4.0.0") + ntBulk("proto")
+	if proto == 3 {
+		return "%6\r\n" + fields + ":3\r\n" + ntBulk("mode") + ntBulk("standalone") + ntBulk("role") +
+			ntBulk("master") + ntBulk("modules") + "_\r\n"
+	}
+	return "*12\r\n" + fields + ":2\r\n" + ntBulk("mode") + ntBulk("standalone") + ntBulk("role") +
+		ntBulk("master") + ntBulk("modules") + "*-1\r\n"
+}
+
+func TestHello(t *testing.T) {
+	n := ntStartNode(t, NodeConfig{})
+	c := ntDial(t, n.Addr())
+	for _, tc := range []struct {
+		args  []string
+		reply string
+	}{
+		{[]string{"HELLO", "4"}, "-NOPROTO unsupported protocol version\r\n"},
+		{[]string{"HELLO", "1"}, "-NOPROTO unsupported protocol version\r\n"},
+		{[]string{"HELLO", "x"}, "-ERR Protocol version is not an integer or out of range\r\n"},
+		{[]string{"HELLO", "0x3"}, "-ERR Protocol version is not an integer or out of range\r\n"},
+		{[]string{"HELLO", "99999999999"}, "-ERR Protocol version is not an integer or out of range\r\n"},
+		{[]string{"HELLO", "3", "AUTH"}, "-ERR Syntax error in HELLO option AUTH\r\n"},
+		{[]string{"HELLO", "3", "FOO", "bar"}, "-ERR Syntax error in HELLO option FOO\r\n"},
+		{[]string{"HELLO", "2"}, ntHelloReply(2)},
+		{[]string{"HELLO"}, ntHelloReply(2)},
+		{[]string{"HELLO", " 3", "setname", "me"}, ntHelloReply(3)},
+	} {
+		assert.Equal(t, tc.reply, c.do(tc.args...), tc.args)
+	}
+	assert.Equal(t, ntBulk("me"), c.do("CLIENT", "GETNAME"), "SETNAME took effect")
+}
+
+// TestRESP3Replies: after HELLO 3 nulls, maps and sets come out as Kvrocks
+// writes them; HELLO 2 (or HELLO alone) returns to RESP2.
+func TestRESP3Replies(t *testing.T) {
+	_, _, c := ntClusterOfTwo(t)
+	k := ntKeyInSlots(t, 0, 8191)
+	h, s := "{"+k+"}h", "{"+k+"}s"
+	assert.Equal(t, ntHelloReply(3), c.do("HELLO", "3"))
+	assert.Equal(t, "_\r\n", c.do("GET", k))
+	assert.Equal(t, "*2\r\n_\r\n_\r\n", c.do("MGET", k, h))
+	assert.Equal(t, ":2\r\n", c.do("HSET", h, "f", "1", "g", "2"))
+	assert.Equal(t, "%2\r\n"+ntBulk("f")+ntBulk("1")+ntBulk("g")+ntBulk("2"), c.do("HGETALL", h))
+	assert.Equal(t, "%0\r\n", c.do("HGETALL", k))
+	assert.Equal(t, "*2\r\n"+ntBulk("1")+"_\r\n", c.do("HMGET", h, "f", "x"))
+	assert.Equal(t, ":2\r\n", c.do("SADD", s, "a", "b"))
+	assert.Equal(t, "~2\r\n"+ntBulk("a")+ntBulk("b"), c.do("SMEMBERS", s))
+	assert.Equal(t, "~2\r\n"+ntBulk("a")+ntBulk("b"), c.do("SUNION", s, "{"+k+"}none"))
+	assert.Equal(t, "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", c.do("SMEMBERS", h))
+	assert.Equal(t, "+OK\r\n", c.do("SET", k, "v"))
+	assert.Equal(t, ntBulk("v"), c.do("GETEX", k, "PERSIST"))
+	assert.Equal(t, "_\r\n", c.do("GETEX", "{"+k+"}missing"))
+
+	info := c.do("CLUSTER", "INFO")
+	assert.Regexp(t, `^=[0-9]+\r\ntxt:cluster_state:ok\r\n`, info)
+	header, body, _ := strings.Cut(info, "\r\n")
+	assert.Equal(t, "="+strconv.Itoa(len(body)-2), header, "the length counts txt:")
+	assert.Regexp(t, `^=[0-9]+\r\ntxt:[0-9a-z]{40} `, c.do("CLUSTER", "NODES"))
+
+	assert.Equal(t, "+OK\r\n", c.do("MULTI"))
+	assert.Equal(t, "+QUEUED\r\n", c.do("GET", "{"+k+"}missing"))
+	assert.Equal(t, "+QUEUED\r\n", c.do("HGETALL", h))
+	assert.Equal(t, "*2\r\n_\r\n%2\r\n"+ntBulk("f")+ntBulk("1")+ntBulk("g")+ntBulk("2"), c.do("EXEC"),
+		"EXEC's data replies are RESP3 too")
+
+	assert.Equal(t, ntHelloReply(2), c.do("HELLO"))
+	assert.Regexp(t, `^\$[0-9]+\r\ncluster_state:ok\r\n`, c.do("CLUSTER", "INFO"))
+	assert.Equal(t, "$-1\r\n", c.do("GET", "{"+k+"}missing"))
+	assert.Equal(t, "*4\r\n"+ntBulk("f")+ntBulk("1")+ntBulk("g")+ntBulk("2"), c.do("HGETALL", h))
+}
+
+func TestAppendRESP3LeavesWhatItCannotWalk(t *testing.T) {
+	for _, in := range []string{"", "*2\r\n$1\r\na\r\n", "$9223372036854775807\r\nx\r\n", "$5\r\nab\r\n", "*1\r\n$1\r\na\r\n:1\r\n", "?x\r\n"} {
+		assert.Equal(t, in, string(appendRESP3(nil, []byte(in), '~')), "%q", in)
+	}
+	assert.Equal(t, "*2\r\n$1\r\na\r\n", string(appendRESP3(nil, []byte("*2\r\n$1\r\na\r\n"), 0)))
+	odd := "*3\r\n$1\r\na\r\n$1\r\nb\r\n$-1\r\n"
+	assert.Equal(t, odd, string(appendRESP3(nil, []byte(odd), '%')), "an odd array is no map")
+}
+
+// FuzzAppendRESP3: any bytes are either rewritten or passed through, never
+// lost, and a RESP3 reply is not rewritten again.
+func FuzzAppendRESP3(f *testing.F) {
+	for _, seed := range []string{"$-1\r\n", "*2\r\n$1\r\na\r\n*-1\r\n", "*4\r\n$1\r\nf\r\n$1\r\nv\r\n$1\r\ng\r\n$-1\r\n",
+		"-ERR x\r\n", ":1\r\n", "*1\r\n$3\r\nab\r\n", "*99999999999999999999\r\n",
+		"$9223372036854775807\r\nx\r\n"} {
+		f.Add([]byte(seed), byte('%'))
+	}
+	f.Fuzz(func(t *testing.T, reply []byte, top byte) {
+		once := appendRESP3(nil, reply, top)
+		if len(reply) > 0 {
+			assert.NotEmpty(t, once)
+		}
+		if !bytes.Equal(once, reply) {
+			assert.Equal(t, once, appendRESP3(nil, once, 0))
+		}
+	})
+}
