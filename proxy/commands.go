@@ -63,6 +63,10 @@ type CommandInfo struct {
 	subcommands map[string]*CommandInfo
 	// kvrocksOnly marks commands that Redis 7.0 does not have.
 	kvrocksOnly bool
+	// runsScript marks EVAL and its kin (scripts.go), servedConfig the
+	// CONFIG subcommands the proxy serves (configcommand.go): fields, not
+	// sets, so the per-command classification looks nothing up.
+	runsScript, servedConfig bool
 }
 
 // maxCommandNameLen bounds the names LookupCommand and Subcommand accept; no

@@ -23,10 +23,12 @@ var (
 	cmdConfigResetstat = LookupCommand([]byte("config")).Subcommand([]byte("resetstat"))
 )
 
-// configSubcommands are the CONFIG subcommands the proxy serves; their
-// admin flag no longer refuses them (adminOnlyCommands guards the changes).
-var configSubcommands = map[*CommandInfo]bool{
-	cmdConfigGet: true, cmdConfigHelp: true, cmdConfigSet: true, cmdConfigRewrite: true, cmdConfigResetstat: true,
+// The CONFIG subcommands the proxy serves (servedConfig); their admin flag
+// no longer refuses them (adminOnlyCommands guards the changes).
+func init() {
+	for _, cmd := range []*CommandInfo{cmdConfigGet, cmdConfigHelp, cmdConfigSet, cmdConfigRewrite, cmdConfigResetstat} {
+		cmd.servedConfig = true
+	}
 }
 
 // secretParameters are never shown by CONFIG GET: the masters' passwords

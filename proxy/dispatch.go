@@ -97,7 +97,7 @@ func classOf(args [][]byte) commandClass {
 		class.kind = kindBadSubArity
 	case isClusterxFailover(info, args):
 		class.kind = kindClusterxFailover
-	case configSubcommands[cmd]:
+	case cmd.servedConfig:
 		class.kind = kindRouted
 	case cmd == cmdScriptKill || cmd == cmdFunctionKill:
 		class.kind = kindScriptKill
@@ -217,7 +217,7 @@ func (s *session) classifyCommand(c *redcon.Command) {
 		}
 		return
 	}
-	if longRunning[cmd] {
+	if cmd.runsScript {
 		defer s.markLong(len(s.reqs))
 	}
 	if cmd.Flags&FlagKeyless != 0 {
@@ -228,7 +228,7 @@ func (s *session) classifyCommand(c *redcon.Command) {
 			s.fanoutAll(c.Raw, false, mergeSame, 0)
 		case cmd == cmdScriptExists:
 			s.fanoutAll(c.Raw, true, mergeScriptExists, 0)
-		case configSubcommands[cmd]:
+		case cmd.servedConfig:
 			s.config(cmd, c)
 		default:
 			s.routeKeyless(c.Raw, cmd.Flags&FlagReadOnly != 0)

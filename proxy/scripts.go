@@ -18,16 +18,13 @@ var (
 	cmdFunctionKill = LookupCommand([]byte("function")).Subcommand([]byte("kill"))
 )
 
-// longRunning are the commands that run a script on their node: the router
-// is told (router.Request.Long), so a node that misses its probes while it
-// runs one is taken as busy, not unreachable.
-var longRunning = map[*CommandInfo]bool{
-	LookupCommand([]byte("eval")):       true,
-	LookupCommand([]byte("eval_ro")):    true,
-	LookupCommand([]byte("evalsha")):    true,
-	LookupCommand([]byte("evalsha_ro")): true,
-	LookupCommand([]byte("fcall")):      true,
-	LookupCommand([]byte("fcall_ro")):   true,
+// The commands that run a script on their node: the router is told
+// (router.Request.Long), so a node that misses its probes while it runs one
+// is taken as busy, not unreachable.
+func init() {
+	for _, name := range []string{"eval", "eval_ro", "evalsha", "evalsha_ro", "fcall", "fcall_ro"} {
+		LookupCommand([]byte(name)).runsScript = true
+	}
 }
 
 // markLong marks the requests from index from on as Long.
