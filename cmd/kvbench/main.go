@@ -11,6 +11,7 @@
 //
 //	kvsim-vs-redis   redis-benchmark SET/GET against a kvsim node and a redis-server
 //	proxy            redis-benchmark SET/GET against redis-server directly, through kvproxy and through twemproxy
+//	latency          fixed-rate SET/GET latency percentiles, direct vs through kvproxy vs through twemproxy
 //	soak             mixed load through kvproxy while planned failovers rotate over every shard
 //
 // Exit status: 0 when the run completed (whatever a comparison's verdict;
@@ -64,6 +65,10 @@ var subcommands = map[string]subcommand{
 	"proxy": {
 		summary: "redis-benchmark SET/GET against redis-server directly, through kvproxy and through twemproxy",
 		run:     runProxy,
+	},
+	"latency": {
+		summary: "fixed-rate (open-loop) SET/GET latency, p50/p99/p999, direct vs through kvproxy vs through twemproxy",
+		run:     runLatency,
 	},
 	"soak": {
 		summary: "mixed load through kvproxy while planned failovers rotate over every shard; errors, lost writes, RSS",

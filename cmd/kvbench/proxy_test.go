@@ -66,7 +66,10 @@ func TestPrintProxyReport(t *testing.T) {
 	report := &loadgen.ProxyReport{
 		Config: loadgen.ProxyConfig{Rounds: 3, Clients: 50, Keyspace: 10, Pipelines: []int{16},
 			Requests: []int{1000}, Tests: []string{"set"}, Goals: []loadgen.ProxyGoal{goal}},
+		Complete: true,
 		Comparison: &loadgen.Comparison{
+			Targets:  []string{loadgen.TargetDirect, loadgen.TargetKvproxy, loadgen.TargetTwemproxy},
+			Baseline: loadgen.TargetDirect,
 			Medians: map[string]loadgen.Metrics{
 				loadgen.TargetDirect:    {set: 400000, pcpu: 0, rcpu: 2},
 				loadgen.TargetKvproxy:   {set: 300000, pcpu: 3, rcpu: 1},
