@@ -81,13 +81,7 @@ directory, its working directory). E.g.
 
 	ctx, cancel := f.start(ctx, "redis-server directly, through kvproxy, twemproxy"+peerNames(cfg.Peers))
 	defer cancel()
-	cfg.Progress = progressLine(stderr, slices.Concat(proxyThroughput(cfg), proxyCPU(cfg)),
-		func(name string, v float64) string {
-			if isProxyCPU(cfg, name) {
-				return fmt.Sprintf("%.2f", v)
-			}
-			return fmt.Sprintf("%.0f", v)
-		})
+	cfg.Progress = progressLine(stderr, proxyThroughput(cfg), func(_ string, v float64) string { return fmt.Sprintf("%.0f", v) })
 	loadBefore := loadAverage()
 	report, runErr := loadgen.RunProxyComparison(ctx, cfg)
 	if report == nil {
@@ -143,22 +137,14 @@ func peerNames(peers []loadgen.PeerProxy) string {
 	return b.String()
 }
 
-// proxyThroughput and proxyCPU are the metric names of a run, as the
-// report orders them.
+// proxyThroughput are the requests/s metric names of a run, as the report
+// orders them.
 func proxyThroughput(cfg loadgen.ProxyConfig) []string {
 	var names []string
 	for _, p := range cfg.Pipelines {
 		for _, t := range cfg.Tests {
 			names = append(names, loadgen.ThroughputMetric(t, p))
 		}
-	}
-	return names
-}
-
-func proxyCPU(cfg loadgen.ProxyConfig) []string {
-	var names []string
-	for _, p := range cfg.Pipelines {
-		names = append(names, loadgen.ProxyCPUMetric(p))
 	}
 	return names
 }
