@@ -149,8 +149,8 @@ func TestProxyEndToEnd(t *testing.T) {
 	assert.Len(t, doc.Verdicts, 2)
 	data, err = os.ReadFile(csvPath)
 	require.NoError(t, err)
-	// 4 targets x (4 throughput + 8 latency + 4 redis cpu) + 3 proxies x 2 proxy cpu, and the header.
-	assert.Len(t, requireCSVReport(t, data), 4*16+3*2+1)
+	// 4 targets x (4 throughput + 8 latency + 2 redis cpu) + 3 proxies x 2 proxy cpu, and the header.
+	assert.Len(t, requireCSVReport(t, data), 4*14+3*2+1)
 	requirePNG(t, pngPath)
 }
 
