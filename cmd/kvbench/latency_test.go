@@ -65,7 +65,7 @@ func TestPrintLatencyReport(t *testing.T) {
 	printLatencyReport(&out, report)
 	assert.Equal(t, strings.Join([]string{
 		"open-loop latency at 1000 requests/s offered (SET/GET, 4 connections, 2s per run, -r 10, -d 3), medians of 3 interleaved rounds",
-		"STOPPED EARLY: medians over the rounds completed (direct 1, kvproxy 1), no verdict",
+		"STOPPED EARLY: medians over the rounds completed (direct 1, kvproxy 1)",
 		"metric          direct  kvproxy  kvproxy/direct",
 		"p50 ms          1.000   2.000    2.00x",
 		"p99 ms          2.000   4.000    -",

@@ -255,7 +255,7 @@ func printPartial(w io.Writer, cmp *loadgen.Comparison) {
 	for i, t := range cmp.Targets {
 		done[i] = fmt.Sprintf("%s %d", t, cmp.Rounds(t))
 	}
-	fmt.Fprintf(w, "STOPPED EARLY: medians over the rounds completed (%s), no verdict\n", strings.Join(done, ", "))
+	fmt.Fprintf(w, "STOPPED EARLY: medians over the rounds completed (%s)\n", strings.Join(done, ", "))
 }
 
 // printProxySamples writes every round's value of every metric, per target.
