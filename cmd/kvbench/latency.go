@@ -45,11 +45,7 @@ build kvproxy (run it from inside the kvproxy module) unless -kvproxy is given.
 	fs.IntVar(&cfg.DataSize, "datasize", cfg.DataSize, "SET value size in bytes")
 	fs.StringVar(&cfg.KvproxyBinary, "kvproxy", "", "kvproxy binary to measure; empty builds kvproxy/cmd/kvproxy")
 	kvproxyArgs := fs.String("kvproxy-args", "", "more kvproxy flags, space-separated (e.g. \"--backend-conns 8\")")
-	fs.Func("peer", "another proxy to measure, NAME=PATH:ARGS; repeatable", func(spec string) error {
-		peer, err := loadgen.ParsePeerProxy(spec)
-		cfg.Peers = append(cfg.Peers, peer)
-		return err
-	})
+	peerFlag(fs, &cfg.Peers, "another proxy to measure, NAME=PATH:ARGS; repeatable")
 	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
 	var files reportFiles
 	files.register(fs, "p50, p99 and p999 latency")

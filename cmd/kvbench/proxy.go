@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -41,11 +42,7 @@ directory, its working directory). E.g.
 	vsDirect := f.fs.String("vs-direct", formatGoal(cfg.Goals[1]),
 		"goal PIPELINE:RATIO: kvproxy at least RATIO times direct requests/s at that depth; \"none\" drops it")
 	samples := f.fs.Bool("samples", false, "also print every round's value of every metric, to judge the noise")
-	f.fs.Func("peer", "another proxy to measure, NAME=PATH:ARGS (see above); repeatable", func(spec string) error {
-		peer, err := loadgen.ParsePeerProxy(spec)
-		cfg.Peers = append(cfg.Peers, peer)
-		return err
-	})
+	peerFlag(f.fs, &cfg.Peers, "another proxy to measure, NAME=PATH:ARGS (see above); repeatable")
 	var files reportFiles
 	files.register(f.fs, "requests/s")
 	if code, ok := f.parse(args); !ok {
@@ -113,6 +110,16 @@ directory, its working directory). E.g.
 		return f.failed(fmt.Errorf("stopped early, the report above covers the rounds completed: %w", runErr))
 	}
 	return exitOK
+}
+
+// peerFlag registers -peer, which adds a peer proxy to peers each time it
+// is given.
+func peerFlag(fs *flag.FlagSet, peers *[]loadgen.PeerProxy, usage string) {
+	fs.Func("peer", usage, func(spec string) error {
+		peer, err := loadgen.ParsePeerProxy(spec)
+		*peers = append(*peers, peer)
+		return err
+	})
 }
 
 // newJSONReport fills what every comparison's JSON report has.
