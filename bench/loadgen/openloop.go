@@ -300,20 +300,25 @@ func (c *openLoopConn) appendRequest(buf []byte, k int64, keyspace int) []byte {
 // connection is closed, recording each one's latency from its due time.
 func (c *openLoopConn) read(start time.Time) error {
 	scanner := resp.NewScanner(maxReplyBytes)
-	buf := make([]byte, 0, 64<<10)
+	buf := make([]byte, 64<<10)
+	// buf[from:to] holds the bytes read and not yet taken as replies.
+	from, to := 0, 0
 	for c.answered < c.scheduled {
-		n, err := scanner.Scan(buf)
+		n, err := scanner.Scan(buf[from:to])
 		if err != nil {
 			return fmt.Errorf("loadgen: open-loop reply from %s: %w", c.conn.RemoteAddr(), err)
 		}
 		if n == 0 {
-			if len(buf) == cap(buf) {
-				grown := make([]byte, len(buf), 2*cap(buf))
-				copy(grown, buf)
-				buf = grown
+			// Move the partial reply to the front (the Scanner resumes at
+			// the same offsets within it), growing buf only for a reply
+			// larger than it.
+			to = copy(buf, buf[from:to])
+			from = 0
+			if to == len(buf) {
+				buf = append(buf, make([]byte, len(buf))...)
 			}
-			m, err := c.conn.Read(buf[len(buf):cap(buf)])
-			buf = buf[:len(buf)+m]
+			m, err := c.conn.Read(buf[to:])
+			to += m
 			if err != nil {
 				return nil // closed: the run ended or was stopped
 			}
@@ -329,10 +334,10 @@ func (c *openLoopConn) read(start time.Time) error {
 		c.latency.Record(now - due)
 		c.lastReply = now
 		c.answered++
-		if resp.IsError(buf[:n]) {
+		if resp.IsError(buf[from : from+n]) {
 			c.errors++
 		}
-		buf = buf[:copy(buf, buf[n:])]
+		from += n
 	}
 	return nil
 }
