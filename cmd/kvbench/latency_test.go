@@ -31,12 +31,7 @@ func TestLatencyRejectsBadFlags(t *testing.T) {
 		"png to stdout":       {"-png", "-"},
 		"positional argument": {"extra"},
 	}
-	for name, args := range cases {
-		code, stdout, stderr := runKvbench(t, append([]string{"latency"}, args...)...)
-		assert.Equal(t, exitUsage, code, name)
-		assert.Empty(t, stdout, name)
-		assert.NotEmpty(t, stderr, name)
-	}
+	assertUsageErrors(t, "latency", cases)
 	code, _, stderr := runKvbench(t, "latency", "-h")
 	assert.Equal(t, exitOK, code)
 	assert.Contains(t, stderr, "-rate")

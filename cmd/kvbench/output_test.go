@@ -176,6 +176,18 @@ func childProcesses(t *testing.T) []string {
 	return children
 }
 
+// assertUsageErrors checks that each case's flags make subcommand exit with
+// the usage status, printing only on stderr.
+func assertUsageErrors(t *testing.T, subcommand string, cases map[string][]string) {
+	t.Helper()
+	for name, args := range cases {
+		code, stdout, stderr := runKvbench(t, append([]string{subcommand}, args...)...)
+		assert.Equal(t, exitUsage, code, name)
+		assert.Empty(t, stdout, name)
+		assert.NotEmpty(t, stderr, name)
+	}
+}
+
 func buildKvproxy(t *testing.T) string {
 	t.Helper()
 	loadgen.RequireBinary(t, "go")

@@ -32,12 +32,7 @@ func TestProxyRejectsBadFlags(t *testing.T) {
 		"positional argument":    {"extra"},
 		"pipelines, no requests": {"-pipelines", "16,8,1"},
 	}
-	for name, args := range cases {
-		code, stdout, stderr := runKvbench(t, append([]string{"proxy"}, args...)...)
-		assert.Equal(t, exitUsage, code, name)
-		assert.Empty(t, stdout, name)
-		assert.NotEmpty(t, stderr, name)
-	}
+	assertUsageErrors(t, "proxy", cases)
 	code, _, stderr := runKvbench(t, "proxy", "-h")
 	assert.Equal(t, exitOK, code)
 	assert.Contains(t, stderr, "-vs-twemproxy")
