@@ -59,6 +59,7 @@ func TestRESP3Replies(t *testing.T) {
 	assert.Equal(t, ":2\r\n", c.do("SADD", s, "a", "b"))
 	assert.Equal(t, "~2\r\n"+ntBulk("a")+ntBulk("b"), c.do("SMEMBERS", s))
 	assert.Equal(t, "~2\r\n"+ntBulk("a")+ntBulk("b"), c.do("SUNION", s, "{"+k+"}none"))
+	assert.Equal(t, "~0\r\n", c.do("SRANDMEMBER", "{"+k+"}none"), "Kvrocks: a set even without a count")
 	assert.Equal(t, "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", c.do("SMEMBERS", h))
 	assert.Equal(t, "+OK\r\n", c.do("SET", k, "v"))
 	assert.Equal(t, ntBulk("v"), c.do("GETEX", k, "PERSIST"))
