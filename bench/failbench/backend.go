@@ -31,10 +31,10 @@ const controllerCallTimeout = 15 * time.Second
 type env struct {
 	proxyAddr string
 	seeds     []string
-	sim       *kvsim.Cluster      // BackendKvsim
-	api       *controller.Client  // kvsim's controller HTTP API
-	redis     *cluster.Cluster    // BackendRedis
-	proxy     *loadgen.Kvproxy    // nil with Config.Target
+	sim       *kvsim.Cluster     // BackendKvsim
+	api       *controller.Client // kvsim's controller HTTP API
+	redis     *cluster.Cluster   // BackendRedis
+	proxy     *loadgen.Kvproxy   // nil with Config.Target
 	closers   []func()
 }
 

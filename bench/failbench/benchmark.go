@@ -14,7 +14,7 @@ import (
 // run a few seconds, again and again while the load runs; the run in
 // flight when the load stops is killed and not counted.
 const (
-	benchmarkRequests = 10_000 // -n, per test: a run of about a second, so runs frame the failover
+	benchmarkRequests = 10_000  // -n, per test: a run of about a second, so runs frame the failover
 	benchmarkKeyspace = 100_000 // -r
 	// benchmarkRestartPause paces the runs after one that failed.
 	benchmarkRestartPause = 100 * time.Millisecond

@@ -11,8 +11,8 @@ import (
 
 // Report is what a run found.
 type Report struct {
-	Backend string  `json:"backend"` // kvsim, redis, or the target proxy's address
-	Trigger Trigger `json:"trigger"`
+	Backend string    `json:"backend"` // kvsim, redis, or the target proxy's address
+	Trigger Trigger   `json:"trigger"`
 	Started time.Time `json:"started"`
 	// DurationMs is how long the load ran; Interrupted is set when the run
 	// was cancelled before its end.
