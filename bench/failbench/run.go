@@ -170,11 +170,11 @@ func (b *bench) failovers(ctx context.Context, start time.Time, shards []shard) 
 
 // failover runs failover seq of shard sh (number index).
 func (b *bench) failover(ctx context.Context, seq, index int, sh shard, start time.Time) FailoverReport {
+	heldBefore := b.proxyHeld()
 	ph := &phases{start: start, at: map[string]time.Time{}}
 	began := time.Now()
 	res := FailoverReport{Seq: seq, Shard: index, Trigger: b.cfg.Trigger, From: sh.Master, To: sh.Replica,
 		StartMs: ms(began.Sub(start))}
-	heldBefore := b.proxyHeld()
 	b.rec.begin(seq, index)
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.FailoverTimeout+failoverWait)
 	defer cancel()

@@ -24,7 +24,7 @@ the end) and redis-benchmark in a loop through kvproxy, triggers a master failov
 -at (and -repeat N rotates over the shards, one every -interval), and reports the client
 errors, lost acknowledged writes, the write stall on the failing-over shard against the
 server's own write pause, read and other-shard p50/p99/p999 before/during/after, and the
-handover's phases with timestamps. -json writes the report.
+handover's phases with timestamps. -json and -png write the report and a timeline.
 
 The cluster: kvsim (simulated Kvrocks, in this process) by default, -backend redis for a
 real Redis Cluster (redis-server processes), or -target host:port for an existing proxy
@@ -37,7 +37,7 @@ controller's HTTP API; kvsim), pause (the controller's CLIENT PAUSE failover; kv
 kill (the master killed, its replica promoted; kvsim, redis), redis (CLUSTER FAILOVER on
 the replica; target). Ctrl-C stops the run with a partial report.
 
-Example: kvbench failover -trigger proxied -repeat 3 -json failover.json`)
+Example: kvbench failover -trigger proxied -repeat 3 -json failover.json -png failover.png`)
 		fmt.Fprintln(stderr, "\nflags:")
 		fs.PrintDefaults()
 	}
@@ -65,6 +65,7 @@ Example: kvbench failover -trigger proxied -repeat 3 -json failover.json`)
 	fs.StringVar(&cfg.KvproxyBinary, "kvproxy", "", "kvproxy binary to run; empty builds kvproxy/cmd/kvproxy")
 	kvproxyArgs := fs.String("kvproxy-args", "", "more kvproxy flags, space-separated")
 	jsonPath := fs.String("json", "", "write the report as JSON to this file (- for stdout, instead of the text)")
+	pngPath := fs.String("png", "", "write the timeline (throughput, p99, held requests per 100 ms; failovers shaded) as PNG to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -90,6 +91,12 @@ Example: kvbench failover -trigger proxied -repeat 3 -json failover.json`)
 	if err != nil {
 		fmt.Fprintf(stderr, "kvbench %s: %v\n", name, err)
 		return exitError
+	}
+	if *pngPath != "" {
+		if err := writeFile(*pngPath, report.WritePNG); err != nil {
+			fmt.Fprintf(stderr, "kvbench %s: -png: %v\n", name, err)
+			return exitError
+		}
 	}
 	switch *jsonPath {
 	case "-":
