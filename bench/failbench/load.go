@@ -158,7 +158,7 @@ func isReply(err error) bool {
 func errorKind(err error) string {
 	var reply redis.Error
 	if errors.As(err, &reply) {
-		prefix, _, _ := strings.Cut(err.Error(), " ")
+		prefix, _, _ := strings.Cut(reply.Error(), " ")
 		return prefix
 	}
 	var timeout interface{ Timeout() bool }

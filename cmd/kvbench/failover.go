@@ -10,6 +10,9 @@ import (
 	"os"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/logging"
+
 	"kvproxy/bench/failbench"
 )
 
@@ -85,6 +88,9 @@ Example: kvbench failover -trigger proxied -repeat 3 -json failover.json -png fa
 		return exitUsage
 	}
 	cfg.Progress = stderr
+	// go-redis logs every failed dial of the cluster's start and of a
+	// failover; the report counts the errors the load met.
+	redis.SetLogger(&logging.VoidLogger{})
 
 	fmt.Fprintf(stderr, "kvbench: %d %s failover(s), the first at %v...\n", cfg.Repeat, cfg.Trigger, cfg.At)
 	report, err := failbench.Run(ctx, cfg)
