@@ -16,6 +16,7 @@ import (
 	"kvproxy/bench/cluster"
 	"kvproxy/bench/kvsim"
 	"kvproxy/bench/loadgen"
+	"kvproxy/bench/soak"
 	"kvproxy/controller"
 )
 
@@ -108,7 +109,7 @@ func (e *env) startKvsim(cfg Config, progress io.Writer) error {
 	// Only the trigger moves a master: a killed one is replaced quickly.
 	simCfg.Controller.AutoFailover = cfg.Trigger == TriggerKill
 	simCfg.Controller.ProbeInterval, simCfg.Controller.FailureCount = 200*time.Millisecond, 3
-	simCfg.Controller.Failover = pauseFailoverOptions(cfg.ReplDelay)
+	simCfg.Controller.Failover = soak.PauseFailoverOptions(cfg.ReplDelay)
 	simCfg.ControllerAPI.Listen = "127.0.0.1:0"
 	simCfg.Logger = slog.New(slog.NewTextHandler(progress, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sim, err := kvsim.StartCluster(simCfg)
@@ -127,16 +128,6 @@ func (e *env) startKvsim(cfg Config, progress io.Writer) error {
 		e.seeds = append(e.seeds, m.Addr())
 	}
 	return nil
-}
-
-// pauseFailoverOptions are the controller's CLIENT PAUSE failover options
-// for a replication delay: upstream's 100 ms sync timeout cannot wait for
-// a replica that applies changes later than that.
-func pauseFailoverOptions(replDelay time.Duration) kvsim.FailoverOptions {
-	opts := kvsim.DefaultFailoverOptions()
-	opts.SyncTimeout = max(opts.SyncTimeout, 3*replDelay)
-	opts.PauseTimeout = opts.SyncTimeout + 400*time.Millisecond
-	return opts
 }
 
 // node is a cluster node as CLUSTER SLOTS names it.
@@ -159,7 +150,7 @@ type shard struct {
 func clusterShards(ctx context.Context, addrs []string, timeout time.Duration) ([]shard, []int, error) {
 	var errs []error
 	for _, addr := range addrs {
-		cl := newClient(addr, timeout, 1)
+		cl := soak.NewClient(addr, timeout, 1)
 		ranges, err := cl.ClusterSlots(ctx).Result()
 		cl.Close()
 		if err != nil {

@@ -15,18 +15,6 @@ import (
 	"kvproxy/router"
 )
 
-func newClient(addr string, timeout time.Duration, poolSize int) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr:            addr,
-		DisableIdentity: true,
-		MaxRetries:      -1,
-		DialTimeout:     timeout,
-		ReadTimeout:     timeout,
-		WriteTimeout:    timeout,
-		PoolSize:        poolSize,
-	})
-}
-
 // worker is one connection of the Go load generator: batches of Pipeline
 // GETs and SETs of keys only it writes, every write in its ledger.
 type worker struct {
@@ -45,7 +33,7 @@ type worker struct {
 }
 
 func newWorker(id int, addr string, cfg Config, rec *recorder, shardOf []int) *worker {
-	w := &worker{id: id, cfg: cfg, cl: newClient(addr, cfg.ClientTimeout, 1), rec: rec, shardOf: shardOf,
+	w := &worker{id: id, cfg: cfg, cl: soak.NewClient(addr, cfg.ClientTimeout, 1), rec: rec, shardOf: shardOf,
 		ledger: soak.NewLedger(), rng: rand.New(rand.NewPCG(cfg.Seed, uint64(id))),
 		padding: strings.Repeat("x", max(cfg.ValueSize-24, 0))}
 	for k := range cfg.Keys {

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"kvproxy/bench/kvsim"
+	"kvproxy/bench/soak"
 )
 
 // failoverWait bounds one failover, from the trigger to the replica
@@ -46,27 +47,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	var progress io.Writer = io.Discard
 	if cfg.Progress != nil {
-		progress = &lockedWriter{w: cfg.Progress}
+		progress = soak.NewLockedWriter(cfg.Progress)
 	}
 	e, err := startEnv(ctx, cfg, progress)
 	if err != nil {
 		return nil, fmt.Errorf("failover: %w", err)
 	}
 	defer e.close()
-	b := &bench{cfg: cfg, env: e, progress: progress, admin: newClient(e.proxyAddr, cfg.ClientTimeout, 2)}
+	b := &bench{cfg: cfg, env: e, progress: progress, admin: soak.NewClient(e.proxyAddr, cfg.ClientTimeout, 2)}
 	defer b.admin.Close()
 	return b.run(ctx)
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 func (b *bench) run(ctx context.Context) (*Report, error) {
@@ -124,7 +114,7 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 	report.Benchmark = benchReport
 	verifyCtx, cancel := context.WithTimeout(context.Background(), verifyTimeout)
 	defer cancel()
-	verifier := newClient(b.env.proxyAddr, b.cfg.ClientTimeout, 1)
+	verifier := soak.NewClient(b.env.proxyAddr, b.cfg.ClientTimeout, 1)
 	defer verifier.Close()
 	for _, w := range workers {
 		read, lost, err := w.verify(verifyCtx, verifier)

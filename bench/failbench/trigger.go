@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"kvproxy/bench/kvsim"
+	"kvproxy/bench/soak"
 	"kvproxy/failover"
 )
 
@@ -64,9 +65,9 @@ const pollInterval = 5 * time.Millisecond
 // cluster_failover_state and the moment the replica serves the shard's
 // first slot itself; it closes takeover then.
 func (b *bench) poll(ctx context.Context, sh shard, ph *phases, takeover chan<- struct{}) {
-	master := newClient(sh.Master.Addr, b.cfg.ClientTimeout, 1)
+	master := soak.NewClient(sh.Master.Addr, b.cfg.ClientTimeout, 1)
 	defer master.Close()
-	replica := newClient(sh.Replica.Addr, b.cfg.ClientTimeout, 1)
+	replica := soak.NewClient(sh.Replica.Addr, b.cfg.ClientTimeout, 1)
 	defer replica.Close()
 	state, took := "", false
 	tick := time.NewTicker(pollInterval)
@@ -158,7 +159,7 @@ func (b *bench) trigger(ctx context.Context, sh shard, ph *phases) error {
 		if err != nil {
 			return err
 		}
-		opts := pauseFailoverOptions(b.cfg.ReplDelay)
+		opts := soak.PauseFailoverOptions(b.cfg.ReplDelay)
 		opts.Replica = sh.Replica.ID
 		if err := b.env.sim.Controller().FailoverShard(ctx, ctlShard, opts); err != nil {
 			return err
@@ -175,7 +176,7 @@ func (b *bench) trigger(ctx context.Context, sh shard, ph *phases) error {
 		}
 		return b.env.redis.Kill(n)
 	case TriggerRedis:
-		cl := newClient(sh.Replica.Addr, b.cfg.ClientTimeout, 1)
+		cl := soak.NewClient(sh.Replica.Addr, b.cfg.ClientTimeout, 1)
 		defer cl.Close()
 		if err := cl.ClusterFailover(ctx).Err(); err != nil {
 			return fmt.Errorf("CLUSTER FAILOVER on %s: %w", sh.Replica.Addr, err)
