@@ -38,7 +38,7 @@ Triggers: proxied (CLUSTERX FAILOVER through the proxy; kvsim, redis, target),
 direct (CLUSTERX FAILOVER to the master, the proxy not told; kvsim), controller (the
 controller's HTTP API; kvsim), pause (the controller's CLIENT PAUSE failover; kvsim),
 kill (the master killed, its replica promoted; kvsim, redis), redis (CLUSTER FAILOVER on
-the replica; target). Ctrl-C stops the run with a partial report.
+the replica directly, the proxy not told; redis, target). Ctrl-C stops the run with a partial report.
 
 Example: kvbench failover -trigger proxied -repeat 3 -json failover.json -png failover.png`)
 		fmt.Fprintln(stderr, "\nflags:")
