@@ -87,7 +87,7 @@ func (r *Report) WritePNG(w io.Writer) error {
 			line.Color = panel.color
 			p.Add(line)
 		}
-		p.Y.Min = 0
+		p.Y.Min, p.Y.Max = 0, max(p.Y.Max, 1)
 		plots[i] = []*plot.Plot{p}
 	}
 	img := vgimg.New(plotWidth, plotHeight)

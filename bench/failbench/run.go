@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -169,16 +170,16 @@ func (b *bench) failover(ctx context.Context, seq, index int, sh shard, start ti
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.FailoverTimeout+failoverWait)
 	defer cancel()
 	pollCtx, stopPoll := context.WithCancel(ctx)
-	takeover := make(chan struct{})
+	over := make(chan struct{})
 	var polling sync.WaitGroup
-	polling.Go(func() { b.poll(pollCtx, sh, ph, takeover) })
+	polling.Go(func() { b.poll(pollCtx, sh, ph, over) })
 	err := b.trigger(ctx, sh, ph)
 	if err == nil {
 		ph.add(eventDone)
 		select {
-		case <-takeover:
+		case <-over:
 		case <-ctx.Done():
-			err = fmt.Errorf("the replica %s did not serve the slots: %w", sh.Replica.Addr, ctx.Err())
+			err = fmt.Errorf("the replica %s did not serve the slots, or the proxy did not route them to it: %w", sh.Replica.Addr, ctx.Err())
 		}
 	}
 	stopPoll()
@@ -231,9 +232,15 @@ func (b *bench) proxyShardLine(sh shard) map[string]string {
 	if err != nil {
 		return nil
 	}
+	return shardLine(info, sh.Replica.Addr)
+}
+
+// shardLine is the fields of the INFO failover shard line whose master is
+// at addr; nil when there is none.
+func shardLine(info, master string) map[string]string {
 	for key, value := range kvsim.ParseInfoFields(info) {
-		if len(key) > 5 && key[:5] == "shard" {
-			if fields := parseShardLine(value); fields["master"] == sh.Replica.Addr {
+		if strings.HasPrefix(key, "shard") {
+			if fields := parseShardLine(value); fields["master"] == master {
 				return fields
 			}
 		}

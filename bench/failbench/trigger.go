@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,6 +53,7 @@ const (
 	eventSent      = "trigger sent"
 	eventAccepted  = "trigger answered OK"
 	eventTakeover  = "replica serves the slots"
+	eventRouted    = "proxy routes to the replica"
 	eventCommitted = "topology committed"
 	eventDone      = "trigger done"
 	masterPrefix   = "master "
@@ -62,14 +64,18 @@ const (
 const pollInterval = 5 * time.Millisecond
 
 // poll records, until ctx ends, every change of the old master's
-// cluster_failover_state and the moment the replica serves the shard's
-// first slot itself; it closes takeover then.
-func (b *bench) poll(ctx context.Context, sh shard, ph *phases, takeover chan<- struct{}) {
+// cluster_failover_state, the moment the replica serves the shard's first
+// slot itself, and the moment the proxy routes the shard to it (INFO
+// failover names it the shard's master). It closes done once both were
+// seen, or the first alone when the proxy does not report its shards.
+func (b *bench) poll(ctx context.Context, sh shard, ph *phases, done chan<- struct{}) {
 	master := soak.NewClient(sh.Master.Addr, b.cfg.ClientTimeout, 1)
 	defer master.Close()
 	replica := soak.NewClient(sh.Replica.Addr, b.cfg.ClientTimeout, 1)
 	defer replica.Close()
-	state, took := "", false
+	proxy := soak.NewClient(b.env.proxyAddr, b.cfg.ClientTimeout, 1)
+	defer proxy.Close()
+	state, took, routed, closed := "", false, false, false
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
@@ -85,10 +91,23 @@ func (b *bench) poll(ctx context.Context, sh shard, ph *phases, takeover chan<- 
 					if r.Start <= sh.FirstSlot && sh.FirstSlot <= r.End && len(r.Nodes) > 0 && r.Nodes[0].ID == sh.Replica.ID {
 						took = true
 						ph.add(eventTakeover)
-						close(takeover)
 					}
 				}
 			}
+		}
+		if !routed {
+			if info, err := proxy.Info(ctx, "failover").Result(); err == nil {
+				if !strings.Contains(info, "shard0:") {
+					routed = true // not kvproxy, or too old to say
+				} else if shardLine(info, sh.Replica.Addr) != nil {
+					routed = true
+					ph.add(eventRouted)
+				}
+			}
+		}
+		if took && routed && !closed {
+			closed = true
+			close(done)
 		}
 		select {
 		case <-ctx.Done():
