@@ -10,6 +10,7 @@
 // Subcommands:
 //
 //	kvsim-vs-redis   redis-benchmark SET/GET against a kvsim node and a redis-server
+//	failover         load through kvproxy across a triggered failover; errors, lost writes, stall, PNG timeline
 //	proxy            redis-benchmark SET/GET against redis-server directly, through kvproxy and through twemproxy
 //	latency          fixed-rate SET/GET latency percentiles, direct vs through kvproxy vs through twemproxy
 //	soak             mixed load through kvproxy while planned failovers rotate over every shard
@@ -64,6 +65,10 @@ var subcommands = map[string]subcommand{
 	"kvsim-vs-redis": {
 		summary: "redis-benchmark SET/GET against a kvsim node and a redis-server, as a ratio",
 		run:     runKvsimVsRedis,
+	},
+	"failover": {
+		summary: "load through kvproxy across a triggered failover: errors, lost writes, write stall vs the server's pause, latency timeline",
+		run:     runFailover,
 	},
 	"proxy": {
 		summary: "redis-benchmark SET/GET against redis-server directly, through kvproxy and through twemproxy",
