@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -99,7 +97,7 @@ Example: kvbench failover -trigger proxied -repeat 3 -json failover.json -png fa
 		return exitError
 	}
 	if *pngPath != "" {
-		if err := writeFile(*pngPath, report.WritePNG); err != nil {
+		if err := writeFile(*pngPath, stdout, report.WritePNG); err != nil {
 			fmt.Fprintf(stderr, "kvbench %s: -png: %v\n", name, err)
 			return exitError
 		}
@@ -113,7 +111,7 @@ Example: kvbench failover -trigger proxied -repeat 3 -json failover.json -png fa
 	case "":
 		report.Print(stdout)
 	default:
-		if err := writeFile(*jsonPath, func(w io.Writer) error { return writeJSON(w, report) }); err != nil {
+		if err := writeFile(*jsonPath, stdout, func(w io.Writer) error { return writeJSON(w, report) }); err != nil {
 			fmt.Fprintf(stderr, "kvbench %s: -json: %v\n", name, err)
 			return exitError
 		}
@@ -123,23 +121,4 @@ Example: kvbench failover -trigger proxied -repeat 3 -json failover.json -png fa
 		return exitError
 	}
 	return exitOK
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-// writeFile creates path and writes it with write.
-func writeFile(path string, write func(io.Writer) error) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := write(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

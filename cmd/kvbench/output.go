@@ -97,10 +97,11 @@ func comparisonRows(cmp *loadgen.Comparison, metrics []string, skip func(target,
 	return rows
 }
 
-func writeJSON(w io.Writer, report jsonReport) error {
+// writeJSON writes v as indented JSON.
+func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(report)
+	return enc.Encode(v)
 }
 
 // csvHeader is the first line of every -csv output.
