@@ -6,7 +6,8 @@
 //	kvproxy version
 //
 // Every flag has an environment variable (KVPROXY_ + the flag in upper case,
-// '-' as '_'); the flag wins. --demo starts a simulated Kvrocks cluster on
+// '-' as '_') and a key of the --config YAML file (the flag's name); the flag
+// wins over the variable, the variable over the file. --demo starts a simulated Kvrocks cluster on
 // loopback and proxies it. SIGINT or SIGTERM shut down gracefully; a second
 // one ends the process at once.
 //
@@ -77,7 +78,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		fmt.Fprintln(stdout, "kvproxy", version.String())
 		return exitOK
 	}
-	opts, err := parseOptions(args, env)
+	opts, settings, err := loadSettings(args, env)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, usage())
 		return exitOK
@@ -88,6 +89,15 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	}
 	if opts.showVersion {
 		fmt.Fprintln(stdout, "kvproxy", version.String())
+		return exitOK
+	}
+	if opts.printConfig {
+		out, err := printConfig(settings)
+		if err != nil {
+			startupFailed(stderr, err)
+			return exitStartup
+		}
+		_, _ = stdout.Write(out)
 		return exitOK
 	}
 	logger := newLogger(stderr, opts.logJSON, opts.logLevel)
