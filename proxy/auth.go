@@ -77,29 +77,40 @@ func newCredentials(cfg *Config) (*credentials, error) {
 		c.users[adminUser] = User{Name: adminUser, Password: cfg.AdminPassword, Role: RoleAdmin}
 	}
 	var bad []string
+	named := make(map[string]bool, len(cfg.Users))
 	for i, u := range cfg.Users {
-		switch _, taken := c.users[u.Name]; {
+		taken := named[u.Name]
+		named[u.Name] = true
+		switch {
 		case u.Name == "" || strings.ContainsAny(u.Name, " \t\r\n"):
-			bad = append(bad, fmt.Sprintf("Users[%d]: name %q: want a name without blanks", i, u.Name))
+			bad = append(bad, fmt.Sprintf("users[%d]: name %q: want a name without blanks", i, u.Name))
 		case u.Name == defaultUser || u.Name == adminUser && cfg.AdminPassword != "":
-			bad = append(bad, fmt.Sprintf("Users[%d]: name %q is the %s user's, set by its own password", i, u.Name, u.Name))
+			bad = append(bad, fmt.Sprintf("users[%d]: name %q is the %s user's, set by its own password", i, u.Name, u.Name))
 		case taken:
-			bad = append(bad, fmt.Sprintf("Users[%d]: name %q twice", i, u.Name))
+			bad = append(bad, fmt.Sprintf("users[%d]: name %q twice", i, u.Name))
 		case u.Password == "":
-			bad = append(bad, fmt.Sprintf("Users[%d] (%s): no password", i, u.Name))
+			bad = append(bad, fmt.Sprintf("users[%d] (%s): no password", i, u.Name))
 		case roleNames[u.Role] == "":
-			bad = append(bad, fmt.Sprintf("Users[%d] (%s): no role", i, u.Name))
+			bad = append(bad, fmt.Sprintf("users[%d] (%s): no role", i, u.Name))
 		default:
 			c.users[u.Name] = u
 		}
 	}
 	if len(bad) > 0 {
-		return nil, errors.New("proxy: Config." + strings.Join(bad, "; "))
+		return nil, errors.New(strings.Join(bad, "; "))
 	}
 	for _, u := range c.users {
 		c.anyAdmin = c.anyAdmin || u.Role == RoleAdmin
 	}
 	return c, nil
+}
+
+// CheckUsers reports every problem of users next to the default user's
+// password and the admin user's (Config.Password, AdminPassword), in one
+// error, as Config.Validate would.
+func CheckUsers(password, adminPassword string, users []User) error {
+	_, err := newCredentials(&Config{Password: password, AdminPassword: adminPassword, Users: users})
+	return err
 }
 
 // signInAs marks the session authenticated as user (nil: not

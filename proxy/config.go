@@ -203,8 +203,10 @@ func (c *Config) Validate() error {
 			return errors.New("proxy: Config." + check.rule)
 		}
 	}
-	_, err := newCredentials(c)
-	return err
+	if _, err := newCredentials(c); err != nil {
+		return errors.New("proxy: Config." + err.Error())
+	}
+	return nil
 }
 
 // checkHostPort accepts host:port with a numeric port. An address clients

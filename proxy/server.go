@@ -42,11 +42,11 @@ type Server struct {
 	logger  *slog.Logger
 	// nodeID is the 40-character id the proxy gives itself in CLUSTER
 	// replies, derived from the announce address so it is stable.
-	nodeID        string
-	announceHost  string
-	announcePort  int
-	started       time.Time
-	limits        resp.RequestLimits
+	nodeID       string
+	announceHost string
+	announcePort int
+	started      time.Time
+	limits       resp.RequestLimits
 	// creds are the users (auth.go); the limits below are Config's that
 	// Reload changes: read once per accepted connection.
 	creds             atomic.Pointer[credentials]

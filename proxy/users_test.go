@@ -110,8 +110,8 @@ func TestReloadUsers(t *testing.T) {
 	bad.Users = []User{{Name: "x", Role: RoleAdmin}, {Name: "default", Password: "p", Role: RoleAdmin}}
 	err := srv.Reload(bad)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "Users[0] (x): no password")
-	assert.Contains(t, err.Error(), `Users[1]: name "default"`)
+	assert.Contains(t, err.Error(), "users[0] (x): no password")
+	assert.Contains(t, err.Error(), `users[1]: name "default"`)
 	assert.Equal(t, "+OK\r\n", dialResp(t, addr).do("AUTH", "new-def"), "a refused reload changes nothing")
 }
 

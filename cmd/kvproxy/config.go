@@ -9,12 +9,19 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"kvproxy/proxy"
 )
 
 // The configuration file (--config) is YAML whose keys are the flags' names:
 // every flag, present or future, is settable from it with no code of its
-// own. Its values are the lowest layer above the defaults: the environment
-// and then the command line override them.
+// own, plus a users: list (usersKey). Its values are the lowest layer
+// above the defaults: the environment and then the command line override
+// them.
+
+// usersKey is the file's list of users, each a mapping of name, password
+// and role; it has no flag.
+const usersKey = "users"
 
 // notInFile are the flags that only make sense on a command line.
 var notInFile = map[string]bool{"config": true, "print-config": true, "version": true}
@@ -41,23 +48,24 @@ func configPath(args []string, env func(string) string) string {
 	return env(envName("config"))
 }
 
-// readConfigFile sets fs's flags from the file at path. Every problem is
-// returned, each naming its key, so one start reports them all.
-func readConfigFile(fs *flag.FlagSet, path string) (problems []string, err error) {
+// readConfigFile sets fs's flags from the file at path and returns its
+// users. Every problem is returned, each naming its key, so one start
+// reports them all.
+func readConfigFile(fs *flag.FlagSet, path string) (users []proxy.User, problems []string, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("--config: %w", err)
+		return nil, nil, fmt.Errorf("--config: %w", err)
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("--config %s: %v", path, err)
+		return nil, nil, fmt.Errorf("--config %s: %v", path, err)
 	}
 	if len(doc.Content) == 0 {
-		return nil, nil // an empty file sets nothing
+		return nil, nil, nil // an empty file sets nothing
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("--config %s: want a mapping of flag names to values", path)
+		return nil, nil, fmt.Errorf("--config %s: want a mapping of flag names to values", path)
 	}
 	seen := make(map[string]bool)
 	for i := 0; i+1 < len(root.Content); i += 2 {
@@ -67,6 +75,12 @@ func readConfigFile(fs *flag.FlagSet, path string) (problems []string, err error
 			continue
 		}
 		seen[key] = true
+		if key == usersKey {
+			var bad []string
+			users, bad = readUsers(value)
+			problems = append(problems, bad...)
+			continue
+		}
 		if fs.Lookup(key) == nil || notInFile[key] {
 			problems = append(problems, fmt.Sprintf("%s: unknown setting (line %d)", key, root.Content[i].Line))
 			continue
@@ -79,7 +93,51 @@ func readConfigFile(fs *flag.FlagSet, path string) (problems []string, err error
 			problems = append(problems, fmt.Sprintf("%s: %v (line %d)", key, err, value.Line))
 		}
 	}
-	return problems, nil
+	return users, problems, nil
+}
+
+// readUsers reads the users: list. A user's password is never part of a
+// problem.
+func readUsers(list *yaml.Node) (users []proxy.User, problems []string) {
+	if list.Kind != yaml.SequenceNode {
+		return nil, []string{fmt.Sprintf("%s: want a list of {name, password, role} (line %d)", usersKey, list.Line)}
+	}
+	for i, item := range list.Content {
+		where := fmt.Sprintf("%s[%d] (line %d)", usersKey, i, item.Line)
+		if item.Kind != yaml.MappingNode {
+			problems = append(problems, where+": want a mapping of name, password and role")
+			continue
+		}
+		var u proxy.User
+		var role string
+		for j := 0; j+1 < len(item.Content); j += 2 {
+			key, value := item.Content[j].Value, item.Content[j+1]
+			var field *string
+			switch key {
+			case "name":
+				field = &u.Name
+			case "password":
+				field = &u.Password
+			case "role":
+				field = &role
+			default:
+				problems = append(problems, fmt.Sprintf("%s: unknown key %q: want name, password and role", where, key))
+				continue
+			}
+			if value.Kind != yaml.ScalarNode {
+				problems = append(problems, fmt.Sprintf("%s: %s: want a string", where, key))
+				continue
+			}
+			*field = value.Value
+		}
+		if r, err := proxy.ParseRole(role); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", where, err))
+		} else {
+			u.Role = r
+		}
+		users = append(users, u)
+	}
+	return users, problems
 }
 
 // setFlag sets flag name to value, leaving it as it was when value is bad
@@ -116,9 +174,9 @@ func scalarText(n *yaml.Node) (string, error) {
 	return "", errors.New("want a value or a list of values")
 }
 
-// printConfig renders fs's effective settings as a configuration file
-// --config loads, secrets masked.
-func printConfig(fs *flag.FlagSet) ([]byte, error) {
+// printConfig renders fs's effective settings and users as a
+// configuration file --config loads, secrets masked.
+func printConfig(fs *flag.FlagSet, users []proxy.User) ([]byte, error) {
 	root := &yaml.Node{Kind: yaml.MappingNode}
 	fs.VisitAll(func(f *flag.Flag) {
 		if notInFile[f.Name] {
@@ -144,6 +202,17 @@ func printConfig(fs *flag.FlagSet) ([]byte, error) {
 		}
 		root.Content = append(root.Content, stringNode(f.Name), node)
 	})
+	if len(users) > 0 {
+		list := &yaml.Node{Kind: yaml.SequenceNode}
+		for _, u := range users {
+			list.Content = append(list.Content, &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
+				stringNode("name"), stringNode(u.Name),
+				stringNode("password"), stringNode(maskedSecret),
+				stringNode("role"), stringNode(u.Role.String()),
+			}})
+		}
+		root.Content = append(root.Content, stringNode(usersKey), list)
+	}
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)

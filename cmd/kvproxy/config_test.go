@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"kvproxy/proxy"
 )
 
 // writeConfig writes text as a configuration file and returns its path.
@@ -127,6 +129,9 @@ func TestSampleConfigLoads(t *testing.T) {
 	assert.Equal(t, []string{"10.0.0.1:6666", "10.0.0.2:6666"}, o.seeds)
 	assert.Equal(t, 2500*time.Millisecond, o.holdTimeout)
 	assert.NotEmpty(t, o.password)
+	require.Len(t, o.users, 3)
+	assert.Equal(t, []proxy.Role{proxy.RoleReadOnly, proxy.RoleReadWrite, proxy.RoleAdmin},
+		[]proxy.Role{o.users[0].Role, o.users[1].Role, o.users[2].Role})
 }
 
 func TestHelpNamesTheConfigFileAndPrecedence(t *testing.T) {
@@ -134,4 +139,48 @@ func TestHelpNamesTheConfigFileAndPrecedence(t *testing.T) {
 	assert.Contains(t, text, "--config file")
 	assert.Contains(t, text, "--print-config")
 	assert.True(t, strings.Contains(text, "the flag wins over the variable, the variable over the file, the file over the default"))
+}
+
+func TestConfigFileUsers(t *testing.T) {
+	path := writeConfig(t, `
+seeds: [a:1]
+users:
+  - {name: r, password: r-secret, role: read-only}
+  - {name: w, password: w-secret, role: READ-WRITE}
+`)
+	o, err := parseOptions([]string{"--config", path}, noEnv)
+	require.NoError(t, err)
+	assert.Equal(t, []proxy.User{{Name: "r", Password: "r-secret", Role: proxy.RoleReadOnly},
+		{Name: "w", Password: "w-secret", Role: proxy.RoleReadWrite}}, o.users)
+
+	var stdout, stderr bytes.Buffer
+	require.Equal(t, exitOK, run(context.Background(), []string{"--config", path, "--print-config"}, noEnv, &stdout, &stderr), stderr.String())
+	assert.NotContains(t, stdout.String(), "secret")
+	assert.Contains(t, stdout.String(), "users:\n  - name: r\n    password: <masked>\n    role: read-only\n")
+	_, err = parseOptions([]string{"--config", writeConfig(t, stdout.String())}, noEnv)
+	assert.ErrorContains(t, err, `user "r": password is <masked>`)
+
+	path = writeConfig(t, `
+seeds: [a:1]
+admin-password: x
+users:
+  - {name: a, password: p, role: root}
+  - {name: b, role: admin, shell: bash}
+  - {name: a, password: q, role: admin}
+  - {name: admin, password: q, role: admin}
+  - just-a-name
+`)
+	_, err = parseOptions([]string{"--config", path}, noEnv)
+	require.Error(t, err)
+	for _, want := range []string{
+		`users[0] (line 5): role "root": want read-only, read-write or admin`,
+		`users[1] (line 6): unknown key "shell"`,
+		`users[1] (b): no password`,
+		`users[2]: name "a" twice`,
+		`users[3]: name "admin" is the admin user's`,
+		`users[4] (line 9): want a mapping`,
+	} {
+		assert.Contains(t, err.Error(), want)
+	}
+	assert.NotContains(t, err.Error(), "q,")
 }

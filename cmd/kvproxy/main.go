@@ -8,7 +8,7 @@
 // Every flag has an environment variable (KVPROXY_ + the flag in upper case,
 // '-' as '_') and a key of the --config YAML file (the flag's name); the flag
 // wins over the variable, the variable over the file. --demo starts a simulated Kvrocks cluster on
-// loopback and proxies it. SIGINT or SIGTERM shut down gracefully; a second
+// loopback and proxies it. SIGHUP reloads the settings (reload.go). SIGINT or SIGTERM shut down gracefully; a second
 // one ends the process at once.
 //
 // Exit status: 0 after a graceful shutdown, 1 when serving failed, 2 when
@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		return exitOK
 	}
 	if opts.printConfig {
-		out, err := printConfig(settings)
+		out, err := printConfig(settings, opts.users)
 		if err != nil {
 			startupFailed(stderr, err)
 			return exitStartup
@@ -100,7 +100,10 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		_, _ = stdout.Write(out)
 		return exitOK
 	}
-	logger := newLogger(stderr, opts.logJSON, opts.logLevel)
+	// A reload (SIGHUP) may change the level.
+	level := new(slog.LevelVar)
+	level.Set(opts.logLevel)
+	logger := newLogger(stderr, opts.logJSON, level)
 	// go-redis (the router's control plane) logs on its own; keep it for
 	// debugging so a startup failure stays one line.
 	redis.SetLogger(goRedisLog{logger.With("component", "go-redis")})
@@ -197,9 +200,9 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		return exitStartup
 	}
 
-	pcfg := proxyConfig(opts, ln.Addr().String(), announce, logger)
+	listen := ln.Addr().String()
+	pcfg := proxyConfig(opts, listen, announce, logger)
 	pcfg.Handovers = holds
-	pcfg.AdminPassword = opts.adminPassword
 	controllerURL, namespace, clusterName := opts.controllerURL, opts.controllerNamespace, opts.controllerCluster
 	if sim != nil {
 		// The demo's cluster has a controller of its own, reached as any
@@ -242,13 +245,29 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		printDemo(stdout, sim, announce, opts.password != "", opts.adminPassword != "")
 	}
 
+	// SIGHUP reloads the settings (reload.go) for as long as the proxy
+	// serves.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloads := &reloader{args: args, env: env, opts: opts, settings: settings, level: level,
+		srv: srv, rt: rt, holds: holds, log: logger,
+		proxyConfig: func(o options) proxy.Config { return proxyConfig(o, listen, announce, logger) }}
+
 	code := exitOK
-	select {
-	case <-ctx.Done():
-		logger.Info("signal received: shutting down gracefully")
-	case err := <-served:
-		logger.Error("serving stopped", "err", err)
-		code = exitServing
+serving:
+	for {
+		select {
+		case <-hup:
+			reloads.reload()
+		case <-ctx.Done():
+			logger.Info("signal received: shutting down gracefully")
+			break serving
+		case err := <-served:
+			logger.Error("serving stopped", "err", err)
+			code = exitServing
+			break serving
+		}
 	}
 	if err := srv.Close(); err != nil {
 		logger.Warn("closing the client listener", "err", err)
@@ -269,6 +288,8 @@ func proxyConfig(opts options, listen, announce string, logger *slog.Logger) pro
 	cfg.ListenAddr = listen
 	cfg.AnnounceAddr = announce
 	cfg.Password = opts.password
+	cfg.AdminPassword = opts.adminPassword
+	cfg.Users = opts.users
 	cfg.MaxBulkLen = opts.maxBulkLen
 	cfg.MaxRequestBytes = opts.maxRequestBytes
 	cfg.MaxBlockingConns = opts.maxBlockingConns
@@ -282,7 +303,7 @@ func proxyConfig(opts options, listen, announce string, logger *slog.Logger) pro
 
 // newLogger logs at level and above to w, as key=value text or as JSON
 // objects, one per line.
-func newLogger(w io.Writer, json bool, level slog.Level) *slog.Logger {
+func newLogger(w io.Writer, json bool, level slog.Leveler) *slog.Logger {
 	ho := &slog.HandlerOptions{Level: level}
 	if json {
 		return slog.New(slog.NewJSONHandler(w, ho))

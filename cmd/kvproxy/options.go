@@ -100,6 +100,8 @@ type options struct {
 	configFile string
 	// printConfig: print the effective configuration and exit.
 	printConfig bool
+	// users are the file's users: (proxy.Config.Users).
+	users []proxy.User
 }
 
 // envName is the environment variable that sets flag name.
@@ -199,8 +201,11 @@ func loadSettings(args []string, env func(string) string) (options, *flag.FlagSe
 	var seeds, logLevel, logFormat string
 	fs := newFlagSet(&o, &seeds, &logLevel, &logFormat)
 	var problems []string
+	var users []proxy.User
 	if path := configPath(args, env); path != "" {
-		fileProblems, err := readConfigFile(fs, path)
+		var fileProblems []string
+		var err error
+		users, fileProblems, err = readConfigFile(fs, path)
 		if err != nil {
 			return options{}, nil, err
 		}
@@ -251,6 +256,12 @@ func loadSettings(args []string, env func(string) string) (options, *flag.FlagSe
 			problems = append(problems, fmt.Sprintf("--%s is %s, as --print-config shows it: give the secret itself", f.Name, maskedSecret))
 		}
 	})
+	o.users = users
+	for _, u := range users {
+		if u.Password == maskedSecret {
+			problems = append(problems, fmt.Sprintf("user %q: password is %s, as --print-config shows it: give the password itself", u.Name, maskedSecret))
+		}
+	}
 	problems = append(problems, o.problems()...)
 	if len(problems) > 0 {
 		return options{}, nil, errors.New(strings.Join(problems, "; "))
@@ -346,6 +357,9 @@ func (o options) problems() []string {
 		if err := checkAddr(o.announce, true); err != nil {
 			add("--announce %q: %v", o.announce, err)
 		}
+	}
+	if err := proxy.CheckUsers(o.password, o.adminPassword, o.users); err != nil {
+		add("%v", err)
 	}
 	return bad
 }
