@@ -98,7 +98,7 @@ type Router struct {
 	// holdTimeout is cfg.HoldTimeout, which SetHoldTimeout changes while
 	// serving (read once per batch round, an atomic load).
 	holdTimeout atomic.Int64
-	log *slog.Logger
+	log         *slog.Logger
 
 	// ctx is cancelled by Close; it stops the refresh loop and dials.
 	ctx    context.Context
