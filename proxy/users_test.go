@@ -134,3 +134,27 @@ func TestPasswordsAreComparedInConstantTime(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(text, "ConstantTimeCompare"))
 	assert.NotRegexp(t, `string\(password\) *[!=]=|[!=]= *string\(password\)|bytes\.Equal\(password`, text, "no other comparison")
 }
+
+// Reload changes the client limit for the next connection, and INFO tells
+// the limits in force; a config that does not validate changes nothing.
+func TestReloadLimits(t *testing.T) {
+	srv, addr := startProxy(t, newFakeCluster(1), func(c *Config) { c.MaxClients = 1 })
+	first := dialResp(t, addr)
+	assert.Equal(t, "+PONG\r\n", first.do("PING"))
+	assert.Equal(t, "-ERR max number of clients reached\r\n", dialResp(t, addr).read())
+
+	cfg := srv.cfg
+	cfg.MaxClients = 2
+	cfg.PubSubOutputLimit = 1 << 20
+	cfg.ClientOutputLimit = 1 << 20
+	require.NoError(t, srv.Reload(cfg))
+	second := dialResp(t, addr)
+	assert.Equal(t, "+PONG\r\n", second.do("PING"))
+	assert.Equal(t, "2", infoField(t, second, "maxclients"))
+	assert.Equal(t, "1048576", infoField(t, second, "pubsub_output_limit"))
+
+	bad := cfg
+	bad.MaxClients = 0
+	require.Error(t, srv.Reload(bad))
+	assert.Equal(t, "2", infoField(t, first, "maxclients"))
+}
