@@ -7,9 +7,10 @@
 //
 // Every flag has an environment variable (KVPROXY_ + the flag in upper case,
 // '-' as '_') and a key of the --config YAML file (the flag's name); the flag
-// wins over the variable, the variable over the file. --demo starts a simulated Kvrocks cluster on
-// loopback and proxies it. SIGHUP reloads the settings (reload.go). SIGINT or SIGTERM shut down gracefully; a second
-// one ends the process at once.
+// wins over the variable, the variable over the file. --demo starts a
+// simulated Kvrocks cluster on loopback and proxies it. SIGHUP reloads the
+// settings (reload.go). SIGINT or SIGTERM shut down gracefully; a second one
+// ends the process at once.
 //
 // Exit status: 0 after a graceful shutdown, 1 when serving failed, 2 when
 // the proxy could not start (bad flag, port in use, no seed answering), with
