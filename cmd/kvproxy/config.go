@@ -36,13 +36,17 @@ func isSecret(name string) bool {
 	return strings.Contains(name, "password") || strings.Contains(name, "token")
 }
 
-// configPath is the file --config (or KVPROXY_CONFIG) names; a command line
-// that does not parse yields none, fs.Parse reporting it later.
+// configPath is the file --config (or KVPROXY_CONFIG) names. A command
+// line asking for help, or that does not parse, names none: fs.Parse
+// answers it later, whatever the file holds.
 func configPath(args []string, env func(string) string) string {
 	var o options
 	var seeds, logLevel, logFormat string
 	scratch := newFlagSet(&o, &seeds, &logLevel, &logFormat)
-	if scratch.Parse(args) == nil && o.configFile != "" {
+	if scratch.Parse(args) != nil {
+		return ""
+	}
+	if o.configFile != "" {
 		return o.configFile
 	}
 	return env(envName("config"))

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,7 +75,10 @@ config: other.yaml
 	assert.NotContains(t, msg, "--hold-timeout 0s", "a value that did not parse is not checked again")
 	assert.NotContains(t, msg, "\n")
 
-	_, err = parseOptions([]string{"--config", filepath.Join(t.TempDir(), "missing.yaml")}, noEnv)
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	_, err = parseOptions([]string{"-h"}, envOf(map[string]string{"KVPROXY_CONFIG": missing}))
+	assert.ErrorIs(t, err, flag.ErrHelp, "help whatever the file")
+	_, err = parseOptions([]string{"--config", missing}, noEnv)
 	assert.ErrorContains(t, err, "--config: open")
 	_, err = parseOptions([]string{"--config", writeConfig(t, "- a\n- b\n")}, noEnv)
 	assert.ErrorContains(t, err, "want a mapping")
