@@ -158,3 +158,13 @@ func TestReloadLimits(t *testing.T) {
 	require.Error(t, srv.Reload(bad))
 	assert.Equal(t, "2", infoField(t, first, "maxclients"))
 }
+
+// The per-command check for a reload of the users is one atomic load and a
+// comparison.
+func BenchmarkFollowCredentials(b *testing.B) {
+	srv, _ := startProxy(b, newFakeCluster(1), usersConfig)
+	s := &session{srv: srv, creds: srv.creds.Load(), authed: true, user: "reader"}
+	for b.Loop() {
+		s.followCredentials()
+	}
+}
