@@ -314,8 +314,7 @@ func newLogger(w io.Writer, json bool, level slog.Leveler) *slog.Logger {
 
 // startupFailed prints err as the one line a failed start leaves on stderr.
 func startupFailed(stderr io.Writer, err error) {
-	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
-	fmt.Fprintln(stderr, "kvproxy: "+msg)
+	fmt.Fprintln(stderr, "kvproxy: "+oneLine(err))
 }
 
 // announceAddr is the address clients are told to use when --announce is
