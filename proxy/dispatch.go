@@ -136,6 +136,7 @@ func (s *session) classFor(c *redcon.Command) commandClass {
 func (s *session) classify(c *redcon.Command) {
 	first := len(s.entries)
 	defer s.shapeEntries(first, c.Args)
+	s.followCredentials()
 	switch {
 	case s.cachingAsked && !isCaching(c.Args) && s.refuseCached():
 	case s.tx.inMulti:
@@ -183,6 +184,10 @@ func (s *session) classifyCommand(c *redcon.Command) {
 	}
 	if !s.isAdmin() && adminOnly(cmd, args) {
 		s.replyError(errNoAdmin)
+		return
+	}
+	if s.readOnly && deniedToReadOnly(cmd) {
+		s.replyError(noPermError(cmd))
 		return
 	}
 	switch class.kind {

@@ -253,6 +253,10 @@ func (s *session) queueCommand(c *redcon.Command) {
 		s.txReject(errNoAdmin)
 		return
 	}
+	if s.readOnly && deniedToReadOnly(cmd) {
+		s.txReject(noPermError(cmd))
+		return
+	}
 	// Subscribing would leave the pooled connection in subscriber mode.
 	if cmd.Flags&FlagAdmin != 0 || isSubscribe(cmd) {
 		s.txReject(unsupportedError(args))
