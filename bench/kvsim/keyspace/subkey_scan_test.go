@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tidwall/redcon"
 )
 
 func bulk(s string) string { return "$" + strconv.Itoa(len(s)) + "\r\n" + s + "\r\n" }
@@ -192,4 +193,62 @@ func TestSubkeyScanErrors(t *testing.T) {
 	assert.Equal(t, errWrongType, run("ZSCAN s 0"))
 	assert.Equal(t, errWrongType, run("HSCAN s 0"))
 	assert.Equal(t, "*2\r\n"+bulk("0")+"*2\r\n"+bulk("a")+bulk("1"), run("HSCAN h 0 COUNT 0x10"), "base 0, as TakeInt")
+}
+
+// FuzzSubkeyScan runs HSCAN, SSCAN and ZSCAN with arbitrary cursors and
+// options (NUL between arguments) over a fixed hash, set and sorted set:
+// every reply is one RESP frame, and a page holds only members of the value,
+// in byte order, within the MATCH prefix.
+func FuzzSubkeyScan(f *testing.F) {
+	for _, seed := range []string{
+		"0", "0\x00COUNT\x003", "0\x00MATCH\x00m1*", "0\x00MATCH\x00m1*\x00COUNT\x002", "_0", "abc",
+		"0\x00COUNT\x000x10", "0\x00COUNT\x00-1", "0\x00MATCH", "0\x00NOVALUES", "4611686018427387904",
+		"0\x00count\x00 7\x00match\x00*", "0\x00COUNT\x009223372036854775808",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		k := New()
+		for i := 0; i < 30; i++ {
+			m := []byte("m" + strconv.Itoa(i))
+			execLocal(k, [][]byte{[]byte("HSET"), []byte("h"), m, m})
+			execLocal(k, [][]byte{[]byte("SADD"), []byte("s"), m})
+			execLocal(k, [][]byte{[]byte("ZADD"), []byte("z"), []byte(strconv.Itoa(i)), m})
+		}
+		var rest [][]byte
+		for _, a := range strings.Split(line, "\x00") {
+			rest = append(rest, []byte(a))
+		}
+		var prefix string
+		if i := len(rest) - 2; i >= 1 && equalFold(rest[i], "match") && strings.HasSuffix(string(rest[i+1]), "*") {
+			prefix = strings.TrimSuffix(string(rest[i+1]), "*")
+		}
+		for _, tc := range []struct {
+			cmd, key string
+			perEntry int
+		}{{"HSCAN", "h", 2}, {"SSCAN", "s", 1}, {"ZSCAN", "z", 2}} {
+			args := append([][]byte{[]byte(tc.cmd), []byte(tc.key)}, rest...)
+			reply := execLocal(k, args)
+			n, _ := redcon.ReadNextRESP(reply)
+			require.Equal(t, len(reply), n, "reply to %q is not one frame: %q", args, reply)
+			if reply[0] == '-' {
+				continue
+			}
+			cursor := scanReplyCursor(t, string(reply))
+			_, err := strconv.ParseUint(cursor, 10, 64)
+			require.NoError(t, err, "cursor %q", cursor)
+			entries := parseFlatArray(t, string(reply)[strings.Index(string(reply), "\r\n*")+2:])
+			var page []string
+			for i := 0; i < len(entries); i += tc.perEntry {
+				page = append(page, entries[i])
+			}
+			require.True(t, sort.StringsAreSorted(page), "%q", page)
+			for _, m := range page {
+				require.Regexp(t, `^m[0-9]+$`, m)
+				if prefix != "" && len(rest) <= 3 {
+					require.True(t, strings.HasPrefix(m, prefix), "%q outside MATCH %q", m, prefix)
+				}
+			}
+		}
+	})
 }
