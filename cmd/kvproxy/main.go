@@ -17,6 +17,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -105,9 +106,14 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	}
 	defer closeAll()
 
-	ln, err := net.Listen("tcp", opts.listen)
+	serverTLS, backendTLS, err := opts.tls.configs()
 	if err != nil {
-		startupFailed(stderr, fmt.Errorf("cannot listen on %s: %w", opts.listen, err))
+		startupFailed(stderr, err)
+		return exitStartup
+	}
+	ln, plainAddr, tlsAddr, err := listenClients(opts, serverTLS, logger)
+	if err != nil {
+		startupFailed(stderr, err)
 		return exitStartup
 	}
 	// Serve owns the listener once it runs; closing it twice is harmless.
@@ -150,6 +156,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	rcfg := router.DefaultConfig()
 	rcfg.Seeds = seeds
 	rcfg.Password = opts.backendPassword
+	rcfg.TLS = backendTLS
 	rcfg.ConnsPerNode = opts.backendConns
 	rcfg.MaxBulkLen = opts.maxBulkLen
 	rcfg.HoldTimeout = opts.holdTimeout
@@ -160,7 +167,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	// dialled (and authenticated) as the router's are.
 	hcfg := failover.DefaultConfig()
 	hcfg.MaxBytes = opts.holdMaxBytes
-	hcfg.Dial = router.Dialer{Password: rcfg.Password, Timeout: rcfg.DialTimeout}.Dial
+	hcfg.Dial = router.Dialer{Password: rcfg.Password, Timeout: rcfg.DialTimeout, TLS: rcfg.TLS}.Dial
 	hcfg.Logger = logger
 	holds, err := failover.New(hcfg)
 	if err != nil {
@@ -226,8 +233,8 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		}()
 		logger.Info("metrics serving", "addr", metricsLn.Addr().String())
 	}
-	logger.Info("kvproxy serving", "listen", ln.Addr().String(), "version", version.Version(), "announce", announce,
-		"masters", rt.Masters(), "client_auth", opts.password != "")
+	logger.Info("kvproxy serving", "listen", plainAddr, "tls_listen", tlsAddr, "version", version.Version(), "announce", announce,
+		"masters", rt.Masters(), "client_auth", opts.password != "", "backend_tls", backendTLS != nil)
 	if sim != nil {
 		printDemo(stdout, sim, announce, opts.password != "", opts.adminPassword != "")
 	}
@@ -268,6 +275,35 @@ func proxyConfig(opts options, listen, announce string, logger *slog.Logger) pro
 	cfg.ShutdownTimeout = opts.shutdownTimeout
 	cfg.Logger = logger.With("component", "proxy")
 	return cfg
+}
+
+// listenClients opens --listen and --tls-listen, whichever are set, and
+// returns their addresses (empty when not set). A single plain listener is
+// served as it is, so plain clients keep their path untouched; with TLS
+// both go through a proxy.Listener.
+func listenClients(opts options, serverTLS *tls.Config, logger *slog.Logger) (ln net.Listener, plainAddr, tlsAddr string, err error) {
+	var plain net.Listener
+	if opts.listen != "" {
+		if plain, err = net.Listen("tcp", opts.listen); err != nil {
+			return nil, "", "", fmt.Errorf("cannot listen on %s: %w", opts.listen, err)
+		}
+		plainAddr = plain.Addr().String()
+		if serverTLS == nil {
+			return plain, plainAddr, "", nil
+		}
+	}
+	secure, err := net.Listen("tcp", opts.tls.listen)
+	if err != nil {
+		if plain != nil {
+			_ = plain.Close()
+		}
+		return nil, "", "", fmt.Errorf("cannot listen on %s (--tls-listen): %w", opts.tls.listen, err)
+	}
+	both, err := proxy.NewListener(plain, secure, serverTLS, logger.With("component", "proxy"))
+	if err != nil {
+		return nil, "", "", err
+	}
+	return both, plainAddr, secure.Addr().String(), nil
 }
 
 // newLogger logs at level and above to w, as key=value text or as JSON

@@ -95,6 +95,7 @@ type options struct {
 	// metricsListen is where /metrics, /healthz and /readyz are served;
 	// empty: nowhere.
 	metricsListen string
+	tls           tlsOptions
 }
 
 // envName is the environment variable that sets flag name.
@@ -146,6 +147,7 @@ func newFlagSet(o *options, seeds, logLevel, logFormat *string) *flag.FlagSet {
 		"on SIGINT or SIGTERM, how long the proxy waits for the requests in flight to be answered before it closes every connection")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "",
 		"`host:port` serving Prometheus metrics on /metrics, /healthz and /readyz over HTTP (empty: off)")
+	o.tls.declare(fs)
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit (as `kvproxy version`)")
 	fs.BoolVar(&o.demo, "demo", false, "start a simulated Kvrocks cluster (3 shards x 1 replica) on free loopback ports and proxy it")
 	return fs
@@ -286,8 +288,13 @@ func (o options) validate() error {
 	if o.pubsubOutputLimit < minPubSubOutputLimit || o.pubsubOutputLimit > proxy.MaxPubSubOutputLimit {
 		return fmt.Errorf("--pubsub-output-limit %d: want %d (64 KiB) to %d (16 GiB)", o.pubsubOutputLimit, minPubSubOutputLimit, int64(proxy.MaxPubSubOutputLimit))
 	}
-	if err := checkAddr(o.listen, false); err != nil {
-		return fmt.Errorf("--listen %q: %v", o.listen, err)
+	if err := o.tls.validate(o.listen); err != nil {
+		return err
+	}
+	if o.listen != "" {
+		if err := checkAddr(o.listen, false); err != nil {
+			return fmt.Errorf("--listen %q: %v", o.listen, err)
+		}
 	}
 	for _, s := range o.seeds {
 		if err := checkAddr(s, true); err != nil {
