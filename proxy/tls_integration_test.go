@@ -1,0 +1,283 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"kvproxy/bench/cluster"
+	"kvproxy/internal/tlstest"
+	"kvproxy/router"
+)
+
+// startTLSProxy serves backend on a plain and a TLS listener at once (the
+// TLS one asking for client certificates when clientCA) and returns both
+// addresses.
+func startTLSProxy(t *testing.T, backend Backend, pki *tlstest.PKI, clientCA bool) (srv *Server, plainAddr, tlsAddr string) {
+	t.Helper()
+	plain, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	secure, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ln, err := NewListener(plain, secure, pki.ServerConfig(clientCA), nil)
+	require.NoError(t, err)
+	srv, _ = startProxyOn(t, ln, backend, nil)
+	return srv, plain.Addr().String(), secure.Addr().String()
+}
+
+// startOneMasterProxy is a one-master Redis Cluster, plain or TLS, behind a
+// router whose Config edit changes.
+func startOneMasterProxy(t *testing.T, clusterTLS *cluster.TLS, edit func(*router.Config)) *router.Router {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end: runs without -short")
+	}
+	c := cluster.Start(t, cluster.Options{Masters: 1, TLS: clusterTLS})
+	cfg := router.DefaultConfig()
+	cfg.Seeds = c.Addrs()
+	if edit != nil {
+		edit(&cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := router.New(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, r.Close()) })
+	return r
+}
+
+// clientsByTransport counts the proxy's clients on an event loop and in
+// goroutine mode, TLS and plain apart.
+func clientsByTransport(srv *Server) (plainInLoop, plainOther, tlsInLoop, tlsOther int) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for sess := range srv.sessions {
+		c, ok := sess.conn.(*client)
+		if !ok {
+			continue
+		}
+		c.mu.Lock()
+		inLoop := c.inLoop
+		c.mu.Unlock()
+		_, secure := c.nc.(*tls.Conn)
+		switch {
+		case secure && inLoop:
+			tlsInLoop++
+		case secure:
+			tlsOther++
+		case inLoop:
+			plainInLoop++
+		default:
+			plainOther++
+		}
+	}
+	return
+}
+
+// TLS clients through the proxy, beside plain ones, in front of a real
+// Redis Cluster: go-redis and redis-cli --tls round trips, pipelines,
+// MULTI/EXEC, Pub/Sub and blocking commands; TLS clients are served in
+// goroutine mode while plain ones stay on the event loops.
+func TestTLSClientsBesidePlainOnes(t *testing.T) {
+	pki := tlstest.New(t, "kvproxy test")
+	r := startOneMasterProxy(t, nil, nil)
+	srv, plainAddr, tlsAddr := startTLSProxy(t, r, pki, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	secure := redis.NewClient(&redis.Options{Addr: tlsAddr, TLSConfig: pki.ClientConfig(false), PoolSize: 2})
+	defer secure.Close()
+	plain := redis.NewClient(&redis.Options{Addr: plainAddr, PoolSize: 2})
+	defer plain.Close()
+
+	t.Run("round trip", func(t *testing.T) {
+		require.NoError(t, secure.Set(ctx, "tls:k", "v", 0).Err())
+		assert.Equal(t, "v", plain.Get(ctx, "tls:k").Val(), "written over TLS, read over plain TCP")
+	})
+
+	t.Run("plain stays on the event loops", func(t *testing.T) {
+		if !eventLoopsSupported {
+			t.Skip("no event loops on this platform")
+		}
+		require.NoError(t, plain.Ping(ctx).Err())
+		require.NoError(t, secure.Ping(ctx).Err())
+		plainInLoop, _, tlsInLoop, tlsOther := clientsByTransport(srv)
+		assert.Positive(t, plainInLoop, "plain clients are served on event loops")
+		assert.Zero(t, tlsInLoop, "a TLS client has no socket for the loop to read")
+		assert.Positive(t, tlsOther)
+	})
+
+	t.Run("pipeline", func(t *testing.T) {
+		cmds, err := secure.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := range 200 {
+				p.Set(ctx, "tls:p:"+strconv.Itoa(i), i, 0)
+				p.Get(ctx, "tls:p:"+strconv.Itoa(i))
+			}
+			return nil
+		})
+		require.NoError(t, err)
+		for i := range 200 {
+			assert.Equal(t, strconv.Itoa(i), cmds[2*i+1].(*redis.StringCmd).Val())
+		}
+	})
+
+	t.Run("multi exec", func(t *testing.T) {
+		cmds, err := secure.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Incr(ctx, "{tls}n")
+			p.Incr(ctx, "{tls}n")
+			return nil
+		})
+		require.NoError(t, err)
+		assert.Equal(t, int64(2), cmds[1].(*redis.IntCmd).Val())
+	})
+
+	t.Run("pubsub", func(t *testing.T) {
+		sub := secure.Subscribe(ctx, "tls:news")
+		defer sub.Close()
+		_, err := sub.Receive(ctx)
+		require.NoError(t, err)
+		require.NoError(t, plain.Publish(ctx, "tls:news", "hello").Err())
+		msg, err := sub.ReceiveMessage(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, "hello", msg.Payload)
+	})
+
+	t.Run("blocking", func(t *testing.T) {
+		got := make(chan []string, 1)
+		go func() { got <- secure.BLPop(ctx, 10*time.Second, "tls:list").Val() }()
+		require.Eventually(t, func() bool { return len(srv.blockingSlots) == 1 }, 10*time.Second, 5*time.Millisecond)
+		require.NoError(t, plain.LPush(ctx, "tls:list", "x").Err())
+		assert.Equal(t, []string{"tls:list", "x"}, <-got)
+	})
+
+	t.Run("redis-cli", func(t *testing.T) {
+		host, port, _ := net.SplitHostPort(tlsAddr)
+		out, err := exec.CommandContext(ctx, "redis-cli", "-h", host, "-p", port, "--tls", "--cacert", pki.CAFile,
+			"SET", "tls:cli", "from-redis-cli").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		assert.Equal(t, "OK", strings.TrimSpace(string(out)))
+		out, err = exec.CommandContext(ctx, "redis-cli", "-h", host, "-p", port, "--tls", "--cacert", pki.CAFile,
+			"GET", "tls:cli").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		assert.Equal(t, "from-redis-cli", strings.TrimSpace(string(out)))
+	})
+}
+
+// A TLS client that hangs up while its BLPOP waits has its blocking command
+// ended at once, whether it says goodbye (close_notify, then FIN) or just
+// drops the connection (FIN).
+func TestTLSClientHangUpEndsItsBlockingCommand(t *testing.T) {
+	pki := tlstest.New(t, "kvproxy test")
+	r := startOneMasterProxy(t, nil, nil)
+	srv, _, tlsAddr := startTLSProxy(t, r, pki, false)
+	for _, tc := range []struct {
+		name   string
+		hangUp func(*tls.Conn) error
+	}{
+		{"close_notify", func(c *tls.Conn) error { return c.Close() }},
+		{"socket closed", func(c *tls.Conn) error { return c.NetConn().Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := tls.Dial("tcp", tlsAddr, pki.ClientConfig(false))
+			require.NoError(t, err)
+			_, err = conn.Write([]byte(encodeCommand("BLPOP", "tls:never", "0")))
+			require.NoError(t, err)
+			require.Eventually(t, func() bool { return len(srv.blockingSlots) == 1 }, 10*time.Second, 5*time.Millisecond)
+			require.NoError(t, tc.hangUp(conn))
+			require.Eventually(t, func() bool { return len(srv.blockingSlots) == 0 }, 10*time.Second, 5*time.Millisecond,
+				"BLPOP 0 only ends when the proxy sees the client gone")
+		})
+	}
+}
+
+// With a client CA, a client without a certificate is refused and one with
+// a certificate the CA signed is served.
+func TestTLSClientCertificateRequired(t *testing.T) {
+	pki := tlstest.New(t, "kvproxy test")
+	_, _, tlsAddr := startTLSProxy(t, newFakeCluster(1), pki, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	anonymous := redis.NewClient(&redis.Options{Addr: tlsAddr, TLSConfig: pki.ClientConfig(false), MaxRetries: -1})
+	defer anonymous.Close()
+	err := anonymous.Ping(ctx).Err()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "certificate required")
+
+	stranger := tlstest.New(t, "another CA")
+	foreign := stranger.ClientConfig(true)
+	foreign.RootCAs = pki.ClientConfig(false).RootCAs
+	other := redis.NewClient(&redis.Options{Addr: tlsAddr, TLSConfig: foreign, MaxRetries: -1})
+	defer other.Close()
+	require.Error(t, other.Ping(ctx).Err(), "a certificate of another CA is refused")
+
+	known := redis.NewClient(&redis.Options{Addr: tlsAddr, TLSConfig: pki.ClientConfig(true)})
+	defer known.Close()
+	assert.Equal(t, "PONG", known.Ping(ctx).Val())
+}
+
+// Backend TLS: a Redis Cluster serving TLS only (its bus and replication
+// too, client certificates required), reached by the router over mutual
+// TLS for data, dedicated connections (MULTI, BLPOP, Pub/Sub) and the
+// topology reloads, behind a TLS client listener.
+func TestTLSBackendRedisCluster(t *testing.T) {
+	pki := tlstest.New(t, "kvproxy test")
+	clusterTLS := &cluster.TLS{CertFile: pki.ServerCert, KeyFile: pki.ServerKey, CAFile: pki.CAFile, Client: pki.ClientConfig(true)}
+	if testing.Short() {
+		t.Skip("end-to-end: runs without -short")
+	}
+	c := cluster.Start(t, cluster.Options{Masters: 2, TLS: clusterTLS})
+	cfg := router.DefaultConfig()
+	cfg.Seeds = c.Addrs()
+	cfg.TLS = pki.ClientConfig(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := router.New(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, r.Close()) })
+	srv, _, tlsAddr := startTLSProxy(t, r, pki, false)
+
+	client := redis.NewClient(&redis.Options{Addr: tlsAddr, TLSConfig: pki.ClientConfig(false), PoolSize: 2})
+	defer client.Close()
+	for i := range 50 {
+		require.NoError(t, client.Set(ctx, "k"+strconv.Itoa(i), i, 0).Err())
+	}
+	for i := range 50 {
+		assert.Equal(t, strconv.Itoa(i), client.Get(ctx, "k"+strconv.Itoa(i)).Val())
+	}
+	n, err := client.Exists(ctx, "k1", "k2", "k3", "k4").Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(4), n, "a multi-key command split across both masters")
+
+	cmds, err := client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Incr(ctx, "{t}n")
+		p.Incr(ctx, "{t}n")
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), cmds[1].(*redis.IntCmd).Val())
+
+	sub := client.Subscribe(ctx, "news")
+	defer sub.Close()
+	_, err = sub.Receive(ctx)
+	require.NoError(t, err)
+	require.NoError(t, client.Publish(ctx, "news", "over tls").Err())
+	msg, err := sub.ReceiveMessage(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "over tls", msg.Payload)
+
+	got := make(chan []string, 1)
+	go func() { got <- client.BLPop(ctx, 10*time.Second, "list").Val() }()
+	require.Eventually(t, func() bool { return len(srv.blockingSlots) == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, client.RPush(ctx, "list", "x").Err())
+	assert.Equal(t, []string{"list", "x"}, <-got)
+}
