@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 )
 
@@ -56,7 +57,7 @@ func (t tlsOptions) validate(listen string) error {
 		if err := checkAddr(t.listen, false); err != nil {
 			return fmt.Errorf("--tls-listen %q: %v", t.listen, err)
 		}
-		if t.listen == listen {
+		if _, port, _ := net.SplitHostPort(t.listen); t.listen == listen && port != "0" {
 			return fmt.Errorf("--tls-listen %q is --listen too: give TLS a port of its own", t.listen)
 		}
 	}
