@@ -123,6 +123,7 @@ func (s *Server) newClient(nc net.Conn) *client {
 		return nil
 	}
 	c.sess = newSession(s, c, g, c.wr, src.rawio)
+	_, c.sess.encrypted = nc.(*tls.Conn)
 	c.sess.onTurnFree = c.turnFreed
 	s.sessions[c.sess] = struct{}{}
 	s.sessionsDone.Add(1)

@@ -118,6 +118,14 @@ func (l *Listener) Addr() net.Addr {
 	return l.tlsLn.Addr()
 }
 
+// TLSAddr is the TLS listener's address, nil without one.
+func (l *Listener) TLSAddr() net.Addr {
+	if l.tlsLn == nil {
+		return nil
+	}
+	return l.tlsLn.Addr()
+}
+
 func (l *Listener) acceptLoop(ln net.Listener, secure bool) {
 	defer l.wg.Done()
 	for {

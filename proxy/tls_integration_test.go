@@ -30,7 +30,7 @@ func startTLSProxy(t *testing.T, backend Backend, pki *tlstest.PKI, clientCA boo
 	require.NoError(t, err)
 	ln, err := NewListener(plain, secure, pki.ServerConfig(clientCA), nil)
 	require.NoError(t, err)
-	srv, _ = startProxyOn(t, ln, backend, nil)
+	srv, _ = startProxyOn(t, ln, backend, func(c *Config) { c.TLSAnnounceAddr = secure.Addr().String() })
 	return srv, plain.Addr().String(), secure.Addr().String()
 }
 
@@ -114,6 +114,18 @@ func TestTLSClientsBesidePlainOnes(t *testing.T) {
 		assert.Positive(t, plainInLoop, "plain clients are served on event loops")
 		assert.Zero(t, tlsInLoop, "a TLS client has no socket for the loop to read")
 		assert.Positive(t, tlsOther)
+	})
+
+	t.Run("cluster slots name the client's listener", func(t *testing.T) {
+		for client, addr := range map[*redis.Client]string{secure: tlsAddr, plain: plainAddr} {
+			slots, err := client.ClusterSlots(ctx).Result()
+			require.NoError(t, err)
+			require.Len(t, slots, 1)
+			assert.Equal(t, addr, slots[0].Nodes[0].Addr)
+			nodes, err := client.ClusterNodes(ctx).Result()
+			require.NoError(t, err)
+			assert.Contains(t, nodes, " "+addr+"@")
+		}
 	})
 
 	t.Run("pipeline", func(t *testing.T) {

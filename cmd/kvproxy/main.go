@@ -130,6 +130,13 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	if announce == "" {
 		announce = announceAddr(ln.Addr().(*net.TCPAddr), logger)
 	}
+	var tlsAnnounce string
+	switch {
+	case plainAddr == "" && opts.tls.announce != "":
+		announce = opts.tls.announce
+	case plainAddr != "" && tlsAddr != "":
+		tlsAnnounce = tlsAnnounceAddr(opts, ln.(*proxy.Listener).TLSAddr().(*net.TCPAddr), logger)
+	}
 
 	seeds := opts.seeds
 	var sim *kvsim.Cluster
@@ -195,6 +202,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	}
 
 	pcfg := proxyConfig(opts, ln.Addr().String(), announce, logger)
+	pcfg.TLSAnnounceAddr = tlsAnnounce
 	pcfg.Handovers = holds
 	pcfg.AdminPassword = opts.adminPassword
 	controllerURL, namespace, clusterName := opts.controllerURL, opts.controllerNamespace, opts.controllerCluster
@@ -233,7 +241,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		}()
 		logger.Info("metrics serving", "addr", metricsLn.Addr().String())
 	}
-	logger.Info("kvproxy serving", "listen", plainAddr, "tls_listen", tlsAddr, "version", version.Version(), "announce", announce,
+	logger.Info("kvproxy serving", "listen", plainAddr, "tls_listen", tlsAddr, "version", version.Version(), "announce", announce, "tls_announce", tlsAnnounce,
 		"masters", rt.Masters(), "client_auth", opts.password != "", "backend_tls", backendTLS != nil)
 	if sim != nil {
 		printDemo(stdout, sim, announce, opts.password != "", opts.adminPassword != "")

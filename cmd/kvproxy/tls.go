@@ -9,15 +9,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
+	"strconv"
 )
 
 // tlsOptions are the TLS flags as given; configs turns them into
 // tls.Configs, reading and parsing every file named.
 type tlsOptions struct {
-	// listen is where TLS clients are served; empty: nowhere.
-	listen, cert, key, clientCA string
+	// listen is where TLS clients are served; empty: nowhere. announce is
+	// what CLUSTER replies name to them; empty: derived (tlsAnnounceAddr).
+	listen, announce, cert, key, clientCA string
 
 	backend                                                  bool
 	backendCA, backendServerName, backendCert, backendKey string
@@ -26,6 +29,8 @@ type tlsOptions struct {
 func (t *tlsOptions) declare(fs *flag.FlagSet) {
 	fs.StringVar(&t.listen, "tls-listen", "",
 		"`host:port` the proxy accepts TLS clients on, beside --listen (empty: none; set --listen to empty for TLS only)")
+	fs.StringVar(&t.announce, "tls-announce", "",
+		"`host:port` CLUSTER SLOTS and CLUSTER NODES report to TLS clients (default: --announce's host with the --tls-listen port)")
 	fs.StringVar(&t.cert, "tls-cert", "", "PEM certificate `file` (chain) presented to TLS clients (needed with --tls-listen)")
 	fs.StringVar(&t.key, "tls-key", "", "PEM private key `file` of --tls-cert")
 	fs.StringVar(&t.clientCA, "tls-client-ca", "",
@@ -44,8 +49,8 @@ func (t tlsOptions) validate(listen string) error {
 	switch {
 	case listen == "" && t.listen == "":
 		return errors.New("--listen is empty and there is no --tls-listen: the proxy would serve nobody")
-	case t.listen == "" && (t.cert != "" || t.key != "" || t.clientCA != ""):
-		return errors.New("--tls-cert, --tls-key and --tls-client-ca need --tls-listen")
+	case t.listen == "" && (t.cert != "" || t.key != "" || t.clientCA != "" || t.announce != ""):
+		return errors.New("--tls-cert, --tls-key, --tls-client-ca and --tls-announce need --tls-listen")
 	case t.listen != "" && (t.cert == "" || t.key == ""):
 		return errors.New("--tls-listen needs --tls-cert and --tls-key")
 	case !t.backend && (t.backendCA != "" || t.backendServerName != "" || t.backendCert != "" || t.backendKey != ""):
@@ -56,6 +61,11 @@ func (t tlsOptions) validate(listen string) error {
 	if t.listen != "" {
 		if err := checkAddr(t.listen, false); err != nil {
 			return fmt.Errorf("--tls-listen %q: %v", t.listen, err)
+		}
+		if t.announce != "" {
+			if err := checkAddr(t.announce, true); err != nil {
+				return fmt.Errorf("--tls-announce %q: %v", t.announce, err)
+			}
 		}
 		if _, port, _ := net.SplitHostPort(t.listen); t.listen == listen && port != "0" {
 			return fmt.Errorf("--tls-listen %q is --listen too: give TLS a port of its own", t.listen)
@@ -130,4 +140,18 @@ func certPool(flagName, file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("--%s %s: no PEM certificate in the file", flagName, file)
 	}
 	return pool, nil
+}
+
+// tlsAnnounceAddr is what CLUSTER replies name to TLS clients when both
+// listeners serve: --tls-announce, else --announce's host (or the listener's,
+// as announceAddr picks it) with the TLS listener's port.
+func tlsAnnounceAddr(opts options, tlsAddr *net.TCPAddr, logger *slog.Logger) string {
+	switch {
+	case opts.tls.announce != "":
+		return opts.tls.announce
+	case opts.announce != "":
+		host, _, _ := net.SplitHostPort(opts.announce)
+		return net.JoinHostPort(host, strconv.Itoa(tlsAddr.Port))
+	}
+	return announceAddr(tlsAddr, logger)
 }

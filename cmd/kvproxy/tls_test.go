@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -92,6 +94,9 @@ func TestRunTLS(t *testing.T) {
 
 		client := redis.NewClient(&redis.Options{Addr: m[1], TLSConfig: pki.ClientConfig(true)})
 		defer client.Close()
+		slots, err := client.ClusterSlots(ctx).Result()
+		require.NoError(t, err)
+		assert.Equal(t, m[1], slots[0].Nodes[0].Addr, "TLS only: the TLS listener is announced")
 		require.NoError(t, client.Set(ctx, "over", "tls", 0).Err())
 		assert.Equal(t, "tls", client.Get(ctx, "over").Val())
 
@@ -121,9 +126,23 @@ func TestRunTLS(t *testing.T) {
 			}
 			var stdout, stderr bytes.Buffer
 			code := run(context.Background(), args, noEnv, &stdout, &stderr)
+			t.Log(strings.TrimSpace(stderr.String()))
 			assert.Equal(t, exitStartup, code, stderr.String())
 			assert.Contains(t, stderr.String(), tc.want)
 			assert.Contains(t, stderr.String(), c.Addrs()[0], "the error names the node")
 		})
 	}
+}
+
+// TLS clients are told the TLS port: --tls-announce as given, else with
+// --announce's host, else the listener's address.
+func TestTLSAnnounceAddr(t *testing.T) {
+	tlsAddr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 6390}
+	discard := slog.New(slog.DiscardHandler)
+	var o options
+	assert.Equal(t, "127.0.0.1:6390", tlsAnnounceAddr(o, tlsAddr, discard))
+	o.announce = "proxy.example:6380"
+	assert.Equal(t, "proxy.example:6390", tlsAnnounceAddr(o, tlsAddr, discard))
+	o.tls.announce = "tls.example:443"
+	assert.Equal(t, "tls.example:443", tlsAnnounceAddr(o, tlsAddr, discard))
 }
