@@ -46,9 +46,9 @@ type Server struct {
 	// announce is what CLUSTER replies name to plain clients, tlsAnnounce
 	// to TLS clients.
 	announce, tlsAnnounce announcement
-	started       time.Time
-	limits        resp.RequestLimits
-	needsPassword bool
+	started               time.Time
+	limits                resp.RequestLimits
+	needsPassword         bool
 	// Rate-limited logs of failed AUTHs, of requests the guard refused and
 	// of subscribers dropped for reading nothing at their output limit.
 	authFailureLog *rateLimitedLog

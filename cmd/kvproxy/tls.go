@@ -22,7 +22,7 @@ type tlsOptions struct {
 	// what CLUSTER replies name to them; empty: derived (tlsAnnounceAddr).
 	listen, announce, cert, key, clientCA string
 
-	backend                                                  bool
+	backend                                               bool
 	backendCA, backendServerName, backendCert, backendKey string
 }
 
