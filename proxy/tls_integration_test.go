@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kvproxy/bench/cluster"
+	"kvproxy/failover"
 	"kvproxy/internal/tlstest"
 	"kvproxy/router"
 )
@@ -292,4 +293,53 @@ func TestTLSBackendRedisCluster(t *testing.T) {
 	require.Eventually(t, func() bool { return len(srv.blockingSlots) == 1 }, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, client.RPush(ctx, "list", "x").Err())
 	assert.Equal(t, []string{"list", "x"}, <-got)
+}
+
+// CLUSTERX FAILOVER through the proxy on a TLS-only Redis Cluster: the hold
+// follows the handover on TLS connections of its own (router.Dialer with
+// TLS), the proxy routes the shard to the new master, and TLS clients keep
+// writing.
+func TestTLSBackendFailoverThroughTheProxy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: runs without -short")
+	}
+	pki := tlstest.New(t, "kvproxy test")
+	c := cluster.Start(t, cluster.Options{Masters: 1, ReplicasPerMaster: 1, TLS: &cluster.TLS{
+		CertFile: pki.ServerCert, KeyFile: pki.ServerKey, CAFile: pki.CAFile, Client: pki.ClientConfig(true)}})
+	master := c.Masters()[0]
+	replica := c.ReplicasOf(master.ID)[0]
+	rcfg := router.DefaultConfig()
+	rcfg.Seeds = c.Addrs()
+	rcfg.TLS = pki.ClientConfig(true)
+	hcfg := failover.DefaultConfig()
+	hcfg.Dial = router.Dialer{Timeout: rcfg.DialTimeout, TLS: rcfg.TLS}.Dial
+	holds, err := failover.New(hcfg)
+	require.NoError(t, err)
+	t.Cleanup(holds.Close)
+	rcfg.Hold = holds
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := router.New(ctx, rcfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, r.Close()) })
+	plain, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	secure, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ln, err := NewListener(plain, secure, pki.ServerConfig(false), nil)
+	require.NoError(t, err)
+	startProxyOn(t, ln, r, func(c *Config) { c.Handovers = holds })
+
+	client := redis.NewClient(&redis.Options{Addr: secure.Addr().String(), TLSConfig: pki.ClientConfig(false)})
+	defer client.Close()
+	require.NoError(t, client.Set(ctx, "before", "1", 0).Err())
+	require.Equal(t, "OK", client.Do(ctx, "CLUSTERX", "FAILOVER", replica.ID).Val())
+	require.Eventually(t, func() bool {
+		reports := holds.Report().Masters
+		return len(reports) == 1 && reports[0].Last.Final == failover.PhaseSuccess
+	}, 30*time.Second, 10*time.Millisecond, "the handover was followed to success over TLS: %+v", holds.Report())
+	assert.Equal(t, replica.Addr, r.MasterOf(0), "the shard's writes go to the new master")
+	require.NoError(t, client.Set(ctx, "after", "2", 0).Err())
+	assert.Equal(t, "1", client.Get(ctx, "before").Val())
+	assert.Equal(t, "2", client.Get(ctx, "after").Val())
 }
