@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"os/exec"
 	"strconv"
@@ -25,13 +26,25 @@ import (
 // addresses.
 func startTLSProxy(t *testing.T, backend Backend, pki *tlstest.PKI, clientCA bool) (srv *Server, plainAddr, tlsAddr string) {
 	t.Helper()
+	return startTLSProxyWith(t, backend, pki, clientCA, nil)
+}
+
+// startTLSProxyWith is startTLSProxy with edit, when not nil, changing the
+// proxy's Config.
+func startTLSProxyWith(t *testing.T, backend Backend, pki *tlstest.PKI, clientCA bool, edit func(*Config)) (srv *Server, plainAddr, tlsAddr string) {
+	t.Helper()
 	plain, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	secure, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ln, err := NewListener(plain, secure, pki.ServerConfig(clientCA), nil)
 	require.NoError(t, err)
-	srv, _ = startProxyOn(t, ln, backend, func(c *Config) { c.TLSAnnounceAddr = secure.Addr().String() })
+	srv, _ = startProxyOn(t, ln, backend, func(c *Config) {
+		c.TLSAnnounceAddr = secure.Addr().String()
+		if edit != nil {
+			edit(c)
+		}
+	})
 	return srv, plain.Addr().String(), secure.Addr().String()
 }
 
@@ -342,4 +355,75 @@ func TestTLSBackendFailoverThroughTheProxy(t *testing.T) {
 	require.NoError(t, client.Set(ctx, "after", "2", 0).Err())
 	assert.Equal(t, "1", client.Get(ctx, "before").Val())
 	assert.Equal(t, "2", client.Get(ctx, "after").Val())
+}
+
+// dialTLSSubscriber subscribes to channel over TLS with a 64 KiB receive
+// buffer, so that the proxy's writes to it block soon when it reads nothing.
+func dialTLSSubscriber(t *testing.T, addr string, pki *tlstest.PKI, channel string) *tls.Conn {
+	t.Helper()
+	raw, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	require.NoError(t, raw.(*net.TCPConn).SetReadBuffer(64<<10))
+	cfg := pki.ClientConfig(false)
+	cfg.ServerName = "127.0.0.1"
+	conn := tls.Client(raw, cfg)
+	t.Cleanup(func() { _ = conn.Close() })
+	_, err = conn.Write([]byte(encodeCommand("SUBSCRIBE", channel)))
+	require.NoError(t, err)
+	want := subscribeFrame("subscribe", channel, 1)
+	got := make([]byte, len(want))
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err = io.ReadFull(conn, got)
+	require.NoError(t, err)
+	require.Equal(t, want, string(got))
+	return conn
+}
+
+// A TLS subscriber's output is bounded as a plain one's. crypto/tls leaves a
+// connection broken after a write timed out, so below the limit the proxy
+// writes to a TLS subscriber without a deadline: one that reads nothing
+// for longer than the stall timeout while under the limit still gets every
+// message once it reads. At the limit, one that reads nothing is
+// disconnected after the stall timeout.
+func TestTLSSubscriberOutputLimit(t *testing.T) {
+	pki := tlstest.New(t, "kvproxy test")
+	r := startOneMasterProxy(t, nil, nil)
+	const n, size = 160, 64 << 10 // 10 MiB: more than the sockets buffer
+
+	t.Run("below the limit a pause longer than the stall timeout costs nothing", func(t *testing.T) {
+		const stall = 300 * time.Millisecond
+		srv, plainAddr, tlsAddr := startTLSProxyWith(t, r, pki, false, func(c *Config) {
+			c.PubSubOutputLimit = 64 << 20
+			c.PubSubStallTimeout = stall
+		})
+		sub := dialTLSSubscriber(t, tlsAddr, pki, "tls:paused")
+		pub := dialResp(t, plainAddr)
+		replies := publishThrough(t, pub, "tls:paused", n, size)
+		require.Equal(t, n, replies[":1\r\n"], "%v", replies)
+		// The proxy's writes to the subscriber block now; wait past the
+		// stall timeout before reading.
+		time.Sleep(3 * stall)
+		want, _ := messages("tls:paused", n, size)
+		require.NoError(t, readSlowly(sub, want, 64<<10, 0), "every message arrives after the pause")
+		assert.Zero(t, infoInt(t, pub, "pubsub_output_limit_disconnections"))
+		assert.Zero(t, srv.stats.pubsubOutputLimitPauses.Load(), "the output stayed under the limit")
+	})
+
+	t.Run("at the limit one that reads nothing is disconnected", func(t *testing.T) {
+		_, plainAddr, tlsAddr := startTLSProxyWith(t, r, pki, false, func(c *Config) {
+			c.PubSubOutputLimit = 1 << 20
+			c.PubSubStallTimeout = time.Second
+		})
+		stuck := dialTLSSubscriber(t, tlsAddr, pki, "tls:stuck")
+		pub := dialResp(t, plainAddr)
+		publishThrough(t, pub, "tls:stuck", n, size)
+		require.Eventually(t, func() bool { return infoField(t, pub, "pubsub_output_limit_disconnections") == "1" },
+			30*time.Second, 10*time.Millisecond)
+		require.NoError(t, stuck.SetReadDeadline(time.Now().Add(10*time.Second)))
+		var err error
+		for err == nil {
+			_, err = stuck.Read(make([]byte, 64<<10))
+		}
+		assert.False(t, isTimeout(err), "the stuck subscriber's connection is closed: %v", err)
+	})
 }
