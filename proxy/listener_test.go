@@ -15,13 +15,7 @@ import (
 // neither the accept loop nor Close: plain clients are accepted meanwhile,
 // and Close ends the pending handshake at once.
 func TestListenerSilentTLSClientBlocksNothing(t *testing.T) {
-	pki := tlstest.New(t, "kvproxy test")
-	plain, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	secure, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ln, err := NewListener(plain, secure, pki.ServerConfig(false), nil)
-	require.NoError(t, err)
+	ln, plain, secure := newTLSListener(t, tlstest.New(t, "kvproxy test"), false)
 	assert.Equal(t, plain.Addr(), ln.Addr())
 	assert.Equal(t, secure.Addr(), ln.TLSAddr())
 

@@ -33,12 +33,7 @@ func startTLSProxy(t *testing.T, backend Backend, pki *tlstest.PKI, clientCA boo
 // proxy's Config.
 func startTLSProxyWith(t *testing.T, backend Backend, pki *tlstest.PKI, clientCA bool, edit func(*Config)) (srv *Server, plainAddr, tlsAddr string) {
 	t.Helper()
-	plain, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	secure, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ln, err := NewListener(plain, secure, pki.ServerConfig(clientCA), nil)
-	require.NoError(t, err)
+	ln, plain, secure := newTLSListener(t, pki, clientCA)
 	srv, _ = startProxyOn(t, ln, backend, func(c *Config) {
 		c.TLSAnnounceAddr = secure.Addr().String()
 		if edit != nil {
@@ -46,6 +41,19 @@ func startTLSProxyWith(t *testing.T, backend Backend, pki *tlstest.PKI, clientCA
 		}
 	})
 	return srv, plain.Addr().String(), secure.Addr().String()
+}
+
+// newTLSListener is a Listener on a plain and a TLS loopback listener, the
+// TLS one asking for client certificates when clientCA.
+func newTLSListener(t *testing.T, pki *tlstest.PKI, clientCA bool) (ln *Listener, plain, secure net.Listener) {
+	t.Helper()
+	plain, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	secure, err = net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ln, err = NewListener(plain, secure, pki.ServerConfig(clientCA), nil)
+	require.NoError(t, err)
+	return ln, plain, secure
 }
 
 // startOneMasterProxy is a one-master Redis Cluster, plain or TLS, behind a
@@ -72,16 +80,7 @@ func startOneMasterProxy(t *testing.T, clusterTLS *cluster.TLS, edit func(*route
 // clientsByTransport counts the proxy's clients on an event loop and in
 // goroutine mode, TLS and plain apart.
 func clientsByTransport(srv *Server) (plainInLoop, plainOther, tlsInLoop, tlsOther int) {
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	for sess := range srv.sessions {
-		c, ok := sess.conn.(*client)
-		if !ok {
-			continue
-		}
-		c.mu.Lock()
-		inLoop := c.inLoop
-		c.mu.Unlock()
+	for c, inLoop := range clientModes(srv) {
 		_, secure := c.nc.(*tls.Conn)
 		switch {
 		case secure && inLoop:
@@ -156,33 +155,8 @@ func TestTLSClientsBesidePlainOnes(t *testing.T) {
 		}
 	})
 
-	t.Run("multi exec", func(t *testing.T) {
-		cmds, err := secure.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Incr(ctx, "{tls}n")
-			p.Incr(ctx, "{tls}n")
-			return nil
-		})
-		require.NoError(t, err)
-		assert.Equal(t, int64(2), cmds[1].(*redis.IntCmd).Val())
-	})
-
-	t.Run("pubsub", func(t *testing.T) {
-		sub := secure.Subscribe(ctx, "tls:news")
-		defer sub.Close()
-		_, err := sub.Receive(ctx)
-		require.NoError(t, err)
-		require.NoError(t, plain.Publish(ctx, "tls:news", "hello").Err())
-		msg, err := sub.ReceiveMessage(ctx)
-		require.NoError(t, err)
-		assert.Equal(t, "hello", msg.Payload)
-	})
-
-	t.Run("blocking", func(t *testing.T) {
-		got := make(chan []string, 1)
-		go func() { got <- secure.BLPop(ctx, 10*time.Second, "tls:list").Val() }()
-		require.Eventually(t, func() bool { return len(srv.blockingSlots) == 1 }, 10*time.Second, 5*time.Millisecond)
-		require.NoError(t, plain.LPush(ctx, "tls:list", "x").Err())
-		assert.Equal(t, []string{"tls:list", "x"}, <-got)
+	t.Run("multi exec, pubsub, blocking", func(t *testing.T) {
+		checkDedicated(ctx, t, srv, secure, plain)
 	})
 
 	t.Run("redis-cli", func(t *testing.T) {
@@ -284,28 +258,36 @@ func TestTLSBackendRedisCluster(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(4), n, "a multi-key command split across both masters")
 
+	checkDedicated(ctx, t, srv, client, client)
+}
+
+// checkDedicated runs, through client, what the proxy serves on dedicated
+// backend connections: MULTI/EXEC, a subscription receiving what other
+// publishes, a BLPOP answered by other's push.
+func checkDedicated(ctx context.Context, t *testing.T, srv *Server, client, other *redis.Client) {
+	t.Helper()
 	cmds, err := client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Incr(ctx, "{t}n")
-		p.Incr(ctx, "{t}n")
+		p.Incr(ctx, "{tls}n")
+		p.Incr(ctx, "{tls}n")
 		return nil
 	})
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), cmds[1].(*redis.IntCmd).Val())
 
-	sub := client.Subscribe(ctx, "news")
+	sub := client.Subscribe(ctx, "tls:news")
 	defer sub.Close()
 	_, err = sub.Receive(ctx)
 	require.NoError(t, err)
-	require.NoError(t, client.Publish(ctx, "news", "over tls").Err())
+	require.NoError(t, other.Publish(ctx, "tls:news", "over tls").Err())
 	msg, err := sub.ReceiveMessage(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, "over tls", msg.Payload)
 
 	got := make(chan []string, 1)
-	go func() { got <- client.BLPop(ctx, 10*time.Second, "list").Val() }()
+	go func() { got <- client.BLPop(ctx, 10*time.Second, "tls:list").Val() }()
 	require.Eventually(t, func() bool { return len(srv.blockingSlots) == 1 }, 10*time.Second, 5*time.Millisecond)
-	require.NoError(t, client.RPush(ctx, "list", "x").Err())
-	assert.Equal(t, []string{"list", "x"}, <-got)
+	require.NoError(t, other.RPush(ctx, "tls:list", "x").Err())
+	assert.Equal(t, []string{"tls:list", "x"}, <-got)
 }
 
 // CLUSTERX FAILOVER through the proxy on a TLS-only Redis Cluster: the hold
@@ -324,26 +306,15 @@ func TestTLSBackendFailoverThroughTheProxy(t *testing.T) {
 	rcfg := router.DefaultConfig()
 	rcfg.Seeds = c.Addrs()
 	rcfg.TLS = pki.ClientConfig(true)
-	hcfg := failover.DefaultConfig()
-	hcfg.Dial = router.Dialer{Timeout: rcfg.DialTimeout, TLS: rcfg.TLS}.Dial
-	holds, err := failover.New(hcfg)
-	require.NoError(t, err)
-	t.Cleanup(holds.Close)
-	rcfg.Hold = holds
+	holds := startHold(t, &rcfg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	r, err := router.New(ctx, rcfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, r.Close()) })
-	plain, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	secure, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ln, err := NewListener(plain, secure, pki.ServerConfig(false), nil)
-	require.NoError(t, err)
-	startProxyOn(t, ln, r, func(c *Config) { c.Handovers = holds })
+	_, _, tlsAddr := startTLSProxyWith(t, r, pki, false, func(c *Config) { c.Handovers = holds })
 
-	client := redis.NewClient(&redis.Options{Addr: secure.Addr().String(), TLSConfig: pki.ClientConfig(false)})
+	client := redis.NewClient(&redis.Options{Addr: tlsAddr, TLSConfig: pki.ClientConfig(false)})
 	defer client.Close()
 	require.NoError(t, client.Set(ctx, "before", "1", 0).Err())
 	require.Equal(t, "OK", client.Do(ctx, "CLUSTERX", "FAILOVER", replica.ID).Val())
