@@ -288,7 +288,7 @@ func (o options) validate() error {
 	if o.pubsubOutputLimit < minPubSubOutputLimit || o.pubsubOutputLimit > proxy.MaxPubSubOutputLimit {
 		return fmt.Errorf("--pubsub-output-limit %d: want %d (64 KiB) to %d (16 GiB)", o.pubsubOutputLimit, minPubSubOutputLimit, int64(proxy.MaxPubSubOutputLimit))
 	}
-	if err := o.tls.validate(o.listen); err != nil {
+	if err := o.tls.validate(o.listen, o.demo); err != nil {
 		return err
 	}
 	if o.listen != "" {

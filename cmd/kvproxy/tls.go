@@ -43,10 +43,13 @@ func (t *tlsOptions) declare(fs *flag.FlagSet) {
 	fs.StringVar(&t.backendKey, "backend-tls-key", "", "PEM private key `file` of --backend-tls-cert")
 }
 
-// validate checks the flags together, with listen the plain --listen, and
-// reads every file named, so a bad one stops the start naming its flag.
-func (t tlsOptions) validate(listen string) error {
+// validate checks the flags together, with listen the plain --listen and
+// demo --demo, and reads every file named, so a bad one stops the start
+// naming its flag.
+func (t tlsOptions) validate(listen string, demo bool) error {
 	switch {
+	case demo && t.backend:
+		return errors.New("--backend-tls and --demo exclude each other: the demo's simulated cluster speaks plain TCP")
 	case listen == "" && t.listen == "":
 		return errors.New("--listen is empty and there is no --tls-listen: the proxy would serve nobody")
 	case t.listen == "" && (t.cert != "" || t.key != "" || t.clientCA != "" || t.announce != ""):

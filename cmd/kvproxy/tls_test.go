@@ -48,6 +48,7 @@ func TestTLSFlagsRejected(t *testing.T) {
 		{"tls-listen is listen", []string{"--listen", "127.0.0.1:7777", "--seeds", refused, "--tls-listen", "127.0.0.1:7777",
 			"--tls-cert", pki.ServerCert, "--tls-key", pki.ServerKey}, "give TLS a port of its own"},
 		{"nothing to listen on", []string{"--listen", "", "--seeds", refused}, "--listen is empty and there is no --tls-listen"},
+		{"backend TLS with the demo", []string{"--listen", "127.0.0.1:0", "--demo", "--backend-tls"}, "--backend-tls and --demo exclude each other"},
 		{"backend CA without backend-tls", with(base, "--backend-tls-ca", pki.CAFile), "need --backend-tls"},
 		{"backend cert without key", with(base, "--backend-tls", "--backend-tls-cert", pki.ClientCert), "give both or neither"},
 		{"missing backend CA", with(base, "--backend-tls", "--backend-tls-ca", missing), "--backend-tls-ca: open " + missing},
