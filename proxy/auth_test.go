@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"iter"
 	"strconv"
 	"strings"
 	"testing"
@@ -131,21 +132,33 @@ func TestDelayedAuthFailureDoesNotHoldTheEventLoop(t *testing.T) {
 // attackerOffLoop reports whether some client is being served on a
 // goroutine rather than by its event loop.
 func attackerOffLoop(srv *Server) bool {
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	for sess := range srv.sessions {
-		c, ok := sess.conn.(*client)
-		if !ok {
-			continue
-		}
-		c.mu.Lock()
-		inLoop := c.inLoop
-		c.mu.Unlock()
+	for _, inLoop := range clientModes(srv) {
 		if !inLoop {
 			return true
 		}
 	}
 	return false
+}
+
+// clientModes yields each client of srv and whether its event loop reads
+// it (else a goroutine does).
+func clientModes(srv *Server) iter.Seq2[*client, bool] {
+	return func(yield func(*client, bool) bool) {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		for sess := range srv.sessions {
+			c, ok := sess.conn.(*client)
+			if !ok {
+				continue
+			}
+			c.mu.Lock()
+			inLoop := c.inLoop
+			c.mu.Unlock()
+			if !yield(c, inLoop) {
+				return
+			}
+		}
+	}
 }
 
 // A storm of bad clients costs a log line a second, not one per client:

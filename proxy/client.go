@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"runtime/debug"
@@ -50,8 +51,11 @@ type client struct {
 // goroutine mode an ordinary blocking read.
 type clientSource struct {
 	net.Conn
-	raw     syscall.RawConn
-	rawio   *rawio.Conn
+	raw   syscall.RawConn
+	rawio *rawio.Conn
+	// sock is the TCP socket under a TLS connection (raw is nil then):
+	// watched for hang-ups, never read, since the bytes are encrypted.
+	sock    syscall.RawConn
 	oneShot bool
 	// used: the one read of this serve was made. more: the last read
 	// filled the buffer, so more input may be waiting unannounced (the
@@ -61,11 +65,17 @@ type clientSource struct {
 
 // SyscallConn exposes the socket (hang-up watches of blocking commands).
 func (s *clientSource) SyscallConn() (syscall.RawConn, error) {
-	if s.raw == nil {
-		return nil, errors.New("proxy: connection has no socket")
+	switch {
+	case s.raw != nil:
+		return s.raw, nil
+	case s.sock != nil:
+		return s.sock, nil
 	}
-	return s.raw, nil
+	return nil, errors.New("proxy: connection has no socket")
 }
+
+// encrypted tells peerHungUp that the socket carries TLS records.
+func (s *clientSource) encrypted() bool { return s.sock != nil }
 
 // errWouldBlock ends a loop-mode read with no more input available now.
 var errWouldBlock = errors.New("proxy: no input available")
@@ -100,6 +110,10 @@ func (s *Server) newClient(nc net.Conn) *client {
 		if raw, err := sc.SyscallConn(); err == nil {
 			src.raw, src.rawio = raw, rawio.NewConn(raw)
 		}
+	} else if tc, ok := nc.(*tls.Conn); ok {
+		if sc, ok := tc.NetConn().(syscall.Conn); ok {
+			src.sock, _ = sc.SyscallConn()
+		}
 	}
 	g := newGuardConn(src, s.creds.Load().open, &s.stats.rejectedRequests, s.badRequestLog)
 	limits := s.limits
@@ -111,6 +125,7 @@ func (s *Server) newClient(nc net.Conn) *client {
 		return nil
 	}
 	c.sess = newSession(s, c, g, c.wr, src.rawio)
+	_, c.sess.encrypted = nc.(*tls.Conn)
 	c.sess.onTurnFree = c.turnFreed
 	s.sessions[c.sess] = struct{}{}
 	s.sessionsDone.Add(1)

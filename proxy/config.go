@@ -27,6 +27,10 @@ type Config struct {
 	// CLUSTER NODES and INFO, so cluster-aware clients keep talking to the
 	// proxy. It must be reachable by the clients.
 	AnnounceAddr string
+	// TLSAnnounceAddr, when not empty, is what TLS clients are told instead
+	// of AnnounceAddr (the TLS listener's host:port), as Redis names its
+	// tls-port to clients connected over TLS.
+	TLSAnnounceAddr string
 	// MaxBulkLen is the largest bulk string a client may send (Redis'
 	// proto-max-bulk-len); a longer one closes the connection with an error.
 	MaxBulkLen int
@@ -179,6 +183,11 @@ func (c *Config) Validate() error {
 	}
 	if err := checkHostPort(c.AnnounceAddr, true); err != nil {
 		return errors.New("proxy: Config.AnnounceAddr: " + err.Error())
+	}
+	if c.TLSAnnounceAddr != "" {
+		if err := checkHostPort(c.TLSAnnounceAddr, true); err != nil {
+			return errors.New("proxy: Config.TLSAnnounceAddr: " + err.Error())
+		}
 	}
 	checks := []struct {
 		ok   bool

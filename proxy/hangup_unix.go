@@ -10,7 +10,10 @@ import (
 
 // peerHungUp waits until conn is readable and reports whether the peer
 // closed it; it returns false when data arrived, or on a read deadline, and
-// consumes nothing.
+// consumes nothing. On a TLS connection the data may be the client's
+// close_notify, which cannot be told from a command without reading it:
+// there the watch goes on until the peer shuts its side (peerShutWrite) or
+// the deadline.
 func peerHungUp(conn net.Conn) bool {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
@@ -20,6 +23,7 @@ func peerHungUp(conn net.Conn) bool {
 	if err != nil {
 		return false
 	}
+	secure, _ := conn.(interface{ encrypted() bool })
 	hungUp := false
 	var one [1]byte
 	_ = raw.Read(func(fd uintptr) bool {
@@ -28,6 +32,10 @@ func peerHungUp(conn net.Conn) bool {
 			return false // not readable yet: wait
 		}
 		hungUp = err != nil || n == 0
+		if !hungUp && secure != nil && secure.encrypted() {
+			hungUp = peerShutWrite(int(fd))
+			return hungUp
+		}
 		return true
 	})
 	return hungUp

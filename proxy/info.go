@@ -107,7 +107,7 @@ func (srv *Server) writeInfoSection(b *strings.Builder, section string) {
 		line("arch_bits", strconv.Itoa(strconv.IntSize))
 		line("go_version", runtime.Version())
 		line("process_id", strconv.Itoa(os.Getpid()))
-		line("tcp_port", strconv.Itoa(srv.announcePort))
+		line("tcp_port", strconv.Itoa(srv.announce.port))
 		line("uptime_in_seconds", itoa(uptime))
 		line("uptime_in_days", itoa(uptime/86400))
 		line("goroutines", strconv.Itoa(runtime.NumGoroutine()))
@@ -154,6 +154,9 @@ func (srv *Server) writeInfoSection(b *strings.Builder, section string) {
 		}
 		b.WriteString("# Proxy\r\n")
 		line("announce_addr", srv.cfg.AnnounceAddr)
+		if srv.cfg.TLSAnnounceAddr != "" {
+			line("tls_announce_addr", srv.cfg.TLSAnnounceAddr)
+		}
 		line("backend_epoch", itoa(topology.Epoch))
 		line("backend_masters", strconv.Itoa(masters))
 		line("backend_nodes", strconv.Itoa(len(topology.Nodes)))

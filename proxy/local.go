@@ -280,18 +280,21 @@ func (s *session) cluster(args [][]byte) {
 			"cluster_current_epoch:1\r\n"+
 			"cluster_my_epoch:1\r\n")
 	case "cluster|slots":
+		a := s.announcement()
 		s.local = resp.AppendArray(s.local, 1)
 		s.local = resp.AppendArray(s.local, 3)
 		s.local = resp.AppendInt(s.local, 0)
 		s.local = resp.AppendInt(s.local, 16383)
 		s.local = resp.AppendArray(s.local, 3)
-		s.local = resp.AppendBulkString(s.local, srv.announceHost)
-		s.local = resp.AppendInt(s.local, int64(srv.announcePort))
+		s.local = resp.AppendBulkString(s.local, a.host)
+		s.local = resp.AppendInt(s.local, int64(a.port))
 		s.local = resp.AppendBulkString(s.local, srv.nodeID)
 	case "cluster|nodes":
-		s.local = resp.AppendBulkString(s.local, srv.nodeID+" "+srv.cfg.AnnounceAddr+"@"+strconv.Itoa(srv.announcePort+10000)+
+		a := s.announcement()
+		s.local = resp.AppendBulkString(s.local, srv.nodeID+" "+a.addr+"@"+strconv.Itoa(a.port+10000)+
 			" myself,master - 0 0 1 connected 0-16383\n")
 	case "cluster|shards":
+		a := s.announcement()
 		s.local = resp.AppendArray(s.local, 1)
 		s.local = resp.AppendArray(s.local, 4)
 		s.local = resp.AppendBulkString(s.local, "slots")
@@ -301,12 +304,12 @@ func (s *session) cluster(args [][]byte) {
 		s.local = resp.AppendBulkString(s.local, "nodes")
 		s.local = resp.AppendArray(s.local, 1)
 		s.local = resp.AppendArray(s.local, 14)
-		for _, field := range [][2]string{{"id", srv.nodeID}, {"port", ""}, {"ip", srv.announceHost},
-			{"endpoint", srv.announceHost}, {"role", "master"}, {"replication-offset", ""}, {"health", "online"}} {
+		for _, field := range [][2]string{{"id", srv.nodeID}, {"port", ""}, {"ip", a.host},
+			{"endpoint", a.host}, {"role", "master"}, {"replication-offset", ""}, {"health", "online"}} {
 			s.local = resp.AppendBulkString(s.local, field[0])
 			switch field[0] {
 			case "port":
-				s.local = resp.AppendInt(s.local, int64(srv.announcePort))
+				s.local = resp.AppendInt(s.local, int64(a.port))
 			case "replication-offset":
 				s.local = resp.AppendInt(s.local, 0)
 			default:

@@ -57,12 +57,7 @@ func startFailoverServer(t *testing.T, sim *kvsim.Cluster, withController bool) 
 	for _, n := range sim.Nodes() {
 		rcfg.Seeds = append(rcfg.Seeds, n.Addr())
 	}
-	hcfg := failover.DefaultConfig()
-	hcfg.Dial = router.Dialer{Password: rcfg.Password, Timeout: rcfg.DialTimeout}.Dial
-	holds, err := failover.New(hcfg)
-	require.NoError(t, err)
-	t.Cleanup(holds.Close)
-	rcfg.Hold = holds
+	holds := startHold(t, &rcfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rt, err := router.New(ctx, rcfg)
@@ -74,6 +69,19 @@ func startFailoverServer(t *testing.T, sim *kvsim.Cluster, withController bool) 
 			c.Authority = kvsimController{sim}
 		}
 	})
+}
+
+// startHold makes the failover hold of a router of rcfg, dialling as the
+// router does, and sets it as rcfg.Hold.
+func startHold(t *testing.T, rcfg *router.Config) *failover.Buffer {
+	t.Helper()
+	hcfg := failover.DefaultConfig()
+	hcfg.Dial = router.Dialer{Password: rcfg.Password, Timeout: rcfg.DialTimeout, TLS: rcfg.TLS}.Dial
+	holds, err := failover.New(hcfg)
+	require.NoError(t, err)
+	t.Cleanup(holds.Close)
+	rcfg.Hold = holds
+	return holds
 }
 
 // assertRoutedRoles checks that PROXY NODES, INFO proxy and INFO failover

@@ -102,6 +102,10 @@ type subscriber struct {
 	// resp3: the client speaks RESP3, so Pub/Sub frames go to it as pushes
 	// and it may run other commands (resp3.go).
 	resp3 bool
+	// encrypted: client is a TLS connection, which a write that timed out
+	// leaves broken (crypto/tls), so its writes have a deadline only once
+	// the output is at the limit, and a timeout ends the subscriber.
+	encrypted bool
 	// limit is Config.PubSubOutputLimit, stallTimeout
 	// Config.PubSubStallTimeout.
 	limit        int64
@@ -237,6 +241,7 @@ func (s *session) pubSubCommand(cmd *CommandInfo, c *redcon.Command) {
 		_ = s.flush()
 		s.unflushed = 0
 		s.sub = newSubscriber(s.srv.ctx, s.srv, s.netConn)
+		s.sub.encrypted = s.encrypted
 		s.sub.resp3 = s.resp3
 		s.subscriberCommand(c)
 	case cmdUNSUBSCRIBE, cmdPUNSUBSCRIBE, cmdSUNSUBSCRIBE:

@@ -57,12 +57,17 @@ func (sub *subscriber) writeLoop() {
 func (sub *subscriber) writeBatchLocked(batch []byte) error {
 	for sent := 0; sent < len(batch); {
 		deadline := time.Now().Add(sub.stallTimeout)
-		if !sub.pausedAt.IsZero() {
+		switch {
+		case !sub.pausedAt.IsZero():
 			deadline = sub.stalledSinceLocked().Add(sub.stallTimeout)
+		case sub.encrypted:
+			deadline = time.Time{} // enqueueLocked sets one at the limit
 		}
 		chunk := batch[sent:min(len(batch), sent+subscriberWriteChunk)]
-		sub.mu.Unlock()
+		// Under sub.mu, so that a deadline enqueueLocked sets at the limit
+		// comes after this one.
 		err := sub.client.SetWriteDeadline(deadline)
+		sub.mu.Unlock()
 		n := 0
 		if err == nil {
 			n, err = sub.client.Write(chunk)
@@ -76,7 +81,7 @@ func (sub *subscriber) writeBatchLocked(batch []byte) error {
 		case err == nil:
 		case sub.closed || !isTimeout(err):
 			return err
-		case !sub.pausedAt.IsZero() && time.Since(sub.stalledSinceLocked()) >= sub.stallTimeout:
+		case sub.encrypted || !sub.pausedAt.IsZero() && time.Since(sub.stalledSinceLocked()) >= sub.stallTimeout:
 			sub.srv.stats.pubsubOutputLimitDisconnections.Add(1)
 			sub.srv.stalledSubLog.Log("client", sub.client.RemoteAddr().String(), "pending", sub.pendingLocked(),
 				"limit", sub.limit, "stalled", sub.stallTimeout)
@@ -124,6 +129,10 @@ func (sub *subscriber) enqueueLocked(b []byte) {
 	if int64(pending) >= sub.limit && sub.pausedAt.IsZero() {
 		sub.pausedAt = time.Now()
 		sub.srv.stats.pubsubOutputLimitPauses.Add(1)
+		if sub.encrypted && sub.writing {
+			// Bound the write in progress, which has no deadline.
+			_ = sub.client.SetWriteDeadline(sub.stalledSinceLocked().Add(sub.stallTimeout))
+		}
 	}
 	sub.cond.Broadcast()
 }

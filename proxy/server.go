@@ -42,11 +42,12 @@ type Server struct {
 	logger  *slog.Logger
 	// nodeID is the 40-character id the proxy gives itself in CLUSTER
 	// replies, derived from the announce address so it is stable.
-	nodeID       string
-	announceHost string
-	announcePort int
-	started      time.Time
-	limits       resp.RequestLimits
+	nodeID string
+	// announce is what CLUSTER replies name to plain clients, tlsAnnounce
+	// to TLS clients.
+	announce, tlsAnnounce announcement
+	started               time.Time
+	limits                resp.RequestLimits
 	// creds are the users (auth.go); the limits below are Config's that
 	// Reload changes: read once per accepted connection.
 	creds             atomic.Pointer[credentials]
@@ -151,8 +152,11 @@ func New(cfg Config, backend Backend) (*Server, error) {
 	if backend == nil {
 		return nil, errors.New("proxy: nil Backend")
 	}
-	host, portText, _ := net.SplitHostPort(cfg.AnnounceAddr)
-	port, _ := strconv.Atoi(portText)
+	plain := newAnnouncement(cfg.AnnounceAddr)
+	secure := plain
+	if cfg.TLSAnnounceAddr != "" {
+		secure = newAnnouncement(cfg.TLSAnnounceAddr)
+	}
 	sum := sha1.Sum([]byte("kvproxy " + cfg.AnnounceAddr))
 	ctx, cancel := context.WithCancel(context.Background())
 	dedicated, _ := backend.(DedicatedBackend)
@@ -175,8 +179,8 @@ func New(cfg Config, backend Backend) (*Server, error) {
 		backend:        backend,
 		logger:         cfg.Logger,
 		nodeID:         hex.EncodeToString(sum[:]),
-		announceHost:   host,
-		announcePort:   port,
+		announce:       plain,
+		tlsAnnounce:    secure,
 		started:        time.Now(),
 		authFailureLog: newRateLimitedLog(cfg.Logger, slog.LevelWarn, "client authentication failed"),
 		badRequestLog:  newRateLimitedLog(cfg.Logger, slog.LevelInfo, "closing client connection: bad request"),
@@ -443,4 +447,16 @@ func (s *Server) closed(sess *session, err error) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// announcement is an address the proxy gives clients, split once.
+type announcement struct {
+	addr, host string
+	port       int
+}
+
+func newAnnouncement(addr string) announcement {
+	host, portText, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portText)
+	return announcement{addr: addr, host: host, port: port}
 }

@@ -67,8 +67,10 @@ type session struct {
 	// affinity keeps the session's requests to a node on one connection.
 	affinity uint32
 	created  time.Time
-	name     []byte
-	authed   bool
+	// encrypted: the client is connected over TLS.
+	encrypted bool
+	name      []byte
+	authed    bool
 	// resp3: the client chose RESP3 with HELLO 3 (resp3.go).
 	resp3 bool
 	// While capturing, write collects a reply in captured, for its
@@ -466,6 +468,15 @@ func (s *session) localAddr() string {
 }
 
 // remoteAddr is the client side of the connection.
+// announcement is the address CLUSTER replies name to this client: the
+// TLS one for a client connected over TLS.
+func (s *session) announcement() announcement {
+	if s.encrypted {
+		return s.srv.tlsAnnounce
+	}
+	return s.srv.announce
+}
+
 func (s *session) remoteAddr() string {
 	return s.conn.RemoteAddr()
 }

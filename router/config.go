@@ -1,6 +1,7 @@
 package router
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,11 @@ type Config struct {
 	Seeds []string
 	// Password is sent with AUTH on every backend connection; empty sends none.
 	Password string
+	// TLS, when not nil, makes every connection to the cluster (data,
+	// probes, dedicated, topology reloads) a TLS client of it. An empty
+	// ServerName verifies each node's certificate against the host of the
+	// address dialled.
+	TLS *tls.Config
 	// ConnsPerNode is the number of pipelined connections per backend node.
 	// A slot always uses the same one, so per-key order holds. Kvrocks pins
 	// each connection to one worker thread, so a few spread the load.

@@ -522,9 +522,14 @@ func readSome(nc net.Conn, raw *rawio.Conn, p []byte) (int, error) {
 }
 
 // writeSome writes p, all of it when mayBlock, else what the socket takes
-// now. A connection without a raw socket (only in tests) always blocks.
+// now. A connection without a raw socket (TLS) cannot write only what the
+// socket takes: without mayBlock it writes nothing, and the caller's
+// goroutine that may wait (finishWrite) writes it all, so an event loop
+// never waits for a TLS backend.
 func writeSome(nc net.Conn, raw *rawio.Conn, p []byte, mayBlock bool) (int, error) {
 	switch {
+	case raw == nil && !mayBlock:
+		return 0, nil
 	case raw == nil:
 		return nc.Write(p)
 	case mayBlock:

@@ -29,6 +29,7 @@ func (r *Router) fetchView(ctx context.Context, addr string) (*clusterView, erro
 		Addr:            addr,
 		Password:        r.cfg.Password,
 		Protocol:        2,
+		TLSConfig:       tlsOrNil(r.cfg.TLS, addr),
 		DialTimeout:     r.cfg.DialTimeout,
 		DialerRetries:   1, // a dead node must cost one DialTimeout, not five
 		ReadTimeout:     r.cfg.ReadTimeout,

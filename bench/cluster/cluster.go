@@ -154,7 +154,7 @@ func (c *Cluster) startFresh(ctx context.Context, index, port int) (*Node, error
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
-		n := &Node{Addr: nodeAddr(port), Port: port, Dir: dir, cluster: c, client: newNodeClient(nodeAddr(port))}
+		n := &Node{Addr: nodeAddr(port), Port: port, Dir: dir, cluster: c, client: newNodeClient(nodeAddr(port), c.opts.clientTLS())}
 		if err := n.writeConfig(c.opts); err != nil {
 			n.client.Close()
 			return nil, fmt.Errorf("cluster: %w", err)

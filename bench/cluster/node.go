@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -79,8 +80,13 @@ func (n *Node) logPath() string  { return filepath.Join(n.Dir, "redis.log") }
 
 // writeConfig renders redis.conf for the node's current port.
 func (n *Node) writeConfig(opts Options) error {
+	port := []string{"port " + strconv.Itoa(n.Port)}
+	if t := opts.TLS; t != nil {
+		port = []string{"port 0", "tls-port " + strconv.Itoa(n.Port),
+			"tls-cert-file " + strconv.Quote(t.CertFile), "tls-key-file " + strconv.Quote(t.KeyFile),
+			"tls-ca-cert-file " + strconv.Quote(t.CAFile), "tls-cluster yes", "tls-replication yes"}
+	}
 	lines := []string{
-		"port " + strconv.Itoa(n.Port),
 		"bind " + loopback,
 		"protected-mode no",
 		"daemonize no",
@@ -104,7 +110,7 @@ func (n *Node) writeConfig(opts Options) error {
 		// A SIGTERMed master must not wait for replicas that are dying too.
 		"shutdown-timeout 0",
 	}
-	lines = append(lines, opts.ExtraConfig...)
+	lines = append(append(port, lines...), opts.ExtraConfig...)
 	return os.WriteFile(n.confPath(), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 }
 
@@ -201,9 +207,11 @@ func (n *Node) logTail(lines int) string {
 	return strings.Join(all, "\n")
 }
 
-func newNodeClient(addr string) *redis.Client {
+// newNodeClient reaches addr, over TLS when tlsConfig is not nil.
+func newNodeClient(addr string, tlsConfig *tls.Config) *redis.Client {
 	return redis.NewClient(&redis.Options{
 		Addr:                  addr,
+		TLSConfig:             tlsConfig,
 		Protocol:              2,
 		DisableIdentity:       true,
 		MaxRetries:            -1, // control-plane calls are polled, never blindly retried

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"time"
@@ -36,6 +37,22 @@ type Options struct {
 	ExtraConfig []string
 	// Logger receives start-up retries and topology changes; nil discards.
 	Logger *slog.Logger
+	// TLS, when not nil, has every node serve TLS only, the cluster bus and
+	// replication included.
+	TLS *TLS
+}
+
+// TLS are the files a TLS cluster's nodes use and how this package's own
+// clients reach them. Redis asks its clients for a certificate signed by
+// CAFile (tls-auth-clients yes), so Client must present one.
+type TLS struct {
+	// CertFile and KeyFile: each node's certificate, presented to clients
+	// and, on the cluster bus and to its master, to the other nodes.
+	CertFile, KeyFile string
+	// CAFile verifies clients and the other nodes.
+	CAFile string
+	// Client is the TLS configuration of the package's clients.
+	Client *tls.Config
 }
 
 func (o Options) withDefaults() Options {
@@ -70,6 +87,17 @@ func (o Options) validate() error {
 		return fmt.Errorf("cluster: NodeTimeout = %v, want >= 1ms", o.NodeTimeout)
 	case o.StartTimeout < 0 || o.WaitTimeout < 0:
 		return fmt.Errorf("cluster: negative timeout")
+	case o.TLS != nil && (o.TLS.CertFile == "" || o.TLS.KeyFile == "" || o.TLS.CAFile == "" || o.TLS.Client == nil):
+		return fmt.Errorf("cluster: TLS needs CertFile, KeyFile, CAFile and Client")
 	}
 	return nil
+}
+
+// clientTLS is the TLS configuration of the package's clients, nil for a
+// plain cluster.
+func (o Options) clientTLS() *tls.Config {
+	if o.TLS == nil {
+		return nil
+	}
+	return o.TLS.Client
 }

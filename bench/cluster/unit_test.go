@@ -209,7 +209,7 @@ func TestStartFreshMovesOffATakenPort(t *testing.T) {
 	port := taken.Addr().(*net.TCPAddr).Port
 
 	// launch itself reports the lost race.
-	n := &Node{Port: port, Addr: nodeAddr(port), Dir: t.TempDir(), client: newNodeClient(nodeAddr(port))}
+	n := &Node{Port: port, Addr: nodeAddr(port), Dir: t.TempDir(), client: newNodeClient(nodeAddr(port), nil)}
 	t.Cleanup(func() { n.client.Close() })
 	require.NoError(t, n.writeConfig(Options{}.withDefaults()))
 	proc, err := n.launch(t.Context(), binary)
@@ -231,7 +231,7 @@ func TestStartFreshMovesOffATakenPort(t *testing.T) {
 	assert.True(t, n.servedBy(t.Context(), n.proc.cmd.Process.Pid))
 
 	// Another redis-server answering on the port does not pass for ours.
-	twin := &Node{Port: n.Port, Addr: n.Addr, Dir: t.TempDir(), client: newNodeClient(n.Addr)}
+	twin := &Node{Port: n.Port, Addr: n.Addr, Dir: t.TempDir(), client: newNodeClient(n.Addr, nil)}
 	t.Cleanup(func() { twin.client.Close() })
 	require.NoError(t, twin.writeConfig(Options{}.withDefaults()))
 	proc, err = twin.launch(t.Context(), binary)

@@ -19,6 +19,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -119,9 +120,14 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	}
 	defer closeAll()
 
-	ln, err := net.Listen("tcp", opts.listen)
+	serverTLS, backendTLS, err := opts.tls.configs()
 	if err != nil {
-		startupFailed(stderr, fmt.Errorf("cannot listen on %s: %w", opts.listen, err))
+		startupFailed(stderr, err)
+		return exitStartup
+	}
+	ln, plainAddr, tlsAddr, err := listenClients(opts, serverTLS, logger)
+	if err != nil {
+		startupFailed(stderr, err)
 		return exitStartup
 	}
 	// Serve owns the listener once it runs; closing it twice is harmless.
@@ -137,6 +143,13 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	announce := opts.announce
 	if announce == "" {
 		announce = announceAddr(ln.Addr().(*net.TCPAddr), logger)
+	}
+	var tlsAnnounce string
+	switch {
+	case plainAddr == "" && opts.tls.announce != "":
+		announce = opts.tls.announce
+	case plainAddr != "" && tlsAddr != "":
+		tlsAnnounce = tlsAnnounceAddr(opts, ln.(*proxy.Listener).TLSAddr().(*net.TCPAddr), logger)
 	}
 
 	seeds := opts.seeds
@@ -164,6 +177,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	rcfg := router.DefaultConfig()
 	rcfg.Seeds = seeds
 	rcfg.Password = opts.backendPassword
+	rcfg.TLS = backendTLS
 	rcfg.ConnsPerNode = opts.backendConns
 	rcfg.MaxBulkLen = opts.maxBulkLen
 	rcfg.HoldTimeout = opts.holdTimeout
@@ -174,7 +188,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	// dialled (and authenticated) as the router's are.
 	hcfg := failover.DefaultConfig()
 	hcfg.MaxBytes = opts.holdMaxBytes
-	hcfg.Dial = router.Dialer{Password: rcfg.Password, Timeout: rcfg.DialTimeout}.Dial
+	hcfg.Dial = router.Dialer{Password: rcfg.Password, Timeout: rcfg.DialTimeout, TLS: rcfg.TLS}.Dial
 	hcfg.Logger = logger
 	holds, err := failover.New(hcfg)
 	if err != nil {
@@ -203,6 +217,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 
 	listen := ln.Addr().String()
 	pcfg := proxyConfig(opts, listen, announce, logger)
+	pcfg.TLSAnnounceAddr = tlsAnnounce
 	pcfg.Handovers = holds
 	controllerURL, namespace, clusterName := opts.controllerURL, opts.controllerNamespace, opts.controllerCluster
 	if sim != nil {
@@ -240,8 +255,8 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		}()
 		logger.Info("metrics serving", "addr", metricsLn.Addr().String())
 	}
-	logger.Info("kvproxy serving", "listen", ln.Addr().String(), "version", version.Version(), "announce", announce,
-		"masters", rt.Masters(), "client_auth", opts.password != "")
+	logger.Info("kvproxy serving", "listen", plainAddr, "tls_listen", tlsAddr, "version", version.Version(), "announce", announce, "tls_announce", tlsAnnounce,
+		"masters", rt.Masters(), "client_auth", opts.password != "", "backend_tls", backendTLS != nil)
 	if sim != nil {
 		printDemo(stdout, sim, announce, opts.password != "", opts.adminPassword != "")
 	}
@@ -300,6 +315,35 @@ func proxyConfig(opts options, listen, announce string, logger *slog.Logger) pro
 	cfg.ShutdownTimeout = opts.shutdownTimeout
 	cfg.Logger = logger.With("component", "proxy")
 	return cfg
+}
+
+// listenClients opens --listen and --tls-listen, whichever are set, and
+// returns their addresses (empty when not set). A single plain listener is
+// served as it is, so plain clients keep their path untouched; with TLS
+// both go through a proxy.Listener.
+func listenClients(opts options, serverTLS *tls.Config, logger *slog.Logger) (ln net.Listener, plainAddr, tlsAddr string, err error) {
+	var plain net.Listener
+	if opts.listen != "" {
+		if plain, err = net.Listen("tcp", opts.listen); err != nil {
+			return nil, "", "", fmt.Errorf("cannot listen on %s: %w", opts.listen, err)
+		}
+		plainAddr = plain.Addr().String()
+		if serverTLS == nil {
+			return plain, plainAddr, "", nil
+		}
+	}
+	secure, err := net.Listen("tcp", opts.tls.listen)
+	if err != nil {
+		if plain != nil {
+			_ = plain.Close()
+		}
+		return nil, "", "", fmt.Errorf("cannot listen on %s (--tls-listen): %w", opts.tls.listen, err)
+	}
+	both, err := proxy.NewListener(plain, secure, serverTLS, logger.With("component", "proxy"))
+	if err != nil {
+		return nil, "", "", err
+	}
+	return both, plainAddr, secure.Addr().String(), nil
 }
 
 // newLogger logs at level and above to w, as key=value text or as JSON

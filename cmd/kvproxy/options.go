@@ -102,6 +102,7 @@ type options struct {
 	printConfig bool
 	// users are the file's users: (proxy.Config.Users).
 	users []proxy.User
+	tls   tlsOptions
 }
 
 // envName is the environment variable that sets flag name.
@@ -153,6 +154,7 @@ func newFlagSet(o *options, seeds, logLevel, logFormat *string) *flag.FlagSet {
 		"on SIGINT or SIGTERM, how long the proxy waits for the requests in flight to be answered before it closes every connection")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "",
 		"`host:port` serving Prometheus metrics on /metrics, /healthz and /readyz over HTTP (empty: off)")
+	o.tls.declare(fs)
 	fs.StringVar(&o.configFile, "config", "",
 		"YAML `file` of settings keyed by flag name (hold-timeout: 2.5s), under the environment and the flags; SIGHUP reloads it")
 	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration as YAML (loadable with --config, secrets masked) and exit")
@@ -340,8 +342,13 @@ func (o options) problems() []string {
 	if o.pubsubOutputLimit < minPubSubOutputLimit || o.pubsubOutputLimit > proxy.MaxPubSubOutputLimit {
 		add("--pubsub-output-limit %d: want %d (64 KiB) to %d (16 GiB)", o.pubsubOutputLimit, minPubSubOutputLimit, int64(proxy.MaxPubSubOutputLimit))
 	}
-	if err := checkAddr(o.listen, false); err != nil {
-		add("--listen %q: %v", o.listen, err)
+	if err := o.tls.validate(o.listen, o.demo); err != nil {
+		add("%v", err)
+	}
+	if o.listen != "" {
+		if err := checkAddr(o.listen, false); err != nil {
+			add("--listen %q: %v", o.listen, err)
+		}
 	}
 	for _, s := range o.seeds {
 		if err := checkAddr(s, true); err != nil {
