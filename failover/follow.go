@@ -48,7 +48,7 @@ func (b *Buffer) followTryAgain(addr string) {
 	if b.cfg.Dial == nil {
 		return
 	}
-	b.startFollow(addr, nil, func(m *master) Outcome { return b.followKvrocks(addr, "", m, false) })
+	b.startFollow(addr, nil, func(m *master) Outcome { return b.followKvrocks(addr, "", m, false) }, false)
 }
 
 // FollowClusterxFailover starts following the master at addr, to which a
@@ -58,7 +58,7 @@ func (b *Buffer) followTryAgain(addr string) {
 func (b *Buffer) FollowClusterxFailover(addr, replica string) <-chan Outcome {
 	b.notify(Notice{Kind: NoticeWarm, Master: addr, Replica: replica}, false)
 	done := make(chan Outcome, 1)
-	b.startFollow(addr, done, func(m *master) Outcome { return b.followKvrocks(addr, replica, m, true) })
+	b.startFollow(addr, done, func(m *master) Outcome { return b.followKvrocks(addr, replica, m, true) }, false)
 	return done
 }
 
@@ -70,13 +70,55 @@ func (b *Buffer) FollowClusterxFailover(addr, replica string) <-chan Outcome {
 func (b *Buffer) FollowRedisFailover(addr, replica string) <-chan Outcome {
 	b.notify(Notice{Kind: NoticeWarm, Master: addr, Replica: replica}, false)
 	done := make(chan Outcome, 1)
-	b.startFollow(addr, done, func(m *master) Outcome { return b.followRedis(addr, replica, m) })
+	b.startFollow(addr, done, func(m *master) Outcome { return b.followRedis(addr, replica, m) }, false)
 	return done
 }
 
+// FollowAuthorityFailover holds the writes of the master at addr while
+// failover runs: a failover of its shard to replica done by the cluster's
+// topology authority (kvrocks-controller's CLIENT PAUSE way, released
+// Kvrocks). The authority's pause of the master's writes is timed (500 ms);
+// a write the master took after the pause ran out, before the swapped
+// topology reached it, would be lost when it turned replica, so the proxy
+// sends it none meanwhile. Once failover returns nil the shard is routed to
+// replica before the held writes are released, as after a CLUSTERX
+// FAILOVER's success; on an error they go to the master again. The channel
+// receives how it ended; ErrFollowedAlready if addr was being followed.
+func (b *Buffer) FollowAuthorityFailover(addr, replica string, failover func(context.Context) error) <-chan Outcome {
+	b.notify(Notice{Kind: NoticeWarm, Master: addr, Replica: replica}, false)
+	done := make(chan Outcome, 1)
+	b.startFollow(addr, done, func(m *master) Outcome { return b.followAuthority(addr, replica, m, failover) }, true)
+	return done
+}
+
+// ErrFollowedAlready is the Outcome.Err of FollowAuthorityFailover when the
+// master's writes are held for another handover already.
+var ErrFollowedAlready = errors.New("failover: the master is being followed through another handover")
+
+// followAuthority holds addr's writes while failover runs (see
+// FollowAuthorityFailover).
+func (b *Buffer) followAuthority(addr, replica string, m *master, failover func(context.Context) error) Outcome {
+	b.began(addr, m, PhaseStarted, true)
+	start := time.Now()
+	b.Observe(addr, EventWritesPaused)
+	b.phaseSeen(addr, replica, m, PhasePauseWrite)
+	err := failover(b.ctx)
+	h := Handover{FirstPoll: start, LastPoll: time.Now(), Phases: []Phase{PhaseStarted, PhasePauseWrite}, HoldStart: start}
+	h.Final = PhaseFailed
+	if err == nil {
+		h.Final = PhaseSuccess
+	}
+	h.Phases = append(h.Phases, h.Final)
+	b.phaseSeen(addr, replica, m, h.Final)
+	h.HoldEnd = time.Now()
+	b.ended(addr, m, h, err)
+	return Outcome{Handover: h, Err: err}
+}
+
 // startFollow runs follow on a goroutine of its own unless addr is
-// followed already; done, if not nil, receives how the follow ends.
-func (b *Buffer) startFollow(addr string, done chan<- Outcome, follow func(*master) Outcome) {
+// followed already; done, if not nil, receives how the follow ends: that of
+// the follow already running, or ErrFollowedAlready when exclusive.
+func (b *Buffer) startFollow(addr string, done chan<- Outcome, follow func(*master) Outcome, exclusive bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
@@ -92,6 +134,10 @@ func (b *Buffer) startFollow(addr string, done chan<- Outcome, follow func(*mast
 		return
 	}
 	m := b.masterLocked(addr)
+	if m.following && exclusive {
+		done <- Outcome{Err: ErrFollowedAlready}
+		return
+	}
 	if done != nil {
 		m.waiters = append(m.waiters, done)
 	}

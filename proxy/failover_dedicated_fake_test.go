@@ -107,6 +107,10 @@ func (h *fakeHandovers) FollowClusterxFailover(string, string) <-chan failover.O
 func (h *fakeHandovers) FollowRedisFailover(string, string) <-chan failover.Outcome    { return nil }
 func (h *fakeHandovers) Report() failover.Report                                       { return failover.Report{} }
 
+func (h *fakeHandovers) FollowAuthorityFailover(string, string, func(context.Context) error) <-chan failover.Outcome {
+	return nil
+}
+
 func (h *fakeHandovers) NextHandover(master string) <-chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()

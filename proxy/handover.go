@@ -31,6 +31,10 @@ type Handovers interface {
 	// Redis Cluster replica of master, accepted; its channel is
 	// FollowClusterxFailover's.
 	FollowRedisFailover(master, replica string) <-chan failover.Outcome
+	// FollowAuthorityFailover holds master's writes while run, the
+	// topology authority's failover of its shard to replica, runs; its
+	// channel is FollowClusterxFailover's.
+	FollowAuthorityFailover(master, replica string, run func(context.Context) error) <-chan failover.Outcome
 	Report() failover.Report
 	// NextHandover returns a channel closed the next time a failover of
 	// master succeeds.
@@ -283,9 +287,11 @@ var releasedKvrocksUsage = []byte("-ERR CLUSTERX command, CLUSTERX VERSION|")
 
 // authorityFailover fails master's shard over to replica through the
 // topology authority, for a Kvrocks without CLUSTERX FAILOVER. The proxy
-// hides it as any controller failover: writes wait at the paused master,
-// then MOVED and READONLY are followed. The reply is +OK once the authority
-// pushed the new topology, which the router then reloads.
+// holds the shard's writes itself meanwhile (FollowAuthorityFailover): the
+// authority pauses the master's writes for a set time only, and one the
+// master took after that, before it turned replica, would be lost. The
+// reply is +OK once the authority pushed the new topology, which the
+// router then reloads.
 func (srv *Server) authorityFailover(ctx context.Context, master, replica router.NodeInfo) ([]byte, <-chan handoverResult, error) {
 	auth, ok := srv.cfg.Authority.(FailoverAuthority)
 	if !ok {
@@ -293,23 +299,36 @@ func (srv *Server) authorityFailover(ctx context.Context, master, replica router
 			"start kvproxy with --controller to have them asked of it, or ask the controller's failover API")
 	}
 	start := time.Now()
-	actx, cancel := context.WithTimeout(ctx, authorityTimeout)
-	err := auth.Failover(actx, replica)
-	cancel()
-	if err != nil {
-		srv.logger.Warn("failover through the topology authority failed", "authority", auth.Name(),
-			"master", master.Addr, "replica", replica.Addr, "err", err)
-		return nil, nil, errors.New("the topology authority (" + auth.Name() + ") did not fail over: " + err.Error())
+	run := func(ctx context.Context) error {
+		actx, cancel := context.WithTimeout(ctx, authorityTimeout)
+		defer cancel()
+		if err := auth.Failover(actx, replica); err != nil {
+			return err
+		}
+		srv.refreshTopology()
+		return nil
 	}
-	srv.refreshTopology()
+	var out failover.Outcome
+	if srv.cfg.Handovers == nil {
+		out.Err = run(ctx)
+		out.Handover = failover.Handover{FirstPoll: start, LastPoll: time.Now(), Phases: []failover.Phase{failover.PhaseSuccess},
+			Final: failover.PhaseSuccess}
+	} else {
+		select {
+		case out = <-srv.cfg.Handovers.FollowAuthorityFailover(master.Addr, replica.Addr, run):
+		case <-ctx.Done():
+			return nil, nil, errShuttingDown
+		}
+	}
+	if out.Err != nil {
+		srv.logger.Warn("failover through the topology authority failed", "authority", auth.Name(),
+			"master", master.Addr, "replica", replica.Addr, "err", out.Err)
+		return nil, nil, errors.New("the topology authority (" + auth.Name() + ") did not fail over: " + out.Err.Error())
+	}
 	srv.logger.Info("failover done by the topology authority", "authority", auth.Name(),
 		"old_master", master.Addr, "new_master", replica.Addr, "took", time.Since(start))
 	result := make(chan handoverResult, 1)
-	result <- handoverResult{
-		outcome: failover.Outcome{Handover: failover.Handover{FirstPoll: start, LastPoll: time.Now(),
-			Phases: []failover.Phase{failover.PhaseSuccess}, Final: failover.PhaseSuccess}},
-		needsAuthority: true, reported: true,
-	}
+	result <- handoverResult{outcome: out, needsAuthority: true, reported: true}
 	return slices.Clone(replyOK), result, nil
 }
 
