@@ -119,6 +119,7 @@ func (s *session) finishAsync(mayBlock bool) {
 	}()
 	s.async, s.asyncMayBlock = true, mayBlock
 	s.out = s.out[:0]
+	s.timing.end()
 	for i := range s.entries {
 		s.writeReply(&s.entries[i])
 	}

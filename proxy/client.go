@@ -101,7 +101,7 @@ func (s *Server) newClient(nc net.Conn) *client {
 			src.raw, src.rawio = raw, rawio.NewConn(raw)
 		}
 	}
-	g := newGuardConn(src, !s.needsPassword, &s.stats.rejectedRequests, s.badRequestLog)
+	g := newGuardConn(src, !s.needsPassword, &s.stats, s.badRequestLog)
 	c := &client{srv: s, nc: nc, src: src, guard: g, rd: newCommandReader(src, g, s.limits), wr: redcon.NewWriter(g)}
 	s.mu.Lock()
 	defer s.mu.Unlock()

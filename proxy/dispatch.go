@@ -136,6 +136,8 @@ func (s *session) classFor(c *redcon.Command) commandClass {
 func (s *session) classify(c *redcon.Command) {
 	first := len(s.entries)
 	defer s.shapeEntries(first, c.Args)
+	s.statCmd = nil
+	defer s.markCounted(first)
 	switch {
 	case s.cachingAsked && !isCaching(c.Args) && s.refuseCached():
 	case s.tx.inMulti:
@@ -144,6 +146,16 @@ func (s *session) classify(c *redcon.Command) {
 		s.subscriberCommand(c)
 	default:
 		s.classifyCommand(c)
+	}
+}
+
+// markCounted marks the entry recorded from first on, the reply to the
+// command classified, to be counted when written (cmdstats.go). A command
+// served on a dedicated connection writes its reply itself (endDirect).
+func (s *session) markCounted(first int) {
+	if first < len(s.entries) {
+		s.entries[first].counted = true
+		s.entries[first].cmd = s.statCmd
 	}
 }
 
@@ -173,6 +185,10 @@ func (s *session) classifyCommand(c *redcon.Command) {
 	}
 	info, cmd := class.info, class.cmd
 	s.lastCommand = info.Name
+	s.statCmd = info
+	if cmd != nil {
+		s.statCmd = cmd
+	}
 	if class.kind == kindBadArity {
 		s.replyError(wrongArgsError(info.Name))
 		return

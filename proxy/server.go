@@ -77,6 +77,7 @@ type Server struct {
 
 	nextClientID atomic.Int64
 	stats        stats
+	requests     requestStats
 	memory       memoryRelease
 	scanCursors  scanCursors
 
@@ -101,7 +102,11 @@ type stats struct {
 	connectionsReceived atomic.Int64
 	connectedClients    atomic.Int64
 	commandsProcessed   atomic.Int64
-	rejectedRequests    atomic.Int64
+	// rejectedRequests counts the connections the protocol guard closed
+	// for a bad request; rejectedRequestsTooLarge those of them past a
+	// size limit (the others are malformed).
+	rejectedRequests         atomic.Int64
+	rejectedRequestsTooLarge atomic.Int64
 	// rejectedConnections counts clients turned away at MaxClients.
 	rejectedConnections atomic.Int64
 	// authFailures counts failed AUTH and HELLO ... AUTH attempts.

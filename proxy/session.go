@@ -48,6 +48,11 @@ type entry struct {
 	// resp3: the reply goes to the client in RESP3, converted by shape.
 	resp3 bool
 	shape resp.Shape
+	// counted: the entry is a client command's reply, counted when written
+	// (cmdstats.go) as a reply to cmd (nil: a command the proxy does not
+	// know, or one queued in MULTI).
+	counted bool
+	cmd     *CommandInfo
 }
 
 // span is an element of a backend reply, as byte offsets.
@@ -127,6 +132,14 @@ type session struct {
 	// unflushed counts reply bytes written since the last flush.
 	unflushed int
 
+	// Request statistics (cmdstats.go): the shard of the counters the
+	// session adds to, the chunk's timing, the command being classified and
+	// the first bytes written of the reply being counted.
+	statShard int
+	timing    chunkTiming
+	statCmd   *CommandInfo
+	replyHead []byte
+
 	// Asynchronous answering (async.go). idle holds the client's turn;
 	// starter and rawConn are nil when the backend or the connection does
 	// not allow it, asyncOK is false while the client is served by a
@@ -191,6 +204,7 @@ func newSession(srv *Server, conn replyConn, g *guardConn, w *redcon.Writer, raw
 	s.publishShown()
 	s.ctx, s.hangUp = context.WithCancel(srv.ctx)
 	s.output = router.NewOutputBudget(srv.cfg.ClientOutputLimit, s.outputLimitReached)
+	s.statShard = int(s.id) & (statShards - 1)
 	// Never zero, which would mean "by slot".
 	s.affinity = uint32(s.id) | 1<<31
 	s.flush = func() error { return nil }
@@ -235,6 +249,7 @@ func (s *session) serve(cmds []redcon.Command) (async bool) {
 // whether the answer was left to the asynchronous path.
 func (s *session) serveChunk(cmds []redcon.Command, last bool) bool {
 	s.masters = nil
+	s.timing.begin()
 	for i := range cmds {
 		if s.quit {
 			break // QUIT: what follows is not served
@@ -291,6 +306,7 @@ func (s *session) runPending() {
 	if len(s.reqs) > 0 {
 		s.srv.backend.Do(s.ctx, s.reqs)
 	}
+	s.timing.end()
 	for i := range s.entries {
 		s.writeReply(&s.entries[i])
 	}
@@ -360,6 +376,9 @@ const (
 // goes straight to the socket, after what is pending, rather than being
 // copied into redcon's buffer first.
 func (s *session) write(b []byte) {
+	if s.replyHead == nil {
+		s.replyHead = b
+	}
 	if s.output.Exceeded() {
 		return // the client is being disconnected
 	}
@@ -430,14 +449,19 @@ func (s *session) mastersList() []string {
 // writeReply writes the reply of one command to the client, converted to
 // RESP3 for a RESP3 session's command.
 func (s *session) writeReply(e *entry) {
+	s.replyHead = nil
 	if !e.resp3 {
 		s.writeRESP2Reply(e)
-		return
+	} else {
+		s.capturing, s.captured = true, s.captured[:0]
+		s.writeRESP2Reply(e)
+		s.capturing = false
+		s.writeConverted(s.captured, true, e.shape)
 	}
-	s.capturing, s.captured = true, s.captured[:0]
-	s.writeRESP2Reply(e)
-	s.capturing = false
-	s.writeConverted(s.captured, true, e.shape)
+	if e.counted {
+		s.countReply(e.cmd, s.replyHead, e.kind == replyLocal)
+	}
+	s.replyHead = nil
 }
 
 // writeRESP2Reply writes the reply of one command as the backends gave it or
