@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"context"
+	"log/slog"
 	"math"
 	"slices"
 	"strconv"
@@ -270,6 +272,9 @@ func (s *session) countReply(cmd *CommandInfo, head []byte, local bool) {
 	sh.results[class][result].Add(1)
 	sh.buckets[class][s.timing.bucket].Add(1)
 	sh.usec[class].Add(s.timing.usec)
+	if result == resultNOAUTH || result == resultNOPERM || result == resultWRONGPASS {
+		s.logRefusal(cmd, result)
+	}
 	if cmd == nil {
 		return
 	}
@@ -285,6 +290,19 @@ func (s *session) countReply(cmd *CommandInfo, head []byte, local bool) {
 		cs.usec.Add(s.timing.usec)
 		cs.failed.Add(1)
 	}
+}
+
+// logRefusal logs, at debug level, a command refused for want of AUTH or
+// of the admin user, or a failed AUTH.
+func (s *session) logRefusal(cmd *CommandInfo, result requestResult) {
+	if !s.srv.logger.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	name := ""
+	if cmd != nil {
+		name = cmd.Name
+	}
+	s.srv.logger.Debug("client request refused", "client", s.remoteAddr(), "id", s.id, "command", name, "reason", resultNames[result])
 }
 
 // beginDirect starts a command served outside the chunk's entries (on a

@@ -68,6 +68,7 @@ func (g *guardConn) refuse(refused *resp.RequestError) error {
 		g.stats.rejectedRequestsTooLarge.Add(1)
 	}
 	g.refusedLog.Log("client", g.RemoteAddr().String(), "reason", refused.Msg)
+	g.refusedLog.logger.Debug("client request refused", "client", g.RemoteAddr().String(), "reason", refused.Msg)
 	_ = g.SetWriteDeadline(time.Now().Add(guardErrorWriteBudget))
 	_, _ = g.Conn.Write([]byte("-ERR " + refused.Msg + "\r\n"))
 	return errRefused

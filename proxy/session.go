@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -97,6 +98,9 @@ type session struct {
 	lastActive  time.Time
 	// shown publishes the fields above for other clients' CLIENT LIST.
 	shown clientShown
+	// closeCause is why the proxy is closing the connection (a closed...
+	// string), when the error that ends it will not tell.
+	closeCause atomic.Value
 
 	batch   []redcon.Command
 	entries []entry
