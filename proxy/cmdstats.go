@@ -307,7 +307,8 @@ func (s *session) logRefusal(cmd *CommandInfo, result requestResult) {
 
 // beginDirect starts a command served outside the chunk's entries (on a
 // dedicated connection, split in waves, ...): endDirect counts its reply,
-// the first written after beginDirect. Use as
+// the first written after beginDirect, unless it answered through the
+// chunk's entries after all (counted as they are written). Use as
 // defer s.endDirect(cmd, s.beginDirect()).
 func (s *session) beginDirect() time.Time {
 	s.replyHead = nil
@@ -315,6 +316,9 @@ func (s *session) beginDirect() time.Time {
 }
 
 func (s *session) endDirect(cmd *CommandInfo, start time.Time) {
+	if s.replyHead == nil {
+		return
+	}
 	s.timing.usec = max(int64(time.Since(start)/time.Microsecond), 0)
 	s.timing.bucket = latencyBucket(s.timing.usec)
 	s.countReply(cmd, s.replyHead, false)

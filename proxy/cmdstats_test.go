@@ -149,3 +149,46 @@ func TestRefusalsByReason(t *testing.T) {
 	assert.Equal(t, "1", metricValue(text, `kvproxy_requests_total{class="read",result="NOAUTH"}`))
 	assert.Equal(t, "1", metricValue(text, `kvproxy_requests_total{class="other",result="WRONGPASS"}`))
 }
+
+// resultOf reads the first bytes of any backend reply: it never panics, and
+// only an error reply has an error result.
+func FuzzResultOf(f *testing.F) {
+	for _, seed := range []string{"+OK\r\n", "-ERR x\r\n", "-MOVED 1 a:1\r\n", "!5\r\nERR x\r\n", "!", "-", "-\r\n", "$-1\r\n"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, reply []byte) {
+		result := resultOf(reply)
+		isError := len(reply) > 0 && (reply[0] == '-' || reply[0] == '!')
+		if isError != (result != resultOK) {
+			t.Fatalf("resultOf(%q) = %s", reply, resultNames[result])
+		}
+	})
+}
+
+// Commands served on dedicated connections are counted once each, with
+// their reply: a transaction (MULTI, the queued commands as EXEC, EXEC),
+// WATCH, a blocking command, a backend error inside EXEC's array.
+func TestCommandStatsOnDedicatedConnections(t *testing.T) {
+	cp := startClusterProxy(t)
+	c := dialResp(t, cp.addr)
+	assert.True(t, strings.HasPrefix(c.do("CONFIG", "RESETSTAT"), "+OK"))
+	assert.Equal(t, "+OK\r\n", c.do("WATCH", "{t}a"))
+	assert.Equal(t, "+OK\r\n", c.do("MULTI"))
+	assert.Equal(t, "+QUEUED\r\n", c.do("SET", "{t}a", "1"))
+	assert.Equal(t, "+QUEUED\r\n", c.do("INCR", "{t}b"))
+	assert.Equal(t, "*2\r\n+OK\r\n:1\r\n", c.do("EXEC"))
+	assert.Equal(t, "*-1\r\n", c.do("BLPOP", "{t}list", "0.01"))
+	assert.Equal(t, "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", c.do("BLPOP", "{t}a", "0.01"))
+
+	info := c.do("INFO", "commandstats")
+	for name, want := range map[string]string{
+		"watch": `^calls=1,.*,rejected_calls=0,failed_calls=0$`,
+		"multi": `^calls=1,.*,rejected_calls=0,failed_calls=0$`,
+		"exec":  `^calls=1,.*,rejected_calls=0,failed_calls=0$`,
+		"blpop": `^calls=2,.*,rejected_calls=0,failed_calls=1$`,
+	} {
+		assert.Regexp(t, want, infoLine(info, "cmdstat_"+name), name)
+	}
+	assert.Empty(t, infoLine(info, "cmdstat_set"), "queued: counted as EXEC")
+	assert.Empty(t, infoLine(info, "cmdstat_incr"))
+}

@@ -137,7 +137,7 @@ func (s *session) classify(c *redcon.Command) {
 	first := len(s.entries)
 	defer s.shapeEntries(first, c.Args)
 	s.statCmd = nil
-	defer s.markCounted(first)
+	defer s.markCounted(first, s.endedChunks)
 	switch {
 	case s.cachingAsked && !isCaching(c.Args) && s.refuseCached():
 	case s.tx.inMulti:
@@ -150,9 +150,15 @@ func (s *session) classify(c *redcon.Command) {
 }
 
 // markCounted marks the entry recorded from first on, the reply to the
-// command classified, to be counted when written (cmdstats.go). A command
-// served on a dedicated connection writes its reply itself (endDirect).
-func (s *session) markCounted(first int) {
+// command classified, to be counted when written (cmdstats.go); ended is
+// endedChunks when the command's classification began: a command served on
+// a dedicated connection answers the chunk before it (runPending), its own
+// entries then starting at 0, unless it writes its reply itself
+// (endDirect).
+func (s *session) markCounted(first, ended int) {
+	if ended != s.endedChunks {
+		first = 0
+	}
 	if first < len(s.entries) {
 		s.entries[first].counted = true
 		s.entries[first].cmd = s.statCmd

@@ -139,10 +139,11 @@ type session struct {
 	// Request statistics (cmdstats.go): the shard of the counters the
 	// session adds to, the chunk's timing, the command being classified and
 	// the first bytes written of the reply being counted.
-	statShard int
-	timing    chunkTiming
-	statCmd   *CommandInfo
-	replyHead []byte
+	statShard   int
+	timing      chunkTiming
+	statCmd     *CommandInfo
+	replyHead   []byte
+	endedChunks int
 
 	// Asynchronous answering (async.go). idle holds the client's turn;
 	// starter and rawConn are nil when the backend or the connection does
@@ -361,6 +362,7 @@ func (s *session) endChunk() {
 		s.parts = nil
 	}
 	s.output.Release()
+	s.endedChunks++
 	s.entries = s.entries[:0]
 	s.reqs = s.reqs[:0]
 	s.local = s.local[:0]
