@@ -123,6 +123,7 @@ func (s *session) finishAsync(mayBlock bool) {
 	for i := range s.entries {
 		s.writeReply(&s.entries[i])
 	}
+	s.flushTally()
 	s.async = false
 	if !mayBlock {
 		if n := s.tryWrite(s.out); n < len(s.out) {

@@ -20,6 +20,8 @@ import (
 // over one line; a scrape or INFO sums the shards. The time is read twice
 // per chunk (when its commands are classified, when its replies are
 // written), not per command: a pipelined command's latency is its chunk's.
+// A run of replies alike (same command, same result: a pipeline of GETs) is
+// tallied in the session and added once, when the run or the chunk ends.
 
 // statShards is the number of shards of each counter; a power of two.
 const statShards = 8
@@ -262,33 +264,60 @@ func (t *chunkTiming) end() {
 	t.bucket = latencyBucket(t.usec)
 }
 
+// replyTally is a run of n replies alike of one chunk, not yet added to
+// the counters.
+type replyTally struct {
+	cmd    *CommandInfo
+	result requestResult
+	local  bool
+	n      int64
+}
+
 // countReply counts one command's reply: cmd is the command (nil when the
 // proxy does not know it), head the reply's first bytes, local whether the
-// proxy made the reply itself, an error then being a rejection.
+// proxy made the reply itself, an error then being a rejection. The caller
+// calls flushTally once the chunk's replies are written.
 func (s *session) countReply(cmd *CommandInfo, head []byte, local bool) {
 	result := resultOf(head)
-	class := classOfCommand(cmd)
-	sh := &s.srv.requests.shards[s.statShard]
-	sh.results[class][result].Add(1)
-	sh.buckets[class][s.timing.bucket].Add(1)
-	sh.usec[class].Add(s.timing.usec)
 	if result == resultNOAUTH || result == resultNOPERM || result == resultWRONGPASS {
 		s.logRefusal(cmd, result)
 	}
-	if cmd == nil {
+	t := &s.tally
+	if t.n > 0 && t.cmd == cmd && t.result == result && t.local == local {
+		t.n++
 		return
 	}
-	cs := &cmd.stats.shards[s.statShard]
+	s.flushTally()
+	*t = replyTally{cmd: cmd, result: result, local: local, n: 1}
+}
+
+// flushTally adds the run of replies tallied to the counters.
+func (s *session) flushTally() {
+	t := &s.tally
+	if t.n == 0 {
+		return
+	}
+	n, usec := t.n, t.n*s.timing.usec
+	class := classOfCommand(t.cmd)
+	sh := &s.srv.requests.shards[s.statShard]
+	sh.results[class][t.result].Add(n)
+	sh.buckets[class][s.timing.bucket].Add(n)
+	sh.usec[class].Add(usec)
+	t.n = 0
+	if t.cmd == nil {
+		return
+	}
+	cs := &t.cmd.stats.shards[s.statShard]
 	switch {
-	case result == resultOK:
-		cs.calls.Add(1)
-		cs.usec.Add(s.timing.usec)
-	case local:
-		cs.rejected.Add(1)
+	case t.result == resultOK:
+		cs.calls.Add(n)
+		cs.usec.Add(usec)
+	case t.local:
+		cs.rejected.Add(n)
 	default:
-		cs.calls.Add(1)
-		cs.usec.Add(s.timing.usec)
-		cs.failed.Add(1)
+		cs.calls.Add(n)
+		cs.usec.Add(usec)
+		cs.failed.Add(n)
 	}
 }
 
@@ -322,6 +351,7 @@ func (s *session) endDirect(cmd *CommandInfo, start time.Time) {
 	s.timing.usec = max(int64(time.Since(start)/time.Microsecond), 0)
 	s.timing.bucket = latencyBucket(s.timing.usec)
 	s.countReply(cmd, s.replyHead, false)
+	s.flushTally()
 	s.replyHead = nil
 }
 

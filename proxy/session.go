@@ -144,6 +144,7 @@ type session struct {
 	statCmd     *CommandInfo
 	replyHead   []byte
 	endedChunks int
+	tally       replyTally
 
 	// Asynchronous answering (async.go). idle holds the client's turn;
 	// starter and rawConn are nil when the backend or the connection does
@@ -315,6 +316,7 @@ func (s *session) runPending() {
 	for i := range s.entries {
 		s.writeReply(&s.entries[i])
 	}
+	s.flushTally()
 	s.endChunk()
 }
 
