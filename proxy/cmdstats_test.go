@@ -49,14 +49,7 @@ func scrapeText(t *testing.T, srv *Server) string {
 }
 
 // infoLine is the value of key in an INFO reply, "" when absent.
-func infoLine(info, key string) string {
-	for line := range strings.SplitSeq(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, key+":"); ok {
-			return v
-		}
-	}
-	return ""
-}
+func infoLine(info, key string) string { return lineValue(info, key+":") }
 
 // Commands are counted per command as Redis 7 prints them in INFO
 // commandstats (a proxy-made error is a rejection, a backend's a failure),
