@@ -49,7 +49,7 @@ func scrapeText(t *testing.T, srv *Server) string {
 }
 
 // infoLine is the value of key in an INFO reply, "" when absent.
-func infoLine(info, key string) string { return lineValue(info, key+":") }
+func infoLine(info, key string) string { return valueAfter(info, key+":") }
 
 // Commands are counted per command as Redis 7 prints them in INFO
 // commandstats (a proxy-made error is a rejection, a backend's a failure),

@@ -134,11 +134,11 @@ func TestMetricsHandlerReadiness(t *testing.T) {
 
 // metricValue is the value of the sample line that starts with series in a
 // text exposition, "" when there is none.
-func metricValue(exposition, series string) string { return lineValue(exposition, series+" ") }
+func metricValue(exposition, series string) string { return valueAfter(exposition, series+" ") }
 
-// lineValue is the rest of the first line of text that starts with prefix,
+// valueAfter is the rest of the first line of text that starts with prefix,
 // "" when there is none.
-func lineValue(text, prefix string) string {
+func valueAfter(text, prefix string) string {
 	for line := range strings.Lines(text) {
 		if value, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), prefix); ok {
 			return value
