@@ -17,9 +17,10 @@ import (
 // command in its CommandInfo, per class in the server's tables. Each kind
 // is split in statShards cache-line-sized shards, a session using the
 // shard of its id, so two cores serving different clients do not fight
-// over one line; a scrape or INFO sums the shards. The time is read twice
-// per chunk (when its commands are classified, when its replies are
-// written), not per command: a pipelined command's latency is its chunk's.
+// over one line; a scrape or INFO sums the shards. A chunk's latency runs
+// from the clock read serve makes for the batch anyway (CLIENT LIST's idle)
+// to one more read when its replies are written, not per command: a
+// pipelined command's latency is its chunk's.
 // A run of replies alike (same command, same result: a pipeline of GETs) is
 // tallied in the session and added once, when the run or the chunk ends.
 

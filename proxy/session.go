@@ -235,10 +235,15 @@ func newSession(srv *Server, conn replyConn, g *guardConn, w *redcon.Writer, raw
 func (s *session) serve(cmds []redcon.Command) (async bool) {
 	s.unflushed = 0
 	s.lastActive = time.Now()
+	// The first chunk starts with the batch: one clock read fewer.
+	s.timing.start = s.lastActive
 	if len(cmds) > 0 {
 		s.lastOfBatch = &cmds[len(cmds)-1]
 	}
-	for len(cmds) > 0 && !s.quit {
+	for chunk := 0; len(cmds) > 0 && !s.quit; chunk++ {
+		if chunk > 0 {
+			s.timing.begin()
+		}
 		n := min(len(cmds), s.srv.cfg.MaxPipeline)
 		async = s.serveChunk(cmds[:n], n == len(cmds))
 		cmds = cmds[n:]
@@ -255,7 +260,6 @@ func (s *session) serve(cmds []redcon.Command) (async bool) {
 // whether the answer was left to the asynchronous path.
 func (s *session) serveChunk(cmds []redcon.Command, last bool) bool {
 	s.masters = nil
-	s.timing.begin()
 	for i := range cmds {
 		if s.quit {
 			break // QUIT: what follows is not served
