@@ -139,8 +139,9 @@ type Counts struct {
 	// Full counts requests refused instead of held, past MaxBytes.
 	Full uint64
 	// Longest is the longest wait of a request that left a hold, and
-	// Waits the waits of the requests that left one (a request released
-	// once its ticket was, having waited nothing, is not in it).
+	// Waits the waits of the requests that left one (a request that joined
+	// a ticket already released, having waited nothing, is not in it);
+	// Waits is kept in the Report's Totals only, not per master.
 	Longest time.Duration
 	Waits   Durations
 }
