@@ -325,6 +325,18 @@ func New(cfg Config) (*Buffer, error) {
 		notices: make(chan Notice, 64)}, nil
 }
 
+// SetMaxBytes changes Config.MaxBytes while serving: requests held past a
+// lower cap stay held, and new ones are refused until the hold is under it.
+func (b *Buffer) SetMaxBytes(n int64) error {
+	if n <= 0 || n > MaxMaxBytes {
+		return errors.New("failover: MaxBytes must be 1 to " + strconv.FormatInt(MaxMaxBytes, 10))
+	}
+	b.mu.Lock()
+	b.cfg.MaxBytes = n
+	b.mu.Unlock()
+	return nil
+}
+
 // Close stops following masters and releases every held request.
 func (b *Buffer) Close() {
 	b.cancel()

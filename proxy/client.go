@@ -101,8 +101,10 @@ func (s *Server) newClient(nc net.Conn) *client {
 			src.raw, src.rawio = raw, rawio.NewConn(raw)
 		}
 	}
-	g := newGuardConn(src, !s.needsPassword, &s.stats, s.badRequestLog)
-	c := &client{srv: s, nc: nc, src: src, guard: g, rd: newCommandReader(src, g, s.limits), wr: redcon.NewWriter(g)}
+	g := newGuardConn(src, s.creds.Load().open, &s.stats, s.badRequestLog)
+	limits := s.limits
+	limits.MaxRequestBytes = s.maxRequestBytes.Load()
+	c := &client{srv: s, nc: nc, src: src, guard: g, rd: newCommandReader(src, g, limits), wr: redcon.NewWriter(g)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {

@@ -25,7 +25,7 @@ type clientShown struct {
 	lastActive atomic.Int64 // Unix nanoseconds
 	inMulti    atomic.Bool
 	multiCount atomic.Int64
-	admin      atomic.Bool
+	user       atomic.Pointer[string]
 	resp3      atomic.Bool
 	sub        atomic.Pointer[subscriber]
 	// killed: CLIENT KILL closed the connection; the session is no longer
@@ -65,17 +65,19 @@ func (s *session) publishShown() {
 	shown.lastActive.Store(s.lastActive.UnixNano())
 	shown.inMulti.Store(s.tx.inMulti)
 	shown.multiCount.Store(int64(s.tx.count))
-	shown.admin.Store(s.admin)
+	if u := shown.user.Load(); u == nil || *u != s.user {
+		shown.user.Store(&s.user)
+	}
 	shown.resp3.Store(s.resp3)
 	shown.sub.Store(s.sub)
 }
 
 // shownUser is the user the session is signed in as.
 func (s *session) shownUser() string {
-	if s.shown.admin.Load() {
-		return adminUser
+	if u := s.shown.user.Load(); u != nil && *u != "" {
+		return *u
 	}
-	return "default"
+	return defaultUser
 }
 
 // shownType is the session's CLIENT LIST type.

@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"kvproxy/bench/kvsim/keyspace"
 )
 
 // pythonWithRedis is a python3 that imports redis-py (Debian's python3-redis
@@ -25,7 +23,7 @@ func pythonWithRedis() string {
 
 // TestPythonClientThroughTheProxy runs bench/clients/python/matrix.py
 // (connect, SET/GET, cross-slot MSET/MGET, a pipeline, MULTI/EXEC, Pub/Sub,
-// BLPOP, a full SCAN, EVAL with one key where the backend has scripts) with
+// BLPOP, a full SCAN, EVAL with one key) with
 // redis-py, in its default RESP2 (Debian's 4.3 has no RESP3), through the
 // proxy over Redis Cluster and kvsim. It skips without python3-redis
 // (.ci/run installs it), except under CI=true.
@@ -41,19 +39,14 @@ func TestPythonClientThroughTheProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := func(t *testing.T, addr string, eval bool) {
+	run := func(t *testing.T, addr string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, python, script, addr)
-		if !eval {
-			cmd.Env = append(os.Environ(), "MATRIX_NO_EVAL=1")
-		}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
 	}
-	t.Run("Redis Cluster", func(t *testing.T) { run(t, startClusterProxy(t).addr, true) })
-	t.Run("kvsim", func(t *testing.T) {
-		run(t, startKvsimProxy(t).addr, keyspace.Lookup([]byte("eval")) != nil)
-	})
+	t.Run("Redis Cluster", func(t *testing.T) { run(t, startClusterProxy(t).addr) })
+	t.Run("kvsim", func(t *testing.T) { run(t, startKvsimProxy(t).addr) })
 }

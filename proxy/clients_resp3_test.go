@@ -11,8 +11,6 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"kvproxy/bench/kvsim/keyspace"
 )
 
 // The client matrix's Go side in RESP3: go-redis v9 with Protocol 3 and
@@ -21,15 +19,14 @@ import (
 
 func TestRESP3ClientsOverRedisCluster(t *testing.T) {
 	cp := startClusterProxy(t)
-	t.Run("go-redis", func(t *testing.T) { goRedisRESP3Scenario(t, cp.addr, true) })
-	t.Run("rueidis", func(t *testing.T) { rueidisScenario(t, cp.addr, true) })
+	t.Run("go-redis", func(t *testing.T) { goRedisRESP3Scenario(t, cp.addr) })
+	t.Run("rueidis", func(t *testing.T) { rueidisScenario(t, cp.addr) })
 }
 
 func TestRESP3ClientsOverKvsim(t *testing.T) {
 	kp := startKvsimProxy(t)
-	eval := keyspace.Lookup([]byte("eval")) != nil
-	t.Run("go-redis", func(t *testing.T) { goRedisRESP3Scenario(t, kp.addr, eval) })
-	t.Run("rueidis", func(t *testing.T) { rueidisScenario(t, kp.addr, eval) })
+	t.Run("go-redis", func(t *testing.T) { goRedisRESP3Scenario(t, kp.addr) })
+	t.Run("rueidis", func(t *testing.T) { rueidisScenario(t, kp.addr) })
 }
 
 // matrixKeys are keys spread over many slots, so MSET and MGET cross them.
@@ -41,7 +38,7 @@ func matrixKeys(prefix string) []string {
 	return keys
 }
 
-func goRedisRESP3Scenario(t *testing.T, addr string, eval bool) {
+func goRedisRESP3Scenario(t *testing.T, addr string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	client := redis.NewClient(&redis.Options{Addr: addr, Protocol: 3})
@@ -107,14 +104,12 @@ func goRedisRESP3Scenario(t *testing.T, addr string, eval bool) {
 	require.NoError(t, iter.Err())
 	assert.Equal(t, len(keys)+4, found, "every gr3 key found by SCAN")
 
-	if eval {
-		res, err := client.Eval(ctx, "return redis.call('get', KEYS[1])", []string{"gr3:k"}).Result()
-		require.NoError(t, err)
-		assert.Equal(t, "v", res)
-	}
+	res, err := client.Eval(ctx, "return redis.call('get', KEYS[1])", []string{"gr3:k"}).Result()
+	require.NoError(t, err)
+	assert.Equal(t, "v", res)
 }
 
-func rueidisScenario(t *testing.T, addr string, eval bool) {
+func rueidisScenario(t *testing.T, addr string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}})
@@ -217,11 +212,9 @@ publish:
 	}
 	assert.Equal(t, len(keys)+4, found, "every ru key found by SCAN")
 
-	if eval {
-		r, err := client.Do(ctx, b().Eval().Script("return redis.call('get', KEYS[1])").Numkeys(1).Key("ru:k").Build()).ToString()
-		require.NoError(t, err)
-		assert.Equal(t, "v", r)
-	}
+	r, err := client.Do(ctx, b().Eval().Script("return redis.call('get', KEYS[1])").Numkeys(1).Key("ru:k").Build()).ToString()
+	require.NoError(t, err)
+	assert.Equal(t, "v", r)
 
 	// Client-side caching is refused, never served from a cache that
 	// nothing would invalidate.

@@ -18,8 +18,10 @@ type Config struct {
 	// ListenAddr is the host:port the command line listens on. Serve takes
 	// its listener from the caller, so the Server itself only reports it.
 	ListenAddr string
-	// Password, when not empty, must be given with AUTH (or HELLO ... AUTH)
-	// before any other command is served.
+	// Password, when not empty, is the default user's: AUTH <password> (or
+	// HELLO ... AUTH default <password>) before any other command is
+	// served. That user may read and write, and runs the admin commands
+	// when no user is an admin.
 	Password string
 	// AnnounceAddr is the host:port the proxy advertises in CLUSTER SLOTS,
 	// CLUSTER NODES and INFO, so cluster-aware clients keep talking to the
@@ -79,11 +81,16 @@ type Config struct {
 	// zero means one per processor (GOMAXPROCS), a negative number none,
 	// every client then having a goroutine of its own.
 	EventLoops int
-	// AdminPassword, when not empty, is what the admin user must give with
-	// AUTH admin <password> (or HELLO ... AUTH admin <password>) before
-	// admin commands such as CLUSTERX FAILOVER; without it anyone
-	// authenticated may run them.
+	// AdminPassword, when not empty, is the password of the user named
+	// admin, of role admin: AUTH admin <password> (or HELLO ... AUTH admin
+	// <password>) before admin commands such as CLUSTERX FAILOVER. When no
+	// user is an admin, every user but the read-only ones may run them.
 	AdminPassword string
+	// Users are named users besides the default and admin ones, each
+	// AUTHing as AUTH <name> <password> (or HELLO ... AUTH) and limited by
+	// its Role. With Users, every connection must AUTH: the default user
+	// then exists only when Password is set.
+	Users []User
 	// Handovers, when set, follows every CLUSTERX FAILOVER a master
 	// accepted through the proxy, holding the shard's writes through it.
 	Handovers Handovers
@@ -195,6 +202,9 @@ func (c *Config) Validate() error {
 		if !check.ok {
 			return errors.New("proxy: Config." + check.rule)
 		}
+	}
+	if _, err := newCredentials(c); err != nil {
+		return errors.New("proxy: Config." + err.Error())
 	}
 	return nil
 }

@@ -237,16 +237,24 @@ func (s *session) commandSlot(cmd *CommandInfo, args [][]byte) (slot int, ok boo
 // dialFor returns a dedicated connection to addr, or writes the error the
 // client gets and returns nil.
 func (s *session) dialFor(addr string) *nodeConn {
+	c, refusal := s.dial(addr)
+	if c == nil {
+		s.write(resp.AppendError(s.scratch[:0], refusal))
+	}
+	return c
+}
+
+// dial returns a dedicated connection to addr, or nil and the error the
+// client gets.
+func (s *session) dial(addr string) (*nodeConn, string) {
 	if addr == "" {
-		s.write(resp.AppendError(s.scratch[:0], errNoMasters))
-		return nil
+		return nil, errNoMasters
 	}
 	c, err := s.srv.pool.get(s.srv.ctx, addr)
 	if err != nil {
-		s.write(resp.AppendError(s.scratch[:0], "ERR cannot connect to backend "+addr+": "+oneLine(err.Error())))
-		return nil
+		return nil, "ERR cannot connect to backend " + addr + ": " + oneLine(err.Error())
 	}
-	return c
+	return c, ""
 }
 
 // roundTrip sends raw on c and reads one reply; the connection is closed if

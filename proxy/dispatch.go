@@ -138,6 +138,7 @@ func (s *session) classify(c *redcon.Command) {
 	defer s.shapeEntries(first, c.Args)
 	s.statCmd = nil
 	defer s.markCounted(first, s.endedChunks)
+	s.followCredentials()
 	switch {
 	case s.cachingAsked && !isCaching(c.Args) && s.refuseCached():
 	case s.tx.inMulti:
@@ -205,6 +206,10 @@ func (s *session) classifyCommand(c *redcon.Command) {
 	}
 	if !s.isAdmin() && adminOnly(cmd, args) {
 		s.replyError(errNoAdmin)
+		return
+	}
+	if s.readOnly && deniedToReadOnly(cmd) {
+		s.replyError(noPermError(cmd))
 		return
 	}
 	switch class.kind {

@@ -177,7 +177,7 @@ func orDash(s string) string {
 
 var cmdCLUSTERX = LookupCommand([]byte("clusterx"))
 
-const errNoAdmin = "NOPERM this command needs the admin user: AUTH admin <admin-password>"
+const errNoAdmin = "NOPERM this command needs an admin user: AUTH admin <admin-password>, or a user of role admin"
 
 // isClusterxFailover reports CLUSTERX FAILOVER, which the proxy carries out
 // itself.

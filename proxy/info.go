@@ -115,9 +115,9 @@ func (srv *Server) writeInfoSection(b *strings.Builder, section string) {
 	case "clients":
 		b.WriteString("# Clients\r\n")
 		line("connected_clients", itoa(srv.stats.connectedClients.Load()))
-		line("maxclients", strconv.Itoa(srv.cfg.MaxClients))
+		line("maxclients", itoa(srv.maxClients.Load()))
 		line("blocked_clients", "0")
-		line("pubsub_output_limit", itoa(srv.cfg.PubSubOutputLimit))
+		line("pubsub_output_limit", itoa(srv.pubsubOutputLimit.Load()))
 		line("pubsub_peak_output_bytes", itoa(srv.stats.pubsubPeakOutput.Load()))
 	case "memory":
 		b.WriteString("# Memory\r\n")

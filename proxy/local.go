@@ -90,7 +90,7 @@ func (s *session) reset(_ [][]byte) {
 	s.name = nil
 	s.resp3 = false
 	s.trackingOptIn, s.cachingAsked = false, false
-	s.setAuthenticated(!s.srv.needsPassword)
+	s.startUnauthenticated()
 	mark := len(s.local)
 	s.local = resp.AppendSimple(s.local, "RESET")
 	s.localReply(mark)
@@ -129,11 +129,12 @@ func (s *session) hello(args [][]byte) {
 		}
 	}
 	if user != nil {
-		if !s.checkCredentials(user, password) {
+		signedIn := s.checkCredentials(user, password)
+		if signedIn == nil {
 			s.authFailed(user)
 			return
 		}
-		s.signIn(user)
+		s.signIn(signedIn)
 	}
 	if !s.authed {
 		s.replyError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")

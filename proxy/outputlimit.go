@@ -10,7 +10,7 @@ package proxy
 func (s *session) outputLimitReached() {
 	s.srv.stats.outputLimitDisconnections.Add(1)
 	s.closeCause.Store(closedOutputLimit)
-	s.srv.outputLimitLog.Log("client", s.remoteAddr(), "limit_bytes", s.srv.cfg.ClientOutputLimit)
+	s.srv.outputLimitLog.Log("client", s.remoteAddr(), "limit_bytes", s.output.Limit())
 	s.hangUp()
 	if c, ok := s.conn.(interface{ shutdown() }); ok {
 		c.shutdown()

@@ -146,7 +146,7 @@ func newSubscriber(ctx context.Context, srv *Server, client net.Conn) *subscribe
 	sub := &subscriber{
 		client:             client,
 		srv:                srv,
-		limit:              srv.cfg.PubSubOutputLimit,
+		limit:              srv.pubsubOutputLimit.Load(),
 		stallTimeout:       srv.cfg.PubSubStallTimeout,
 		conns:              make(map[string]*subConn),
 		resubscribeTimeout: resubscribeTimeout,

@@ -42,12 +42,18 @@ type Server struct {
 	logger  *slog.Logger
 	// nodeID is the 40-character id the proxy gives itself in CLUSTER
 	// replies, derived from the announce address so it is stable.
-	nodeID        string
-	announceHost  string
-	announcePort  int
-	started       time.Time
-	limits        resp.RequestLimits
-	needsPassword bool
+	nodeID       string
+	announceHost string
+	announcePort int
+	started      time.Time
+	limits       resp.RequestLimits
+	// creds are the users (auth.go); the limits below are Config's that
+	// Reload changes: read once per accepted connection.
+	creds             atomic.Pointer[credentials]
+	maxClients        atomic.Int64
+	maxRequestBytes   atomic.Int64
+	clientOutputLimit atomic.Int64
+	pubsubOutputLimit atomic.Int64
 	// Rate-limited logs of failed AUTHs, of requests the guard refused and
 	// of subscribers dropped for reading nothing at their output limit.
 	authFailureLog *rateLimitedLog
@@ -156,12 +162,17 @@ func New(cfg Config, backend Backend) (*Server, error) {
 	sum := sha1.Sum([]byte("kvproxy " + cfg.AnnounceAddr))
 	ctx, cancel := context.WithCancel(context.Background())
 	dedicated, _ := backend.(DedicatedBackend)
+	creds, err := newCredentials(&cfg)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	loops, err := startEventLoops(cfg)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	return &Server{
+	srv := &Server{
 		loops:          loops,
 		dedicated:      dedicated,
 		pool:           newNodePool(dedicated),
@@ -173,7 +184,6 @@ func New(cfg Config, backend Backend) (*Server, error) {
 		announceHost:   host,
 		announcePort:   port,
 		started:        time.Now(),
-		needsPassword:  cfg.Password != "",
 		authFailureLog: newRateLimitedLog(cfg.Logger, slog.LevelWarn, "client authentication failed"),
 		badRequestLog:  newRateLimitedLog(cfg.Logger, slog.LevelWarn, "closing client connection: bad request"),
 		outputLimitLog: newRateLimitedLog(cfg.Logger, slog.LevelWarn, "closing client connection: its replies passed the client output limit"),
@@ -190,7 +200,36 @@ func New(cfg Config, backend Backend) (*Server, error) {
 		serveDone: make(chan struct{}),
 		stop:      make(chan struct{}),
 		failing:   make(map[string]bool),
-	}, nil
+	}
+	srv.takeLive(&cfg, creds)
+	return srv, nil
+}
+
+// Reload takes on cfg's users and passwords (Password, AdminPassword,
+// Users) and limits (MaxClients, MaxRequestBytes, ClientOutputLimit,
+// PubSubOutputLimit) while serving; its other fields are not read. The
+// users apply from each session's next command (followCredentials), the
+// request and output limits to the connections and subscriptions that
+// start after it. A cfg that does not validate changes nothing.
+func (s *Server) Reload(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	creds, err := newCredentials(&cfg)
+	if err != nil {
+		return err
+	}
+	s.takeLive(&cfg, creds)
+	return nil
+}
+
+// takeLive installs the settings Reload may change.
+func (s *Server) takeLive(cfg *Config, creds *credentials) {
+	s.maxClients.Store(int64(cfg.MaxClients))
+	s.maxRequestBytes.Store(cfg.MaxRequestBytes)
+	s.clientOutputLimit.Store(cfg.ClientOutputLimit)
+	s.pubsubOutputLimit.Store(cfg.PubSubOutputLimit)
+	s.creds.Store(creds)
 }
 
 // Serve accepts clients on ln until Close; it returns ErrServerClosed after
@@ -233,7 +272,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		failed.recovered(s.logger)
-		if s.stats.connectedClients.Load() >= int64(s.cfg.MaxClients) {
+		if s.stats.connectedClients.Load() >= s.maxClients.Load() {
 			s.turnAway(nc)
 			continue
 		}

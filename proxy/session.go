@@ -88,8 +88,12 @@ type session struct {
 	// RESP3 subscriber's writer (subscribedCommand).
 	toSubscriber  bool
 	subscriberOut []byte
-	// admin: authenticated as the admin user (Config.AdminPassword).
-	admin bool
+	// user is the name the session authenticated as; admin: it may run
+	// admin commands; readOnly: no command that may write. creds are the
+	// credentials they were taken from (followCredentials).
+	user            string
+	admin, readOnly bool
+	creds           *credentials
 	// authFailures counts the failed AUTHs since the last good one.
 	authFailures int
 	quit         bool
@@ -200,7 +204,6 @@ func newSession(srv *Server, conn replyConn, g *guardConn, w *redcon.Writer, raw
 		netConn: g,
 		id:      srv.nextClientID.Add(1),
 		created: time.Now(),
-		authed:  !srv.needsPassword,
 		// Replies reach a merge complete, already bounded by the router.
 		scanner:  resp.NewScanner(math.MaxInt),
 		tx:       txState{slot: -1},
@@ -209,7 +212,8 @@ func newSession(srv *Server, conn replyConn, g *guardConn, w *redcon.Writer, raw
 	s.lastActive = s.created
 	s.publishShown()
 	s.ctx, s.hangUp = context.WithCancel(srv.ctx)
-	s.output = router.NewOutputBudget(srv.cfg.ClientOutputLimit, s.outputLimitReached)
+	s.startUnauthenticated()
+	s.output = router.NewOutputBudget(srv.clientOutputLimit.Load(), s.outputLimitReached)
 	s.statShard = int(s.id) & (statShards - 1)
 	// Never zero, which would mean "by slot".
 	s.affinity = uint32(s.id) | 1<<31

@@ -56,6 +56,10 @@ type txState struct {
 	// unsent commands at the queue's end have no reply yet: they are sent
 	// when the client waits (flushQueued) or with EXEC.
 	unsent int
+	// unanswered: of the commands EXEC sends (a pipeline's, queued in the
+	// batch of its EXEC), the last ones the client still waits for; they get
+	// the server's queue-time replies (runTransaction).
+	unanswered int
 	// serverDirty: the server refused a queued command, so its EXEC will
 	// answer EXECABORT.
 	serverDirty bool
@@ -180,7 +184,7 @@ func (s *session) endTransaction() {
 	s.tx.inMulti = false
 	s.tx.count = 0
 	s.tx.writes = false
-	s.tx.unsent = 0
+	s.tx.unsent, s.tx.unanswered = 0, 0
 	s.tx.broken, s.tx.lostConn, s.tx.serverDirty = false, false, false
 	if cap(s.tx.queued) > maxKeptBuffer {
 		s.tx.queued = nil
@@ -255,6 +259,10 @@ func (s *session) queueCommand(c *redcon.Command) {
 		s.txReject(errNoAdmin)
 		return
 	}
+	if s.readOnly && deniedToReadOnly(cmd) {
+		s.txReject(noPermError(cmd))
+		return
+	}
 	// Subscribing would leave the pooled connection in subscriber mode.
 	if cmd.Flags&FlagAdmin != 0 || isSubscribe(cmd) {
 		s.txReject(unsupportedError(args))
@@ -284,6 +292,31 @@ func (s *session) queueCommand(c *redcon.Command) {
 		s.flushQueued()
 	}
 }
+
+// answerQueued answers a command sent with EXEC with the server's
+// queue-time reply, except a refusal proving nothing ran (MOVED, TRYAGAIN
+// ...): EXEC sends the transaction again, so the command is queued here.
+func (s *session) answerQueued(reply []byte) {
+	s.tx.unanswered--
+	switch {
+	case refusedNotRun(reply):
+		s.write(replyQueued)
+	case resp.IsError(reply):
+		s.write(finalRefusal(reply)) // ASK: no client may see a redirect
+	default:
+		s.write(reply)
+	}
+}
+
+// answerUnanswered answers QUEUED the commands sent with EXEC whose
+// server reply will not come (EXEC's reply follows).
+func (s *session) answerUnanswered() {
+	for ; s.tx.unanswered > 0; s.tx.unanswered-- {
+		s.write(replyQueued)
+	}
+}
+
+var replyQueued = []byte("+QUEUED\r\n")
 
 // txReject refuses a command inside MULTI and dooms the transaction.
 func (s *session) txReject(msg string) {
@@ -430,9 +463,17 @@ func (s *session) takeLive(addr string) *nodeConn {
 // exec runs the queued transaction on the master of its slot (the keyless
 // master when it has no keys) and writes EXEC's reply.
 func (s *session) exec() {
-	// Commands not yet sent go with EXEC, as a pipeline ending in EXEC.
-	s.queuedReplies(s.tx.unsent)
+	// Commands not yet sent (a pipeline's) go with EXEC, in one write, and
+	// get the server's queue-time replies; EXEC answered without sending
+	// them answers them QUEUED first.
+	unsent := s.tx.unsent
 	s.tx.unsent = 0
+	if s.tx.dirty || s.tx.watchLost || s.tx.serverDirty || s.tx.broken && s.tx.pinned != nil ||
+		s.tx.count == 0 && s.tx.pinned == nil {
+		s.queuedReplies(unsent)
+	} else {
+		s.tx.unanswered = unsent
+	}
 	if s.tx.dirty {
 		s.endTransaction()
 		s.replyError(errExecAbort)
@@ -525,6 +566,7 @@ func (s *session) execute(pinned *nodeConn) {
 				if pinned != nil {
 					pinned.close()
 				}
+				s.answerUnanswered()
 				s.write(resp.AppendError(s.scratch[:0], refusal))
 				return
 			}
@@ -582,6 +624,7 @@ func (s *session) attemptTransaction(pinned *nodeConn, addr string, turn *failov
 	defer sent(turn)
 	if now := s.srv.dedicated.MasterOf(s.tx.slot); pinned != nil && now != pinned.addr && now != s.tx.pinnedView {
 		pinned.close()
+		s.answerUnanswered()
 		s.execReply(replyWatchAborted)
 		return nil, txRan, nil, false
 	}
@@ -590,11 +633,16 @@ func (s *session) attemptTransaction(pinned *nodeConn, addr string, turn *failov
 		conn = s.takeLive(addr)
 	}
 	if conn == nil {
-		if conn = s.dialFor(addr); conn == nil {
+		var refusal string
+		if conn, refusal = s.dial(addr); conn == nil {
+			s.answerUnanswered()
+			s.write(resp.AppendError(s.scratch[:0], refusal))
 			return nil, txRan, nil, false
 		}
 	}
 	reply, outcome, err := s.runTransaction(conn, turn)
+	// The commands runTransaction did not get to answer were queued here.
+	s.answerUnanswered()
 	if err != nil {
 		conn.close()
 		s.write(resp.AppendError(s.scratch[:0], err.Error()))
@@ -682,11 +730,16 @@ func (s *session) runTransaction(conn *nodeConn, turn *failover.Ticket) ([]byte,
 		return nil, txRan, txError(errLostAfter)
 	}
 	// One reply per queued command (+QUEUED, or the error that dooms the
-	// transaction), then EXEC's.
+	// transaction), then EXEC's. The last s.tx.unanswered of them the
+	// client waits for.
 	refusal := s.tx.refusal[:0]
-	for range count {
+	firstUnanswered := count - s.tx.unanswered
+	for i := range count {
 		if reply, err = conn.readReply(); err != nil {
 			return nil, txRan, txError(errLostAfter)
+		}
+		if i >= firstUnanswered {
+			s.answerQueued(reply)
 		}
 		switch {
 		case !resp.IsError(reply):

@@ -99,6 +99,38 @@ func TestTransactionGetsTheServersBusy(t *testing.T) {
 	assert.Equal(t, "$-1\r\n", c.do("GET", "k"), "nothing ran")
 }
 
+// A pipeline holding MULTI ... EXEC in one write gets the server's
+// queue-time replies too (OOM at maxmemory: Redis refuses every command
+// queued then) and the server's EXECABORT, byte for byte as straight to Redis: the
+// commands go with EXEC in one write, and their replies are passed on.
+func TestPipelinedTransactionGetsTheServersQueueTimeErrors(t *testing.T) {
+	cp := startClusterProxyWith(t, cluster.Options{Masters: 1}, nil)
+	node := dialResp(t, cp.cluster.Addrs()[0])
+	require.Equal(t, "+OK\r\n", node.do("CONFIG", "SET", "maxmemory", "1"))
+	t.Cleanup(func() { node.do("CONFIG", "SET", "maxmemory", "0") })
+	pipeline := encodeCommand("MULTI") + encodeCommand("SET", "{t}k", "v") + encodeCommand("GET", "{t}k") +
+		encodeCommand("EXEC")
+	replies := func(c *respConn) []string {
+		c.send(pipeline)
+		return []string{c.read(), c.read(), c.read(), c.read()}
+	}
+	direct := replies(dialResp(t, cp.cluster.Addrs()[0]))
+	require.True(t, strings.HasPrefix(direct[1], "-OOM "), "Redis refuses the SET at queue time: %q", direct)
+	require.True(t, strings.HasPrefix(direct[3], "-EXECABORT "), "%q", direct)
+	proxied := dialResp(t, cp.addr)
+	assert.Equal(t, direct, replies(proxied))
+	require.Equal(t, "+OK\r\n", node.do("CONFIG", "SET", "maxmemory", "0"))
+	assert.Equal(t, "$-1\r\n", proxied.do("GET", "{t}k"), "nothing ran")
+	assert.Equal(t, []string{"+OK\r\n", "+QUEUED\r\n", "*1\r\n+OK\r\n"}, replies3(proxied,
+		encodeCommand("MULTI")+encodeCommand("SET", "{t}k", "v")+encodeCommand("EXEC")), "the server's QUEUED")
+}
+
+// replies3 sends raw and reads three replies.
+func replies3(c *respConn, raw string) []string {
+	c.send(raw)
+	return []string{c.read(), c.read(), c.read()}
+}
+
 // interactiveTransactions runs MULTI, INCR key, EXEC in a loop on 3
 // clients, each command sent once the previous one is answered (so the
 // queue reaches the master before EXEC); a client stops at the first

@@ -242,7 +242,7 @@ func (r *Router) prepareRound(ctx context.Context, b *batch, o roundOutcome, bac
 // counted from arrived: the caller Joins the ticket, waits for it, and once
 // it is released sends the write and then tells it Sent (or Abandons it).
 func (r *Router) AdmitWrite(addr string, arrived time.Time) *failover.Ticket {
-	return r.hold.Admit(addr, true, arrived.Add(r.cfg.HoldTimeout))
+	return r.hold.Admit(addr, true, arrived.Add(r.holdBudget()))
 }
 
 // waitTickets waits until every ticket was released or expired, or ctx
@@ -392,7 +392,7 @@ func (r *Router) admit(b *batch, cl *call, n *node) bool {
 	}
 	if a.ticket == nil {
 		write := !cl.req.ReadOnly
-		if a.ticket = r.hold.Admit(n.addr, write, b.started.Add(r.cfg.HoldTimeout)); a.ticket == nil {
+		if a.ticket = r.hold.Admit(n.addr, write, b.started.Add(r.holdBudget())); a.ticket == nil {
 			a.cleared = write
 			return false
 		}
@@ -589,7 +589,7 @@ func replyUnreachable(n *node) []byte {
 // withinBudget reports whether some of cl's HoldTimeout budget, which counts
 // from its batch's arrival, is left.
 func (r *Router) withinBudget(cl *call) bool {
-	return time.Since(cl.b.started) < r.cfg.HoldTimeout
+	return time.Since(cl.b.started) < r.holdBudget()
 }
 
 // retry counts a resend; once MaxRetries is spent the call keeps its reply,
@@ -632,7 +632,7 @@ func (r *Router) redirect(cl *call, kind resp.RedirectKind, slot int, addr strin
 		// RefreshCooldown).
 		r.counters.bounces.Add(1)
 		cl.target, cl.asking, cl.redirectedBy = nil, false, cl.redirectedBy[:0]
-		deadline := cl.b.started.Add(r.cfg.HoldTimeout)
+		deadline := cl.b.started.Add(r.holdBudget())
 		if !time.Now().Before(deadline) {
 			cl.finish(fmt.Appendf(nil, "-TRYAGAIN slot %d bounces between %s and %s while the cluster's nodes disagree on its owner: the command was not executed, retry\r\n",
 				slot, cl.sentTo.addr, addr))

@@ -25,6 +25,9 @@ func NewOutputBudget(limit int64, onExceed func()) *OutputBudget {
 	return &OutputBudget{limit: limit, onExceed: onExceed}
 }
 
+// Limit is the budget's size in bytes.
+func (b *OutputBudget) Limit() int64 { return b.limit }
+
 // Exceeded reports whether a reply did not fit.
 func (b *OutputBudget) Exceeded() bool { return b != nil && b.exceeded.Load() }
 

@@ -95,7 +95,10 @@ var (
 // or a Redis Cluster.
 type Router struct {
 	cfg Config
-	log *slog.Logger
+	// holdTimeout is cfg.HoldTimeout, which SetHoldTimeout changes while
+	// serving (read once per batch round, an atomic load).
+	holdTimeout atomic.Int64
+	log         *slog.Logger
 
 	// ctx is cancelled by Close; it stops the refresh loop and dials.
 	ctx    context.Context
@@ -181,7 +184,22 @@ func newRouter(cfg Config) *Router {
 		}
 		r.hold, r.ownHold = own, own
 	}
+	r.holdTimeout.Store(int64(cfg.HoldTimeout))
 	return r
+}
+
+// holdBudget is how long one request may wait in all (Config.HoldTimeout).
+func (r *Router) holdBudget() time.Duration { return time.Duration(r.holdTimeout.Load()) }
+
+// SetHoldTimeout changes Config.HoldTimeout while serving: a request
+// already waiting is judged by the new budget, counted from its arrival, at
+// its next round.
+func (r *Router) SetHoldTimeout(d time.Duration) error {
+	if d <= 0 || d > MaxHoldTimeout {
+		return fmt.Errorf("router: HoldTimeout must be positive and at most %v", MaxHoldTimeout)
+	}
+	r.holdTimeout.Store(int64(d))
+	return nil
 }
 
 // Close stops the refresh, fails every queued request and closes every

@@ -105,7 +105,7 @@ func parseLibrary(code string) (lib, body, errMsg string) {
 
 // registered runs a library's body and returns the functions it registers
 // and their callbacks in L.
-func registered(L *lua.LState, txn keyspace.Txn, body string) (map[string]*lua.LFunction, string) {
+func registered(L *lua.LState, txn keyspace.Txn, body string, resp3 bool) (map[string]*lua.LFunction, string) {
 	funcs := map[string]*lua.LFunction{}
 	setRedisTable(L, txn, func(L *lua.LState) int {
 		var name lua.LValue
@@ -123,7 +123,7 @@ func registered(L *lua.LState, txn keyspace.Txn, body string) (map[string]*lua.L
 		}
 		funcs[string(nameStr)] = fn
 		return 0
-	})
+	}, resp3)
 	fn, err := L.LoadString(body)
 	if err != nil {
 		return nil, "ERR Error while compiling new function lib: " + oneLine(err.Error())
@@ -146,7 +146,7 @@ func (f *functionLibs) load(code string, replace bool) (string, string) {
 	L := newScriptState()
 	defer L.Close()
 	// Registering runs the body; its redis.call has no data to reach.
-	funcs, errMsg := registered(L, keyspace.Txn{}, body)
+	funcs, errMsg := registered(L, keyspace.Txn{}, body, false)
 	if errMsg != "" {
 		return "", errMsg
 	}
@@ -258,7 +258,7 @@ func (n *Node) fcall(conn redcon.Conn, s *session, args [][]byte) {
 	defer L.Close()
 	var out []byte
 	n.ks.Transaction(func(txn keyspace.Txn) {
-		funcs, errMsg := registered(L, txn, body)
+		funcs, errMsg := registered(L, txn, body, s.resp3)
 		if errMsg != "" {
 			out = resp.AppendError(nil, errMsg)
 			return
@@ -266,7 +266,7 @@ func (n *Node) fcall(conn redcon.Conn, s *session, args [][]byte) {
 		L.Push(funcs[name])
 		L.Push(stringTable(L, keys))
 		L.Push(stringTable(L, argv))
-		out = callScript(L, 2, "ERR Error while running function `"+name+"`: ")
+		out = callScript(L, 2, "ERR Error while running function `"+name+"`: ", s.resp3)
 	})
 	conn.WriteRaw(out)
 }

@@ -74,9 +74,9 @@ func (n *Node) execControl(conn redcon.Conn, s *session, lname string, args [][]
 	case "command":
 		commandReply(conn, args)
 	case "config":
-		n.config(conn, args)
+		n.config(conn, args, s.resp3)
 	case "info":
-		conn.WriteBulkString(n.info(args[1:]))
+		writeText(conn, n.info(args[1:]), s.resp3)
 	case "readonly":
 		s.readonly = true
 		conn.WriteString("OK")
@@ -232,16 +232,16 @@ func (n *Node) client(conn redcon.Conn, s *session, args [][]byte) {
 		if name := s.name.Load(); name != "" {
 			conn.WriteBulkString(name)
 		} else {
-			conn.WriteNull()
+			writeNil(conn, s.resp3)
 		}
 	case sub == "id" && len(args) == 2:
 		conn.WriteInt64(s.id)
 	case sub == "setinfo" && len(args) == 4:
 		conn.WriteString("OK")
 	case sub == "list" && len(args) == 2:
-		conn.WriteBulkString(n.clientList())
+		writeText(conn, n.clientList(), s.resp3)
 	case sub == "info" && len(args) == 2:
-		conn.WriteBulkString(n.clientLine(s, time.Now()))
+		writeText(conn, n.clientLine(s, time.Now()), s.resp3)
 	case sub == "pause" && (len(args) == 3 || len(args) == 4):
 		n.clientPause(conn, args)
 	case sub == "unpause" && len(args) == 2:
@@ -323,8 +323,9 @@ func commandReply(conn redcon.Conn, args [][]byte) {
 	}
 }
 
-// config answers CONFIG GET for what redis-benchmark and clients ask.
-func (n *Node) config(conn redcon.Conn, args [][]byte) {
+// config answers CONFIG GET for what redis-benchmark and clients ask, a
+// map in RESP3 (Kvrocks' MapOfBulkStrings).
+func (n *Node) config(conn redcon.Conn, args [][]byte, resp3 bool) {
 	if !strings.EqualFold(string(args[1]), "get") || len(args) < 3 {
 		conn.WriteError("ERR CONFIG subcommand must be one of GET, SET, REWRITE")
 		return
@@ -337,8 +338,9 @@ func (n *Node) config(conn redcon.Conn, args [][]byte) {
 			pairs = append(pairs, name, v)
 		}
 	}
-	conn.WriteArray(len(pairs))
+	out := appendMapHeader(nil, len(pairs)/2, resp3)
 	for _, p := range pairs {
-		conn.WriteBulkString(p)
+		out = appendBulkString(out, p)
 	}
+	conn.WriteRaw(out)
 }

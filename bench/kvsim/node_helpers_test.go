@@ -114,7 +114,7 @@ func ntReadFrame(rd *bufio.Reader) (string, error) {
 			return "", err
 		}
 		return line + string(buf), nil
-	case '*', '~', '%':
+	case '*', '~', '%', '>':
 		n, err := strconv.Atoi(line[1 : len(line)-2])
 		if err != nil {
 			return "", err

@@ -227,7 +227,7 @@ func (n *Node) execPubSub(conn redcon.Conn, s *session, lname string, args [][]b
 			n.startSubscriber(conn, s, kind, args[1:])
 			return
 		}
-		s.sub.subscribe(&n.pubsub, kind, args[1:])
+		s.sub.subscribe(&n.pubsub, kind, args[1:], s.resp3)
 	default:
 		kind := kindChannel
 		if lname == "punsubscribe" {
@@ -237,22 +237,31 @@ func (n *Node) execPubSub(conn redcon.Conn, s *session, lname string, args [][]b
 		}
 		if s.sub == nil {
 			// Never subscribed: the confirmations alone, every count 0.
-			conn.WriteRaw(appendIdleUnsubscribeReplies(nil, kind, args[1:]))
+			conn.WriteRaw(appendIdleUnsubscribeReplies(nil, kind, args[1:], s.resp3))
 			return
 		}
-		s.sub.unsubscribe(&n.pubsub, kind, args[1:])
+		s.sub.unsubscribe(&n.pubsub, kind, args[1:], s.resp3)
 	}
 }
 
 // appendSubscriptionReply appends one confirmation: [kind, name, count],
-// the name nil when empty, as Kvrocks writes it.
-func appendSubscriptionReply(out []byte, kindName, name string, count int) []byte {
-	out = appendArrayHeader(out, 3)
-	out = appendBulkString(out, kindName)
-	if name == "" {
-		out = append(out, "$-1\r\n"...)
+// the name nil when empty, as Kvrocks' SubscribeCommandReply writes it: a
+// push (HeaderOfPush) to a RESP3 connection. The messages published stay
+// arrays in both protocols (Server::PublishMessage writes MultiLen).
+func appendSubscriptionReply(out []byte, kindName, name string, count int, resp3 bool) []byte {
+	if resp3 {
+		out = appendAggregateHeader(out, '>', 3)
 	} else {
+		out = appendArrayHeader(out, 3)
+	}
+	out = appendBulkString(out, kindName)
+	switch {
+	case name != "":
 		out = appendBulkString(out, name)
+	case resp3:
+		out = append(out, "_\r\n"...)
+	default:
+		out = append(out, "$-1\r\n"...)
 	}
 	return appendInteger(out, int64(count))
 }
@@ -260,12 +269,12 @@ func appendSubscriptionReply(out []byte, kindName, name string, count int) []byt
 // appendIdleUnsubscribeReplies appends the confirmations of an unsubscribe
 // on a connection that never subscribed: one per name, or a nil name when
 // there is none, every count 0.
-func appendIdleUnsubscribeReplies(out []byte, kind subscriptionKind, names [][]byte) []byte {
+func appendIdleUnsubscribeReplies(out []byte, kind subscriptionKind, names [][]byte, resp3 bool) []byte {
 	if len(names) == 0 {
-		return appendSubscriptionReply(out, unsubscribeName[kind], "", 0)
+		return appendSubscriptionReply(out, unsubscribeName[kind], "", 0, resp3)
 	}
 	for _, name := range names {
-		out = appendSubscriptionReply(out, unsubscribeName[kind], string(name), 0)
+		out = appendSubscriptionReply(out, unsubscribeName[kind], string(name), 0, resp3)
 	}
 	return out
 }

@@ -93,7 +93,7 @@ func (s *subscriber) quit() {
 // subscriber's lock is held from the first table change to the last
 // confirmation queued, so no message a new subscription lets through is
 // queued before its confirmation.
-func (s *subscriber) subscribe(h *pubsubHub, kind subscriptionKind, names [][]byte) {
+func (s *subscriber) subscribe(h *pubsubHub, kind subscriptionKind, names [][]byte, resp3 bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h.mu.Lock()
@@ -104,7 +104,7 @@ func (s *subscriber) subscribe(h *pubsubHub, kind subscriptionKind, names [][]by
 			s.names[kind] = append(s.names[kind], name)
 			h.add(kind, name, s)
 		}
-		out = appendSubscriptionReply(out, subscribeName[kind], name, s.count(kind))
+		out = appendSubscriptionReply(out, subscribeName[kind], name, s.count(kind), resp3)
 	}
 	h.mu.Unlock()
 	s.queueLocked(out)
@@ -112,18 +112,18 @@ func (s *subscriber) subscribe(h *pubsubHub, kind subscriptionKind, names [][]by
 
 // unsubscribe removes names of kind (every one of that kind when names is
 // empty) and queues the confirmations.
-func (s *subscriber) unsubscribe(h *pubsubHub, kind subscriptionKind, names [][]byte) {
+func (s *subscriber) unsubscribe(h *pubsubHub, kind subscriptionKind, names [][]byte, resp3 bool) {
 	h.mu.Lock()
 	var out []byte
 	if len(names) == 0 {
 		held := s.names[kind]
 		s.names[kind] = nil
 		if len(held) == 0 {
-			out = appendSubscriptionReply(out, unsubscribeName[kind], "", s.count(kind))
+			out = appendSubscriptionReply(out, unsubscribeName[kind], "", s.count(kind), resp3)
 		}
 		for i, name := range held {
 			h.remove(kind, name, s)
-			out = appendSubscriptionReply(out, unsubscribeName[kind], name, len(held)-1-i+s.count(kind))
+			out = appendSubscriptionReply(out, unsubscribeName[kind], name, len(held)-1-i+s.count(kind), resp3)
 		}
 	}
 	for _, b := range names {
@@ -132,7 +132,7 @@ func (s *subscriber) unsubscribe(h *pubsubHub, kind subscriptionKind, names [][]
 			s.names[kind] = slices.Delete(s.names[kind], i, i+1)
 			h.remove(kind, name, s)
 		}
-		out = appendSubscriptionReply(out, unsubscribeName[kind], name, s.count(kind))
+		out = appendSubscriptionReply(out, unsubscribeName[kind], name, s.count(kind), resp3)
 	}
 	h.mu.Unlock()
 	s.queue(out)
@@ -194,7 +194,7 @@ func (n *Node) startSubscriber(conn redcon.Conn, sess *session, kind subscriptio
 		if dc.Flush() != nil {
 			return
 		}
-		sub.subscribe(&n.pubsub, kind, names)
+		sub.subscribe(&n.pubsub, kind, names, sess.resp3)
 		n.serveSubscriber(sub, dc)
 	}()
 }

@@ -106,3 +106,12 @@ func writeText(conn redcon.Conn, text string, resp3 bool) {
 	out = append(out, text...)
 	conn.WriteRaw(append(out, '\r', '\n'))
 }
+
+// writeNil is Kvrocks' NilString: `$-1` in RESP2, `_` in RESP3.
+func writeNil(conn redcon.Conn, resp3 bool) {
+	if resp3 {
+		conn.WriteRaw([]byte("_\r\n"))
+		return
+	}
+	conn.WriteNull()
+}

@@ -59,6 +59,7 @@ func TestRESP3Replies(t *testing.T) {
 	assert.Equal(t, ":2\r\n", c.do("SADD", s, "a", "b"))
 	assert.Equal(t, "~2\r\n"+ntBulk("a")+ntBulk("b"), c.do("SMEMBERS", s))
 	assert.Equal(t, "~2\r\n"+ntBulk("a")+ntBulk("b"), c.do("SUNION", s, "{"+k+"}none"))
+	assert.Equal(t, "~0\r\n", c.do("SRANDMEMBER", "{"+k+"}none"), "Kvrocks: a set even without a count")
 	assert.Equal(t, "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", c.do("SMEMBERS", h))
 	assert.Equal(t, "+OK\r\n", c.do("SET", k, "v"))
 	assert.Equal(t, ntBulk("v"), c.do("GETEX", k, "PERSIST"))
@@ -108,4 +109,87 @@ func FuzzAppendRESP3(f *testing.F) {
 			assert.Equal(t, once, appendRESP3(nil, once, 0))
 		}
 	})
+}
+
+// TestRESP3ScriptReplies: a script's result reaches a RESP3 connection as
+// Kvrocks' ReplyToRedisReply writes it (booleans as #t/#f, nil as _, tables
+// as arrays, a status table as a bulk string), and redis.call sees the
+// replies in RESP3, as Kvrocks runs it on the caller's connection.
+func TestRESP3ScriptReplies(t *testing.T) {
+	_, _, c := ntClusterOfTwo(t)
+	k := ntKeyInSlots(t, 0, 8191)
+	assert.Equal(t, ":2\r\n", c.do("HSET", "{"+k+"}h", "f", "1", "g", "2"))
+	assert.Equal(t, "$-1\r\n", c.do("EVAL", "return false", "0"), "RESP2 first")
+	assert.Equal(t, ntHelloReply(3), c.do("HELLO", "3"))
+	for _, tc := range []struct{ script, want string }{
+		{"return true", "#t\r\n"},
+		{"return false", "#f\r\n"},
+		{"return nil", "_\r\n"},
+		{"return {1, true, false, 'x'}", "*4\r\n:1\r\n#t\r\n#f\r\n$1\r\nx\r\n"},
+		{"return redis.status_reply('FINE')", "$4\r\nFINE\r\n"},
+		{"return redis.error_reply('MY failure')", "-MY failure\r\n"},
+		{"return redis.call('GET', KEYS[1]) == nil", "#t\r\n"}, // `_` is nil to Lua, not false
+		{"return redis.call('GET', KEYS[1])", "_\r\n"},
+		{"return redis.call('SADD', KEYS[1] .. 's', 'a')", ":1\r\n"},
+		{"return redis.call('SMEMBERS', KEYS[1] .. 's')", "*1\r\n$1\r\na\r\n"},
+		// A map of n pairs is read as n values by Kvrocks: the first half.
+		{"return redis.call('HGETALL', '{' .. KEYS[1] .. '}h')", "*2\r\n$1\r\nf\r\n$1\r\n1\r\n"},
+	} {
+		assert.Equal(t, tc.want, c.do("EVAL", tc.script, "1", k), tc.script)
+	}
+	assert.Equal(t, "+mylib\r\n", c.do("FUNCTION", "LOAD",
+		"#!lua name=mylib\nredis.register_function('no', function(keys, args) return false end)"))
+	assert.Equal(t, "#f\r\n", c.do("FCALL", "no", "0"))
+	assert.Equal(t, ntHelloReply(2), c.do("HELLO", "2"))
+	assert.Equal(t, "$-1\r\n", c.do("FCALL", "no", "0"))
+}
+
+// TestRESP3ControlReplies: INFO and CLIENT LIST/INFO are verbatim strings,
+// CONFIG GET a map, CLIENT GETNAME's and an aborted EXEC's nil `_`, as
+// Kvrocks writes them to a RESP3 connection.
+func TestRESP3ControlReplies(t *testing.T) {
+	n, _, c := ntClusterOfTwo(t)
+	k := ntKeyInSlots(t, 0, 8191)
+	other := ntDial(t, n.Addr())
+	assert.Equal(t, ntHelloReply(3), c.do("HELLO", "3"))
+	assert.Regexp(t, `^=[0-9]+\r\ntxt:# Server\r\n`, c.do("INFO"))
+	assert.Regexp(t, `^=[0-9]+\r\ntxt:id=[0-9]+ addr=`, c.do("CLIENT", "INFO"))
+	list := c.do("CLIENT", "LIST")
+	assert.Regexp(t, `^=[0-9]+\r\ntxt:id=[0-9]+ addr=`, list)
+	header, body, _ := strings.Cut(list, "\r\n")
+	assert.Equal(t, "="+strconv.Itoa(len(body)-2), header)
+	assert.Equal(t, "_\r\n", c.do("CLIENT", "GETNAME"))
+	assert.Equal(t, "%1\r\n"+ntBulk("appendonly")+ntBulk("no"), c.do("CONFIG", "GET", "appendonly"))
+	assert.Equal(t, "%0\r\n", c.do("CONFIG", "GET", "nosuch"))
+
+	assert.Equal(t, "+OK\r\n", c.do("WATCH", k))
+	assert.Equal(t, "+OK\r\n", other.do("SET", k, "changed"))
+	assert.Equal(t, "+OK\r\n", c.do("MULTI"))
+	assert.Equal(t, "+QUEUED\r\n", c.do("GET", k))
+	assert.Equal(t, "_\r\n", c.do("EXEC"), "an aborted EXEC is Kvrocks' NilString")
+
+	assert.Equal(t, ntHelloReply(2), c.do("HELLO", "2"))
+	assert.Regexp(t, `^\$[0-9]+\r\n# Server\r\n`, c.do("INFO"))
+	assert.Equal(t, "*2\r\n"+ntBulk("appendonly")+ntBulk("no"), c.do("CONFIG", "GET", "appendonly"))
+	assert.Equal(t, "$-1\r\n", c.do("CLIENT", "GETNAME"))
+}
+
+// TestRESP3PubSub: a RESP3 subscriber's (un)subscribe confirmations are
+// pushes (Kvrocks' HeaderOfPush), a nil name `_`; the messages stay arrays,
+// as Kvrocks' PublishMessage writes them for every protocol.
+func TestRESP3PubSub(t *testing.T) {
+	n := ntStartNode(t, NodeConfig{})
+	sub := ntDial(t, n.Addr())
+	pub := ntDial(t, n.Addr())
+	assert.Equal(t, ntHelloReply(3), sub.do("HELLO", "3"))
+	assert.Equal(t, ">3\r\n"+ntBulk("unsubscribe")+"_\r\n:0\r\n", sub.do("UNSUBSCRIBE"), "never subscribed")
+	assert.Equal(t, ">3\r\n"+ntBulk("subscribe")+ntBulk("news")+":1\r\n", sub.do("SUBSCRIBE", "news"))
+	assert.Equal(t, ">3\r\n"+ntBulk("psubscribe")+ntBulk("n*")+":2\r\n", sub.do("PSUBSCRIBE", "n*"))
+	assert.Equal(t, ":2\r\n", pub.do("PUBLISH", "news", "hi"))
+	assert.Equal(t, []string{
+		"*3\r\n" + ntBulk("message") + ntBulk("news") + ntBulk("hi"),
+		"*4\r\n" + ntBulk("pmessage") + ntBulk("n*") + ntBulk("news") + ntBulk("hi"),
+	}, psReadAll(sub, 2))
+	assert.Equal(t, ">3\r\n"+ntBulk("unsubscribe")+ntBulk("news")+":1\r\n", sub.do("UNSUBSCRIBE"))
+	assert.Equal(t, ">3\r\n"+ntBulk("punsubscribe")+ntBulk("n*")+":0\r\n", sub.do("PUNSUBSCRIBE", "n*"))
 }

@@ -99,7 +99,7 @@ func (n *Node) execScripting(conn redcon.Conn, s *session, lname string, args []
 		return
 	}
 	defer n.writeGate.RUnlock()
-	conn.WriteRaw(n.runScript(body, sha, keys, argv))
+	conn.WriteRaw(n.runScript(body, sha, keys, argv, s.resp3))
 }
 
 // admitScript checks the key count of EVAL, EVALSHA or FCALL args
@@ -160,22 +160,23 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// runScript runs body with the keyspace to itself and returns the reply.
-func (n *Node) runScript(body, sha string, keys, argv [][]byte) []byte {
+// runScript runs body with the keyspace to itself and returns the reply, in
+// RESP3 for a RESP3 connection (resp3).
+func (n *Node) runScript(body, sha string, keys, argv [][]byte, resp3 bool) []byte {
 	L := newScriptState()
 	defer L.Close()
 	L.SetGlobal("KEYS", stringTable(L, keys))
 	L.SetGlobal("ARGV", stringTable(L, argv))
 	var out []byte
 	n.ks.Transaction(func(txn keyspace.Txn) {
-		setRedisTable(L, txn, nil)
+		setRedisTable(L, txn, nil, resp3)
 		fn, err := L.LoadString(body)
 		if err != nil {
 			out = resp.AppendError(nil, "ERR Error compiling script (new function): "+oneLine(err.Error()))
 			return
 		}
 		L.Push(fn)
-		out = callScript(L, 0, "ERR running script (call to f_"+sha+"): ")
+		out = callScript(L, 0, "ERR running script (call to f_"+sha+"): ", resp3)
 	})
 	return out
 }
@@ -195,12 +196,14 @@ func newScriptState() *lua.LState {
 }
 
 // setRedisTable installs the redis table: call and pcall run commands
-// through txn; register, when not nil, is redis.register_function.
-func setRedisTable(L *lua.LState, txn keyspace.Txn, register lua.LGFunction) {
+// through txn, and see their replies in the connection's protocol (resp3),
+// as Kvrocks runs them on the caller's connection; register, when not nil,
+// is redis.register_function.
+func setRedisTable(L *lua.LState, txn keyspace.Txn, register lua.LGFunction, resp3 bool) {
 	redis := L.NewTable()
 	L.SetFuncs(redis, map[string]lua.LGFunction{
-		"call":  func(L *lua.LState) int { return redisCall(L, txn, true) },
-		"pcall": func(L *lua.LState) int { return redisCall(L, txn, false) },
+		"call":  func(L *lua.LState) int { return redisCall(L, txn, true, resp3) },
+		"pcall": func(L *lua.LState) int { return redisCall(L, txn, false, resp3) },
 		"error_reply": func(L *lua.LState) int {
 			L.Push(replyTable(L, "err", L.CheckString(1)))
 			return 1
@@ -219,7 +222,7 @@ func setRedisTable(L *lua.LState, txn keyspace.Txn, register lua.LGFunction) {
 // callScript calls the function pushed with its nargs arguments and returns
 // its reply: an error raised by redis.call is the command's error, any
 // other failure is worded after prefix.
-func callScript(L *lua.LState, nargs int, prefix string) []byte {
+func callScript(L *lua.LState, nargs int, prefix string, resp3 bool) []byte {
 	if err := L.PCall(nargs, 1, nil); err != nil {
 		if apiErr, ok := err.(*lua.ApiError); ok {
 			if t, ok := apiErr.Object.(*lua.LTable); ok {
@@ -230,7 +233,7 @@ func callScript(L *lua.LState, nargs int, prefix string) []byte {
 		}
 		return resp.AppendError(nil, prefix+oneLine(err.Error()))
 	}
-	return appendLuaReply(nil, L.Get(-1))
+	return appendLuaReply(nil, L.Get(-1), resp3)
 }
 
 func oneLine(s string) string {
@@ -253,7 +256,7 @@ func replyTable(L *lua.LState, field, text string) *lua.LTable {
 
 // redisCall runs redis.call (raise: an error reply raises it) or
 // redis.pcall (it returns the error as {err=...}).
-func redisCall(L *lua.LState, txn keyspace.Txn, raise bool) int {
+func redisCall(L *lua.LState, txn keyspace.Txn, raise, resp3 bool) int {
 	top := L.GetTop()
 	fail := func(msg string) int {
 		t := replyTable(L, "err", msg)
@@ -292,6 +295,9 @@ func redisCall(L *lua.LState, txn keyspace.Txn, raise bool) int {
 		return fail(errCallArity)
 	default:
 		reply = txn.Exec(nil, cmd, args)
+		if resp3 {
+			reply = appendRESP3(nil, reply, resp3Aggregates[cmd.Name])
+		}
 	}
 	v, _ := luaValueOf(L, reply)
 	if t, ok := v.(*lua.LTable); ok && raise {
@@ -304,9 +310,12 @@ func redisCall(L *lua.LState, txn keyspace.Txn, raise bool) int {
 	return 1
 }
 
-// luaValueOf converts the keyspace's reply to a Lua value as Redis does:
-// integer → number, bulk → string, null bulk or array → false, array →
-// table, status → {ok=...}, error → {err=...}. It returns the bytes read.
+// luaValueOf converts a command's reply to a Lua value as Kvrocks'
+// RedisProtocolToLuaType does: integer → number, bulk → string, null bulk
+// or array → false, array or set → table, status → {ok=...}, error →
+// {err=...}, and in RESP3 `_` → nil. A RESP3 map of n pairs becomes a
+// table of its first n elements: Kvrocks reads n values for it, not 2n. It
+// returns the bytes read.
 func luaValueOf(L *lua.LState, reply []byte) (lua.LValue, int) {
 	end := strings.Index(string(reply), "\r\n")
 	if end < 1 {
@@ -327,15 +336,17 @@ func luaValueOf(L *lua.LState, reply []byte) (lua.LValue, int) {
 			return lua.LFalse, next
 		}
 		return lua.LString(reply[next : next+size]), next + size + 2
-	case '*':
+	case '_':
+		return lua.LNil, next
+	case '*', '~', '%':
 		count, _ := strconv.Atoi(line)
 		if count < 0 {
 			return lua.LFalse, next
 		}
 		t := L.CreateTable(count, 0)
-		for range count {
+		for i := range count {
 			v, size := luaValueOf(L, reply[next:])
-			t.Append(v)
+			t.RawSetInt(i+1, v)
 			next += size
 		}
 		return t, next
@@ -343,26 +354,34 @@ func luaValueOf(L *lua.LState, reply []byte) (lua.LValue, int) {
 	return lua.LFalse, len(reply)
 }
 
-// appendLuaReply converts a script's result to a reply as Redis does:
-// string → bulk, number → integer (truncated), true → 1, false and nil →
-// null bulk, {err=...} → error, {ok=...} → status, any other table → an
-// array of its elements up to the first nil.
-func appendLuaReply(out []byte, v lua.LValue) []byte {
+// appendLuaReply converts a script's result to a reply as Kvrocks'
+// ReplyToRedisReply does: string → bulk, number → integer (truncated), true
+// → 1 and false → null bulk (RESP3: #t and #f), nil → null bulk (RESP3: _),
+// {err=...} → error, {ok=...} → a bulk string (not Redis' status), any
+// other table → an array (in both protocols) of its elements up to the
+// first nil.
+func appendLuaReply(out []byte, v lua.LValue, resp3 bool) []byte {
 	switch v := v.(type) {
 	case lua.LString:
 		return resp.AppendBulkString(out, string(v))
 	case lua.LNumber:
 		return resp.AppendInt(out, int64(v))
 	case lua.LBool:
-		if v {
+		switch {
+		case resp3 && bool(v):
+			return append(out, "#t\r\n"...)
+		case resp3:
+			return append(out, "#f\r\n"...)
+		case bool(v):
 			return resp.AppendInt(out, 1)
 		}
+		return resp.AppendNullBulk(out)
 	case *lua.LTable:
 		if msg, ok := v.RawGetString("err").(lua.LString); ok {
 			return resp.AppendError(out, string(msg))
 		}
 		if status, ok := v.RawGetString("ok").(lua.LString); ok {
-			return resp.AppendSimple(out, string(status))
+			return resp.AppendBulkString(out, string(status))
 		}
 		n := 0
 		for v.RawGetInt(n+1) != lua.LNil {
@@ -370,9 +389,12 @@ func appendLuaReply(out []byte, v lua.LValue) []byte {
 		}
 		out = resp.AppendArray(out, n)
 		for i := 1; i <= n; i++ {
-			out = appendLuaReply(out, v.RawGetInt(i))
+			out = appendLuaReply(out, v.RawGetInt(i), resp3)
 		}
 		return out
+	}
+	if resp3 {
+		return append(out, "_\r\n"...)
 	}
 	return resp.AppendNullBulk(out)
 }

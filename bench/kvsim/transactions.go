@@ -24,8 +24,8 @@ import (
 //     because of previous errors."). MULTI, EXEC, DISCARD, WATCH and UNWATCH
 //     carry the "multi" flag: they run at once, never queued (so UNWATCH
 //     inside MULTI does unwatch).
-//   - EXEC (CommandExec::Execute) replies "$-1" (NilString, not Redis' "*-1")
-//     when a watched key was written, else the array header, then feeds the
+//   - EXEC (CommandExec::Execute) replies "$-1" (NilString, not Redis' "*-1";
+//     "_" to a RESP3 connection) when a watched key was written, else the array header, then feeds the
 //     queue through ExecuteCommands again: every queued command is checked a
 //     second time, so a queued write whose slot entered a failover's
 //     pause_write, or moved, after it was queued gets TRYAGAIN or MOVED as its
@@ -258,7 +258,7 @@ func (n *Node) exec(conn redcon.Conn, s *session) {
 		out, next = n.execQueuedData(txn, s, out, 0)
 	})
 	if aborted {
-		conn.WriteNull()
+		writeNil(conn, s.resp3)
 		return
 	}
 	for next < len(tx.queue) {

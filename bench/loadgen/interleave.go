@@ -40,7 +40,9 @@ func (c *Comparison) MetricNames() []string {
 // them alike; each round starts one target further along, so no target is
 // always measured first (right after another target's load). Every run must
 // return the same metric names. The first error, or ctx ending, stops the
-// comparison.
+// comparison; the Comparison of the runs completed so far (medians over
+// fewer rounds, targets never measured absent) is returned with the error,
+// so that an interrupted benchmark still reports what it measured.
 func Interleave(ctx context.Context, rounds int, targets []string, baseline string,
 	fn func(ctx context.Context, round int, target string) (Metrics, error)) (*Comparison, error) {
 	if rounds < 1 {
@@ -72,17 +74,17 @@ func Interleave(ctx context.Context, rounds int, targets []string, baseline stri
 		for i := range targets {
 			target := targets[(round+i)%len(targets)]
 			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("loadgen: Interleave stopped before round %d on %s: %w", round+1, target, err)
+				return c.summarize(), fmt.Errorf("loadgen: Interleave stopped before round %d on %s: %w", round+1, target, err)
 			}
 			m, err := fn(ctx, round, target)
 			if err != nil {
-				return nil, fmt.Errorf("round %d on %s: %w", round+1, target, err)
+				return c.summarize(), fmt.Errorf("round %d on %s: %w", round+1, target, err)
 			}
 			got := slices.Sorted(maps.Keys(m))
 			if names == nil {
 				names = got
 			} else if !slices.Equal(got, names) {
-				return nil, fmt.Errorf("loadgen: round %d on %s returned metrics %q, the first run returned %q",
+				return c.summarize(), fmt.Errorf("loadgen: round %d on %s returned metrics %q, the first run returned %q",
 					round+1, target, got, names)
 			}
 			if c.Samples[target] == nil {
@@ -93,21 +95,35 @@ func Interleave(ctx context.Context, rounds int, targets []string, baseline stri
 			}
 		}
 	}
-	for _, target := range targets {
+	return c.summarize(), nil
+}
+
+// summarize fills Medians and Ratios from Samples and returns c. A target
+// without samples gets empty ones.
+func (c *Comparison) summarize() *Comparison {
+	for _, target := range c.Targets {
 		c.Medians[target] = Metrics{}
 		for name, values := range c.Samples[target] {
 			c.Medians[target][name] = Median(values)
 		}
 	}
-	for _, target := range targets {
+	for _, target := range c.Targets {
 		c.Ratios[target] = Metrics{}
 		for name, v := range c.Medians[target] {
-			if base := c.Medians[baseline][name]; base != 0 {
+			if base := c.Medians[c.Baseline][name]; base != 0 {
 				c.Ratios[target][name] = v / base
 			}
 		}
 	}
-	return c, nil
+	return c
+}
+
+// Rounds is how many runs of target completed.
+func (c *Comparison) Rounds(target string) int {
+	for _, values := range c.Samples[target] {
+		return len(values)
+	}
+	return 0
 }
 
 // Median is the middle value of values, or the mean of the two middle ones

@@ -96,7 +96,7 @@ func TestInterleaveStopsWhenTheContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	calls := 0
-	_, err := Interleave(ctx, 5, []string{"a", "b"}, "a",
+	partial, err := Interleave(ctx, 5, []string{"a", "b"}, "a",
 		func(context.Context, int, string) (Metrics, error) {
 			calls++
 			cancel()
@@ -104,4 +104,10 @@ func TestInterleaveStopsWhenTheContextEnds(t *testing.T) {
 		})
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, 1, calls)
+	// The run that completed is still reported.
+	require.NotNil(t, partial)
+	assert.Equal(t, 1, partial.Rounds("a"))
+	assert.Equal(t, 0, partial.Rounds("b"))
+	assert.Equal(t, Metrics{"x": 1}, partial.Medians["a"])
+	assert.Empty(t, partial.Medians["b"])
 }

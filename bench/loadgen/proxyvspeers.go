@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -60,6 +60,10 @@ type ProxyConfig struct {
 	Tests []string
 	// Goals are the acceptance targets the verdict lines check.
 	Goals []ProxyGoal
+	// Peers are more proxies to measure, after twemproxy.
+	Peers []PeerProxy
+	// Progress, when set, is called after each measured run.
+	Progress func(RunDone) `json:"-"`
 }
 
 // DefaultProxyConfig is the comparison kvproxy's acceptance is judged on:
@@ -116,6 +120,9 @@ func (c ProxyConfig) Validate() error {
 			return fmt.Errorf("test %q, want one redis-benchmark test name", t)
 		}
 	}
+	if err := validatePeers(c.Peers); err != nil {
+		return err
+	}
 	for _, g := range c.Goals {
 		switch {
 		case g.Peer != TargetDirect && g.Peer != TargetTwemproxy:
@@ -140,6 +147,12 @@ func ProxyCPUMetric(pipeline int) string {
 // pipeline depth, whichever way the requests reached it.
 func ServerCPUMetric(pipeline int) string {
 	return fmt.Sprintf("-P %d redis cpu us/req", pipeline)
+}
+
+// LatencyMetric names redis-benchmark's own latency percentile (p50, p99)
+// of a test at a pipeline depth, in milliseconds.
+func LatencyMetric(test string, pipeline int, percentile string) string {
+	return fmt.Sprintf("%s -P %d %s ms", strings.ToUpper(test), pipeline, percentile)
 }
 
 // GoalResult is how one ProxyGoal fared.
@@ -168,11 +181,18 @@ func (g GoalResult) Verdict() string {
 type ProxyReport struct {
 	Config ProxyConfig
 	// Comparison holds the samples, medians, and ratios against direct, of
-	// TargetDirect, TargetKvproxy and TargetTwemproxy.
+	// TargetDirect, TargetKvproxy, TargetTwemproxy and the peers.
 	Comparison *Comparison
+	// Complete is false when the run stopped early (Ctrl-C, an error): the
+	// medians are then over the rounds that completed, and there are no
+	// goals.
+	Complete bool
 	// Throughput are the requests/s metric names in display order: per
 	// pipeline depth, per test.
 	Throughput []string
+	// Latency are redis-benchmark's latency percentile metric names in
+	// display order: per pipeline depth, per test, p50 then p99.
+	Latency []string
 	// CPU are the CPU-per-request metric names in display order: per
 	// pipeline depth, the proxy's then redis-server's.
 	CPU []string
@@ -203,10 +223,12 @@ func (r *ProxyReport) Verdicts() []string {
 }
 
 // RunProxyComparison starts one cluster-enabled redis-server owning every
-// slot, kvproxy and twemproxy in front of it, and measures the server
-// directly and through each proxy with redis-benchmark, in interleaved
-// rounds after one unmeasured warm-up pass over every target. kvproxy is
-// built first unless cfg.KvproxyBinary is set.
+// slot, kvproxy, twemproxy and the peers in front of it, and measures the
+// server directly and through each proxy with redis-benchmark, in
+// interleaved rounds after one unmeasured warm-up pass over every target.
+// kvproxy is built first unless cfg.KvproxyBinary is set. When the rounds
+// stop early (ctx ends, a run fails) the report of the runs completed so far
+// comes with the error; it is nil when nothing was measured.
 func RunProxyComparison(ctx context.Context, cfg ProxyConfig) (*ProxyReport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("loadgen: %w", err)
@@ -214,57 +236,45 @@ func RunProxyComparison(ctx context.Context, cfg ProxyConfig) (*ProxyReport, err
 	if _, err := lookBinary("", "redis-benchmark"); err != nil {
 		return nil, err
 	}
-	kvproxyBin := cfg.KvproxyBinary
-	if kvproxyBin == "" {
-		dir, err := os.MkdirTemp("", "loadgen-kvproxy-build-")
-		if err != nil {
-			return nil, fmt.Errorf("loadgen: %w", err)
-		}
-		defer os.RemoveAll(dir)
-		if kvproxyBin, err = BuildKvproxy(ctx, dir); err != nil {
-			return nil, err
-		}
-	}
-	server, err := LaunchRedis(ctx, RedisOptions{Cluster: true})
+	arms, err := startArms(ctx, cfg.KvproxyBinary, cfg.KvproxyArgs, cfg.Peers)
 	if err != nil {
 		return nil, err
 	}
-	defer server.Close()
-	twemproxy, err := LaunchTwemproxy(ctx, TwemproxyOptions{Servers: []string{server.Addr()}})
-	if err != nil {
-		return nil, err
-	}
-	defer twemproxy.Close()
-	kvproxy, err := LaunchKvproxy(ctx, KvproxyOptions{Binary: kvproxyBin, Seeds: []string{server.Addr()},
-		ExtraArgs: cfg.KvproxyArgs})
-	if err != nil {
-		return nil, err
-	}
-	defer kvproxy.Close()
+	defer arms.close()
 
-	bench := newProxyBench(cfg, server)
+	bench := newProxyBench(cfg, arms.server)
 	defer bench.close()
-	bench.addTarget(TargetDirect, server.Addr(), 0)
-	bench.addTarget(TargetKvproxy, kvproxy.Addr(), kvproxy.Pid())
-	bench.addTarget(TargetTwemproxy, twemproxy.Addr(), twemproxy.Pid())
-	if err := bench.warmUp(ctx, proxyTargets); err != nil {
+	for _, target := range arms.targets {
+		bench.addTarget(target, arms.addrs[target], arms.proxyPids[target])
+	}
+	if err := bench.warmUp(ctx, arms.targets); err != nil {
 		return nil, fmt.Errorf("loadgen: proxy comparison warm-up: %w", err)
 	}
-	cmp, err := Interleave(ctx, cfg.Rounds, proxyTargets, TargetDirect,
-		func(ctx context.Context, _ int, target string) (Metrics, error) { return bench.measure(ctx, target) })
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: proxy comparison: %w", err)
+	cmp, runErr := Interleave(ctx, cfg.Rounds, arms.targets, TargetDirect,
+		progressing(cfg.Rounds, cfg.Progress, func(ctx context.Context, _ int, target string) (Metrics, error) {
+			return bench.measure(ctx, target)
+		}))
+	if runErr != nil {
+		runErr = fmt.Errorf("loadgen: proxy comparison: %w", runErr)
+		if cmp == nil || cmp.Rounds(TargetDirect) == 0 {
+			return nil, runErr
+		}
 	}
-	return newProxyReport(cfg, cmp)
+	report, err := newProxyReport(cfg, cmp, runErr == nil)
+	if err != nil {
+		return nil, errors.Join(runErr, err)
+	}
+	return report, runErr
 }
 
 // newProxyReport derives the display order, the kvproxy/twemproxy ratios and
-// the goals' results from the comparison.
-func newProxyReport(cfg ProxyConfig, cmp *Comparison) (*ProxyReport, error) {
-	r := &ProxyReport{Config: cfg, Comparison: cmp, VsTwemproxy: Metrics{}}
+// (when complete) the goals' results from the comparison.
+func newProxyReport(cfg ProxyConfig, cmp *Comparison, complete bool) (*ProxyReport, error) {
+	r := &ProxyReport{Config: cfg, Comparison: cmp, Complete: complete, VsTwemproxy: Metrics{}}
 	for _, pipeline := range cfg.Pipelines {
 		for _, test := range cfg.Tests {
 			r.Throughput = append(r.Throughput, ThroughputMetric(test, pipeline))
+			r.Latency = append(r.Latency, LatencyMetric(test, pipeline, "p50"), LatencyMetric(test, pipeline, "p99"))
 		}
 		r.CPU = append(r.CPU, ProxyCPUMetric(pipeline), ServerCPUMetric(pipeline))
 	}
@@ -272,6 +282,9 @@ func newProxyReport(cfg ProxyConfig, cmp *Comparison) (*ProxyReport, error) {
 		if peer := cmp.Medians[TargetTwemproxy][name]; peer != 0 {
 			r.VsTwemproxy[name] = v / peer
 		}
+	}
+	if !complete {
+		return r, nil
 	}
 	for _, goal := range cfg.Goals {
 		result := GoalResult{Goal: goal, Ratio: math.Inf(1)}
@@ -402,6 +415,8 @@ func (b *proxyBench) measure(ctx context.Context, target string) (Metrics, error
 				return nil, fmt.Errorf("loadgen: redis-benchmark printed no %s result:\n%s", test, res.CSV)
 			}
 			m[ThroughputMetric(test, pipeline)] = tr.RequestsPerSec
+			m[LatencyMetric(test, pipeline, "p50")] = durationMs(tr.P50Latency)
+			m[LatencyMetric(test, pipeline, "p99")] = durationMs(tr.P99Latency)
 		}
 		requests := int64(b.cfg.Requests[i] * len(b.cfg.Tests))
 		if served := after.commands - before.commands; served < requests {
@@ -430,3 +445,5 @@ func infoInt(info, name string) (int64, error) {
 	}
 	return 0, fmt.Errorf("INFO has no field %s", name)
 }
+
+func durationMs(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

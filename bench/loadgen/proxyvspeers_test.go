@@ -61,7 +61,7 @@ func TestNewProxyReport(t *testing.T) {
 		TargetKvproxy:   {set16: 600, get16: 500, set1: 70, get1: 55, ProxyCPUMetric(16): 3},
 		TargetTwemproxy: {set16: 400, get16: 400, set1: 80, get1: 90, ProxyCPUMetric(16): 8},
 	}}
-	r, err := newProxyReport(cfg, cmp)
+	r, err := newProxyReport(cfg, cmp, true)
 	require.NoError(t, err)
 	assert.Equal(t, []string{set16, get16, set1, get1}, r.Throughput)
 	assert.Equal(t, []string{ProxyCPUMetric(16), ServerCPUMetric(16), ProxyCPUMetric(1), ServerCPUMetric(1)}, r.CPU)
@@ -79,12 +79,12 @@ func TestNewProxyReport(t *testing.T) {
 
 	cmp.Medians[TargetKvproxy][get16] = 600
 	cmp.Medians[TargetKvproxy][get1] = 65
-	r, err = newProxyReport(cfg, cmp)
+	r, err = newProxyReport(cfg, cmp, true)
 	require.NoError(t, err)
 	assert.True(t, r.Pass(), r.Verdicts())
 
 	cmp.Medians[TargetTwemproxy][get16] = 0
-	_, err = newProxyReport(cfg, cmp)
+	_, err = newProxyReport(cfg, cmp, true)
 	assert.ErrorContains(t, err, "twemproxy measured 0 GET -P 16 req/s")
 }
 
@@ -162,7 +162,7 @@ func TestProxyBenchMeasuresDirectAndTwemproxy(t *testing.T) {
 			assert.Contains(t, m, ProxyCPUMetric(pipeline), target)
 			assert.Contains(t, m, ServerCPUMetric(pipeline), target)
 		}
-		assert.Len(t, m, len(cfg.Pipelines)*(len(cfg.Tests)+2), "%s: %v", target, m)
+		assert.Len(t, m, len(cfg.Pipelines)*(3*len(cfg.Tests)+2), "%s: %v", target, m)
 	}
 	direct, err := bench.measure(ctx, TargetDirect)
 	require.NoError(t, err)

@@ -39,10 +39,10 @@ type FailoverResult struct {
 	Err error
 }
 
-// pauseFailoverOptions are the controller's CLIENT PAUSE failover options
+// PauseFailoverOptions are the controller's CLIENT PAUSE failover options
 // for a replication delay: upstream's 100 ms sync timeout cannot wait for
 // a replica that applies changes later than that.
-func pauseFailoverOptions(replDelay time.Duration) kvsim.FailoverOptions {
+func PauseFailoverOptions(replDelay time.Duration) kvsim.FailoverOptions {
 	opts := kvsim.DefaultFailoverOptions()
 	opts.SyncTimeout = max(opts.SyncTimeout, 3*replDelay)
 	opts.PauseTimeout = opts.SyncTimeout + 400*time.Millisecond
@@ -122,7 +122,7 @@ func (f *failoverRunner) failover(ctx context.Context, st step, master, replica 
 	case FailoverController:
 		return f.controllerAPI(ctx, st.Shard, replica)
 	default:
-		opts := pauseFailoverOptions(f.cfg.ReplDelay)
+		opts := PauseFailoverOptions(f.cfg.ReplDelay)
 		opts.Replica = replica.ID()
 		return f.sim.Controller().FailoverShard(ctx, st.Shard, opts)
 	}

@@ -31,9 +31,9 @@ const txTags = 16
 // counters is how many INCR counters a pipelining client keeps.
 const counters = 16
 
-// newClient returns a go-redis client of the proxy that never retries, so
+// NewClient returns a go-redis client of the proxy that never retries, so
 // every error reply and failed connection reaches the soak.
-func newClient(addr string, timeout time.Duration, poolSize int) *redis.Client {
+func NewClient(addr string, timeout time.Duration, poolSize int) *redis.Client {
 	return redis.NewClient(&redis.Options{
 		Addr:            addr,
 		DisableIdentity: true,
@@ -63,7 +63,7 @@ func newWorker(id int, addr string, cfg Config, tally *Tally) *worker {
 	return &worker{
 		id:       id,
 		kind:     loadKind(id % int(loadKinds)),
-		cl:       newClient(addr, cfg.ClientTimeout, 1),
+		cl:       NewClient(addr, cfg.ClientTimeout, 1),
 		ledger:   NewLedger(),
 		rng:      rand.New(rand.NewPCG(cfg.Seed, uint64(id))),
 		tally:    tally,

@@ -177,10 +177,10 @@ func TestRefusedForSync(t *testing.T) {
 }
 
 func TestPauseFailoverOptionsWaitForTheReplica(t *testing.T) {
-	opts := pauseFailoverOptions(0)
+	opts := PauseFailoverOptions(0)
 	require.NoError(t, opts.Validate())
 	assert.Equal(t, 100*time.Millisecond, opts.SyncTimeout, "upstream's default")
-	opts = pauseFailoverOptions(200 * time.Millisecond)
+	opts = PauseFailoverOptions(200 * time.Millisecond)
 	require.NoError(t, opts.Validate())
 	assert.Equal(t, 600*time.Millisecond, opts.SyncTimeout)
 	assert.Greater(t, opts.PauseTimeout, opts.SyncTimeout)

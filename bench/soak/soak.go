@@ -37,13 +37,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	var progress io.Writer = io.Discard
 	if cfg.Progress != nil {
-		progress = &lockedWriter{w: cfg.Progress}
+		progress = NewLockedWriter(cfg.Progress)
 	}
 	simCfg := kvsim.DefaultClusterConfig()
 	simCfg.Shards, simCfg.Replicas, simCfg.ReplDelay = cfg.Shards, 1, cfg.ReplDelay
 	// Only the planned failovers may move a master.
 	simCfg.Controller.AutoFailover = false
-	simCfg.Controller.Failover = pauseFailoverOptions(cfg.ReplDelay)
+	simCfg.Controller.Failover = PauseFailoverOptions(cfg.ReplDelay)
 	simCfg.ControllerAPI.Listen = "127.0.0.1:0"
 	simCfg.Logger = slog.New(slog.NewTextHandler(progress, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if cfg.RedisBenchmark {
@@ -106,14 +106,17 @@ func proxyReportArgs(url string) []string {
 		"--controller-namespace", kvsim.DefaultAPINamespace, "--controller-cluster", kvsim.DefaultAPICluster}
 }
 
-// lockedWriter serializes the writes of the cluster's logger, the sampler
-// and the failovers to Config.Progress.
-type lockedWriter struct {
+// LockedWriter serializes the writes of the cluster's logger, the sampler
+// and the failovers to Config.Progress (and kvbench failover's).
+type LockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) {
+// NewLockedWriter returns a LockedWriter writing to w.
+func NewLockedWriter(w io.Writer) *LockedWriter { return &LockedWriter{w: w} }
+
+func (l *LockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
@@ -138,17 +141,17 @@ type soak struct {
 func (s *soak) run(ctx context.Context) (*Report, error) {
 	addr, timeout := s.proxy.Addr(), s.cfg.ClientTimeout
 	s.tally = NewTally(time.Now())
-	s.ctl = newClient(addr, timeout, 2)
+	s.ctl = NewClient(addr, timeout, 2)
 	defer s.ctl.Close()
 
-	subClient := newClient(addr, timeout, 1)
+	subClient := NewClient(addr, timeout, 1)
 	defer subClient.Close()
 	sub, err := subscribe(subClient, s.tally, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("soak: SUBSCRIBE through the proxy: %w", err)
 	}
 	defer sub.ps.Close()
-	pub := &publisher{cl: newClient(addr, timeout, 1), tally: s.tally}
+	pub := &publisher{cl: NewClient(addr, timeout, 1), tally: s.tally}
 	defer pub.cl.Close()
 	workers := make([]*worker, s.cfg.Clients)
 	for i := range workers {
@@ -196,7 +199,7 @@ func (s *soak) run(ctx context.Context) (*Report, error) {
 	elapsed := time.Since(start)
 	fmt.Fprintf(s.progress, "soak: load stopped after %s; reading back every key written\n", elapsed.Round(time.Millisecond))
 
-	verifier := newClient(addr, timeout, 1)
+	verifier := NewClient(addr, timeout, 1)
 	defer verifier.Close()
 	verified := 0
 	for _, w := range workers {

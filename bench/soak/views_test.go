@@ -48,7 +48,7 @@ func TestCheckViewsComparesControllerNodesAndProxy(t *testing.T) {
 	api, err := controller.New(sim.ControllerAPIURL(), kvsim.DefaultAPINamespace, kvsim.DefaultAPICluster, "", 10*time.Second)
 	require.NoError(t, err)
 	t.Cleanup(api.Close)
-	proxyCl := newClient(startProxy(t, sim.Masters()[0].Addr()), 5*time.Second, 1)
+	proxyCl := NewClient(startProxy(t, sim.Masters()[0].Addr()), 5*time.Second, 1)
 	t.Cleanup(func() { _ = proxyCl.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

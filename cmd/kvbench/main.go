@@ -10,7 +10,9 @@
 // Subcommands:
 //
 //	kvsim-vs-redis   redis-benchmark SET/GET against a kvsim node and a redis-server
+//	failover         load through kvproxy across a triggered failover; errors, lost writes, stall, PNG timeline
 //	proxy            redis-benchmark SET/GET against redis-server directly, through kvproxy and through twemproxy
+//	latency          fixed-rate SET/GET latency percentiles, direct vs through kvproxy vs through twemproxy
 //	soak             mixed load through kvproxy while planned failovers rotate over every shard
 //
 // Exit status: 0 when the run completed (whatever a comparison's verdict;
@@ -45,6 +47,9 @@ const (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first Ctrl-C stops the run with a partial report; a second one
+	// kills kvbench at once (its children die with it).
+	context.AfterFunc(ctx, stop)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -61,9 +66,17 @@ var subcommands = map[string]subcommand{
 		summary: "redis-benchmark SET/GET against a kvsim node and a redis-server, as a ratio",
 		run:     runKvsimVsRedis,
 	},
+	"failover": {
+		summary: "load through kvproxy across a triggered failover: errors, lost writes, write stall vs the server's pause, latency timeline",
+		run:     runFailover,
+	},
 	"proxy": {
 		summary: "redis-benchmark SET/GET against redis-server directly, through kvproxy and through twemproxy",
 		run:     runProxy,
+	},
+	"latency": {
+		summary: "fixed-rate (open-loop) SET/GET latency, p50/p99/p999, direct vs through kvproxy vs through twemproxy",
+		run:     runLatency,
 	},
 	"soak": {
 		summary: "mixed load through kvproxy while planned failovers rotate over every shard; errors, lost writes, RSS",

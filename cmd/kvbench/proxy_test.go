@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -30,12 +32,7 @@ func TestProxyRejectsBadFlags(t *testing.T) {
 		"positional argument":    {"extra"},
 		"pipelines, no requests": {"-pipelines", "16,8,1"},
 	}
-	for name, args := range cases {
-		code, stdout, stderr := runKvbench(t, append([]string{"proxy"}, args...)...)
-		assert.Equal(t, exitUsage, code, name)
-		assert.Empty(t, stdout, name)
-		assert.NotEmpty(t, stderr, name)
-	}
+	assertUsageErrors(t, "proxy", cases)
 	code, _, stderr := runKvbench(t, "proxy", "-h")
 	assert.Equal(t, exitOK, code)
 	assert.Contains(t, stderr, "-vs-twemproxy")
@@ -66,7 +63,10 @@ func TestPrintProxyReport(t *testing.T) {
 	report := &loadgen.ProxyReport{
 		Config: loadgen.ProxyConfig{Rounds: 3, Clients: 50, Keyspace: 10, Pipelines: []int{16},
 			Requests: []int{1000}, Tests: []string{"set"}, Goals: []loadgen.ProxyGoal{goal}},
+		Complete: true,
 		Comparison: &loadgen.Comparison{
+			Targets:  []string{loadgen.TargetDirect, loadgen.TargetKvproxy, loadgen.TargetTwemproxy},
+			Baseline: loadgen.TargetDirect,
 			Medians: map[string]loadgen.Metrics{
 				loadgen.TargetDirect:    {set: 400000, pcpu: 0, rcpu: 2},
 				loadgen.TargetKvproxy:   {set: 300000, pcpu: 3, rcpu: 1},
@@ -119,15 +119,47 @@ func TestProxyEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
-	for _, bin := range []string{"redis-server", "redis-benchmark", "nutcracker", "go"} {
-		loadgen.RequireBinary(t, bin)
-	}
-	code, stdout, stderr := runKvbench(t, "proxy", "-rounds", "1", "-clients", "10", "-keyspace", "1000",
-		"-pipelines", "4,1", "-requests", "4000,2000", "-vs-twemproxy", "4:1.3", "-samples")
+	requireBenchBinaries(t)
+	kvproxy := buildKvproxy(t)
+	dir := t.TempDir()
+	jsonPath, csvPath, pngPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.csv"), filepath.Join(dir, "r.png")
+	// A second kvproxy stands in for a peer proxy the user names.
+	code, stdout, stderr := runKvbench(t, "proxy", "-kvproxy", kvproxy, "-rounds", "1", "-clients", "10",
+		"-keyspace", "1000", "-pipelines", "4,1", "-requests", "4000,2000", "-vs-twemproxy", "4:1.3", "-samples",
+		"-peer", "other="+kvproxy+":--listen {addr} --seeds {seeds}",
+		"-json", jsonPath, "-csv", csvPath, "-png", pngPath)
 	require.Equal(t, exitOK, code, "stderr: %s", stderr)
-	for _, want := range []string{"SET -P 4 req/s", "GET -P 1 req/s", "-P 4 proxy cpu us/req",
-		"\nverdict: ", "at -P 4 kvproxy reaches", "at -P 1 kvproxy reaches", "\nsamples, in round order:\n",
-		"\nload average (1 min) on "} {
+	for _, want := range []string{"SET -P 4 req/s", "GET -P 1 req/s", "SET -P 4 p50 ms", "GET -P 1 p99 ms",
+		"-P 4 proxy cpu us/req", "other/direct", "\nverdict: ", "at -P 4 kvproxy reaches", "at -P 1 kvproxy reaches",
+		"\nsamples, in round order:\n", "\nload average (1 min) on "} {
 		assert.Contains(t, stdout, want)
 	}
+	for _, target := range []string{"direct", "kvproxy", "twemproxy", "other"} {
+		assert.Contains(t, stderr, "kvbench: round 1/1 "+target+": SET -P 4 req/s ")
+	}
+	data, err := os.ReadFile(jsonPath)
+	require.NoError(t, err)
+	doc := requireJSONReport(t, data, "proxy", true)
+	assert.Equal(t, []string{"direct", "kvproxy", "twemproxy", "other"}, doc.Targets)
+	assert.Len(t, doc.Verdicts, 2)
+	data, err = os.ReadFile(csvPath)
+	require.NoError(t, err)
+	// 4 targets x (4 throughput + 8 latency + 2 redis cpu) + 3 proxies x 2 proxy cpu, and the header.
+	assert.Len(t, requireCSVReport(t, data), 4*14+3*2+1)
+	requirePNG(t, pngPath)
+}
+
+func TestProxyStopsOnInterruptWithAPartialReport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: runs without -short")
+	}
+	requireBenchBinaries(t)
+	kvproxy := buildKvproxy(t)
+	code, stdout, stderr := runInterrupted(t, "proxy", "-kvproxy", kvproxy, "-rounds", "3", "-clients", "10",
+		"-keyspace", "1000", "-pipelines", "1", "-requests", "2000", "-vs-twemproxy", "none", "-json", "-")
+	assert.Equal(t, exitError, code, "stderr: %s", stderr)
+	assert.Contains(t, stderr, "stopped early")
+	doc := requireJSONReport(t, []byte(stdout), "proxy", false)
+	assert.Equal(t, 1, doc.Rounds[loadgen.TargetDirect])
+	assert.Contains(t, doc.Error, "context canceled")
 }

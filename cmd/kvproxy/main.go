@@ -6,9 +6,11 @@
 //	kvproxy version
 //
 // Every flag has an environment variable (KVPROXY_ + the flag in upper case,
-// '-' as '_'); the flag wins. --demo starts a simulated Kvrocks cluster on
-// loopback and proxies it. SIGINT or SIGTERM shut down gracefully; a second
-// one ends the process at once.
+// '-' as '_') and a key of the --config YAML file (the flag's name); the flag
+// wins over the variable, the variable over the file. --demo starts a
+// simulated Kvrocks cluster on loopback and proxies it. SIGHUP reloads the
+// settings (reload.go). SIGINT or SIGTERM shut down gracefully; a second one
+// ends the process at once.
 //
 // Exit status: 0 after a graceful shutdown, 1 when serving failed, 2 when
 // the proxy could not start (bad flag, port in use, no seed answering), with
@@ -77,7 +79,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		fmt.Fprintln(stdout, "kvproxy", version.String())
 		return exitOK
 	}
-	opts, err := parseOptions(args, env)
+	opts, settings, err := loadSettings(args, env)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, usage())
 		return exitOK
@@ -90,7 +92,19 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		fmt.Fprintln(stdout, "kvproxy", version.String())
 		return exitOK
 	}
-	logger := newLogger(stderr, opts.logJSON, opts.logLevel)
+	if opts.printConfig {
+		out, err := printConfig(settings, opts.users)
+		if err != nil {
+			startupFailed(stderr, err)
+			return exitStartup
+		}
+		_, _ = stdout.Write(out)
+		return exitOK
+	}
+	// A reload (SIGHUP) may change the level.
+	level := new(slog.LevelVar)
+	level.Set(opts.logLevel)
+	logger := newLogger(stderr, opts.logJSON, level)
 	// go-redis (the router's control plane) logs on its own; keep it for
 	// debugging so a startup failure stays one line.
 	redis.SetLogger(goRedisLog{logger.With("component", "go-redis")})
@@ -187,9 +201,9 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		return exitStartup
 	}
 
-	pcfg := proxyConfig(opts, ln.Addr().String(), announce, logger)
+	listen := ln.Addr().String()
+	pcfg := proxyConfig(opts, listen, announce, logger)
 	pcfg.Handovers = holds
-	pcfg.AdminPassword = opts.adminPassword
 	controllerURL, namespace, clusterName := opts.controllerURL, opts.controllerNamespace, opts.controllerCluster
 	if sim != nil {
 		// The demo's cluster has a controller of its own, reached as any
@@ -232,13 +246,29 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		printDemo(stdout, sim, announce, opts.password != "", opts.adminPassword != "")
 	}
 
+	// SIGHUP reloads the settings (reload.go) for as long as the proxy
+	// serves.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloads := &reloader{args: args, env: env, opts: opts, settings: settings, level: level,
+		srv: srv, rt: rt, holds: holds, log: logger,
+		proxyConfig: func(o options) proxy.Config { return proxyConfig(o, listen, announce, logger) }}
+
 	code := exitOK
-	select {
-	case <-ctx.Done():
-		logger.Info("signal received: shutting down gracefully")
-	case err := <-served:
-		logger.Error("serving stopped", "err", err)
-		code = exitServing
+serving:
+	for {
+		select {
+		case <-hup:
+			reloads.reload()
+		case <-ctx.Done():
+			logger.Info("signal received: shutting down gracefully")
+			break serving
+		case err := <-served:
+			logger.Error("serving stopped", "err", err)
+			code = exitServing
+			break serving
+		}
 	}
 	if err := srv.Close(); err != nil {
 		logger.Warn("closing the client listener", "err", err)
@@ -259,6 +289,8 @@ func proxyConfig(opts options, listen, announce string, logger *slog.Logger) pro
 	cfg.ListenAddr = listen
 	cfg.AnnounceAddr = announce
 	cfg.Password = opts.password
+	cfg.AdminPassword = opts.adminPassword
+	cfg.Users = opts.users
 	cfg.MaxBulkLen = opts.maxBulkLen
 	cfg.MaxRequestBytes = opts.maxRequestBytes
 	cfg.MaxBlockingConns = opts.maxBlockingConns
@@ -272,7 +304,7 @@ func proxyConfig(opts options, listen, announce string, logger *slog.Logger) pro
 
 // newLogger logs at level and above to w, as key=value text or as JSON
 // objects, one per line.
-func newLogger(w io.Writer, json bool, level slog.Level) *slog.Logger {
+func newLogger(w io.Writer, json bool, level slog.Leveler) *slog.Logger {
 	ho := &slog.HandlerOptions{Level: level}
 	if json {
 		return slog.New(slog.NewJSONHandler(w, ho))
@@ -282,8 +314,7 @@ func newLogger(w io.Writer, json bool, level slog.Level) *slog.Logger {
 
 // startupFailed prints err as the one line a failed start leaves on stderr.
 func startupFailed(stderr io.Writer, err error) {
-	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
-	fmt.Fprintln(stderr, "kvproxy: "+msg)
+	fmt.Fprintln(stderr, "kvproxy: "+oneLine(err))
 }
 
 // announceAddr is the address clients are told to use when --announce is

@@ -95,6 +95,13 @@ type options struct {
 	// metricsListen is where /metrics, /healthz and /readyz are served;
 	// empty: nowhere.
 	metricsListen string
+	// configFile is --config: the YAML file under the environment and
+	// the flags; empty: none.
+	configFile string
+	// printConfig: print the effective configuration and exit.
+	printConfig bool
+	// users are the file's users: (proxy.Config.Users).
+	users []proxy.User
 }
 
 // envName is the environment variable that sets flag name.
@@ -146,6 +153,9 @@ func newFlagSet(o *options, seeds, logLevel, logFormat *string) *flag.FlagSet {
 		"on SIGINT or SIGTERM, how long the proxy waits for the requests in flight to be answered before it closes every connection")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "",
 		"`host:port` serving Prometheus metrics on /metrics, /healthz and /readyz over HTTP (empty: off)")
+	fs.StringVar(&o.configFile, "config", "",
+		"YAML `file` of settings keyed by flag name (hold-timeout: 2.5s), under the environment and the flags; SIGHUP reloads it")
+	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration as YAML (loadable with --config, secrets masked) and exit")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit (as `kvproxy version`)")
 	fs.BoolVar(&o.demo, "demo", false, "start a simulated Kvrocks cluster (3 shards x 1 replica) on free loopback ports and proxy it")
 	return fs
@@ -161,7 +171,8 @@ func usage() string {
 	b.WriteString("       kvproxy --demo [flags]\n")
 	b.WriteString("       kvproxy version\n\n")
 	b.WriteString("kvproxy is a RESP proxy in front of a Kvrocks cluster or a Redis Cluster.\n")
-	b.WriteString("Every flag can also be set through its environment variable; the flag wins.\n\n")
+	b.WriteString("Every flag can also be set through its environment variable or in the --config file;\n")
+	b.WriteString("the flag wins over the variable, the variable over the file, the file over the default.\n\n")
 	fs.VisitAll(func(f *flag.Flag) {
 		name, text := flag.UnquoteUsage(f)
 		fmt.Fprintf(&b, "  %s  (env %s)\n", strings.TrimSpace("--"+f.Name+" "+name), envName(f.Name))
@@ -174,55 +185,88 @@ func usage() string {
 	return b.String()
 }
 
-// parseOptions reads the environment (through env), then the command line
-// args, which win, and checks the result. It returns flag.ErrHelp for -h.
+// parseOptions reads the --config file, then the environment (through env),
+// then the command line args, each winning over the one before, and checks
+// the result. It returns flag.ErrHelp for -h.
 func parseOptions(args []string, env func(string) string) (options, error) {
+	o, _, err := loadSettings(args, env)
+	return o, err
+}
+
+// loadSettings is parseOptions, also returning the flag set that holds the
+// effective value of every setting (for --print-config). Every bad setting
+// of the file, the environment and the checks is reported in the one error.
+func loadSettings(args []string, env func(string) string) (options, *flag.FlagSet, error) {
 	var o options
 	var seeds, logLevel, logFormat string
 	fs := newFlagSet(&o, &seeds, &logLevel, &logFormat)
-	var envErr error
+	var problems []string
+	var users []proxy.User
+	if path := configPath(args, env); path != "" {
+		var fileProblems []string
+		var err error
+		users, fileProblems, err = readConfigFile(fs, path)
+		if err != nil {
+			return options{}, nil, err
+		}
+		if len(fileProblems) > 0 {
+			problems = append(problems, "--config "+path+": "+strings.Join(fileProblems, "; "))
+		}
+	}
 	fs.VisitAll(func(f *flag.Flag) {
 		value := env(envName(f.Name))
-		if value == "" || envErr != nil {
+		if value == "" {
 			return
 		}
-		if err := fs.Set(f.Name, value); err != nil {
-			envErr = fmt.Errorf("environment variable %s=%q is not a valid --%s (%v)", envName(f.Name), value, f.Name, err)
+		if err := setFlag(fs, f.Name, value); err != nil {
+			problems = append(problems, fmt.Sprintf("environment variable %s=%q is not a valid --%s (%v)", envName(f.Name), value, f.Name, err))
 		}
 	})
-	if envErr != nil {
-		return options{}, envErr
-	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return options{}, err
+			return options{}, nil, err
 		}
-		return options{}, fmt.Errorf("%v (see kvproxy -h)", err)
+		return options{}, nil, fmt.Errorf("%v (see kvproxy -h)", err)
 	}
 	if o.showVersion {
-		return o, nil
+		return o, fs, nil
 	}
 	if fs.NArg() > 0 {
-		return options{}, fmt.Errorf("unexpected argument %q: every setting is a --flag (see kvproxy -h)", fs.Arg(0))
+		return options{}, nil, fmt.Errorf("unexpected argument %q: every setting is a --flag (see kvproxy -h)", fs.Arg(0))
 	}
 	for _, s := range strings.Split(seeds, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			o.seeds = append(o.seeds, s)
 		}
 	}
-	level, err := parseLevel(logLevel)
-	if err != nil {
-		return options{}, err
+	if level, err := parseLevel(logLevel); err != nil {
+		problems = append(problems, err.Error())
+	} else {
+		o.logLevel = level
 	}
-	o.logLevel = level
 	switch strings.ToLower(logFormat) {
 	case "text":
 	case "json":
 		o.logJSON = true
 	default:
-		return options{}, fmt.Errorf("--log-format %q: want text or json", logFormat)
+		problems = append(problems, fmt.Sprintf("--log-format %q: want text or json", logFormat))
 	}
-	return o, o.validate()
+	fs.VisitAll(func(f *flag.Flag) {
+		if isSecret(f.Name) && f.Value.String() == maskedSecret {
+			problems = append(problems, fmt.Sprintf("--%s is %s, as --print-config shows it: give the secret itself", f.Name, maskedSecret))
+		}
+	})
+	o.users = users
+	for _, u := range users {
+		if u.Password == maskedSecret {
+			problems = append(problems, fmt.Sprintf("user %q: password is %s, as --print-config shows it: give the password itself", u.Name, maskedSecret))
+		}
+	}
+	problems = append(problems, o.problems()...)
+	if len(problems) > 0 {
+		return options{}, nil, errors.New(strings.Join(problems, "; "))
+	}
+	return o, fs, nil
 }
 
 // parseLevel accepts the four slog level names, in any case.
@@ -240,31 +284,41 @@ func parseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
 }
 
-// validate reports the first setting that cannot work, naming its flag.
-func (o options) validate() error {
+// problems lists every setting that cannot work, each naming its flag.
+func (o options) problems() []string {
+	var bad []string
+	add := func(format string, args ...any) { bad = append(bad, fmt.Sprintf(format, args...)) }
 	switch {
 	case o.demo && len(o.seeds) > 0:
-		return errors.New("--seeds and --demo exclude each other: --demo proxies a cluster of its own")
+		add("--seeds and --demo exclude each other: --demo proxies a cluster of its own")
 	case !o.demo && len(o.seeds) == 0:
-		return errors.New("no --seeds: name at least one cluster node as host:port (or try --demo)")
-	case o.holdTimeout <= 0 || o.holdTimeout > router.MaxHoldTimeout:
-		return fmt.Errorf("--hold-timeout %v: want a positive duration up to %v", o.holdTimeout, router.MaxHoldTimeout)
-	case o.deadTimeout < router.MinDeadTimeout || o.deadTimeout > router.MaxDeadTimeout:
-		return fmt.Errorf("--backend-dead-timeout %v: want %v to %v", o.deadTimeout, router.MinDeadTimeout, router.MaxDeadTimeout)
-	case o.refreshInterval < minRefreshInterval || o.refreshInterval > maxRefreshInterval:
-		return fmt.Errorf("--refresh-interval %v: want %v to %v", o.refreshInterval, minRefreshInterval, maxRefreshInterval)
+		add("no --seeds: name at least one cluster node as host:port (or try --demo)")
+	}
+	if o.holdTimeout <= 0 || o.holdTimeout > router.MaxHoldTimeout {
+		add("--hold-timeout %v: want a positive duration up to %v", o.holdTimeout, router.MaxHoldTimeout)
+	}
+	if o.deadTimeout < router.MinDeadTimeout || o.deadTimeout > router.MaxDeadTimeout {
+		add("--backend-dead-timeout %v: want %v to %v", o.deadTimeout, router.MinDeadTimeout, router.MaxDeadTimeout)
+	}
+	if o.refreshInterval < minRefreshInterval || o.refreshInterval > maxRefreshInterval {
+		add("--refresh-interval %v: want %v to %v", o.refreshInterval, minRefreshInterval, maxRefreshInterval)
+	}
+	switch {
 	case o.controllerURL == "" && (o.controllerNamespace != "" || o.controllerCluster != "" || o.controllerToken != ""):
-		return errors.New("--controller-namespace, --controller-cluster and --controller-token need --controller")
+		add("--controller-namespace, --controller-cluster and --controller-token need --controller")
 	case o.demo && o.controllerURL != "":
-		return errors.New("--controller and --demo exclude each other: the demo's cluster has a controller of its own")
+		add("--controller and --demo exclude each other: the demo's cluster has a controller of its own")
 	case o.controllerURL != "" && (o.controllerNamespace == "" || o.controllerCluster == ""):
-		return errors.New("--controller needs --controller-namespace and --controller-cluster")
-	case o.controllerTimeout < time.Second || o.controllerTimeout > 10*time.Minute:
-		return fmt.Errorf("--controller-timeout %v: want 1s to 10m", o.controllerTimeout)
-	case o.shutdownTimeout <= 0 || o.shutdownTimeout > maxShutdownTimeout:
-		return fmt.Errorf("--shutdown-timeout %v: want a positive duration up to %v", o.shutdownTimeout, maxShutdownTimeout)
-	case o.clientOutputLimit < proxy.MinClientOutputLimit || o.clientOutputLimit > proxy.MaxClientOutputLimit:
-		return fmt.Errorf("--client-output-limit %d: want %d (64 KiB) to %d (64 GiB)", o.clientOutputLimit, proxy.MinClientOutputLimit, int64(proxy.MaxClientOutputLimit))
+		add("--controller needs --controller-namespace and --controller-cluster")
+	}
+	if o.controllerTimeout < time.Second || o.controllerTimeout > 10*time.Minute {
+		add("--controller-timeout %v: want 1s to 10m", o.controllerTimeout)
+	}
+	if o.shutdownTimeout <= 0 || o.shutdownTimeout > maxShutdownTimeout {
+		add("--shutdown-timeout %v: want a positive duration up to %v", o.shutdownTimeout, maxShutdownTimeout)
+	}
+	if o.clientOutputLimit < proxy.MinClientOutputLimit || o.clientOutputLimit > proxy.MaxClientOutputLimit {
+		add("--client-output-limit %d: want %d (64 KiB) to %d (64 GiB)", o.clientOutputLimit, proxy.MinClientOutputLimit, int64(proxy.MaxClientOutputLimit))
 	}
 	for _, c := range []struct {
 		flag      string
@@ -277,34 +331,37 @@ func (o options) validate() error {
 		{"hold-max-bytes", o.holdMaxBytes, failover.MaxMaxBytes},
 	} {
 		if c.value < 1 || c.value > c.hi {
-			return fmt.Errorf("--%s %d: want 1 to %d", c.flag, c.value, c.hi)
+			add("--%s %d: want 1 to %d", c.flag, c.value, c.hi)
 		}
 	}
 	if o.maxRequestBytes < minMaxRequestBytes || o.maxRequestBytes > maxMaxRequestBytes {
-		return fmt.Errorf("--max-request-bytes %d: want %d (1 MiB) to %d (64 GiB)", o.maxRequestBytes, minMaxRequestBytes, maxMaxRequestBytes)
+		add("--max-request-bytes %d: want %d (1 MiB) to %d (64 GiB)", o.maxRequestBytes, minMaxRequestBytes, maxMaxRequestBytes)
 	}
 	if o.pubsubOutputLimit < minPubSubOutputLimit || o.pubsubOutputLimit > proxy.MaxPubSubOutputLimit {
-		return fmt.Errorf("--pubsub-output-limit %d: want %d (64 KiB) to %d (16 GiB)", o.pubsubOutputLimit, minPubSubOutputLimit, int64(proxy.MaxPubSubOutputLimit))
+		add("--pubsub-output-limit %d: want %d (64 KiB) to %d (16 GiB)", o.pubsubOutputLimit, minPubSubOutputLimit, int64(proxy.MaxPubSubOutputLimit))
 	}
 	if err := checkAddr(o.listen, false); err != nil {
-		return fmt.Errorf("--listen %q: %v", o.listen, err)
+		add("--listen %q: %v", o.listen, err)
 	}
 	for _, s := range o.seeds {
 		if err := checkAddr(s, true); err != nil {
-			return fmt.Errorf("--seeds: %q: %v", s, err)
+			add("--seeds: %q: %v", s, err)
 		}
 	}
 	if o.metricsListen != "" {
 		if err := checkAddr(o.metricsListen, false); err != nil {
-			return fmt.Errorf("--metrics-listen %q: %v", o.metricsListen, err)
+			add("--metrics-listen %q: %v", o.metricsListen, err)
 		}
 	}
 	if o.announce != "" {
 		if err := checkAddr(o.announce, true); err != nil {
-			return fmt.Errorf("--announce %q: %v", o.announce, err)
+			add("--announce %q: %v", o.announce, err)
 		}
 	}
-	return nil
+	if err := proxy.CheckUsers(o.password, o.adminPassword, o.users); err != nil {
+		add("%v", err)
+	}
+	return bad
 }
 
 // checkAddr accepts host:port with a numeric port; needHost is for addresses

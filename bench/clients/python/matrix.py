@@ -1,9 +1,7 @@
 """The client matrix's scenario for redis-py, run through kvproxy by
 proxy/clients_python_test.go:
     python3 matrix.py <host:port> [2|3]
-Prints "ok" and exits 0 when every step passed. MATRIX_NO_EVAL=1 leaves EVAL
-out (a backend without scripts)."""
-import os
+Prints "ok" and exits 0 when every step passed."""
 import sys
 import time
 
@@ -47,7 +45,6 @@ client.rpush("py:list", "x")
 assert client.blpop(["py:list"], timeout=1) in (("py:list", "x"), ["py:list", "x"])
 found = set(client.scan_iter(match="py:*", count=100))
 assert found == set(keys) | {"py:a", "py:h"}, found
-if not os.environ.get("MATRIX_NO_EVAL"):
-    assert client.eval("return redis.call('get', KEYS[1])", 1, "py:a") == "v"
+assert client.eval("return redis.call('get', KEYS[1])", 1, "py:a") == "v"
 client.close()
 print("ok")

@@ -81,8 +81,9 @@ type Keyspace struct {
 	onWrite WriteHook
 	replica bool // reads leave expired keys for the master's DEL
 	data    map[string]*value
-	index   *keyIndex // every key, in SCAN order
-	expires int       // keys with a deadline, so DBSize can skip the scan when 0
+	index   *keyIndex   // every key, in SCAN order
+	expires int         // keys with a deadline, so DBSize can skip the scan when 0
+	cursors *cursorDict // HSCAN/SSCAN/ZSCAN cursors, allocated by the first one
 
 	clock    func() int64 // unix milliseconds
 	now      int64        // clock(), read at most once per command: it is not cheap

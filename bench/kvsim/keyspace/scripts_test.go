@@ -462,15 +462,13 @@ SPOP new -1
 SPOP new
 EXISTS new
 SADD one x
-SRANDMEMBER one
+# SRANDMEMBER without a count, with 3 arguments or a count past 32 bits
+# answers as Kvrocks, not Redis: TestSRandMemberAsKvrocks.
 SRANDMEMBER one 5
 SRANDMEMBER one -3
 SRANDMEMBER one 0
-SRANDMEMBER none
 SRANDMEMBER none 3
 SRANDMEMBER one x
-SRANDMEMBER one -9223372036854775808
-SRANDMEMBER one 1 2
 SPOP t 10
 EXISTS t
 SET str v
@@ -741,7 +739,6 @@ LPOS s a
 `},
 	{"random_by_shape", `
 SADD big a b c d e
-~SRANDMEMBER big
 ~SRANDMEMBER big 3
 ~SRANDMEMBER big -7
 ~SRANDMEMBER big 10

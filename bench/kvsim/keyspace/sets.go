@@ -157,39 +157,37 @@ func cmdSPop(k *Keyspace, out []byte, args [][]byte) []byte {
 	return out
 }
 
+// cmdSRandMember is Kvrocks' SRANDMEMBER, not Redis': without a count it
+// takes a count of 1 and still answers an array (a set in RESP3), empty for
+// a missing key; the count is a 32-bit integer; a count of 0 answers an
+// empty array before the key's type is looked at; a third argument is
+// "wrong number of arguments" (CommandSRandMember, Set::Take).
 func cmdSRandMember(k *Keyspace, out []byte, args [][]byte) []byte {
 	if len(args) > 3 {
-		return append(out, errSyntax...)
+		return append(out, "-ERR wrong number of arguments\r\n"...)
 	}
-	if len(args) == 2 {
-		v, ok := k.lookupKind(args[1], kindSet)
-		switch {
-		case !ok:
-			return append(out, errWrongType...)
-		case v == nil:
-			return append(out, replyNullBulk...)
+	count := int64(1)
+	if len(args) == 3 {
+		var ok bool
+		if count, ok = parseInt(args[2]); !ok || count < math.MinInt32 || count > math.MaxInt32 {
+			return append(out, errNotInt...)
 		}
-		return appendBulkString(out, randomMembers(v.set, 1)[0])
 	}
-	count, ok := parseInt(args[2])
-	if !ok {
-		return append(out, errNotInt...)
-	}
-	if count == math.MinInt64 {
-		return append(out, "-ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807\r\n"...)
+	if count == 0 {
+		return append(out, replyEmptyArr...)
 	}
 	v, ok := k.lookupKind(args[1], kindSet)
 	switch {
 	case !ok:
 		return append(out, errWrongType...)
-	case v == nil || count == 0:
+	case v == nil:
 		return append(out, replyEmptyArr...)
 	}
 	if count > 0 {
-		return appendMembers(out, randomMembers(v.set, int(min(count, math.MaxInt32))))
+		return appendMembers(out, randomMembers(v.set, int(count)))
 	}
 	if -count > maxRandomCount {
-		// Redis would try and run out of memory; refuse instead.
+		// Kvrocks would try and run out of memory; refuse instead.
 		return append(out, "-ERR value is out of range\r\n"...)
 	}
 	all := sortedMembers(v.set)

@@ -98,6 +98,7 @@ var commands = []*Command{
 	rd("hkeys", 2, 1, 1, 1, cmdHKeys),
 	rd("hvals", 2, 1, 1, 1, cmdHVals),
 	rd("hstrlen", 3, 1, 1, 1, cmdHStrlen),
+	rd("hscan", -3, 1, 1, 1, cmdHScan),
 	// sets
 	wr("sadd", -3, 1, 1, 1, cmdSAdd),
 	wr("srem", -3, 1, 1, 1, cmdSRem),
@@ -114,6 +115,7 @@ var commands = []*Command{
 	wr("sinterstore", -3, 1, -1, 1, cmdSInterStore),
 	wr("sunionstore", -3, 1, -1, 1, cmdSUnionStore),
 	wr("sdiffstore", -3, 1, -1, 1, cmdSDiffStore),
+	rd("sscan", -3, 1, 1, 1, cmdSScan),
 	// sorted sets
 	wr("zadd", -4, 1, 1, 1, cmdZAdd),
 	wr("zrem", -3, 1, 1, 1, cmdZRem),
@@ -132,4 +134,5 @@ var commands = []*Command{
 	wr("zpopmax", -2, 1, 1, 1, cmdZPopMax),
 	wr("zremrangebyrank", 4, 1, 1, 1, cmdZRemRangeByRank),
 	wr("zremrangebyscore", 4, 1, 1, 1, cmdZRemRangeByScore),
+	rd("zscan", -3, 1, 1, 1, cmdZScan),
 }

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// reloadConfig is a configuration file for the SIGHUP test's kvproxy.
+func reloadConfig(seeds []string, password, level string, backendConns int, writerPassword string) string {
+	return "seeds: [" + strings.Join(seeds, ", ") + "]\n" +
+		"password: " + password + "\n" +
+		"admin-password: adm-secret-pw\n" +
+		"log-level: " + level + "\n" +
+		"backend-conns: " + map[int]string{4: "4", 8: "8"}[backendConns] + "\n" +
+		"max-clients: 50\n" +
+		"users:\n" +
+		"  - {name: reader, password: r-pw, role: read-only}\n" +
+		"  - {name: writer, password: " + writerPassword + ", role: read-write}\n"
+}
+
+// resetConnection closes c with a TCP reset, an end of connection the
+// proxy logs at debug level.
+func resetConnection(t *testing.T, c *rawClient) {
+	t.Helper()
+	require.NoError(t, c.conn.(*net.TCPConn).SetLinger(0))
+	require.NoError(t, c.conn.Close())
+}
+
+// SIGHUP reloads the file: a new password is accepted and the old one
+// refused, the log level changes, users change, and a setting that cannot
+// change live is logged as needing a restart.
+func TestSighupReloadsPasswordsUsersAndLogLevel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the kvproxy binary")
+	}
+	seeds := startSim(t)
+	path := writeConfig(t, reloadConfig(seeds, "old-pw", "info", 4, "w-pw"))
+	p := startBinary(t, buildKvproxy(t), 0, "--config", path)
+
+	kept := dialRaw(t, p.addr)
+	require.Equal(t, "+OK", kept.do(t, "AUTH old-pw"))
+	require.Equal(t, "+OK", kept.do(t, "SET k v"))
+	reader := dialRaw(t, p.addr)
+	require.Equal(t, "+OK", reader.do(t, "AUTH reader r-pw"))
+	assert.Equal(t, "-NOPERM this user has no permissions to run the 'set' command", reader.do(t, "SET k x"))
+	require.Equal(t, "+OK", reader.do(t, "MULTI"))
+	assert.Equal(t, "-NOPERM this user has no permissions to run the 'incr' command", reader.do(t, "INCR n"), "inside MULTI too")
+	assert.True(t, strings.HasPrefix(reader.do(t, "EXEC"), "-EXECABORT"))
+	writer := dialRaw(t, p.addr)
+	require.Equal(t, "+OK", writer.do(t, "AUTH writer w-pw"))
+	assert.True(t, strings.HasPrefix(writer.do(t, "CLIENT LIST"), "-NOPERM"), "admin commands need an admin")
+
+	// At info level a reset connection is not logged.
+	resetConnection(t, dialRaw(t, p.addr))
+	require.Eventually(t, func() bool { return kept.info(t, "connected_clients") == "3" }, 10*time.Second, 10*time.Millisecond)
+
+	require.NoError(t, os.WriteFile(path, []byte(reloadConfig(seeds, "new-pw", "debug", 8, "w2-pw")), 0o600))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(p.stderr.String(), "reload: configuration changed") },
+		10*time.Second, 10*time.Millisecond)
+	logs := p.stderr.String()
+	assert.Contains(t, logs, `changed="log-level=debug password=<masked> users"`)
+	assert.Contains(t, logs, `needs_restart=backend-conns`)
+	assert.NotContains(t, logs, "client connection ended", "logged before the reload at info level")
+	for _, secret := range []string{"old-pw", "new-pw", "w-pw", "w2-pw", "r-pw", "adm-secret-pw"} {
+		assert.NotContains(t, logs, secret)
+	}
+
+	fresh := dialRaw(t, p.addr)
+	assert.Equal(t, "-WRONGPASS invalid username-password pair or user is disabled.", fresh.do(t, "AUTH old-pw"))
+	assert.Equal(t, "+OK", fresh.do(t, "AUTH new-pw"))
+	assert.Equal(t, "-WRONGPASS invalid username-password pair or user is disabled.", fresh.do(t, "AUTH writer w-pw"))
+	assert.Equal(t, "+OK", fresh.do(t, "AUTH writer w2-pw"))
+	assert.Equal(t, "$1", kept.do(t, "GET k"), "an authenticated connection keeps its user")
+	assert.Equal(t, "v", kept.line(t))
+	assert.Equal(t, "+OK", writer.do(t, "SET k w"), "a user whose password changed stays signed in")
+
+	// At debug level it is.
+	resetConnection(t, dialRaw(t, p.addr))
+	require.Eventually(t, func() bool { return strings.Contains(p.stderr.String(), "client connection ended") },
+		10*time.Second, 10*time.Millisecond)
+
+	// A bad file changes nothing and says why.
+	require.NoError(t, os.WriteFile(path, []byte("seeds: ["+seeds[0]+"]\npassword: newest\nmax-clients: 0\nhold-timeout: soon\n"), 0o600))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(p.stderr.String(), "reload refused") },
+		10*time.Second, 10*time.Millisecond)
+	assert.Contains(t, p.stderr.String(), "hold-timeout: parse error")
+	assert.Contains(t, p.stderr.String(), "--max-clients 0")
+	assert.Equal(t, "+OK", dialRaw(t, p.addr).do(t, "AUTH new-pw"))
+	assert.True(t, p.running())
+}
