@@ -138,8 +138,12 @@ type Counts struct {
 	Held, Released, Expired, Abandoned, HeldNow uint64
 	// Full counts requests refused instead of held, past MaxBytes.
 	Full uint64
-	// Longest is the longest wait of a request that left a hold.
+	// Longest is the longest wait of a request that left a hold, and
+	// Waits the waits of the requests that left one (a request that joined
+	// a ticket already released, having waited nothing, is not in it);
+	// Waits is kept in the Report's Totals only, not per master.
 	Longest time.Duration
+	Waits   Durations
 }
 
 // outcome is how a ticket left its master's queue.
@@ -269,6 +273,8 @@ type Buffer struct {
 	masters   map[string]*master
 	heldBytes int64
 	totals    Counts
+	// pauses are Report.Pauses.
+	pauses [2]Durations
 
 	notices chan Notice
 }
@@ -418,6 +424,7 @@ func (b *Buffer) leaveLocked(t *Ticket, how outcome) {
 		waited := b.cfg.Clock.Now().Sub(t.since)
 		m.counts.Longest = max(m.counts.Longest, waited)
 		b.totals.Longest = max(b.totals.Longest, waited)
+		b.totals.Waits.Observe(waited, t.requests)
 	}
 	close(t.done)
 }
@@ -583,6 +590,9 @@ func (b *Buffer) State(addr string) State {
 type Report struct {
 	// Totals counts every master's held requests.
 	Totals Counts
+	// Pauses are the write pauses observed in the handovers followed to
+	// their end, by result: [0] succeeded, [1] failed.
+	Pauses [2]Durations
 	// Masters lists, by address, every master that was followed through a
 	// handover, held requests or had an outage.
 	Masters []MasterReport
@@ -627,7 +637,7 @@ func (r Report) Of(addr string) MasterReport {
 func (b *Buffer) Report() Report {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	rep := Report{Totals: b.totals}
+	rep := Report{Totals: b.totals, Pauses: b.pauses}
 	rep.Totals.HeldNow = heldNow(b.totals)
 	for addr, m := range b.masters {
 		if m.phase == "" && m.counts.Held == 0 && m.outages == 0 {

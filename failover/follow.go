@@ -268,6 +268,11 @@ func (b *Buffer) ended(addr string, m *master, handover Handover, err error) {
 		m.succeeded++
 	}
 	m.longestPause = max(m.longestPause, handover.ObservedPause())
+	if handover.Final == PhaseSuccess {
+		b.pauses[0].Observe(handover.ObservedPause(), 1)
+	} else {
+		b.pauses[1].Observe(handover.ObservedPause(), 1)
+	}
 	// Totals since the proxy started: the held requests of this handover
 	// are the difference from the previous line.
 	held := m.counts

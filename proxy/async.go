@@ -119,9 +119,11 @@ func (s *session) finishAsync(mayBlock bool) {
 	}()
 	s.async, s.asyncMayBlock = true, mayBlock
 	s.out = s.out[:0]
+	s.timing.end()
 	for i := range s.entries {
 		s.writeReply(&s.entries[i])
 	}
+	s.flushTally()
 	s.async = false
 	if !mayBlock {
 		if n := s.tryWrite(s.out); n < len(s.out) {

@@ -232,6 +232,7 @@ func (s *session) authFailed(user []byte) {
 	}
 	s.replyError(errWrongPass)
 	if closing {
+		s.closeCause.Store(closedAuthFailures)
 		s.quit = true
 	}
 }

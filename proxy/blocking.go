@@ -37,6 +37,7 @@ func (s *session) blockingCommand(cmd *CommandInfo, c *redcon.Command) {
 	defer func() { <-s.srv.blockingSlots }()
 	s.runPending()
 	s.srv.stats.commandsProcessed.Add(1)
+	defer s.endDirect(cmd, s.beginDirect())
 	// What is answered so far must not wait for the blocking reply.
 	_ = s.flush()
 	s.unflushed = 0

@@ -115,7 +115,7 @@ func (s *Server) newClient(nc net.Conn) *client {
 			src.sock, _ = sc.SyscallConn()
 		}
 	}
-	g := newGuardConn(src, s.creds.Load().open, &s.stats.rejectedRequests, s.badRequestLog)
+	g := newGuardConn(src, s.creds.Load().open, &s.stats, s.badRequestLog)
 	limits := s.limits
 	limits.MaxRequestBytes = s.maxRequestBytes.Load()
 	c := &client{srv: s, nc: nc, src: src, guard: g, rd: newCommandReader(src, g, limits), wr: redcon.NewWriter(g)}

@@ -67,6 +67,8 @@ type CommandInfo struct {
 	// CONFIG subcommands the proxy serves (configcommand.go): fields, not
 	// sets, so the per-command classification looks nothing up.
 	runsScript, servedConfig bool
+	// stats counts the command's calls (cmdstats.go).
+	stats commandStats
 }
 
 // maxCommandNameLen bounds the names LookupCommand and Subcommand accept; no

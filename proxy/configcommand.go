@@ -42,6 +42,10 @@ func (s *session) config(cmd *CommandInfo, c *redcon.Command) {
 	case cmdConfigHelp:
 		s.routeFirstMaster(c.Raw, true, replyRouted)
 	default:
+		if cmd == cmdConfigResetstat {
+			// As Redis, which resets its commandstats.
+			resetCommandStats()
+		}
 		s.fanoutAll(c.Raw, false, mergeEveryMaster, 0)
 	}
 }

@@ -136,6 +136,8 @@ func (s *session) classFor(c *redcon.Command) commandClass {
 func (s *session) classify(c *redcon.Command) {
 	first := len(s.entries)
 	defer s.shapeEntries(first, c.Args)
+	s.statCmd = nil
+	defer s.markCounted(first, s.endedChunks)
 	s.followCredentials()
 	switch {
 	case s.cachingAsked && !isCaching(c.Args) && s.refuseCached():
@@ -145,6 +147,22 @@ func (s *session) classify(c *redcon.Command) {
 		s.subscriberCommand(c)
 	default:
 		s.classifyCommand(c)
+	}
+}
+
+// markCounted marks the entry recorded from first on, the reply to the
+// command classified, to be counted when written (cmdstats.go); ended is
+// endedChunks when the command's classification began: a command served on
+// a dedicated connection answers the chunk before it (runPending), its own
+// entries then starting at 0, unless it writes its reply itself
+// (endDirect).
+func (s *session) markCounted(first, ended int) {
+	if ended != s.endedChunks {
+		first = 0
+	}
+	if first < len(s.entries) {
+		s.entries[first].counted = true
+		s.entries[first].cmd = s.statCmd
 	}
 }
 
@@ -174,6 +192,10 @@ func (s *session) classifyCommand(c *redcon.Command) {
 	}
 	info, cmd := class.info, class.cmd
 	s.lastCommand = info.Name
+	s.statCmd = info
+	if cmd != nil {
+		s.statCmd = cmd
+	}
 	if class.kind == kindBadArity {
 		s.replyError(wrongArgsError(info.Name))
 		return

@@ -30,8 +30,8 @@ type guardConn struct {
 	authenticated atomic.Bool
 	// told is set once the client got the error reply.
 	told bool
-	// refusals counts the connections the guard closed, for INFO.
-	refusals *atomic.Int64
+	// stats counts the connections the guard closed, for INFO.
+	stats *stats
 	// refusedLog logs the refusals, a line a second at most.
 	refusedLog *rateLimitedLog
 
@@ -42,8 +42,8 @@ type guardConn struct {
 // errRefused is what reading returns after the guard refused a request.
 var errRefused = errors.New("proxy: request refused by the protocol guard")
 
-func newGuardConn(c net.Conn, authenticated bool, refusals *atomic.Int64, refusedLog *rateLimitedLog) *guardConn {
-	g := &guardConn{Conn: c, refusals: refusals, refusedLog: refusedLog}
+func newGuardConn(c net.Conn, authenticated bool, st *stats, refusedLog *rateLimitedLog) *guardConn {
+	g := &guardConn{Conn: c, stats: st, refusedLog: refusedLog}
 	g.authenticated.Store(authenticated)
 	return g
 }
@@ -63,8 +63,12 @@ func (g *guardConn) refuse(refused *resp.RequestError) error {
 		return errRefused
 	}
 	g.told = true
-	g.refusals.Add(1)
+	g.stats.rejectedRequests.Add(1)
+	if refused.Limit {
+		g.stats.rejectedRequestsTooLarge.Add(1)
+	}
 	g.refusedLog.Log("client", g.RemoteAddr().String(), "reason", refused.Msg)
+	g.refusedLog.logger.Debug("client request refused", "client", g.RemoteAddr().String(), "reason", refused.Msg)
 	_ = g.SetWriteDeadline(time.Now().Add(guardErrorWriteBudget))
 	_, _ = g.Conn.Write([]byte("-ERR " + refused.Msg + "\r\n"))
 	return errRefused

@@ -211,6 +211,7 @@ func (s *session) clusterxFailover(c *redcon.Command) {
 	// Earlier commands of the pipeline run first.
 	s.runPending()
 	s.srv.stats.commandsProcessed.Add(1)
+	defer s.endDirect(s.statCmd, s.beginDirect())
 	// The reply stays the master's own +OK even when no topology authority
 	// will be told of the handover (startFailover logs and counts that):
 	// clients and scripts compare it with OK, and the command is the

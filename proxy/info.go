@@ -17,13 +17,14 @@ import (
 // section is handover.go's).
 
 // infoSections lists the INFO sections in the order they are printed.
-var infoSections = []string{"server", "clients", "memory", "stats", "cluster", "proxy", "failover", "keyspace"}
+var infoSections = []string{"server", "clients", "memory", "stats", "commandstats", "errorstats", "cluster", "proxy", "failover", "keyspace"}
 
 // infoKeyspace is the keyspace section's bit in an INFO's section mask.
 var infoKeyspace = 1 << slices.Index(infoSections, "keyspace")
 
-// infoDefault is every section but keyspace (see info).
-var infoDefault = (1<<len(infoSections) - 1) &^ infoKeyspace
+// infoDefault is every section but keyspace (see info) and commandstats
+// (as in Redis, printed when asked for or with INFO all).
+var infoDefault = (1<<len(infoSections) - 1) &^ infoKeyspace &^ (1 << slices.Index(infoSections, "commandstats"))
 
 // infoKeyspaceCommand asks a master for its keyspace section.
 var infoKeyspaceCommand = resp.AppendCommand(nil, []byte("INFO"), []byte("keyspace"))
@@ -126,7 +127,21 @@ func (srv *Server) writeInfoSection(b *strings.Builder, section string) {
 		line("total_connections_received", itoa(srv.stats.connectionsReceived.Load()))
 		line("total_commands_processed", itoa(srv.stats.commandsProcessed.Load()))
 		line("rejected_connections", itoa(srv.stats.rejectedConnections.Load()))
+		// Refusals by reason: connections (rejected_connections, at
+		// maxclients), requests the protocol guard refused (malformed or
+		// too large, the connection closed), and commands answered with an
+		// error instead of being served.
 		line("rejected_requests", itoa(srv.stats.rejectedRequests.Load()))
+		line("rejected_requests_too_large", itoa(srv.stats.rejectedRequestsTooLarge.Load()))
+		line("rejected_requests_malformed", itoa(srv.stats.rejectedRequests.Load()-srv.stats.rejectedRequestsTooLarge.Load()))
+		requests := srv.requests.totals()
+		line("refused_noauth", itoa(requests.count(resultNOAUTH)))
+		line("refused_noperm", itoa(requests.count(resultNOPERM)))
+		holdFull := uint64(0)
+		if srv.cfg.Handovers != nil {
+			holdFull = srv.cfg.Handovers.Report().Totals.Full
+		}
+		line("refused_hold_full", strconv.FormatUint(holdFull, 10))
 		line("auth_failures", itoa(srv.stats.authFailures.Load()))
 		line("output_limit_disconnections", itoa(srv.stats.outputLimitDisconnections.Load()))
 		if rs, ok := srv.backend.(interface{ Stats() router.Stats }); ok {
@@ -141,6 +156,12 @@ func (srv *Server) writeInfoSection(b *strings.Builder, section string) {
 		}
 		line("pubsub_output_limit_pauses", itoa(srv.stats.pubsubOutputLimitPauses.Load()))
 		line("pubsub_output_limit_disconnections", itoa(srv.stats.pubsubOutputLimitDisconnections.Load()))
+	case "commandstats":
+		b.WriteString("# Commandstats\r\n")
+		writeCommandStats(line)
+	case "errorstats":
+		b.WriteString("# Errorstats\r\n")
+		writeErrorStats(srv.requests.totals(), line)
 	case "cluster":
 		b.WriteString("# Cluster\r\n")
 		line("cluster_enabled", "1")

@@ -9,13 +9,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"kvproxy/failover"
 	"kvproxy/router"
 )
 
 // Prometheus metrics: a Collector that reads, at scrape time, the counters
-// INFO reads. Nothing is added to the request path: every value here is
-// already counted for INFO, the router's Stats, NodeStats or the holds'
-// Report.
+// INFO reads: the server's stats and request counters (cmdstats.go), the
+// router's Stats and NodeStats, the holds' Report. Every label value is a
+// constant or a node's address: no metric child is made per request.
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc("kvproxy_"+name, help, labels, nil)
@@ -58,6 +59,11 @@ var (
 	descOutages             = desc("backend_outages_total", "Times a master was unreachable and its requests held.", "master")
 	descFailoversReported   = desc("proxy_failovers_reported_total", "Failovers the proxy started that the topology authority recorded.")
 	descFailoversUnreported = desc("proxy_failovers_unreported", "Failovers the proxy started that the topology authority has not recorded.")
+	descRequests            = desc("requests_total", "Client commands answered, by command class and result (ok or the error reply's prefix).", "class", "result")
+	descRequestDuration     = desc("request_duration_seconds", "Time from reading a client's commands to writing their replies, by command class; a pipelined command counts its whole chunk's time.", "class")
+	descRequestsRejected    = desc("client_requests_rejected_total", "Client connections closed by the protocol guard for a bad request, by reason.", "reason")
+	descHoldWait            = desc("hold_duration_seconds", "How long held requests waited before leaving their hold.")
+	descHandoverPauses      = desc("handover_pause_seconds", "Write pause observed in each handover followed to its end, by result.", "result")
 	descReportFailures      = desc("controller_report_failures_total", "Failed attempts to tell the topology authority of a failover.")
 )
 
@@ -90,6 +96,24 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descFailoversUnreported, float64(st.handoversUnreported.Load()))
 	counter(descReportFailures, float64(st.authorityReportFailures.Load()))
 	gauge(descEpoch, float64(srv.backend.Topology().Epoch))
+	tooLarge := st.rejectedRequestsTooLarge.Load()
+	counter(descRequestsRejected, float64(tooLarge), "too_large")
+	counter(descRequestsRejected, float64(st.rejectedRequests.Load()-tooLarge), "malformed")
+	requests := srv.requests.totals()
+	for class := range numClasses {
+		for result := range numResults {
+			counter(descRequests, float64(requests.results[class][result]), classNames[class], resultNames[result])
+		}
+		buckets := make(map[float64]uint64, len(latencyBounds))
+		var cumulative uint64
+		for i, bound := range latencyBounds {
+			cumulative += uint64(requests.buckets[class][i])
+			buckets[float64(bound)/1e6] = cumulative
+		}
+		cumulative += uint64(requests.buckets[class][len(latencyBounds)])
+		ch <- prometheus.MustNewConstHistogram(descRequestDuration, cumulative,
+			float64(requests.usec[class])/1e6, buckets, classNames[class])
+	}
 
 	if rs, ok := srv.backend.(interface{ Stats() router.Stats }); ok {
 		rst := rs.Stats()
@@ -132,6 +156,9 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descHoldFull, float64(t.Full))
 		gauge(descHeldNow, float64(t.HeldNow))
 		gauge(descHoldLongest, t.Longest.Seconds())
+		ch <- durationsHistogram(descHoldWait, &t.Waits)
+		ch <- durationsHistogram(descHandoverPauses, &report.Pauses[0], "success")
+		ch <- durationsHistogram(descHandoverPauses, &report.Pauses[1], "failed")
 		for _, m := range report.Masters {
 			counter(descHandovers, float64(m.Succeeded), m.Master, "success")
 			counter(descHandovers, float64(m.Handovers-m.Succeeded), m.Master, "failed")
@@ -139,6 +166,17 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descOutages, float64(m.Outages), m.Master)
 		}
 	}
+}
+
+// durationsHistogram is h as a Prometheus histogram.
+func durationsHistogram(d *prometheus.Desc, h *failover.Durations, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(failover.DurationBounds))
+	var cumulative uint64
+	for i, bound := range failover.DurationBounds {
+		cumulative += h.Buckets[i]
+		buckets[bound.Seconds()] = cumulative
+	}
+	return prometheus.MustNewConstHistogram(d, h.Count, h.Sum.Seconds(), buckets, labels...)
 }
 
 // nodeStatser is a Backend that tells its nodes' connection states (the

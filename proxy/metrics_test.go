@@ -134,9 +134,13 @@ func TestMetricsHandlerReadiness(t *testing.T) {
 
 // metricValue is the value of the sample line that starts with series in a
 // text exposition, "" when there is none.
-func metricValue(exposition, series string) string {
-	for line := range strings.SplitSeq(exposition, "\n") {
-		if value, ok := strings.CutPrefix(line, series+" "); ok {
+func metricValue(exposition, series string) string { return valueAfter(exposition, series+" ") }
+
+// valueAfter is the rest of the first line of text that starts with prefix,
+// "" when there is none.
+func valueAfter(text, prefix string) string {
+	for line := range strings.Lines(text) {
+		if value, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), prefix); ok {
 			return value
 		}
 	}
@@ -191,7 +195,16 @@ func TestMetricsScrapeThroughFailoverOnKvsim(t *testing.T) {
 	// scheduler; what was held was released, none lost.
 	held := metricValue(after, "kvproxy_hold_requests_total")
 	assert.Equal(t, held, metricValue(after, `kvproxy_hold_exits_total{outcome="released"}`))
+	assert.Equal(t, held, metricValue(after, "kvproxy_hold_duration_seconds_count"), "every request that left a hold is in the histogram")
 	t.Logf("held through the failover: %s", held)
+	assert.Equal(t, "0", metricValue(before, `kvproxy_handover_pause_seconds_count{result="success"}`))
+	assert.Equal(t, "1", metricValue(after, `kvproxy_handover_pause_seconds_count{result="success"}`))
+	assert.Equal(t, "0", metricValue(after, `kvproxy_handover_pause_seconds_count{result="failed"}`))
+	writes, err := strconv.Atoi(metricValue(after, `kvproxy_requests_total{class="write",result="ok"}`))
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, writes, len(writer.acked), "every acknowledged write was answered OK")
+	assert.Equal(t, "0", metricValue(after, `kvproxy_requests_total{class="write",result="TRYAGAIN"}`), "no write was refused")
+	assert.NotEqual(t, "0", metricValue(after, `kvproxy_request_duration_seconds_count{class="write"}`))
 	resp, err := http.Get(web.URL + "/readyz")
 	require.NoError(t, err)
 	resp.Body.Close()

@@ -9,6 +9,7 @@ package proxy
 // session and its buffers are freed.
 func (s *session) outputLimitReached() {
 	s.srv.stats.outputLimitDisconnections.Add(1)
+	s.closeCause.Store(closedOutputLimit)
 	s.srv.outputLimitLog.Log("client", s.remoteAddr(), "limit_bytes", s.output.Limit())
 	s.hangUp()
 	if c, ok := s.conn.(interface{ shutdown() }); ok {

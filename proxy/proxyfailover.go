@@ -201,6 +201,7 @@ func (s *session) proxyFailover(args [][]byte) {
 	}
 	s.runPending()
 	s.srv.stats.commandsProcessed.Add(1)
+	defer s.endDirect(nil, s.beginDirect())
 	reply, err := s.failOverShard(args)
 	if err != nil {
 		s.write(resp.AppendError(s.scratch[:0], "ERR "+oneLine(err.Error())))

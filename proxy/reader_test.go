@@ -9,7 +9,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,7 +55,7 @@ func (s *pacedSource) Read(p []byte) (int, error) {
 // the request refused, and refusal what the client was told.
 func readerResult(data []byte, chunk int, authenticated bool) (cmds [][]string, refused *resp.RequestError, refusal string, err error) {
 	conn := &recordingNetConn{}
-	g := newGuardConn(conn, authenticated, new(atomic.Int64), newRateLimitedLog(slog.New(slog.DiscardHandler), slog.LevelInfo, "refused"))
+	g := newGuardConn(conn, authenticated, new(stats), newRateLimitedLog(slog.New(slog.DiscardHandler), slog.LevelInfo, "refused"))
 	limits := resp.RequestLimits{MaxBulkLen: 1 << 30, MaxArgs: 1 << 20, MaxRequestBytes: 1 << 40}
 	r := newCommandReader(&pacedSource{data: data, chunk: chunk}, g, limits)
 	for {
@@ -162,7 +161,7 @@ func encodeHuge(name string, nargs int, arg func(i int) []byte) []byte {
 func TestCommandReaderGrowsForAHugeCommand(t *testing.T) {
 	const args = 200_000
 	data := encodeHuge("MSET", args, func(i int) []byte { return hugeValue(i, 20) })
-	g := newGuardConn(&recordingNetConn{}, true, new(atomic.Int64), newRateLimitedLog(slog.New(slog.DiscardHandler), slog.LevelInfo, "refused"))
+	g := newGuardConn(&recordingNetConn{}, true, new(stats), newRateLimitedLog(slog.New(slog.DiscardHandler), slog.LevelInfo, "refused"))
 	limits := resp.RequestLimits{MaxBulkLen: 1 << 30, MaxArgs: 1 << 30, MaxRequestBytes: 1 << 40}
 	r := newCommandReader(&pacedSource{data: append(data, "*1\r\n$4\r\nPI"...), chunk: 64 << 10}, g, limits)
 	var cmds []redcon.Command
@@ -202,7 +201,7 @@ func TestHugeRequestLowersTheGCTarget(t *testing.T) {
 		return make([]byte, hugeRequestBytes)
 	})
 	for _, closed := range []bool{false, true} {
-		g := newGuardConn(&recordingNetConn{}, true, new(atomic.Int64), newRateLimitedLog(slog.New(slog.DiscardHandler), slog.LevelInfo, "refused"))
+		g := newGuardConn(&recordingNetConn{}, true, new(stats), newRateLimitedLog(slog.New(slog.DiscardHandler), slog.LevelInfo, "refused"))
 		limits := resp.RequestLimits{MaxBulkLen: 1 << 30, MaxArgs: 1 << 30, MaxRequestBytes: 1 << 40}
 		r := newCommandReader(&pacedSource{data: huge, chunk: 1 << 20}, g, limits)
 		var cmds []redcon.Command
@@ -297,7 +296,7 @@ func (s *repeatingSource) Read(p []byte) (int, error) { return copy(p, s.data), 
 // hot path.
 func BenchmarkCommandReader(b *testing.B) {
 	newReader := func(src io.Reader) *commandReader {
-		g := newGuardConn(&recordingNetConn{}, true, new(atomic.Int64), newRateLimitedLog(slog.New(slog.DiscardHandler), slog.LevelInfo, "refused"))
+		g := newGuardConn(&recordingNetConn{}, true, new(stats), newRateLimitedLog(slog.New(slog.DiscardHandler), slog.LevelInfo, "refused"))
 		return newCommandReader(src, g, resp.RequestLimits{MaxBulkLen: 1 << 30, MaxArgs: 1 << 20, MaxRequestBytes: 1 << 40})
 	}
 	b.Run("pipeline", func(b *testing.B) {

@@ -50,6 +50,7 @@ func (s *session) killScript(c *redcon.Command) {
 	}
 	s.runPending()
 	s.srv.stats.commandsProcessed.Add(1)
+	defer s.endDirect(s.statCmd, s.beginDirect())
 	replies := make([][]byte, len(masters))
 	var wg sync.WaitGroup
 	for i, addr := range masters {

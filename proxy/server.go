@@ -61,6 +61,7 @@ type Server struct {
 	badRequestLog  *rateLimitedLog
 	outputLimitLog *rateLimitedLog
 	stalledSubLog  *rateLimitedLog
+	maxClientsLog  *rateLimitedLog
 
 	// ctx is handed to Backend.Do; Close cancels it once the shutdown
 	// budget is spent.
@@ -84,6 +85,7 @@ type Server struct {
 
 	nextClientID atomic.Int64
 	stats        stats
+	requests     requestStats
 	memory       memoryRelease
 	scanCursors  scanCursors
 
@@ -108,7 +110,11 @@ type stats struct {
 	connectionsReceived atomic.Int64
 	connectedClients    atomic.Int64
 	commandsProcessed   atomic.Int64
-	rejectedRequests    atomic.Int64
+	// rejectedRequests counts the connections the protocol guard closed
+	// for a bad request; rejectedRequestsTooLarge those of them past a
+	// size limit (the others are malformed).
+	rejectedRequests         atomic.Int64
+	rejectedRequestsTooLarge atomic.Int64
 	// rejectedConnections counts clients turned away at MaxClients.
 	rejectedConnections atomic.Int64
 	// authFailures counts failed AUTH and HELLO ... AUTH attempts.
@@ -183,9 +189,10 @@ func New(cfg Config, backend Backend) (*Server, error) {
 		tlsAnnounce:    secure,
 		started:        time.Now(),
 		authFailureLog: newRateLimitedLog(cfg.Logger, slog.LevelWarn, "client authentication failed"),
-		badRequestLog:  newRateLimitedLog(cfg.Logger, slog.LevelInfo, "closing client connection: bad request"),
+		badRequestLog:  newRateLimitedLog(cfg.Logger, slog.LevelWarn, "closing client connection: bad request"),
 		outputLimitLog: newRateLimitedLog(cfg.Logger, slog.LevelWarn, "closing client connection: its replies passed the client output limit"),
 		stalledSubLog:  newRateLimitedLog(cfg.Logger, slog.LevelWarn, "pubsub: disconnecting a subscriber that reads nothing at its output limit"),
+		maxClientsLog:  newRateLimitedLog(cfg.Logger, slog.LevelWarn, "client connection refused: max number of clients reached"),
 		limits: resp.RequestLimits{
 			MaxBulkLen:      int64(cfg.MaxBulkLen),
 			MaxArgs:         int64(cfg.MaxArgs),
@@ -278,6 +285,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			_ = nc.Close()
 			continue
 		}
+		if s.logger.Enabled(context.Background(), slog.LevelDebug) {
+			s.logger.Debug("client connection opened", "client", nc.RemoteAddr().String(), "id", c.sess.id)
+		}
 		var loop *eventLoop
 		if len(loops) > 0 {
 			loop = loops[i%len(loops)]
@@ -295,6 +305,8 @@ var replyMaxClients = []byte("-ERR max number of clients reached\r\n")
 // the write does not block the accept loop.
 func (s *Server) turnAway(nc net.Conn) {
 	s.stats.rejectedConnections.Add(1)
+	s.maxClientsLog.Log("client", nc.RemoteAddr().String(), "maxclients", s.cfg.MaxClients)
+	s.logger.Debug("client connection refused", "client", nc.RemoteAddr().String(), "reason", "maxclients")
 	_, _ = nc.Write(replyMaxClients)
 	_ = nc.Close()
 }
@@ -431,8 +443,14 @@ func (s *Server) Close() error {
 // closed releases a session whose connection ended; the caller holds its
 // turn.
 func (s *Server) closed(sess *session, err error) {
-	if err != nil && !errors.Is(err, errRefused) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) && !isTimeout(err) {
-		s.logger.Debug("client connection ended", "client", sess.remoteAddr(), "err", err)
+	if s.logger.Enabled(context.Background(), slog.LevelDebug) {
+		reason := sess.closeReason(err)
+		attrs := []any{"client", sess.remoteAddr(), "id", sess.id, "reason", reason,
+			"duration", time.Since(sess.created).Round(time.Millisecond)}
+		if reason == closedOnError {
+			attrs = append(attrs, "err", err)
+		}
+		s.logger.Debug("client connection closed", attrs...)
 	}
 	sess.releaseDedicated()
 	sess.hangUp()
@@ -442,6 +460,45 @@ func (s *Server) closed(sess *session, err error) {
 	s.stats.connectedClients.Add(-1)
 	s.clientLeft()
 	s.sessionsDone.Done()
+}
+
+// Why a client connection closed, as logged at debug level; the session
+// records the reasons the error does not tell (closeCause).
+const (
+	closedByClient       = "client_closed"
+	closedQuit           = "quit"
+	closedKilled         = "killed"
+	closedBadRequest     = "bad_request"
+	closedOutputLimit    = "output_limit"
+	closedAuthFailures   = "auth_failures"
+	closedShutdown       = "shutdown"
+	closedTimeout        = "timeout"
+	closedOnError        = "error"
+	closedSubscriberSlow = "pubsub_output_limit"
+)
+
+// closeReason tells why the session's connection ended with err.
+func (sess *session) closeReason(err error) string {
+	if cause, ok := sess.closeCause.Load().(string); ok {
+		return cause
+	}
+	switch {
+	case sess.shown.killed.Load():
+		return closedKilled
+	case errors.Is(err, errRefused):
+		return closedBadRequest
+	case errors.Is(err, errSubscriberStalled):
+		return closedSubscriberSlow
+	case sess.quit:
+		return closedQuit
+	case sess.srv.isClosing():
+		return closedShutdown
+	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
+		return closedByClient
+	case isTimeout(err):
+		return closedTimeout
+	}
+	return closedOnError
 }
 
 func isTimeout(err error) bool {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -48,6 +49,11 @@ type entry struct {
 	// resp3: the reply goes to the client in RESP3, converted by shape.
 	resp3 bool
 	shape resp.Shape
+	// counted: the entry is a client command's reply, counted when written
+	// (cmdstats.go) as a reply to cmd (nil: a command the proxy does not
+	// know, or one queued in MULTI).
+	counted bool
+	cmd     *CommandInfo
 }
 
 // span is an element of a backend reply, as byte offsets.
@@ -98,6 +104,9 @@ type session struct {
 	lastActive  time.Time
 	// shown publishes the fields above for other clients' CLIENT LIST.
 	shown clientShown
+	// closeCause is why the proxy is closing the connection (a closed...
+	// string), when the error that ends it will not tell.
+	closeCause atomic.Value
 
 	batch   []redcon.Command
 	entries []entry
@@ -132,6 +141,16 @@ type session struct {
 	masters     []string
 	// unflushed counts reply bytes written since the last flush.
 	unflushed int
+
+	// Request statistics (cmdstats.go): the shard of the counters the
+	// session adds to, the chunk's timing, the command being classified and
+	// the first bytes written of the reply being counted.
+	statShard   int
+	timing      chunkTiming
+	statCmd     *CommandInfo
+	replyHead   []byte
+	endedChunks int
+	tally       replyTally
 
 	// Asynchronous answering (async.go). idle holds the client's turn;
 	// starter and rawConn are nil when the backend or the connection does
@@ -197,6 +216,7 @@ func newSession(srv *Server, conn replyConn, g *guardConn, w *redcon.Writer, raw
 	s.ctx, s.hangUp = context.WithCancel(srv.ctx)
 	s.startUnauthenticated()
 	s.output = router.NewOutputBudget(srv.clientOutputLimit.Load(), s.outputLimitReached)
+	s.statShard = int(s.id) & (statShards - 1)
 	// Never zero, which would mean "by slot".
 	s.affinity = uint32(s.id) | 1<<31
 	s.flush = func() error { return nil }
@@ -221,10 +241,15 @@ func newSession(srv *Server, conn replyConn, g *guardConn, w *redcon.Writer, raw
 func (s *session) serve(cmds []redcon.Command) (async bool) {
 	s.unflushed = 0
 	s.lastActive = time.Now()
+	// The first chunk starts with the batch: one clock read fewer.
+	s.timing.start = s.lastActive
 	if len(cmds) > 0 {
 		s.lastOfBatch = &cmds[len(cmds)-1]
 	}
-	for len(cmds) > 0 && !s.quit {
+	for chunk := 0; len(cmds) > 0 && !s.quit; chunk++ {
+		if chunk > 0 {
+			s.timing.begin()
+		}
 		n := min(len(cmds), s.srv.cfg.MaxPipeline)
 		async = s.serveChunk(cmds[:n], n == len(cmds))
 		cmds = cmds[n:]
@@ -297,9 +322,11 @@ func (s *session) runPending() {
 	if len(s.reqs) > 0 {
 		s.srv.backend.Do(s.ctx, s.reqs)
 	}
+	s.timing.end()
 	for i := range s.entries {
 		s.writeReply(&s.entries[i])
 	}
+	s.flushTally()
 	s.endChunk()
 }
 
@@ -347,6 +374,7 @@ func (s *session) endChunk() {
 		s.parts = nil
 	}
 	s.output.Release()
+	s.endedChunks++
 	s.entries = s.entries[:0]
 	s.reqs = s.reqs[:0]
 	s.local = s.local[:0]
@@ -366,6 +394,9 @@ const (
 // goes straight to the socket, after what is pending, rather than being
 // copied into redcon's buffer first.
 func (s *session) write(b []byte) {
+	if s.replyHead == nil {
+		s.replyHead = b
+	}
 	if s.output.Exceeded() {
 		return // the client is being disconnected
 	}
@@ -436,14 +467,19 @@ func (s *session) mastersList() []string {
 // writeReply writes the reply of one command to the client, converted to
 // RESP3 for a RESP3 session's command.
 func (s *session) writeReply(e *entry) {
+	s.replyHead = nil
 	if !e.resp3 {
 		s.writeRESP2Reply(e)
-		return
+	} else {
+		s.capturing, s.captured = true, s.captured[:0]
+		s.writeRESP2Reply(e)
+		s.capturing = false
+		s.writeConverted(s.captured, true, e.shape)
 	}
-	s.capturing, s.captured = true, s.captured[:0]
-	s.writeRESP2Reply(e)
-	s.capturing = false
-	s.writeConverted(s.captured, true, e.shape)
+	if e.counted {
+		s.countReply(e.cmd, s.replyHead, e.kind == replyLocal)
+	}
+	s.replyHead = nil
 }
 
 // writeRESP2Reply writes the reply of one command as the backends gave it or

@@ -69,7 +69,7 @@ func newTestSession(t testing.TB, backend Backend) (*session, *recordingConn) {
 		_ = server.Close()
 	})
 	conn := &recordingConn{}
-	g := newGuardConn(server, true, &srv.stats.rejectedRequests, srv.badRequestLog)
+	g := newGuardConn(server, true, &srv.stats, srv.badRequestLog)
 	return newSession(srv, conn, g, nil, nil), conn
 }
 

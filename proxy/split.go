@@ -146,6 +146,7 @@ func (s *session) split(cmd *CommandInfo, args [][]byte, step, keysFrom int) {
 // the wave before it was answered. The session holds no other request:
 // runPending answered those before it.
 func (s *session) splitInWaves(cmd *CommandInfo, args [][]byte, step, keysFrom int) {
+	defer s.endDirect(cmd, s.beginDirect())
 	keys := s.keyParts[keysFrom:]
 	parts := s.groupKeys(keys, args, step)
 	// ends[p] is, while a wave is written, where part p's next argument

@@ -129,6 +129,7 @@ func (s *session) watch(c *redcon.Command) {
 	// Commands before WATCH in the pipeline must run before the watch starts.
 	s.runPending()
 	s.srv.stats.commandsProcessed.Add(1)
+	defer s.endDirect(cmdWATCH, s.beginDirect())
 	first := s.tx.pinned == nil
 	view := s.srv.dedicated.MasterOf(slot)
 	addr := view
@@ -210,6 +211,11 @@ func (s *session) queueCommand(c *redcon.Command) {
 		return
 	}
 	s.lastCommand = info.Name
+	if info.Flags&FlagTransaction != 0 {
+		// Counted as itself (cmdstats.go); the others are counted when
+		// EXEC runs them, as EXEC.
+		s.statCmd = info
+	}
 	switch info {
 	case cmdMULTI, cmdWATCH, cmdDISCARD, cmdRESET, cmdQUIT:
 		// Commands waiting to be sent are answered before this one.
@@ -505,6 +511,7 @@ func (s *session) exec() {
 	}
 	s.runPending()
 	s.srv.stats.commandsProcessed.Add(1)
+	defer s.endDirect(cmdEXEC, s.beginDirect())
 	pinned := s.tx.pinned
 	s.tx.pinned = nil // endTransaction must not close it
 	s.execute(pinned)
