@@ -213,7 +213,12 @@ func TestRepliesPastTheOutputBudgetAreDropped(t *testing.T) {
 func TestBackendWritesNeverWaitForTheBackend(t *testing.T) {
 	fc := newFakeCluster(t, 1)
 	a := fc.nodes[0]
-	r := newTestRouter(t, livenessConfig(a.addr))
+	cfg := livenessConfig(a.addr)
+	// Probes stay answered here: a roomy timeout keeps a loaded machine
+	// (the race detector, 32 MB in flight) from starting an outage that
+	// would answer the writes TRYAGAIN, which is not what this test is about.
+	cfg.ProbeTimeout = 2 * time.Second
+	r := newTestRouter(t, cfg)
 	release := make(chan struct{})
 	a.setScript(answerWhenReleased("BLOCK", release))
 	blocked := keyed(false, "BLOCK", "k")
