@@ -68,7 +68,7 @@ func TestSighupReloadsPasswordsUsersAndLogLevel(t *testing.T) {
 	logs := p.stderr.String()
 	assert.Contains(t, logs, `changed="log-level=debug password=<masked> users"`)
 	assert.Contains(t, logs, `needs_restart=backend-conns`)
-	assert.NotContains(t, logs, "client connection ended", "logged before the reload at info level")
+	assert.NotContains(t, logs, `msg="client connection closed"`, "logged before the reload at info level")
 	for _, secret := range []string{"old-pw", "new-pw", "w-pw", "w2-pw", "r-pw", "adm-secret-pw"} {
 		assert.NotContains(t, logs, secret)
 	}
@@ -84,7 +84,7 @@ func TestSighupReloadsPasswordsUsersAndLogLevel(t *testing.T) {
 
 	// At debug level it is.
 	resetConnection(t, dialRaw(t, p.addr))
-	require.Eventually(t, func() bool { return strings.Contains(p.stderr.String(), "client connection ended") },
+	require.Eventually(t, func() bool { return strings.Contains(p.stderr.String(), `msg="client connection closed"`) },
 		10*time.Second, 10*time.Millisecond)
 
 	// A bad file changes nothing and says why.
