@@ -56,7 +56,7 @@ func TestFailoverEndToEnd(t *testing.T) {
 	loadgen.RequireBinary(t, "redis-benchmark")
 	dir := t.TempDir()
 	jsonPath, pngPath := filepath.Join(dir, "failover.json"), filepath.Join(dir, "failover.png")
-	code, stdout, stderr := runKvbench(t, "failover", "-at", "1s", "-tail", "1s", "-clients", "2",
+	code, stdout, stderr := runKvbench(t, "failover", "-kvproxy", buildKvproxy(t), "-at", "1s", "-tail", "1s", "-clients", "2",
 		"-benchmark-clients", "4", "-keys", "100", "-json", jsonPath, "-png", pngPath)
 	require.Contains(t, []int{exitOK, exitError}, code, "stdout: %s\nstderr: %s", stdout, stderr)
 	assert.Contains(t, stdout, "kvbench failover: kvsim, trigger proxied")
@@ -88,13 +88,14 @@ func TestFailoverInterruptedLeavesNoChild(t *testing.T) {
 		t.Skip("end-to-end: builds kvproxy and runs a failover; runs without -short")
 	}
 	loadgen.RequireBinary(t, "redis-benchmark")
+	kvproxy := buildKvproxy(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
 	errOut := &syncBuffer{}
 	done := make(chan int)
 	go func() {
-		done <- run(ctx, []string{"failover", "-at", "1s", "-tail", "30s", "-clients", "2", "-benchmark-clients", "4",
+		done <- run(ctx, []string{"failover", "-kvproxy", kvproxy, "-at", "1s", "-tail", "30s", "-clients", "2", "-benchmark-clients", "4",
 			"-keys", "100", "-repl-delay", "200ms"}, &out, errOut)
 	}()
 	// Progress lines come every second; the first one "during" the

@@ -188,12 +188,26 @@ func assertUsageErrors(t *testing.T, subcommand string, cases map[string][]strin
 	}
 }
 
+// kvproxyBuild is the kvproxy binary the package's tests share, built once
+// into kvproxyDir (removed by TestMain).
+var kvproxyBuild struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+var kvproxyDir string
+
 func buildKvproxy(t *testing.T) string {
 	t.Helper()
 	loadgen.RequireBinary(t, "go")
-	bin, err := loadgen.BuildKvproxy(context.Background(), t.TempDir())
-	require.NoError(t, err)
-	return bin
+	kvproxyBuild.once.Do(func() {
+		if kvproxyDir, kvproxyBuild.err = os.MkdirTemp("", "kvbench-test-"); kvproxyBuild.err == nil {
+			kvproxyBuild.bin, kvproxyBuild.err = loadgen.BuildKvproxy(context.Background(), kvproxyDir)
+		}
+	})
+	require.NoError(t, kvproxyBuild.err)
+	return kvproxyBuild.bin
 }
 
 func requireBenchBinaries(t *testing.T) {

@@ -48,7 +48,7 @@ func TestSoakEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds kvproxy and runs a soak; runs without -short")
 	}
-	code, stdout, stderr := runKvbench(t, "soak", "-duration", "1m", "-interval", "1s", "-sample", "2s",
+	code, stdout, stderr := runKvbench(t, "soak", "-kvproxy", buildKvproxy(t), "-duration", "1m", "-interval", "1s", "-sample", "2s",
 		"-clients", "4", "-keys", "100", "-failovers", "pause,clusterx", "-between", "controller,push", "-planned", "2",
 		"-failover-timeout", "2s")
 	require.Equal(t, exitOK, code, "stdout: %s\nstderr: %s", stdout, stderr)
