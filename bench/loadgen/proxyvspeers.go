@@ -143,6 +143,12 @@ func ProxyCPUMetric(pipeline int) string {
 	return fmt.Sprintf("-P %d proxy cpu us/req", pipeline)
 }
 
+// ProxyCPUWholeRunMetric names the proxy process's CPU microseconds per
+// request over every pipeline depth of a run together: the figure a mixed
+// workload of shallow and deep pipelines pays, which the per-depth ones
+// bracket.
+const ProxyCPUWholeRunMetric = "all -P proxy cpu us/req"
+
 // ServerCPUMetric names redis-server's CPU microseconds per request at a
 // pipeline depth, whichever way the requests reached it.
 func ServerCPUMetric(pipeline int) string {
@@ -278,6 +284,9 @@ func newProxyReport(cfg ProxyConfig, cmp *Comparison, complete bool) (*ProxyRepo
 		}
 		r.CPU = append(r.CPU, ProxyCPUMetric(pipeline), ServerCPUMetric(pipeline))
 	}
+	if len(cfg.Pipelines) > 1 {
+		r.CPU = append(r.CPU, ProxyCPUWholeRunMetric)
+	}
 	for name, v := range cmp.Medians[TargetKvproxy] {
 		if peer := cmp.Medians[TargetTwemproxy][name]; peer != 0 {
 			r.VsTwemproxy[name] = v / peer
@@ -396,6 +405,8 @@ func (b *proxyBench) sample(ctx context.Context, target string) (cpuSample, erro
 // the target answered requests without forwarding them.
 func (b *proxyBench) measure(ctx context.Context, target string) (Metrics, error) {
 	m := Metrics{}
+	var proxyCPU float64
+	var allRequests int64
 	for i, pipeline := range b.cfg.Pipelines {
 		before, err := b.sample(ctx, target)
 		if err != nil {
@@ -425,6 +436,11 @@ func (b *proxyBench) measure(ctx context.Context, target string) (Metrics, error
 		}
 		m[ProxyCPUMetric(pipeline)] = (after.proxy - before.proxy) / float64(requests)
 		m[ServerCPUMetric(pipeline)] = (after.server - before.server) / float64(requests)
+		proxyCPU += after.proxy - before.proxy
+		allRequests += requests
+	}
+	if len(b.cfg.Pipelines) > 1 {
+		m[ProxyCPUWholeRunMetric] = proxyCPU / float64(allRequests)
 	}
 	return m, nil
 }

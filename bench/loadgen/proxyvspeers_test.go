@@ -64,7 +64,7 @@ func TestNewProxyReport(t *testing.T) {
 	r, err := newProxyReport(cfg, cmp, true)
 	require.NoError(t, err)
 	assert.Equal(t, []string{set16, get16, set1, get1}, r.Throughput)
-	assert.Equal(t, []string{ProxyCPUMetric(16), ServerCPUMetric(16), ProxyCPUMetric(1), ServerCPUMetric(1)}, r.CPU)
+	assert.Equal(t, []string{ProxyCPUMetric(16), ServerCPUMetric(16), ProxyCPUMetric(1), ServerCPUMetric(1), ProxyCPUWholeRunMetric}, r.CPU)
 	assert.InDelta(t, 1.5, r.VsTwemproxy[set16], 1e-9)
 	assert.InDelta(t, 0.375, r.VsTwemproxy[ProxyCPUMetric(16)], 1e-9)
 

@@ -295,6 +295,9 @@ func printProxySamples(w io.Writer, r *loadgen.ProxyReport) {
 // isProxyCPU reports whether name is a proxy CPU metric, which the direct
 // target, having no proxy, does not measure.
 func isProxyCPU(cfg loadgen.ProxyConfig, name string) bool {
+	if name == loadgen.ProxyCPUWholeRunMetric {
+		return true
+	}
 	for _, p := range cfg.Pipelines {
 		if name == loadgen.ProxyCPUMetric(p) {
 			return true
