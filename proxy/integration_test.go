@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,7 +50,12 @@ func startClusterProxyWith(t *testing.T, opts cluster.Options, editProxy func(*C
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
-	c := cluster.Start(t, opts)
+	var c *cluster.Cluster
+	if reflect.DeepEqual(opts, threeMasters) {
+		c = threeMasterSpare.Start(t)
+	} else {
+		c = cluster.Start(t, opts)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cfg := router.DefaultConfig()
@@ -558,3 +564,8 @@ func TestRepliesMatchTheKvsimNodes(t *testing.T) {
 
 // threeMasters is the Redis Cluster startClusterProxy starts.
 var threeMasters = cluster.Options{Masters: 3, ReplicasPerMaster: 1}
+
+// threeMasterSpare starts each test's threeMasters cluster while the tests
+// before it run (TestMain closes the last ones). Two ahead, as a test often
+// takes less than the 2 s a cluster needs.
+var threeMasterSpare = cluster.NewSpare(threeMasters, 2)

@@ -70,6 +70,12 @@ type slotOwner struct {
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	c, err := New(context.Background(), opts)
+	return adopt(t, c, err)
+}
+
+// adopt hands the result of New to the test as Start describes.
+func adopt(t testing.TB, c *Cluster, err error) *Cluster {
+	t.Helper()
 	if errors.Is(err, ErrNoRedisServer) {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%v (CI=true: redis-server is required)", err)
