@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"kvproxy/bench/cluster"
 	"kvproxy/internal/leaktest"
 )
 
@@ -14,15 +15,17 @@ import (
 // running when they end, once the spare clusters are closed.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(closingSpare{m}, leaktest.Options()...) }
 
-// closingSpare runs the tests, then closes the clusters threeMasterSpare
+// closingSpare runs the tests, then closes the clusters the spares
 // prepared for tests that never came.
 type closingSpare struct{ m *testing.M }
 
 func (c closingSpare) Run() int {
 	code := c.m.Run()
-	if err := threeMasterSpare.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, "closing the spare cluster:", err)
-		code = 1
+	for _, spare := range []*cluster.Spare{threeMasterSpare, oneMasterSpare} {
+		if err := spare.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "closing a spare cluster:", err)
+			code = 1
+		}
 	}
 	return code
 }
