@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,8 +25,18 @@ import (
 	"kvproxy/bench/loadgen"
 )
 
-// buildKvproxy compiles this command into a temporary directory. go test
-// puts its own go first in PATH, so the toolchain under test builds it.
+// kvproxyBuild is the binary of this command the package's tests share,
+// built once into kvproxyDir (removed by TestMain).
+var kvproxyBuild struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+var kvproxyDir string
+
+// buildKvproxy compiles this command, once for all the tests. go test puts
+// its own go first in PATH, so the toolchain under test builds it.
 func buildKvproxy(t *testing.T) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
@@ -34,10 +46,17 @@ func buildKvproxy(t *testing.T) string {
 		}
 		t.Skipf("go toolchain not in PATH (%v): cannot build the binary", err)
 	}
-	bin := filepath.Join(t.TempDir(), "kvproxy")
-	out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	return bin
+	kvproxyBuild.once.Do(func() {
+		if kvproxyDir, kvproxyBuild.err = os.MkdirTemp("", "kvproxy-test-"); kvproxyBuild.err != nil {
+			return
+		}
+		kvproxyBuild.bin = filepath.Join(kvproxyDir, "kvproxy")
+		if out, err := exec.Command(goBin, "build", "-o", kvproxyBuild.bin, ".").CombinedOutput(); err != nil {
+			kvproxyBuild.err = fmt.Errorf("go build: %w: %s", err, out)
+		}
+	})
+	require.NoError(t, kvproxyBuild.err)
+	return kvproxyBuild.bin
 }
 
 // freeLoopbackPort returns a port that was free a moment ago.
