@@ -3,6 +3,8 @@ package loadgen
 import (
 	"context"
 	"net"
+	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,17 +13,30 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// buildKvproxyForTest compiles kvproxy into the test's temporary directory.
-// A cold build cache on a loaded machine takes a while, hence its own
-// timeout.
+// kvproxyBuild is the kvproxy binary the package's tests share, built once
+// into kvproxyDir (removed by TestMain).
+var kvproxyBuild struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+var kvproxyDir string
+
+// buildKvproxyForTest compiles kvproxy, once for all the tests. A cold
+// build cache on a loaded machine takes a while, hence its own timeout.
 func buildKvproxyForTest(t *testing.T) string {
 	t.Helper()
 	RequireBinary(t, "go")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	bin, err := BuildKvproxy(ctx, t.TempDir())
-	require.NoError(t, err)
-	return bin
+	kvproxyBuild.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if kvproxyDir, kvproxyBuild.err = os.MkdirTemp("", "loadgen-test-"); kvproxyBuild.err == nil {
+			kvproxyBuild.bin, kvproxyBuild.err = BuildKvproxy(ctx, kvproxyDir)
+		}
+	})
+	require.NoError(t, kvproxyBuild.err)
+	return kvproxyBuild.bin
 }
 
 func TestLaunchKvproxyChecksItsOptions(t *testing.T) {
