@@ -563,9 +563,10 @@ var threeMasters = cluster.Options{Masters: 3, ReplicasPerMaster: 1}
 // oneMaster is the Redis Cluster of the tests that want a single node.
 var oneMaster = cluster.Options{Masters: 1}
 
-// The spares start the clusters of the shapes many tests want while the
-// tests before them run (TestMain closes the ones left). Two 3x1 ahead, as
-// a test often takes less than the 2 s a cluster needs to form.
+// The spares launch the servers of the clusters of the shapes many tests
+// want while the tests before them run (TestMain closes the ones left).
+// Two 3x1 ahead, as a test often takes less than the 2 s a cluster's
+// servers need before it can form.
 var (
 	threeMasterSpare = cluster.NewSpare(threeMasters, 2)
 	oneMasterSpare   = cluster.NewSpare(oneMaster, 1)

@@ -15,8 +15,8 @@ import (
 // running when they end, once the spare clusters are closed.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(closingSpare{m}, leaktest.Options()...) }
 
-// closingSpare runs the tests, then closes the clusters the spares
-// prepared for tests that never came.
+// closingSpare runs the tests, then stops the servers the spares launched
+// for tests that never came.
 type closingSpare struct{ m *testing.M }
 
 func (c closingSpare) Run() int {

@@ -362,13 +362,13 @@ func TestSpareHandsOutFreshClustersAndClosesTheLast(t *testing.T) {
 		assert.NoError(t, c.Masters()[0].Client().Set(t.Context(), "k", "v", 0).Err(), "%s serves", c.Addrs())
 	}
 
-	// The third, prepared for a Start that never comes, is Close's to stop.
+	// The servers of a third, launched for a Start that never comes, are
+	// Close's to stop.
 	require.Len(t, s.next, 1)
-	third := <-s.next[0]
+	third := s.next[0]
 	require.NoError(t, third.err)
-	s.next[0] <- third
 	pid := third.c.Nodes()[0].proc.cmd.Process.Pid
 	require.NoError(t, s.Close())
-	assert.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "the prepared cluster's redis-server must be gone")
+	assert.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "the third cluster's redis-server must be gone")
 	assert.NoError(t, s.Close(), "nothing left to close")
 }
