@@ -1,43 +1,13 @@
 package loadgen
 
 import (
-	"context"
 	"net"
-	"os"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// kvproxyBuild is the kvproxy binary the package's tests share, built once
-// into kvproxyDir (removed by TestMain).
-var kvproxyBuild struct {
-	once sync.Once
-	bin  string
-	err  error
-}
-
-var kvproxyDir string
-
-// buildKvproxyForTest compiles kvproxy, once for all the tests. A cold
-// build cache on a loaded machine takes a while, hence its own timeout.
-func buildKvproxyForTest(t *testing.T) string {
-	t.Helper()
-	RequireBinary(t, "go")
-	kvproxyBuild.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		if kvproxyDir, kvproxyBuild.err = os.MkdirTemp("", "loadgen-test-"); kvproxyBuild.err == nil {
-			kvproxyBuild.bin, kvproxyBuild.err = BuildKvproxy(ctx, kvproxyDir)
-		}
-	})
-	require.NoError(t, kvproxyBuild.err)
-	return kvproxyBuild.bin
-}
 
 func TestLaunchKvproxyChecksItsOptions(t *testing.T) {
 	ctx := testContext(t)
@@ -53,7 +23,7 @@ func TestLaunchKvproxyReportsAStartupFailure(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
-	bin := buildKvproxyForTest(t)
+	bin := kvproxyBuild.Binary(t)
 	// A closed listener's address refuses connections: kvproxy cannot load
 	// the topology from it and exits.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -70,7 +40,7 @@ func TestLaunchKvproxyServesTheCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
-	bin := buildKvproxyForTest(t)
+	bin := kvproxyBuild.Binary(t)
 	server := StartRedis(t, RedisOptions{Cluster: true})
 	ctx := testContext(t)
 	kvproxy, err := LaunchKvproxy(ctx, KvproxyOptions{Binary: bin, Seeds: []string{server.Addr()},

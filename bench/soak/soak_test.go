@@ -97,7 +97,7 @@ func TestSoakAcceptanceShape(t *testing.T) {
 	cfg.FailoverTimeout = 2 * time.Second
 	cfg.Keys = 500
 	cfg.RedisBenchmark = true
-	cfg.KvproxyBinary = buildKvproxy(t)
+	cfg.KvproxyBinary = kvproxyBuild.Binary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 
@@ -146,7 +146,7 @@ func TestSoakProxyReportsHandovers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cfg := DefaultConfig()
-	cfg.KvproxyBinary = buildKvproxy(t)
+	cfg.KvproxyBinary = kvproxyBuild.Binary(t)
 	cfg.ProxyReports = true
 	cfg.FailoverKinds = []FailoverKind{FailoverClusterx}
 	cfg.Between = []FailoverKind{FailoverPush}
@@ -178,7 +178,7 @@ func TestSoakCatchesAHandoverTheControllerNeverLearnt(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	binary := buildKvproxy(t)
+	binary := kvproxyBuild.Binary(t)
 	deaf := filepath.Join(t.TempDir(), "kvproxy-without-controller")
 	script := `#!/bin/sh
 # kvproxy without its --controller flags and their values.

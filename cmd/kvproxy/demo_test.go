@@ -5,15 +5,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,40 +21,6 @@ import (
 
 	"kvproxy/bench/loadgen"
 )
-
-// kvproxyBuild is the binary of this command the package's tests share,
-// built once into kvproxyDir (removed by TestMain).
-var kvproxyBuild struct {
-	once sync.Once
-	bin  string
-	err  error
-}
-
-var kvproxyDir string
-
-// buildKvproxy compiles this command, once for all the tests. go test puts
-// its own go first in PATH, so the toolchain under test builds it.
-func buildKvproxy(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("go toolchain not in PATH: %v (CI=true: it is required)", err)
-		}
-		t.Skipf("go toolchain not in PATH (%v): cannot build the binary", err)
-	}
-	kvproxyBuild.once.Do(func() {
-		if kvproxyDir, kvproxyBuild.err = os.MkdirTemp("", "kvproxy-test-"); kvproxyBuild.err != nil {
-			return
-		}
-		kvproxyBuild.bin = filepath.Join(kvproxyDir, "kvproxy")
-		if out, err := exec.Command(goBin, "build", "-o", kvproxyBuild.bin, ".").CombinedOutput(); err != nil {
-			kvproxyBuild.err = fmt.Errorf("go build: %w: %s", err, out)
-		}
-	})
-	require.NoError(t, kvproxyBuild.err)
-	return kvproxyBuild.bin
-}
 
 // freeLoopbackPort returns a port that was free a moment ago.
 func freeLoopbackPort(t *testing.T) int {
@@ -85,7 +48,7 @@ func TestDemoBinary(t *testing.T) {
 		t.Skip("end-to-end: runs without -short")
 	}
 	redisCLI := loadgen.RequireBinary(t, "redis-cli")
-	bin := buildKvproxy(t)
+	bin := kvproxyBuild.Binary(t)
 	port := strconv.Itoa(freeLoopbackPort(t))
 
 	cmd := exec.Command(bin, "--demo", "--listen", "127.0.0.1:"+port)

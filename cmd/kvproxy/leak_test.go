@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"kvproxy/bench/loadgen"
 	"kvproxy/internal/leaktest"
 )
 
@@ -13,9 +14,10 @@ import (
 // running when they end, and removes the kvproxy binary they shared.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, append(leaktest.Options(), goleak.Cleanup(func(code int) {
-		if kvproxyDir != "" {
-			_ = os.RemoveAll(kvproxyDir)
-		}
+		kvproxyBuild.Remove()
 		os.Exit(code)
 	}))...)
 }
+
+// kvproxyBuild is the kvproxy binary the package's tests share.
+var kvproxyBuild loadgen.SharedKvproxy

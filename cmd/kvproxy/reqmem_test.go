@@ -61,7 +61,7 @@ func TestPeakRSSOfConcurrentMillionArgumentRequests(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("reads /proc")
 	}
-	bin := buildKvproxy(t)
+	bin := kvproxyBuild.Binary(t)
 	c := cluster.Start(t, cluster.Options{Masters: 3})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
