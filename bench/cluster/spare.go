@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"sync"
 	"testing"
 )
@@ -126,4 +128,29 @@ func (s *Spare) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Runner is what a TestMain runs: *testing.M, and what WithSpares returns
+// (goleak.VerifyTestMain takes either).
+type Runner interface{ Run() int }
+
+// WithSpares returns a Runner that runs m's tests and then closes the
+// spares, so that goleak, checking after Run, finds none of their
+// goroutines. A failure to close them fails the run.
+func WithSpares(m Runner, spares ...*Spare) Runner { return withSpares{m, spares} }
+
+type withSpares struct {
+	m      Runner
+	spares []*Spare
+}
+
+func (w withSpares) Run() int {
+	code := w.m.Run()
+	for _, s := range w.spares {
+		if err := s.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "closing a spare cluster:", err)
+			code = 1
+		}
+	}
+	return code
 }
