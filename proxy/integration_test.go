@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,7 +50,7 @@ func startClusterProxyWith(t *testing.T, opts cluster.Options, editProxy func(*C
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
-	c := cluster.Start(t, opts)
+	c := startCluster(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cfg := router.DefaultConfig()
@@ -558,3 +559,27 @@ func TestRepliesMatchTheKvsimNodes(t *testing.T) {
 
 // threeMasters is the Redis Cluster startClusterProxy starts.
 var threeMasters = cluster.Options{Masters: 3, ReplicasPerMaster: 1}
+
+// oneMaster is the Redis Cluster of the tests that want a single node.
+var oneMaster = cluster.Options{Masters: 1}
+
+// The spares launch the servers of the clusters of the shapes many tests
+// want while the tests before them run (TestMain closes the ones left).
+// Two 3x1 ahead, as a test often takes less than the 2 s a cluster's
+// servers need before it can form.
+var (
+	threeMasterSpare = cluster.NewSpare(threeMasters, 2)
+	oneMasterSpare   = cluster.NewSpare(oneMaster, 1)
+)
+
+// startCluster is cluster.Start, from a spare for the shapes that have one.
+func startCluster(t *testing.T, opts cluster.Options) *cluster.Cluster {
+	t.Helper()
+	switch {
+	case reflect.DeepEqual(opts, threeMasters):
+		return threeMasterSpare.Start(t)
+	case reflect.DeepEqual(opts, oneMaster):
+		return oneMasterSpare.Start(t)
+	}
+	return cluster.Start(t, opts)
+}

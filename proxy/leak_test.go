@@ -5,9 +5,12 @@ import (
 
 	"go.uber.org/goleak"
 
+	"kvproxy/bench/cluster"
 	"kvproxy/internal/leaktest"
 )
 
 // TestMain fails the package's tests if a goroutine they started is still
-// running when they end.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leaktest.Options()...) }
+// running when they end, once the spare clusters are closed.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(cluster.WithSpares(m, threeMasterSpare, oneMasterSpare), leaktest.Options()...)
+}

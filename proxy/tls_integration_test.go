@@ -63,7 +63,9 @@ func startOneMasterProxy(t *testing.T, clusterTLS *cluster.TLS, edit func(*route
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
-	c := cluster.Start(t, cluster.Options{Masters: 1, TLS: clusterTLS})
+	opts := oneMaster
+	opts.TLS = clusterTLS
+	c := startCluster(t, opts)
 	cfg := router.DefaultConfig()
 	cfg.Seeds = c.Addrs()
 	if edit != nil {

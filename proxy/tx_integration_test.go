@@ -42,7 +42,7 @@ var txScripts = map[string][][]string{
 // to a cluster node owning every slot and through the proxy: the replies
 // must be equal byte for byte.
 func TestTransactionRepliesAreRedis(t *testing.T) {
-	cp := startClusterProxyWith(t, cluster.Options{Masters: 1}, nil)
+	cp := startClusterProxyWith(t, oneMaster, nil)
 	node := cp.cluster.Addrs()[0]
 	for name, script := range txScripts {
 		for _, pipelined := range []bool{false, true} {
@@ -104,7 +104,7 @@ func TestTransactionGetsTheServersBusy(t *testing.T) {
 // queued then) and the server's EXECABORT, byte for byte as straight to Redis: the
 // commands go with EXEC in one write, and their replies are passed on.
 func TestPipelinedTransactionGetsTheServersQueueTimeErrors(t *testing.T) {
-	cp := startClusterProxyWith(t, cluster.Options{Masters: 1}, nil)
+	cp := startClusterProxyWith(t, oneMaster, nil)
 	node := dialResp(t, cp.cluster.Addrs()[0])
 	require.Equal(t, "+OK\r\n", node.do("CONFIG", "SET", "maxmemory", "1"))
 	t.Cleanup(func() { node.do("CONFIG", "SET", "maxmemory", "0") })

@@ -15,6 +15,13 @@ import (
 	"kvproxy/bench/kvsim"
 )
 
+// The spares prepare the clusters of the shapes two tests each want while
+// the tests before them run (TestMain closes the ones left).
+var (
+	twoByOneSpare  = cluster.NewSpare(cluster.Options{Masters: 2, ReplicasPerMaster: 1}, 1)
+	oneMasterSpare = cluster.NewSpare(cluster.Options{Masters: 1}, 1)
+)
+
 func skipIfShort(t testing.TB) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
@@ -111,7 +118,7 @@ func TestRedisClusterMigrationAskThenMoved(t *testing.T) {
 
 func TestRedisClusterFailoverMovedIsFollowed(t *testing.T) {
 	skipIfShort(t)
-	c := cluster.Start(t, cluster.Options{Masters: 2, ReplicasPerMaster: 1})
+	c := twoByOneSpare.Start(t)
 	r := newTestRouter(t, redisRouterConfig(c.Addrs()[0]))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -139,7 +146,7 @@ func TestRedisClusterFailoverMovedIsFollowed(t *testing.T) {
 // a topology on Redis Cluster, and is followed without an error.
 func TestRedisClusterFailBackAfterRoutingToTheNewMasterIsFollowed(t *testing.T) {
 	skipIfShort(t)
-	c := cluster.Start(t, cluster.Options{Masters: 2, ReplicasPerMaster: 1})
+	c := twoByOneSpare.Start(t)
 	r := newTestRouter(t, redisRouterConfig(c.Addrs()[0]))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -194,7 +201,7 @@ func TestRedisClusterKilledMasterNeverHangs(t *testing.T) {
 
 func TestRedisClusterConnectionLossResendsReads(t *testing.T) {
 	skipIfShort(t)
-	c := cluster.Start(t, cluster.Options{Masters: 1})
+	c := oneMasterSpare.Start(t)
 	cfg := redisRouterConfig(c.Addrs()...)
 	cfg.ConnsPerNode = 1
 	r := newTestRouter(t, cfg)
@@ -234,7 +241,7 @@ func TestRedisClusterConnectionLossResendsReads(t *testing.T) {
 
 func TestDoDoesNotAllocatePerRequest(t *testing.T) {
 	skipIfShort(t)
-	c := cluster.Start(t, cluster.Options{Masters: 1})
+	c := oneMasterSpare.Start(t)
 	r := newTestRouter(t, redisRouterConfig(c.Addrs()...))
 	reqs := make([]*Request, 16)
 	for i := range reqs {

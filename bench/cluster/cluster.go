@@ -70,6 +70,12 @@ type slotOwner struct {
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	c, err := New(context.Background(), opts)
+	return adopt(t, c, err)
+}
+
+// adopt hands the result of New to the test as Start describes.
+func adopt(t testing.TB, c *Cluster, err error) *Cluster {
+	t.Helper()
 	if errors.Is(err, ErrNoRedisServer) {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%v (CI=true: redis-server is required)", err)
@@ -95,7 +101,24 @@ func Start(t testing.TB, opts Options) *Cluster {
 // New launches and forms a cluster as opts describes and waits until it is
 // healthy (see WaitHealthy). The caller must Close it. On error nothing is
 // left running.
-func New(ctx context.Context, opts Options) (_ *Cluster, err error) {
+func New(ctx context.Context, opts Options) (*Cluster, error) {
+	ctx, cancel := context.WithTimeout(ctx, opts.withDefaults().StartTimeout)
+	defer cancel()
+	c, err := launch(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.form(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.log.Info("redis cluster ready", "masters", c.opts.Masters, "replicas_per_master", c.opts.ReplicasPerMaster, "dir", c.baseDir)
+	return c, nil
+}
+
+// launch starts the servers of a cluster as opts describes, each answering
+// but not yet a cluster (see form). On error nothing is left running.
+func launch(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	opts = opts.withDefaults()
 	if err := opts.validate(); err != nil {
 		return nil, err
@@ -104,8 +127,6 @@ func New(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoRedisServer, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)
-	defer cancel()
 
 	c := &Cluster{opts: opts, binary: binary, baseDir: opts.Dir, log: opts.Logger}
 	if c.baseDir == "" {
@@ -135,10 +156,6 @@ func New(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if err := c.form(ctx); err != nil {
-		return nil, err
-	}
-	c.log.Info("redis cluster ready", "masters", opts.Masters, "replicas_per_master", opts.ReplicasPerMaster, "dir", c.baseDir)
 	return c, nil
 }
 
@@ -182,6 +199,21 @@ func (c *Cluster) startFresh(ctx context.Context, index, port int) (*Node, error
 // form assigns slots, introduces the nodes, attaches the replicas and waits
 // for a healthy cluster.
 func (c *Cluster) form(ctx context.Context) error {
+	if err := c.introduce(ctx); err != nil {
+		return err
+	}
+	if err := c.poll(ctx, "every node to know every other", c.allKnown); err != nil {
+		return err
+	}
+	if err := c.attachReplicas(ctx); err != nil {
+		return err
+	}
+	return c.WaitHealthy(ctx)
+}
+
+// introduce assigns the masters their slots and has the first node meet
+// every other one, without waiting for the handshakes.
+func (c *Cluster) introduce(ctx context.Context) error {
 	for _, n := range c.nodes {
 		id, err := n.client.ClusterMyID(ctx).Result()
 		if err != nil {
@@ -207,16 +239,20 @@ func (c *Cluster) form(ctx context.Context) error {
 			return fmt.Errorf("cluster: CLUSTER MEET %s: %w", n.Addr, err)
 		}
 	}
-	if err := c.poll(ctx, "every node to know every other", c.allKnown); err != nil {
-		return err
-	}
+	return nil
+}
+
+// attachReplicas makes each replica replicate its master; every node must
+// know every other one (allKnown).
+func (c *Cluster) attachReplicas(ctx context.Context) error {
+	masters := c.nodes[:c.opts.Masters]
 	for i, replica := range c.nodes[len(masters):] {
 		master := masters[i/c.opts.ReplicasPerMaster]
 		if err := replica.client.ClusterReplicate(ctx, master.ID).Err(); err != nil {
 			return fmt.Errorf("cluster: CLUSTER REPLICATE on %s: %w", replica.Addr, err)
 		}
 	}
-	return c.WaitHealthy(ctx)
+	return nil
 }
 
 // allKnown checks that every node lists every other one, handshake done.

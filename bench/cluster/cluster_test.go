@@ -347,3 +347,28 @@ func TestStartSkipsOrFailsWithoutRedisServer(t *testing.T) {
 	})
 	assert.True(t, skipped, "Start skips when redis-server is missing")
 }
+
+func TestSpareHandsOutFreshClustersAndClosesTheLast(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: runs without -short")
+	}
+	requireRedisServer(t)
+	s := NewSpare(Options{Masters: 1}, 1)
+	first := s.Start(t)
+	second := s.Start(t)
+	assert.NotEqual(t, first.Addrs(), second.Addrs(), "each Start gets a cluster of its own")
+	for _, c := range []*Cluster{first, second} {
+		require.Len(t, c.Masters(), 1)
+		assert.NoError(t, c.Masters()[0].Client().Set(t.Context(), "k", "v", 0).Err(), "%s serves", c.Addrs())
+	}
+
+	// The servers of a third, launched for a Start that never comes, are
+	// Close's to stop.
+	require.Len(t, s.next, 1)
+	third := s.next[0]
+	require.NoError(t, third.err)
+	pid := third.c.Nodes()[0].proc.cmd.Process.Pid
+	require.NoError(t, s.Close())
+	assert.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "the third cluster's redis-server must be gone")
+	assert.NoError(t, s.Close(), "nothing left to close")
+}

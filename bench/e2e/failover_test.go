@@ -328,8 +328,12 @@ func TestRedisClusterFailoverIsInvisibleToClients(t *testing.T) {
 	})
 }
 
+// failoverClusters prepares the clusters of runRedisFailover while the
+// tests before them run (TestMain closes the one left).
+var failoverClusters = cluster.NewSpare(cluster.Options{Masters: 3, ReplicasPerMaster: 1}, 1)
+
 func runRedisFailover(t *testing.T, handover func(ctx context.Context, c *cluster.Cluster, load *failoverProxy, replica *cluster.Node)) {
-	c := cluster.Start(t, cluster.Options{Masters: 3, ReplicasPerMaster: 1})
+	c := failoverClusters.Start(t)
 	load := startFailoverProxy(t, c.Masters()[0].Addr)
 	master := c.Masters()[0]
 	replica := c.ReplicasOf(master.ID)[0]

@@ -111,7 +111,7 @@ func TestMain(m *testing.M) {
 		})
 	}
 	wg.Wait()
-	code := m.Run()
+	code := cluster.WithSpares(m, failoverClusters).Run()
 	for _, f := range fixtures {
 		f.close()
 	}

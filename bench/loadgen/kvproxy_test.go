@@ -1,28 +1,13 @@
 package loadgen
 
 import (
-	"context"
 	"net"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// buildKvproxyForTest compiles kvproxy into the test's temporary directory.
-// A cold build cache on a loaded machine takes a while, hence its own
-// timeout.
-func buildKvproxyForTest(t *testing.T) string {
-	t.Helper()
-	RequireBinary(t, "go")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	bin, err := BuildKvproxy(ctx, t.TempDir())
-	require.NoError(t, err)
-	return bin
-}
 
 func TestLaunchKvproxyChecksItsOptions(t *testing.T) {
 	ctx := testContext(t)
@@ -38,7 +23,7 @@ func TestLaunchKvproxyReportsAStartupFailure(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
-	bin := buildKvproxyForTest(t)
+	bin := kvproxyBuild.Binary(t)
 	// A closed listener's address refuses connections: kvproxy cannot load
 	// the topology from it and exits.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -55,7 +40,7 @@ func TestLaunchKvproxyServesTheCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs without -short")
 	}
-	bin := buildKvproxyForTest(t)
+	bin := kvproxyBuild.Binary(t)
 	server := StartRedis(t, RedisOptions{Cluster: true})
 	ctx := testContext(t)
 	kvproxy, err := LaunchKvproxy(ctx, KvproxyOptions{Binary: bin, Seeds: []string{server.Addr()},

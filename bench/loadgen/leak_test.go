@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -9,5 +10,13 @@ import (
 )
 
 // TestMain fails the package's tests if a goroutine they started is still
-// running when they end.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leaktest.Options()...) }
+// running when they end, and removes the kvproxy binary they shared.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, append(leaktest.Options(), goleak.Cleanup(func(code int) {
+		kvproxyBuild.Remove()
+		os.Exit(code)
+	}))...)
+}
+
+// kvproxyBuild is the kvproxy binary the package's tests share.
+var kvproxyBuild SharedKvproxy

@@ -191,7 +191,7 @@ func TestRunProxyComparison(t *testing.T) {
 	RequireBinary(t, "redis-benchmark")
 	RequireBinary(t, "nutcracker")
 	cfg := tinyProxyConfig()
-	cfg.KvproxyBinary = buildKvproxyForTest(t)
+	cfg.KvproxyBinary = kvproxyBuild.Binary(t)
 	report, err := RunProxyComparison(testContext(t), cfg)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"SET -P 4 req/s", "GET -P 4 req/s", "SET -P 1 req/s", "GET -P 1 req/s"},

@@ -112,6 +112,9 @@ type Config struct {
 	// the handover. Off, the soak commits the handover itself, as an
 	// operator would have to.
 	ProxyReports bool
+	// ReportWait bounds, with ProxyReports, the wait for the controller to
+	// record a handover the proxy reports; past it the failover failed.
+	ReportWait time.Duration
 	// RedisBenchmark runs redis-benchmark through the proxy, again and
 	// again, as long as the load runs; every error it meets is a client
 	// error of the soak.
@@ -139,6 +142,7 @@ func DefaultConfig() Config {
 		Shards:           3,
 		ReplDelay:        50 * time.Millisecond,
 		ClientTimeout:    5 * time.Second,
+		ReportWait:       10 * time.Second,
 		Seed:             1,
 		// As redis-benchmark is run against Kvrocks, issue 10.
 		BenchmarkClients:  50,
@@ -173,6 +177,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("replication delay must not be negative, got %v", c.ReplDelay)
 	case c.ClientTimeout <= 0:
 		return fmt.Errorf("client timeout must be positive, got %v", c.ClientTimeout)
+	case c.ProxyReports && c.ReportWait <= 0:
+		return fmt.Errorf("report wait must be positive, got %v", c.ReportWait)
 	case c.PlannedFailovers < 0:
 		return fmt.Errorf("planned failovers must not be negative, got %d", c.PlannedFailovers)
 	case c.RedisBenchmark && (c.BenchmarkClients < 1 || c.BenchmarkClients > 10000):

@@ -62,15 +62,11 @@ type failoverRunner struct {
 // the swapped topology from MOVED or its periodic reload (10 s).
 const proxyTopologyWait = 15 * time.Second
 
-// reportWait bounds the wait for the controller to record a handover the
-// proxy reports (Config.ProxyReports).
-const reportWait = 10 * time.Second
-
 // run carries out step st, number seq.
 func (f *failoverRunner) run(ctx context.Context, seq int, st step) FailoverResult {
 	res := FailoverResult{Seq: seq, Kind: st.Kind, Shard: st.Shard, Between: st.Between}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, f.cfg.FailoverTimeout+proxyTopologyWait+reportWait+30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.FailoverTimeout+proxyTopologyWait+f.cfg.ReportWait+30*time.Second)
 	defer cancel()
 	if st.Kind == FailoverPush {
 		res.Version, res.Err = f.sim.Controller().PushNextVersion(ctx)
@@ -173,7 +169,7 @@ func (f *failoverRunner) clusterx(ctx context.Context, shard int, master, replic
 // awaitControllerRecords waits until the controller's API shows newMaster
 // as the master of shard: the proxy reported the handover.
 func (f *failoverRunner) awaitControllerRecords(ctx context.Context, shard int, newMaster string) error {
-	ctx, cancel := context.WithTimeout(ctx, reportWait)
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.ReportWait)
 	defer cancel()
 	var last string
 	for {
@@ -191,7 +187,7 @@ func (f *failoverRunner) awaitControllerRecords(ctx context.Context, shard int, 
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("the controller did not record %s as the master of shard %d within %v (the proxy did not report the handover?); last: %s",
-				newMaster, shard, reportWait, last)
+				newMaster, shard, f.cfg.ReportWait, last)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

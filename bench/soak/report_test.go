@@ -150,6 +150,7 @@ func TestParseFailoverKindsAndValidate(t *testing.T) {
 		"shards":            func(c *Config) { c.Shards = 0 },
 		"repl delay":        func(c *Config) { c.ReplDelay = -time.Millisecond },
 		"client timeout":    func(c *Config) { c.ClientTimeout = 0 },
+		"report wait":       func(c *Config) { c.ProxyReports, c.ReportWait = true, 0 },
 		"push planned":      func(c *Config) { c.FailoverKinds = []FailoverKind{FailoverClusterx, FailoverPush} },
 		"bad between kind":  func(c *Config) { c.Between = []FailoverKind{"kill"} },
 		"one shard between": func(c *Config) { c.Shards, c.Between = 1, []FailoverKind{FailoverPause} },

@@ -16,7 +16,9 @@ import (
 
 // A short soak keeps the long one honest: mixed load through a kvproxy
 // process while failovers of both kinds rotate over every shard and back
-// sees no error, no stale read, no lost or duplicated write.
+// sees no error, no stale read, no lost or duplicated write. It leaves
+// Config.KvproxyBinary empty, so Run builds kvproxy itself; the other soaks
+// share one build.
 func TestSoakThroughPlannedFailovers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds kvproxy and runs for 20 s; runs without -short")
@@ -95,6 +97,7 @@ func TestSoakAcceptanceShape(t *testing.T) {
 	cfg.FailoverTimeout = 2 * time.Second
 	cfg.Keys = 500
 	cfg.RedisBenchmark = true
+	cfg.KvproxyBinary = kvproxyBuild.Binary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 
@@ -142,10 +145,8 @@ func TestSoakProxyReportsHandovers(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	binary, err := loadgen.BuildKvproxy(ctx, t.TempDir())
-	require.NoError(t, err)
 	cfg := DefaultConfig()
-	cfg.KvproxyBinary = binary
+	cfg.KvproxyBinary = kvproxyBuild.Binary(t)
 	cfg.ProxyReports = true
 	cfg.FailoverKinds = []FailoverKind{FailoverClusterx}
 	cfg.Between = []FailoverKind{FailoverPush}
@@ -177,10 +178,8 @@ func TestSoakCatchesAHandoverTheControllerNeverLearnt(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	binary, err := loadgen.BuildKvproxy(ctx, dir)
-	require.NoError(t, err)
-	deaf := filepath.Join(dir, "kvproxy-without-controller")
+	binary := kvproxyBuild.Binary(t)
+	deaf := filepath.Join(t.TempDir(), "kvproxy-without-controller")
 	script := `#!/bin/sh
 # kvproxy without its --controller flags and their values.
 skip=
@@ -205,6 +204,9 @@ exec ` + binary + ` "$@"
 	cfg.FailoverInterval = 500 * time.Millisecond
 	cfg.FailoverTimeout = 2 * time.Second
 	cfg.Keys = 200
+	// The deaf proxy never reports, so the wait always runs out; a proxy
+	// that reports gets the handover recorded within milliseconds.
+	cfg.ReportWait = 3 * time.Second
 
 	report := runLogged(t, ctx, cfg)
 

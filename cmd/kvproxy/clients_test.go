@@ -74,7 +74,7 @@ func TestTenThousandIdleAndThousandActiveClients(t *testing.T) {
 	const idle, active, rounds = 10_000, 1_000, 50
 	raiseOwnFileLimit(t, idle+active+1000)
 	seeds := startSim(t)
-	bin := buildKvproxy(t)
+	bin := kvproxyBuild.Binary(t)
 	p := startBinary(t, bin, 0, "--seeds", strings.Join(seeds, ","), "--max-clients", strconv.Itoa(idle+active+10),
 		"--max-blocking-conns", "10")
 	pid := p.cmd.Process.Pid

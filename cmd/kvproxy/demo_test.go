@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -22,23 +21,6 @@ import (
 
 	"kvproxy/bench/loadgen"
 )
-
-// buildKvproxy compiles this command into a temporary directory. go test
-// puts its own go first in PATH, so the toolchain under test builds it.
-func buildKvproxy(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("go toolchain not in PATH: %v (CI=true: it is required)", err)
-		}
-		t.Skipf("go toolchain not in PATH (%v): cannot build the binary", err)
-	}
-	bin := filepath.Join(t.TempDir(), "kvproxy")
-	out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	return bin
-}
 
 // freeLoopbackPort returns a port that was free a moment ago.
 func freeLoopbackPort(t *testing.T) int {
@@ -66,7 +48,7 @@ func TestDemoBinary(t *testing.T) {
 		t.Skip("end-to-end: runs without -short")
 	}
 	redisCLI := loadgen.RequireBinary(t, "redis-cli")
-	bin := buildKvproxy(t)
+	bin := kvproxyBuild.Binary(t)
 	port := strconv.Itoa(freeLoopbackPort(t))
 
 	cmd := exec.Command(bin, "--demo", "--listen", "127.0.0.1:"+port)

@@ -166,7 +166,7 @@ func TestLowOpenFileLimitLowersMaxClients(t *testing.T) {
 		t.Skip("end-to-end: runs without -short")
 	}
 	seeds := startSim(t)
-	bin := buildKvproxy(t)
+	bin := kvproxyBuild.Binary(t)
 	p := startBinary(t, bin, 256, "--seeds", strings.Join(seeds, ","), "--max-clients", "1000", "--max-blocking-conns", "50")
 
 	warnings := regexp.MustCompile(`level=WARN msg="open file limit too low for --max-clients.*open_file_limit=256 .* max_clients=(\d+) max_blocking_conns=(\d+)`).
@@ -209,7 +209,7 @@ func TestOpenFileLimitWithoutRoomForClientsRefusesToStart(t *testing.T) {
 		t.Skip("end-to-end: runs without -short")
 	}
 	seeds := startSim(t)
-	bin := buildKvproxy(t)
+	bin := kvproxyBuild.Binary(t)
 	addr := "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))
 	argv := []string{"sh", "-c", `ulimit -n 64 && exec "$0" "$@"`, bin, "--listen", addr, "--seeds", strings.Join(seeds, ","), "--backend-conns", "8"}
 	if os.Geteuid() == 0 {
@@ -239,7 +239,7 @@ func TestDescriptorExhaustionPausesAcceptingAndServingGoesOn(t *testing.T) {
 		t.Skip("end-to-end: runs without -short")
 	}
 	seeds := startSim(t)
-	bin := buildKvproxy(t)
+	bin := kvproxyBuild.Binary(t)
 	p := startBinary(t, bin, 256, "--seeds", strings.Join(seeds, ","), "--max-clients", "1000", "--max-blocking-conns", "50")
 	bystander := dialRaw(t, p.addr)
 	require.Equal(t, "+PONG", bystander.do(t, "PING"))

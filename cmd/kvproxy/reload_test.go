@@ -42,7 +42,7 @@ func TestSighupReloadsPasswordsUsersAndLogLevel(t *testing.T) {
 	}
 	seeds := startSim(t)
 	path := writeConfig(t, reloadConfig(seeds, "old-pw", "info", 4, "w-pw"))
-	p := startBinary(t, buildKvproxy(t), 0, "--config", path)
+	p := startBinary(t, kvproxyBuild.Binary(t), 0, "--config", path)
 
 	kept := dialRaw(t, p.addr)
 	require.Equal(t, "+OK", kept.do(t, "AUTH old-pw"))

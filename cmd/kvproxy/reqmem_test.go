@@ -61,11 +61,10 @@ func TestPeakRSSOfConcurrentMillionArgumentRequests(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("reads /proc")
 	}
+	bin := kvproxyBuild.Binary(t)
 	c := cluster.Start(t, cluster.Options{Masters: 3})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	bin, err := loadgen.BuildKvproxy(ctx, t.TempDir())
-	require.NoError(t, err)
 	proxy, err := loadgen.LaunchKvproxy(ctx, loadgen.KvproxyOptions{Binary: bin, Seeds: c.Addrs()})
 	require.NoError(t, err)
 	t.Cleanup(proxy.Close)
