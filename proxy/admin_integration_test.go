@@ -286,6 +286,12 @@ func TestClientListAndKillOverEveryClient(t *testing.T) {
 	assert.Equal(t, "+QUEUED\r\n", named["inmulti"].do("GET", "k"))
 	lines = clientLines(t, admin.do("CLIENT", "LIST"))
 	assert.ElementsMatch(t, []string{"plain", "inmulti", "admin"}, slices.Collect(maps.Keys(lines)))
+	// The killed clients' sessions end, not only their sockets: the server
+	// counts only those left (a session left behind would also hold up
+	// the server's shutdown until its timeout).
+	assert.Eventually(t, func() bool {
+		return strings.Contains(named["plain"].do("INFO", "clients"), "connected_clients:3\r\n")
+	}, 10*time.Second, 10*time.Millisecond, "connected_clients counts plain, inmulti and admin: %q", named["plain"].do("INFO", "clients"))
 
 	// SKIPME yes spares the caller; SKIPME no ends it after the reply.
 	adminID := lineField(lines["admin"], "id")

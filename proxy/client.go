@@ -127,6 +127,7 @@ func (s *Server) newClient(nc net.Conn) *client {
 	c.sess = newSession(s, c, g, c.wr, src.rawio)
 	_, c.sess.encrypted = nc.(*tls.Conn)
 	c.sess.onTurnFree = c.turnFreed
+	c.sess.onKilled = c.shutdown
 	s.sessions[c.sess] = struct{}{}
 	s.sessionsDone.Add(1)
 	s.stats.connectionsReceived.Add(1)

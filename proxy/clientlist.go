@@ -319,19 +319,15 @@ func (s *session) clientKill(args [][]byte) {
 }
 
 // kill ends another session's connection from outside whatever serves it:
-// shutting the socket down wakes its reader (an event loop or a goroutine)
-// with an end of file, which ends the session the usual way, and hanging up
-// ends the backend calls it waits for.
+// shutting the socket down (onKilled) wakes its reader, an event loop or a
+// goroutine, or the watch of a blocking command, with the end of the
+// stream, which ends the session the usual way; hanging up ends the backend
+// calls it waits for. Without onKilled the connection is closed.
 func (s *session) kill() {
 	s.shown.killed.Store(true)
 	s.hangUp()
-	type halfCloser interface {
-		CloseRead() error
-		CloseWrite() error
-	}
-	if hc, ok := s.netConn.Conn.(halfCloser); ok {
-		_ = hc.CloseRead()
-		_ = hc.CloseWrite()
+	if s.onKilled != nil {
+		s.onKilled()
 		return
 	}
 	_ = s.netConn.Close()

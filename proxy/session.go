@@ -155,14 +155,16 @@ type session struct {
 	// Asynchronous answering (async.go). idle holds the client's turn;
 	// starter and rawConn are nil when the backend or the connection does
 	// not allow it, asyncOK is false while the client is served by a
-	// goroutine, and onTurnFree is told each time the turn is given back.
-	// arena keeps the chunk's commands, out its replies.
+	// goroutine, and onTurnFree is told each time the turn is given back;
+	// onKilled ends the client's connection for CLIENT KILL. arena keeps
+	// the chunk's commands, out its replies.
 	idle    chan struct{}
 	asyncOK bool
 	// writes, while an event loop serves the session, defers its backend
 	// writes to the loop's one flush per round of events.
 	writes        *router.Writes
 	onTurnFree    func()
+	onKilled      func()
 	starter       AsyncBackend
 	rawConn       *rawio.Conn
 	asyncDone     func()
