@@ -153,7 +153,11 @@ func (f *failoverRunner) clusterx(ctx context.Context, shard int, master, replic
 	if reply != "OK" {
 		return fmt.Errorf("CLUSTERX FAILOVER through the proxy answered %q", reply)
 	}
-	phase, err := awaitFinalPhase(ctx, master.Addr(), f.cfg.ClientTimeout)
+	// With ProxyReports the swapped topology may reach the old master
+	// between two polls: a replica has no failover state line, and only a
+	// successful handover makes it one (the controller's record is checked
+	// next).
+	phase, err := awaitFinalPhase(ctx, master.Addr(), f.cfg.ClientTimeout, f.cfg.ProxyReports)
 	if err != nil {
 		return err
 	}
@@ -236,8 +240,9 @@ func isReplicaOf(nodes, id, master string) bool {
 const failoverPoll = 10 * time.Millisecond
 
 // awaitFinalPhase polls CLUSTER INFO on the master at addr, directly, until
-// its failover state is success or failed.
-func awaitFinalPhase(ctx context.Context, addr string, timeout time.Duration) (failover.Phase, error) {
+// its failover state is success or failed; with demotedIsSuccess, a node
+// that turned replica meanwhile (its state line gone) counts as success.
+func awaitFinalPhase(ctx context.Context, addr string, timeout time.Duration, demotedIsSuccess bool) (failover.Phase, error) {
 	cl := redis.NewClient(&redis.Options{
 		Addr: addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1,
 		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, PoolSize: 1,
@@ -251,6 +256,11 @@ func awaitFinalPhase(ctx context.Context, addr string, timeout time.Duration) (f
 			if perr == nil && phase.Final() {
 				return phase, nil
 			}
+			if errors.Is(perr, failover.ErrNoFailoverState) && demotedIsSuccess {
+				if nodes, nerr := cl.ClusterNodes(ctx).Result(); nerr == nil && isReplica(nodes) {
+					return failover.PhaseSuccess, nil
+				}
+			}
 			err = perr
 		}
 		lastErr = err
@@ -260,4 +270,16 @@ func awaitFinalPhase(ctx context.Context, addr string, timeout time.Duration) (f
 		case <-time.After(failoverPoll):
 		}
 	}
+}
+
+// isReplica reports whether the CLUSTER NODES reply names the node that
+// answered (myself) a replica.
+func isReplica(nodes string) bool {
+	for line := range strings.Lines(nodes) {
+		fields := strings.Fields(line)
+		if len(fields) > 2 && strings.Contains(fields[2], "myself") {
+			return strings.Contains(fields[2], "slave")
+		}
+	}
+	return false
 }
