@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -292,4 +293,30 @@ func TestDescriptorExhaustionPausesAcceptingAndServingGoesOn(t *testing.T) {
 	assert.Regexp(t, resumedLine+` component=proxy failed_accepts=\d+`, logs)
 	t.Logf("%d burst(s) of failed accepts, each logged when it began and when it ended", strings.Count(logs, resumedLine))
 	assert.True(t, p.running(), "kvproxy still runs")
+}
+
+// Without --procs the binary runs on half the processors (at least one),
+// with it on as many as it says; the serving line tells which.
+func TestProcsSetsTheProcessors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: runs without -short")
+	}
+	if os.Getenv("GOMAXPROCS") != "" {
+		t.Skip("GOMAXPROCS is set: it is what the binary would run on")
+	}
+	seeds := strings.Join(startSim(t), ",")
+	bin := kvproxyBuild.Binary(t)
+	procs := regexp.MustCompile(`msg="kvproxy serving" .* procs=(\d+) `)
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{nil, defaultProcs(runtime.GOMAXPROCS(0))},
+		{[]string{"--procs", "3"}, 3},
+	} {
+		p := startBinary(t, bin, 0, append([]string{"--seeds", seeds}, tc.args...)...)
+		m := procs.FindStringSubmatch(p.stderr.String())
+		require.NotNil(t, m, "serving line with procs: %s", p.stderr.String())
+		assert.Equal(t, strconv.Itoa(tc.want), m[1], "with %q", tc.args)
+	}
 }

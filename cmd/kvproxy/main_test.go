@@ -74,7 +74,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		"--refresh-interval", "250ms",
 		"--controller", "http://c:9379", "--controller-namespace", "ns", "--controller-cluster", "cl",
 		"--controller-token", "tk", "--controller-timeout", "3s", "--shutdown-timeout", "30s", "--log-format", "JSON",
-		"--metrics-listen", ":9100",
+		"--metrics-listen", ":9100", "--procs", "3",
 	}
 	o, err := parseOptions(args, noEnv)
 	require.NoError(t, err)
@@ -100,7 +100,7 @@ func TestParseOptionsEveryFlag(t *testing.T) {
 		controllerURL:     "http://c:9379", controllerNamespace: "ns", controllerCluster: "cl",
 		controllerToken: "tk", controllerTimeout: 3 * time.Second,
 		shutdownTimeout: 30 * time.Second, logJSON: true,
-		metricsListen: ":9100",
+		metricsListen: ":9100", procs: 3,
 	}, o)
 }
 
@@ -225,6 +225,8 @@ func TestParseOptionsRejects(t *testing.T) {
 		{"max blocking conns not a number", []string{"--seeds", "a:1"}, map[string]string{"KVPROXY_MAX_BLOCKING_CONNS": "lots"},
 			`KVPROXY_MAX_BLOCKING_CONNS="lots" is not a valid --max-blocking-conns`},
 		{"bad log format", []string{"--seeds", "a:1", "--log-format", "xml"}, nil, `--log-format "xml": want text or json`},
+		{"procs negative", []string{"--seeds", "a:1", "--procs", "-1"}, nil, "--procs -1: want 0 (automatic) to 4096"},
+		{"procs too many", []string{"--seeds", "a:1", "--procs", "5000"}, nil, "--procs 5000: want 0 (automatic) to 4096"},
 		{"shutdown timeout zero", []string{"--seeds", "a:1", "--shutdown-timeout", "0s"}, nil, "--shutdown-timeout 0s: want a positive duration up to 1h0m0s"},
 		{"shutdown timeout too long", []string{"--seeds", "a:1", "--shutdown-timeout", "2h"}, nil, "--shutdown-timeout 2h0m0s"},
 		{"bad log level", []string{"--seeds", "a:1", "--log-level", "loud"}, nil, `--log-level "loud"`},
@@ -244,6 +246,12 @@ func TestParseOptionsRejects(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 			assert.NotContains(t, err.Error(), "\n")
 		})
+	}
+}
+
+func TestDefaultProcsIsHalfAtLeastOne(t *testing.T) {
+	for available, want := range map[int]int{1: 1, 2: 1, 3: 1, 4: 2, 16: 8} {
+		assert.Equal(t, want, defaultProcs(available), "of %d", available)
 	}
 }
 

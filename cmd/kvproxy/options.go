@@ -46,6 +46,9 @@ const (
 	maxRefreshInterval       = 10 * time.Minute
 )
 
+// maxProcs bounds --procs: far more than any machine's processors.
+const maxProcs = 4096
+
 // maxShutdownTimeout bounds --shutdown-timeout: longer than any request
 // should take, short enough that a stuck shutdown still ends.
 const maxShutdownTimeout = time.Hour
@@ -90,6 +93,8 @@ type options struct {
 	demo                                                                   bool
 	// shutdownTimeout is proxy.Config.ShutdownTimeout.
 	shutdownTimeout time.Duration
+	// procs is GOMAXPROCS; 0 leaves main's default.
+	procs int
 	// showVersion: print the version and exit (--version).
 	showVersion bool
 	// metricsListen is where /metrics, /healthz and /readyz are served;
@@ -152,6 +157,8 @@ func newFlagSet(o *options, seeds, logLevel, logFormat *string) *flag.FlagSet {
 		"longest wait for one answer of the controller, a failover included (it pauses writes up to 500 ms and waits for the replica)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", proxy.DefaultConfig().ShutdownTimeout,
 		"on SIGINT or SIGTERM, how long the proxy waits for the requests in flight to be answered before it closes every connection")
+	fs.IntVar(&o.procs, "procs", 0,
+		"processors the proxy runs on (GOMAXPROCS: event loops and everything else); 0: half of the machine's, at least one, or GOMAXPROCS when that is set. A proxy sharing its host with the cluster or the clients does more per CPU on fewer (bench/RESULTS.md); on a host of its own, give it every core")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "",
 		"`host:port` serving Prometheus metrics on /metrics, /healthz and /readyz over HTTP (empty: off)")
 	o.tls.declare(fs)
@@ -315,6 +322,9 @@ func (o options) problems() []string {
 	}
 	if o.controllerTimeout < time.Second || o.controllerTimeout > 10*time.Minute {
 		add("--controller-timeout %v: want 1s to 10m", o.controllerTimeout)
+	}
+	if o.procs < 0 || o.procs > maxProcs {
+		add("--procs %d: want 0 (automatic) to %d", o.procs, maxProcs)
 	}
 	if o.shutdownTimeout <= 0 || o.shutdownTimeout > maxShutdownTimeout {
 		add("--shutdown-timeout %v: want a positive duration up to %v", o.shutdownTimeout, maxShutdownTimeout)
