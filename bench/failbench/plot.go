@@ -34,7 +34,7 @@ func (s span) Plot(c draw.Canvas, p *plot.Plot) {
 }
 
 // WritePNG draws the timeline as PNG: the Go load's throughput and p99
-// per 100 ms and the requests the proxy held, one panel each over the same
+// per 100 ms and the requests the proxy held per 100 ms, one panel each over the same
 // time axis, each failover shaded (its server pause darker).
 func (r *Report) WritePNG(w io.Writer) error {
 	rps := make(plotter.XYs, len(r.Plot))
@@ -66,7 +66,7 @@ func (r *Report) WritePNG(w io.Writer) error {
 		{fmt.Sprintf("kvbench failover: %s, trigger %s (shaded: failover, darker: server write pause)", r.Backend, r.Trigger),
 			"requests/s (100 ms)", rps, color.NRGBA{B: 200, A: 255}},
 		{"", "p99 latency ms (100 ms)", p99, color.NRGBA{R: 200, A: 255}},
-		{"", "requests held by the proxy", held, color.NRGBA{G: 140, A: 255}},
+		{"", "requests held by the proxy (100 ms)", held, color.NRGBA{G: 140, A: 255}},
 	}
 	plots := make([][]*plot.Plot, len(panels))
 	for i, panel := range panels {

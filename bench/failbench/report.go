@@ -36,8 +36,8 @@ type Report struct {
 	Failovers []FailoverReport  `json:"failovers"`
 	Benchmark *BenchmarkReport  `json:"redis_benchmark,omitempty"`
 	// Timeline has the Go load's 10 ms buckets from the start of the load;
-	// Plot its 100 ms points, as the PNG draws them; Held the proxy's
-	// held requests every 100 ms.
+	// Plot its 100 ms points, as the PNG draws them; Held the requests
+	// the proxy began to hold, per 100 ms.
 	Timeline []Bucket     `json:"timeline_10ms"`
 	Plot     []PlotPoint  `json:"plot_100ms"`
 	Held     []HeldSample `json:"held"`

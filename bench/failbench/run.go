@@ -248,7 +248,9 @@ func shardLine(info, master string) map[string]string {
 	return nil
 }
 
-// HeldSample is the proxy's count of requests it holds at one moment.
+// HeldSample is how many requests the proxy began to hold in the sample
+// period ending at AtMs: a hold often lasts less than a period, so a count
+// of those held at the sampling moment would miss it.
 type HeldSample struct {
 	AtMs float64 `json:"at_ms"`
 	Held int64   `json:"held"`
@@ -261,12 +263,13 @@ const (
 	progressEvery = time.Second
 )
 
-// sample reads the proxy's held_now every 100 ms, and writes a progress
-// line every second, until ctx ends.
+// sample reads the proxy's held_total every 100 ms, recording what it grew
+// by, and writes a progress line every second, until ctx ends.
 func (b *bench) sample(ctx context.Context, start time.Time) {
 	tick := time.NewTicker(sampleEvery)
 	defer tick.Stop()
 	lastProgress := start
+	lastTotal := int64(-1)
 	for {
 		select {
 		case <-ctx.Done():
@@ -277,10 +280,13 @@ func (b *bench) sample(ctx context.Context, start time.Time) {
 		info, err := b.admin.Info(callCtx, "failover").Result()
 		cancel()
 		if err == nil {
-			if n, err := strconv.ParseInt(kvsim.ParseInfoFields(info)["held_now"], 10, 64); err == nil {
-				b.mu.Lock()
-				b.held = append(b.held, HeldSample{AtMs: ms(time.Since(start)), Held: n})
-				b.mu.Unlock()
+			if total, err := strconv.ParseInt(kvsim.ParseInfoFields(info)["held_total"], 10, 64); err == nil {
+				if lastTotal >= 0 {
+					b.mu.Lock()
+					b.held = append(b.held, HeldSample{AtMs: ms(time.Since(start)), Held: total - lastTotal})
+					b.mu.Unlock()
+				}
+				lastTotal = total
 			}
 		}
 		if time.Since(lastProgress) >= progressEvery {
