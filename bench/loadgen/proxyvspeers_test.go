@@ -162,11 +162,14 @@ func TestProxyBenchMeasuresDirectAndTwemproxy(t *testing.T) {
 			assert.Contains(t, m, ProxyCPUMetric(pipeline), target)
 			assert.Contains(t, m, ServerCPUMetric(pipeline), target)
 		}
-		assert.Len(t, m, len(cfg.Pipelines)*(3*len(cfg.Tests)+2), "%s: %v", target, m)
+		require.Greater(t, len(cfg.Pipelines), 1)
+		assert.Contains(t, m, ProxyCPUWholeRunMetric, target)
+		assert.Len(t, m, len(cfg.Pipelines)*(3*len(cfg.Tests)+2)+1, "%s: %v", target, m)
 	}
 	direct, err := bench.measure(ctx, TargetDirect)
 	require.NoError(t, err)
 	assert.Zero(t, direct[ProxyCPUMetric(1)], "the direct target has no proxy")
+	assert.Zero(t, direct[ProxyCPUWholeRunMetric], "the direct target has no proxy")
 }
 
 func TestProxyBenchRejectsATargetThatDoesNotForward(t *testing.T) {
