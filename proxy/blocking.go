@@ -101,8 +101,8 @@ const (
 // master's failover hold first, and tells the hold Sent once written. A
 // refusal (refusedNotRun, or Redis unblocking it as its master turned
 // replica) proves nothing happened: the command is resent to the slot's
-// master of the moment with what is left of its timeout, at most
-// maxDedicatedResends times. A command still blocked
+// master of the moment (afterRefusal) with what is left of its timeout, at
+// most maxDedicatedResends times. A command still blocked
 // when its master hands its slots over would wait on a node that no longer
 // serves its keys: its reply is awaited handoverGrace more, then the wait
 // is cut and only a read-only command is resent, since a write may have

@@ -341,7 +341,9 @@ func sent(turn *failover.Ticket) {
 // afterRefusal learns from a refusal of the master at from what a resend
 // needs: it tells the failover follower of a TRYAGAIN and returns the master
 // of slot to resend to. The router learns the new owner from its own MOVEDs;
-// until it has, the MOVED's target is used, and routed is false.
+// until it has, the MOVED's target is used, and routed is false. A node
+// still routed to that says it does not serve the slot makes the topology
+// reload first (reloadedMaster).
 func (s *session) afterRefusal(slot int, from string, refusal []byte) (addr string, routed bool) {
 	if router.RefusalOf(refusal) == router.RefusedTryAgain {
 		if f, ok := s.srv.cfg.Handovers.(tryAgainFollower); ok {
@@ -352,7 +354,40 @@ func (s *session) afterRefusal(slot int, from string, refusal []byte) (addr stri
 	if target, ok := resp.MovedTarget(refusal, from); ok && (addr == from || addr == "") {
 		return target, false
 	}
+	if addr == from && notServing(refusal) {
+		addr = s.reloadedMaster(slot)
+	}
 	return addr, true
+}
+
+// notServing reports a refusal saying the node does not serve the slot
+// now (a master turned replica, a node whose cluster state is fail), as
+// opposed to TRYAGAIN, which the master's own failover hold paces.
+func notServing(reply []byte) bool {
+	return unblockedByRoleChange(reply) || router.RefusalOf(reply) == router.RefusedNotServing
+}
+
+// topologyRefresher is a DedicatedBackend that reloads its topology on
+// demand (*router.Router).
+type topologyRefresher interface {
+	Refresh(ctx context.Context)
+}
+
+// refusalRefreshWait bounds the topology reload after a refusal.
+const refusalRefreshWait = time.Second
+
+// reloadedMaster is the slot's master once the topology has been reloaded:
+// a command refused by the node the proxy still routes the slot to would
+// be refused there again, every resend of its few, until the routing
+// caught up (a master turned replica answers CLUSTERDOWN while its cluster
+// state is fail, half a second in a Redis failover under load).
+func (s *session) reloadedMaster(slot int) string {
+	if rf, ok := s.srv.dedicated.(topologyRefresher); ok {
+		ctx, cancel := context.WithTimeout(s.srv.ctx, refusalRefreshWait)
+		rf.Refresh(ctx)
+		cancel()
+	}
+	return s.masterFor(slot)
 }
 
 // retryPacer spaces the resends of one dedicated command.

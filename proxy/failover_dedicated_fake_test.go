@@ -588,6 +588,49 @@ func TestBlockingCommandResentAfterARefusal(t *testing.T) {
 	}
 }
 
+// refreshingBackend is a failoverBackend whose topology reload routes the
+// slot to reloadedTo, as the router's would once the cluster knows better.
+type refreshingBackend struct {
+	*failoverBackend
+	reloadedTo string
+	reloads    atomic.Int64
+}
+
+func (b *refreshingBackend) Refresh(context.Context) {
+	b.reloads.Add(1)
+	b.setMaster(b.reloadedTo)
+}
+
+// A blocking command refused by a node that no longer serves its slot, while
+// the proxy still routes the slot there, is resent after a topology reload:
+// resending to the same node would be refused every time (a Redis master
+// turned replica answers CLUSTERDOWN while its cluster state is fail) and
+// the refusal would reach the client once the resends ran out.
+func TestBlockingCommandRefusedByAFormerMasterWaitsForTheTopology(t *testing.T) {
+	for _, refusal := range []string{
+		"-UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)\r\n",
+		"-CLUSTERDOWN The cluster is down\r\n",
+	} {
+		t.Run(strings.Fields(refusal)[0], func(t *testing.T) {
+			var oldLog, newLog nodeLog
+			newNode := blockingNode(t, &newLog, func([]string) (string, bool) { return ":1\r\n", false })
+			oldNode := blockingNode(t, &oldLog, func([]string) (string, bool) {
+				if len(oldLog.all()) == 1 {
+					return refusal, false
+				}
+				return "-CLUSTERDOWN The cluster is down\r\n", false
+			})
+			backend := &refreshingBackend{failoverBackend: newFailoverBackend(t, oldNode.addr), reloadedTo: newNode.addr}
+			_, addr := startProxy(t, backend, func(c *Config) { c.Handovers = &fakeHandovers{} })
+			client := dialResp(t, addr)
+			assert.Equal(t, ":1\r\n", client.do("BLPOP", "l", "5"))
+			assert.Len(t, oldLog.all(), 1, "not resent to the node that refused")
+			assert.Len(t, newLog.all(), 1)
+			assert.Equal(t, int64(1), backend.reloads.Load())
+		})
+	}
+}
+
 // A blocking write still waiting when its master hands its slots over is
 // cut short with an error saying it may have run (it may have popped just
 // before); the next one goes to the new master. A blocked read is resent
