@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"kvproxy/bench/loadgen"
@@ -94,12 +93,7 @@ func benchmarkErrorLines(err error) []string {
 	if !errors.As(err, &exit) {
 		return []string{err.Error()}
 	}
-	var lines []string
-	for line := range strings.Lines(exit.Stderr + "\n" + exit.Stdout) {
-		if line = strings.TrimSpace(line); strings.HasPrefix(line, "Error") {
-			lines = append(lines, line)
-		}
-	}
+	lines := exit.ErrorLines()
 	if len(lines) == 0 {
 		lines = append(lines, err.Error())
 	}

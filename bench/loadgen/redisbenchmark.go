@@ -158,6 +158,19 @@ type BenchmarkError struct {
 // maxErrorOutput bounds how much of the offending output Error quotes.
 const maxErrorOutput = 1024
 
+// ErrorLines are the lines starting "Error" that the failed run printed
+// (an error reply reads "Error from server: <reply>"), trimmed, stderr's
+// first.
+func (e *BenchmarkError) ErrorLines() []string {
+	var lines []string
+	for line := range strings.Lines(e.Stderr + "\n" + e.Stdout) {
+		if line = strings.TrimSpace(line); strings.HasPrefix(line, "Error") {
+			lines = append(lines, line)
+		}
+	}
+	return lines
+}
+
 func (e *BenchmarkError) Error() string {
 	out := strings.TrimSpace(e.Stderr)
 	if out == "" {

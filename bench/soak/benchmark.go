@@ -108,11 +108,10 @@ func benchmarkErrors(err error) []error {
 		return []error{err}
 	}
 	var errs []error
-	for line := range strings.Lines(exit.Stderr) {
-		line = strings.TrimSpace(line)
+	for _, line := range exit.ErrorLines() {
 		if reply, ok := strings.CutPrefix(line, "Error from server: "); ok {
 			errs = append(errs, benchmarkReplyError(reply))
-		} else if strings.HasPrefix(line, "Error") {
+		} else {
 			errs = append(errs, errors.New("redis-benchmark: "+line))
 		}
 	}
