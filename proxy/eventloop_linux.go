@@ -85,6 +85,17 @@ func epollPoll(epfd uintptr, events []syscall.EpollEvent) (int, error) {
 	return int(n), nil
 }
 
+// roundFlushBytes is how much a round queues for the backends before it
+// writes them, without waiting for the round's end. Sent whole, a round
+// of many pipelining clients reaches the server as one batch and travels
+// client -> proxy -> server -> proxy -> client as a unit, each process
+// idle while another works: under redis-benchmark -P 16 -c 50 a quarter
+// of the two cores stayed idle. Sent in pieces of this size the server
+// starts on the first while the loop reads the rest (3% more throughput
+// in 6 interleaved rounds; 4 KB pieces cost more in writes than they
+// gained). Pipeline-1 rounds stay well below it.
+const roundFlushBytes = 16 << 10
+
 // epollET is EPOLLET as the unsigned event mask wants it.
 const epollET = 1 << 31
 
@@ -132,9 +143,12 @@ func (l *eventLoop) run() {
 				l.mu.Unlock()
 				if c != nil {
 					c.onReadable(&writes, ev.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0)
+					if writes.Queued() >= roundFlushBytes {
+						writes.Flush()
+					}
 				}
 			}
-			// One write per backend connection for the whole round.
+			// One write per backend connection for the rest of the round.
 			writes.Flush()
 			if n < len(events) {
 				return false // park until the next arrival

@@ -59,7 +59,12 @@ func (r *Router) Start(ctx context.Context, reqs []*Request, done func(), writes
 // on without writing them. It belongs to one goroutine.
 type Writes struct {
 	conns []*backendConn
+	// queued counts the request bytes queued since the last Flush.
+	queued int
 }
+
+// Queued is the size of the requests waiting for Flush.
+func (w *Writes) Queued() int { return w.queued }
 
 // Flush writes every collected connection once.
 func (w *Writes) Flush() {
@@ -68,6 +73,7 @@ func (w *Writes) Flush() {
 	}
 	clear(w.conns)
 	w.conns = w.conns[:0]
+	w.queued = 0
 }
 
 func (w *Writes) add(c *backendConn) {
@@ -328,6 +334,9 @@ func (r *Router) dispatch(ctx context.Context, b *batch) {
 			if cl := &b.calls[i]; cl.conn == c {
 				size += len(cl.req.Raw)
 			}
+		}
+		if b.writes != nil {
+			b.writes.queued += size
 		}
 		c.mu.Lock()
 		// One allocation for a huge batch, not append's many.

@@ -27,7 +27,13 @@ func startWithin(t *testing.T, r *Router, reqs ...*Request) {
 			close(done)
 		}
 	}, &writes)
+	size := 0
+	for _, q := range reqs {
+		size += len(q.Raw)
+	}
+	require.Equal(t, size, writes.Queued(), "every request queued for the flush")
 	writes.Flush()
+	require.Zero(t, writes.Queued())
 	select {
 	case <-done:
 	case <-time.After(20 * time.Second):
