@@ -271,11 +271,12 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		}()
 		logger.Info("metrics serving", "addr", metricsLn.Addr().String())
 	}
-	logger.Info("kvproxy serving", "listen", plainAddr, "tls_listen", tlsAddr, "version", version.Version(), "procs", runtime.GOMAXPROCS(0), "announce", announce, "tls_announce", tlsAnnounce,
-		"masters", rt.Masters(), "client_auth", opts.password != "", "backend_tls", backendTLS != nil)
 	if sim != nil {
+		// Before the serving line, which tells scripts the proxy is up.
 		printDemo(stdout, sim, announce, opts.password != "", opts.adminPassword != "")
 	}
+	logger.Info("kvproxy serving", "listen", plainAddr, "tls_listen", tlsAddr, "version", version.Version(), "procs", runtime.GOMAXPROCS(0), "announce", announce, "tls_announce", tlsAnnounce,
+		"masters", rt.Masters(), "client_auth", opts.password != "", "backend_tls", backendTLS != nil)
 
 	// SIGHUP reloads the settings (reload.go) for as long as the proxy
 	// serves.
