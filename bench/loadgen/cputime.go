@@ -33,6 +33,48 @@ func CPUTime(pid int) (time.Duration, error) {
 	return time.Duration(ticks) * tick, nil
 }
 
+// MachineCPU is the time every CPU of the machine has spent so far, in
+// clock ticks: idle (idle plus iowait, from the cpu line of /proc/stat) and
+// in all. Sampled around a run, idle/total is the share of the machine the
+// run left unused.
+func MachineCPU() (idle, total uint64, err error) {
+	stat, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, fmt.Errorf("loadgen: machine CPU time: %w", err)
+	}
+	idle, total, err = parseMachineCPU(stat)
+	if err != nil {
+		return 0, 0, fmt.Errorf("loadgen: machine CPU time: %w", err)
+	}
+	return idle, total, nil
+}
+
+// procStatIdleFields are the positions of idle and iowait among the cpu
+// line's numbers (user nice system idle iowait irq softirq steal ...).
+const procStatIdle, procStatIowait = 3, 4
+
+// parseMachineCPU reads the cpu line, the first of /proc/stat. Guest time
+// is counted in user time already, so the numbers after steal are left out.
+func parseMachineCPU(stat []byte) (idle, total uint64, err error) {
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	fields := bytes.Fields(line)
+	if len(fields) < 1+procStatIowait+1 || string(fields[0]) != "cpu" {
+		return 0, 0, fmt.Errorf("first line %q, want cpu and at least %d numbers", line, procStatIowait+1)
+	}
+	const steal = 7
+	for i, f := range fields[1:min(len(fields), 1+steal+1)] {
+		n, err := strconv.ParseUint(string(f), 10, 63)
+		if err != nil {
+			return 0, 0, fmt.Errorf("cpu field %d: %w", i+1, err)
+		}
+		if i == procStatIdle || i == procStatIowait {
+			idle += n
+		}
+		total += n
+	}
+	return idle, total, nil
+}
+
 // statUtimeField is the position of utime in /proc/<pid>/stat counted from
 // the state field (field 3 in proc(5)); stime follows it.
 const statUtimeField = 14 - 3

@@ -57,6 +57,47 @@ func FuzzParseStatCPUTicks(f *testing.F) {
 	})
 }
 
+func TestParseMachineCPU(t *testing.T) {
+	// user nice system idle iowait irq softirq steal guest guest_nice:
+	// guest time is in user time already, so it is not added again.
+	idle, total, err := parseMachineCPU([]byte("cpu  100 2 30 400 5 6 7 8 90 10\ncpu0 50 1 15 200 2 3 3 4 45 5\n"))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(400+5), idle)
+	assert.Equal(t, uint64(100+2+30+400+5+6+7+8), total)
+	idle, total, err = parseMachineCPU([]byte("cpu 1 2 3 4 5"))
+	require.NoError(t, err, "an old kernel's five numbers")
+	assert.Equal(t, uint64(9), idle)
+	assert.Equal(t, uint64(15), total)
+	for name, stat := range map[string]string{
+		"empty":       "",
+		"not cpu":     "cpu0 1 2 3 4 5 6 7 8\n",
+		"too short":   "cpu 1 2 3 4\n",
+		"garbage":     "cpu 1 2 x 4 5 6 7 8\n",
+		"negative":    "cpu 1 2 3 -4 5 6 7 8\n",
+		"second line": "intr 1\ncpu 1 2 3 4 5\n",
+	} {
+		_, _, err := parseMachineCPU([]byte(stat))
+		assert.Error(t, err, name)
+	}
+}
+
+// The machine's idle and total CPU time only grow, idle within total.
+func TestMachineCPUGrows(t *testing.T) {
+	if _, err := os.Stat("/proc/stat"); err != nil {
+		t.Skip("no /proc/stat")
+	}
+	idle1, total1, err := MachineCPU()
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, total2, err := MachineCPU()
+		return err == nil && total2 > total1
+	}, 10*time.Second, 10*time.Millisecond)
+	idle2, total2, err := MachineCPU()
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, idle2, idle1)
+	assert.LessOrEqual(t, idle2-idle1, total2-total1)
+}
+
 func TestAuxvValue(t *testing.T) {
 	vector := func(word int, pairs ...uint64) []byte {
 		b := make([]byte, 0, len(pairs)*word)

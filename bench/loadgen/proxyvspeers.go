@@ -155,6 +155,14 @@ func ServerCPUMetric(pipeline int) string {
 	return fmt.Sprintf("-P %d redis cpu us/req", pipeline)
 }
 
+// IdleMetric names the share of the machine's CPU time, in percent, left
+// idle while a pipeline depth ran: near 0, the machine was the limit; well
+// above it, the processes of the ring (load generator, proxy, server)
+// waited on each other.
+func IdleMetric(pipeline int) string {
+	return fmt.Sprintf("-P %d idle cpu %%", pipeline)
+}
+
 // LatencyMetric names redis-benchmark's own latency percentile (p50, p99)
 // of a test at a pipeline depth, in milliseconds.
 func LatencyMetric(test string, pipeline int, percentile string) string {
@@ -282,7 +290,7 @@ func newProxyReport(cfg ProxyConfig, cmp *Comparison, complete bool) (*ProxyRepo
 			r.Throughput = append(r.Throughput, ThroughputMetric(test, pipeline))
 			r.Latency = append(r.Latency, LatencyMetric(test, pipeline, "p50"), LatencyMetric(test, pipeline, "p99"))
 		}
-		r.CPU = append(r.CPU, ProxyCPUMetric(pipeline), ServerCPUMetric(pipeline))
+		r.CPU = append(r.CPU, ProxyCPUMetric(pipeline), ServerCPUMetric(pipeline), IdleMetric(pipeline))
 	}
 	if len(cfg.Pipelines) > 1 {
 		r.CPU = append(r.CPU, ProxyCPUWholeRunMetric)
@@ -412,9 +420,22 @@ func (b *proxyBench) measure(ctx context.Context, target string) (Metrics, error
 		if err != nil {
 			return nil, err
 		}
+		idleBefore, totalBefore, err := MachineCPU()
+		if err != nil {
+			return nil, err
+		}
 		res, err := RunRedisBenchmark(ctx, b.benchmarkOptions(target, pipeline, b.cfg.Requests[i]))
 		if err != nil {
 			return nil, err
+		}
+		idleAfter, totalAfter, err := MachineCPU()
+		if err != nil {
+			return nil, err
+		}
+		if totalAfter > totalBefore {
+			m[IdleMetric(pipeline)] = 100 * float64(idleAfter-idleBefore) / float64(totalAfter-totalBefore)
+		} else {
+			m[IdleMetric(pipeline)] = 0 // within one clock tick
 		}
 		after, err := b.sample(ctx, target)
 		if err != nil {
