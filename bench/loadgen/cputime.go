@@ -49,9 +49,9 @@ func MachineCPU() (idle, total uint64, err error) {
 	return idle, total, nil
 }
 
-// procStatIdleFields are the positions of idle and iowait among the cpu
-// line's numbers (user nice system idle iowait irq softirq steal ...).
-const procStatIdle, procStatIowait = 3, 4
+// Positions among the cpu line's numbers of /proc/stat (user nice system
+// idle iowait irq softirq steal guest guest_nice).
+const procStatIdle, procStatIowait, procStatSteal = 3, 4, 7
 
 // parseMachineCPU reads the cpu line, the first of /proc/stat. Guest time
 // is counted in user time already, so the numbers after steal are left out.
@@ -61,8 +61,7 @@ func parseMachineCPU(stat []byte) (idle, total uint64, err error) {
 	if len(fields) < 1+procStatIowait+1 || string(fields[0]) != "cpu" {
 		return 0, 0, fmt.Errorf("first line %q, want cpu and at least %d numbers", line, procStatIowait+1)
 	}
-	const steal = 7
-	for i, f := range fields[1:min(len(fields), 1+steal+1)] {
+	for i, f := range fields[1:min(len(fields), 1+procStatSteal+1)] {
 		n, err := strconv.ParseUint(string(f), 10, 63)
 		if err != nil {
 			return 0, 0, fmt.Errorf("cpu field %d: %w", i+1, err)
