@@ -163,6 +163,15 @@ func IdleMetric(pipeline int) string {
 	return fmt.Sprintf("-P %d idle cpu %%", pipeline)
 }
 
+// MachineCPUMetric names the CPU microseconds per request that the whole
+// machine spent while a pipeline depth ran: load generator, proxy, server
+// and the kernel's network work between them. Its direct/target ratio,
+// times the ratio of the busy shares (100 - idle), is the throughput ratio:
+// it tells CPU cost apart from time spent waiting.
+func MachineCPUMetric(pipeline int) string {
+	return fmt.Sprintf("-P %d machine cpu us/req", pipeline)
+}
+
 // LatencyMetric names redis-benchmark's own latency percentile (p50, p99)
 // of a test at a pipeline depth, in milliseconds.
 func LatencyMetric(test string, pipeline int, percentile string) string {
@@ -290,7 +299,7 @@ func newProxyReport(cfg ProxyConfig, cmp *Comparison, complete bool) (*ProxyRepo
 			r.Throughput = append(r.Throughput, ThroughputMetric(test, pipeline))
 			r.Latency = append(r.Latency, LatencyMetric(test, pipeline, "p50"), LatencyMetric(test, pipeline, "p99"))
 		}
-		r.CPU = append(r.CPU, ProxyCPUMetric(pipeline), ServerCPUMetric(pipeline), IdleMetric(pipeline))
+		r.CPU = append(r.CPU, ProxyCPUMetric(pipeline), ServerCPUMetric(pipeline), IdleMetric(pipeline), MachineCPUMetric(pipeline))
 	}
 	if len(cfg.Pipelines) > 1 {
 		r.CPU = append(r.CPU, ProxyCPUWholeRunMetric)
@@ -412,6 +421,11 @@ func (b *proxyBench) sample(ctx context.Context, target string) (cpuSample, erro
 // redis-server processed fewer commands than the run sent, which would mean
 // the target answered requests without forwarding them.
 func (b *proxyBench) measure(ctx context.Context, target string) (Metrics, error) {
+	tick, err := clockTick()
+	if err != nil {
+		return nil, err
+	}
+	tickMicroseconds := float64(tick.Microseconds())
 	m := Metrics{}
 	var proxyCPU float64
 	var allRequests int64
@@ -432,6 +446,7 @@ func (b *proxyBench) measure(ctx context.Context, target string) (Metrics, error
 		if err != nil {
 			return nil, err
 		}
+		busyTicks := (totalAfter - totalBefore) - (idleAfter - idleBefore)
 		if totalAfter > totalBefore {
 			m[IdleMetric(pipeline)] = 100 * float64(idleAfter-idleBefore) / float64(totalAfter-totalBefore)
 		} else {
@@ -457,6 +472,7 @@ func (b *proxyBench) measure(ctx context.Context, target string) (Metrics, error
 		}
 		m[ProxyCPUMetric(pipeline)] = (after.proxy - before.proxy) / float64(requests)
 		m[ServerCPUMetric(pipeline)] = (after.server - before.server) / float64(requests)
+		m[MachineCPUMetric(pipeline)] = float64(busyTicks) * tickMicroseconds / float64(requests)
 		proxyCPU += after.proxy - before.proxy
 		allRequests += requests
 	}

@@ -64,8 +64,8 @@ func TestNewProxyReport(t *testing.T) {
 	r, err := newProxyReport(cfg, cmp, true)
 	require.NoError(t, err)
 	assert.Equal(t, []string{set16, get16, set1, get1}, r.Throughput)
-	assert.Equal(t, []string{ProxyCPUMetric(16), ServerCPUMetric(16), IdleMetric(16), ProxyCPUMetric(1), ServerCPUMetric(1), IdleMetric(1),
-		ProxyCPUWholeRunMetric}, r.CPU)
+	assert.Equal(t, []string{ProxyCPUMetric(16), ServerCPUMetric(16), IdleMetric(16), MachineCPUMetric(16),
+		ProxyCPUMetric(1), ServerCPUMetric(1), IdleMetric(1), MachineCPUMetric(1), ProxyCPUWholeRunMetric}, r.CPU)
 	assert.InDelta(t, 1.5, r.VsTwemproxy[set16], 1e-9)
 	assert.InDelta(t, 0.375, r.VsTwemproxy[ProxyCPUMetric(16)], 1e-9)
 
@@ -164,10 +164,11 @@ func TestProxyBenchMeasuresDirectAndTwemproxy(t *testing.T) {
 			assert.Contains(t, m, ServerCPUMetric(pipeline), target)
 			assert.GreaterOrEqual(t, m[IdleMetric(pipeline)], 0.0, target)
 			assert.LessOrEqual(t, m[IdleMetric(pipeline)], 100.0, target)
+			assert.GreaterOrEqual(t, m[MachineCPUMetric(pipeline)], 0.0, target)
 		}
 		require.Greater(t, len(cfg.Pipelines), 1)
 		assert.Contains(t, m, ProxyCPUWholeRunMetric, target)
-		assert.Len(t, m, len(cfg.Pipelines)*(3*len(cfg.Tests)+3)+1, "%s: %v", target, m)
+		assert.Len(t, m, len(cfg.Pipelines)*(3*len(cfg.Tests)+4)+1, "%s: %v", target, m)
 	}
 	direct, err := bench.measure(ctx, TargetDirect)
 	require.NoError(t, err)

@@ -130,7 +130,7 @@ func TestProxyEndToEnd(t *testing.T) {
 		"-json", jsonPath, "-csv", csvPath, "-png", pngPath)
 	require.Equal(t, exitOK, code, "stderr: %s", stderr)
 	for _, want := range []string{"SET -P 4 req/s", "GET -P 1 req/s", "SET -P 4 p50 ms", "GET -P 1 p99 ms",
-		"-P 4 proxy cpu us/req", "all -P proxy cpu us/req", "-P 1 idle cpu %", "other/direct", "\nverdict: ", "at -P 4 kvproxy reaches", "at -P 1 kvproxy reaches",
+		"-P 4 proxy cpu us/req", "all -P proxy cpu us/req", "-P 1 idle cpu %", "-P 4 machine cpu us/req", "other/direct", "\nverdict: ", "at -P 4 kvproxy reaches", "at -P 1 kvproxy reaches",
 		"\nsamples, in round order:\n", "\nload average (1 min) on "} {
 		assert.Contains(t, stdout, want)
 	}
@@ -144,9 +144,10 @@ func TestProxyEndToEnd(t *testing.T) {
 	assert.Len(t, doc.Verdicts, 2)
 	data, err = os.ReadFile(csvPath)
 	require.NoError(t, err)
-	// 4 targets x (4 throughput + 8 latency + 2 redis cpu + 2 idle cpu) +
-	// 3 proxies x (2 proxy cpu + the whole run's), and the header.
-	assert.Len(t, requireCSVReport(t, data), 4*16+3*3+1)
+	// 4 targets x (4 throughput + 8 latency + 2 redis cpu + 2 idle cpu +
+	// 2 machine cpu) + 3 proxies x (2 proxy cpu + the whole run's), and the
+	// header.
+	assert.Len(t, requireCSVReport(t, data), 4*18+3*3+1)
 	requirePNG(t, pngPath)
 }
 
