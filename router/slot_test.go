@@ -107,10 +107,14 @@ func referenceHashTag(key []byte) []byte {
 }
 
 func BenchmarkSlot(b *testing.B) {
-	key := []byte("user:{12345}:profile")
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = Slot(key)
+	for _, key := range []string{"user:{12345}:profile", "key:000000012345"} {
+		b.Run(key, func(b *testing.B) {
+			key := []byte(key)
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = Slot(key)
+			}
+		})
 	}
 }
 
