@@ -18,8 +18,8 @@ type AsyncBackend interface {
 
 // Limits of the asynchronous path; larger batches are served synchronously.
 const (
-	// maxAsyncCommandBytes bounds the commands copied out of redcon's read
-	// buffer, which redcon reuses once the handler returns.
+	// maxAsyncCommandBytes bounds the commands of a batch an event loop
+	// serves (loopSafe); larger batches move the client to a goroutine.
 	maxAsyncCommandBytes = 64 << 10
 	// maxAsyncReplyBytes bounds the replies written from a backend reader;
 	// larger ones are written by a goroutine of their own.
@@ -69,12 +69,12 @@ func (s *session) startAsync() bool {
 	for _, q := range s.reqs {
 		size += len(q.Raw)
 	}
-	if size > maxAsyncCommandBytes {
-		return false
-	}
 	// The commands point into redcon's read buffer, which the next read
 	// may overwrite while the requests are still being answered (or
-	// resent after a redirect).
+	// resent after a redirect). Split by slot, a batch loopSafe let
+	// through may take a few times its input: still copied, never served
+	// synchronously, which on an event loop would stop its other clients
+	// for the round trip. endChunk lets such an arena go.
 	s.arena = slices.Grow(s.arena[:0], size)
 	for _, q := range s.reqs {
 		from := len(s.arena)

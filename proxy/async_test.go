@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"io"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -122,4 +124,64 @@ func TestHeldRequestOfAClientThatHungUpIsDropped(t *testing.T) {
 		"the hang-up ends the request's context")
 	close(backend.hold)
 	assert.Empty(t, backend.callLog(), "the held request was not executed")
+}
+
+// A batch small enough for the event loop whose parts, once split by slot,
+// outgrow the session's kept buffer is still answered asynchronously: held
+// by its backend, it must not stop the loop serving the loop's other
+// clients.
+func TestSplitBatchLargerThanItsInputDoesNotBlockTheLoop(t *testing.T) {
+	if !eventLoopsSupported {
+		t.Skip("no event loops on this platform")
+	}
+	backend := newFakeCluster(3)
+	backend.hold = make(chan struct{})
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(backend.hold)
+		}
+	}
+	t.Cleanup(release)
+	_, addr := startProxy(t, backend, func(cfg *Config) { cfg.EventLoops = 1 })
+	bystander, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = bystander.Close() })
+	ping := func() (string, error) {
+		if err := bystander.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			return "", err
+		}
+		if _, err := bystander.Write([]byte(encodeCommand("PING"))); err != nil {
+			return "", err
+		}
+		reply := make([]byte, len("+PONG\r\n"))
+		_, err := io.ReadFull(bystander, reply)
+		return string(reply), err
+	}
+	got, err := ping()
+	require.NoError(t, err, "served before the hold")
+	require.Equal(t, "+PONG\r\n", got)
+
+	// 5,000 keys of most distinct slots: 55 KB as sent, over twice that as
+	// one DEL per slot.
+	args := []string{"DEL"}
+	for i := range 5000 {
+		args = append(args, "k"+strconv.Itoa(10000+i))
+	}
+	request := encodeCommand(args...)
+	require.Less(t, len(request), maxAsyncCommandBytes)
+	splitter := dialResp(t, addr)
+	splitter.send(request)
+	select {
+	case <-backend.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the DEL never reached the backend")
+	}
+
+	got, err = ping()
+	require.NoError(t, err, "the loop stopped serving while the split DEL was held")
+	require.Equal(t, "+PONG\r\n", got)
+	release()
+	require.Equal(t, ":0\r\n", splitter.read())
 }

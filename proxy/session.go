@@ -348,6 +348,9 @@ func (s *session) endChunk() {
 	if cap(s.local) > maxKeptBuffer {
 		s.local = nil
 	}
+	if cap(s.arena) > maxKeptBuffer {
+		s.arena = nil
+	}
 	if cap(s.out) > maxKeptBuffer {
 		s.out = nil
 	}
