@@ -136,11 +136,13 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	}
 	defer closeAll()
 
-	serverTLS, backendTLS, err := opts.tls.configs()
+	tlsFiles, err := opts.tls.read()
 	if err != nil {
 		startupFailed(stderr, err)
 		return exitStartup
 	}
+	tlsLive := newLiveTLS(tlsFiles)
+	serverTLS, backendTLS := tlsLive.serverConfig(), tlsLive.backendConfig(opts.tls)
 	ln, plainAddr, tlsAddr, err := listenClients(opts, serverTLS, logger)
 	if err != nil {
 		startupFailed(stderr, err)
@@ -284,7 +286,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	reloads := &reloader{args: args, env: env, opts: opts, settings: settings, level: level,
-		srv: srv, rt: rt, holds: holds, log: logger,
+		srv: srv, rt: rt, holds: holds, tls: tlsLive, log: logger,
 		proxyConfig: func(o options) proxy.Config { return proxyConfig(o, listen, announce, logger) }}
 
 	code := exitOK

@@ -23,7 +23,17 @@ var liveSettings = map[string]bool{
 	"admin-password":      true,
 	"hold-timeout":        true,
 	"hold-max-bytes":      true,
+	// For TLS handshakes after the reload (liveTLS).
+	"tls-cert":         true,
+	"tls-key":          true,
+	"tls-client-ca":    true,
+	"backend-tls-cert": true,
+	"backend-tls-key":  true,
 }
+
+// tlsFilesKey names, in the reload's log line, TLS files re-read with new
+// contents under the same names: a renewed certificate.
+const tlsFilesKey = "tls-files"
 
 // reloader re-reads the settings (the --config file and the environment,
 // under the same command line) and applies what changed to the running
@@ -38,6 +48,7 @@ type reloader struct {
 	srv      *proxy.Server
 	rt       *router.Router
 	holds    *failover.Buffer
+	tls      *liveTLS
 	// proxyConfig is the proxy's Config for a set of options.
 	proxyConfig func(options) proxy.Config
 	log         *slog.Logger
@@ -52,12 +63,21 @@ func (r *reloader) reload() {
 		return
 	}
 	live, restart := r.changes(settings, next.users)
+	// The files are read again whether or not their names changed.
+	tlsFiles, err := r.liveTLSOptions(next).read()
+	if err != nil {
+		r.log.Error("reload refused: configuration unchanged", "err", oneLine(err))
+		return
+	}
+	if tlsFiles.digest != r.tls.files.Load().digest {
+		live = append(live, tlsFilesKey)
+	}
 	if len(live) == 0 && len(restart) == 0 {
 		r.log.Info("reload: configuration unchanged")
 		return
 	}
 	if len(live) > 0 {
-		if err := r.apply(next); err != nil {
+		if err := r.apply(next, tlsFiles); err != nil {
 			r.log.Error("reload refused: configuration unchanged", "err", oneLine(err))
 			return
 		}
@@ -103,10 +123,20 @@ func (r *reloader) changes(next *flag.FlagSet, users []proxy.User) (live, restar
 	return live, restart
 }
 
-// apply takes on next's live settings; the proxy's come first, since only
-// they can still be refused (the users).
-func (r *reloader) apply(next options) error {
+// liveTLSOptions are the TLS flags in force with next's live ones.
+func (r *reloader) liveTLSOptions(next options) tlsOptions {
+	t := r.opts.tls
+	t.cert, t.key, t.clientCA = next.tls.cert, next.tls.key, next.tls.clientCA
+	t.backendCert, t.backendKey = next.tls.backendCert, next.tls.backendKey
+	return t
+}
+
+// apply takes on next's live settings, with tlsFiles read from their TLS
+// flags; the proxy's come first, since only they can still be refused (the
+// users).
+func (r *reloader) apply(next options, tlsFiles *tlsFiles) error {
 	applied := r.opts
+	applied.tls = r.liveTLSOptions(next)
 	applied.logLevel = next.logLevel
 	applied.maxClients = next.maxClients
 	applied.maxRequestBytes = next.maxRequestBytes
@@ -125,6 +155,7 @@ func (r *reloader) apply(next options) error {
 	// Both were validated with the options.
 	_ = r.rt.SetHoldTimeout(applied.holdTimeout)
 	_ = r.holds.SetMaxBytes(applied.holdMaxBytes)
+	r.tls.files.Store(tlsFiles)
 	r.opts = applied
 	return nil
 }

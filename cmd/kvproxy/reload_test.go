@@ -1,8 +1,13 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -10,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"kvproxy/internal/tlstest"
 )
 
 // reloadConfig is a configuration file for the SIGHUP test's kvproxy.
@@ -99,5 +106,98 @@ func TestSighupReloadsPasswordsUsersAndLogLevel(t *testing.T) {
 	assert.Contains(t, p.stderr.String(), "hold-timeout: parse error")
 	assert.Contains(t, p.stderr.String(), "--max-clients 0")
 	assert.Equal(t, "+OK", dialRaw(t, p.addr).do(t, "AUTH new-pw"))
+	assert.True(t, p.running())
+}
+
+// SIGHUP re-reads the TLS files under the same names: a renewed server
+// certificate and client CA serve the next handshakes, a connection made
+// before keeps working, and a broken file is refused with the former
+// certificates still in force.
+func TestSighupRenewsTLSCertificates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the kvproxy binary")
+	}
+	one, two := tlstest.New(t, "one"), tlstest.New(t, "two")
+	dir := t.TempDir()
+	cert, key, clientCA := filepath.Join(dir, "proxy.crt"), filepath.Join(dir, "proxy.key"), filepath.Join(dir, "clients.crt")
+	install := func(p *tlstest.PKI) {
+		for from, to := range map[string]string{p.ServerCert: cert, p.ServerKey: key, p.CAFile: clientCA} {
+			data, err := os.ReadFile(from)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(to, data, 0o600))
+		}
+	}
+	install(one)
+	p := startBinary(t, kvproxyBuild.Binary(t), 0, "--seeds", strings.Join(startSim(t), ","),
+		"--tls-listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key, "--tls-client-ca", clientCA)
+	m := tlsServingLine.FindStringSubmatch(p.stderr.String())
+	require.NotNil(t, m, p.stderr.String())
+	tlsAddr := m[1]
+
+	// The client trusts both CAs and presents the certificate of one.
+	trusted := x509.NewCertPool()
+	for _, ca := range []string{one.CAFile, two.CAFile} {
+		data, err := os.ReadFile(ca)
+		require.NoError(t, err)
+		require.True(t, trusted.AppendCertsFromPEM(data))
+	}
+	config := func(p *tlstest.PKI) *tls.Config {
+		c := p.ClientConfig(true)
+		c.RootCAs = trusted
+		return c
+	}
+	// ping dials, PINGs and returns the issuer of the proxy's certificate.
+	ping := func(client *tls.Config) (string, error) {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", tlsAddr, client)
+		if err != nil {
+			return "", err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+			return "", err
+		}
+		reply := make([]byte, len("+PONG\r\n"))
+		if _, err := io.ReadFull(conn, reply); err != nil {
+			return "", err
+		}
+		if string(reply) != "+PONG\r\n" {
+			return "", fmt.Errorf("reply %q", reply)
+		}
+		return conn.ConnectionState().PeerCertificates[0].Issuer.CommonName, nil
+	}
+	issuer, err := ping(config(one))
+	require.NoError(t, err)
+	assert.Equal(t, "one CA", issuer)
+	kept, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", tlsAddr, config(one))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = kept.Close() })
+
+	install(two)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(p.stderr.String(), "reload: configuration changed") },
+		10*time.Second, 10*time.Millisecond)
+	assert.Contains(t, p.stderr.String(), `changed=tls-files`)
+	issuer, err = ping(config(two))
+	require.NoError(t, err)
+	assert.Equal(t, "two CA", issuer)
+	_, err = ping(config(one))
+	assert.Error(t, err, "a client certificate of the CA no longer named")
+	require.NoError(t, kept.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err = kept.Write([]byte("PING\r\n"))
+	require.NoError(t, err)
+	reply := make([]byte, len("+PONG\r\n"))
+	_, err = io.ReadFull(kept, reply)
+	require.NoError(t, err, "a connection made before the reload")
+	assert.Equal(t, "+PONG\r\n", string(reply))
+
+	require.NoError(t, os.WriteFile(cert, []byte("not a certificate"), 0o600))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(p.stderr.String(), "reload refused") },
+		10*time.Second, 10*time.Millisecond)
+	assert.Contains(t, p.stderr.String(), "--tls-cert "+cert)
+	issuer, err = ping(config(two))
+	require.NoError(t, err)
+	assert.Equal(t, "two CA", issuer, "the certificate in force stays")
 	assert.True(t, p.running())
 }

@@ -4,15 +4,18 @@
 package main
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
+	"hash"
 	"log/slog"
 	"net"
 	"os"
 	"strconv"
+	"sync/atomic"
 )
 
 // tlsOptions are the TLS flags as given; configs turns them into
@@ -74,56 +77,121 @@ func (t tlsOptions) validate(listen string, demo bool) error {
 			return fmt.Errorf("--tls-listen %q is --listen too: give TLS a port of its own", t.listen)
 		}
 	}
-	_, _, err := t.configs()
+	_, err := t.read()
 	return err
 }
 
-// configs returns the tls.Config of the client listener (nil without
-// --tls-listen) and of the connections to the nodes (nil without
-// --backend-tls).
-func (t tlsOptions) configs() (server, backend *tls.Config, err error) {
+// tlsFiles is what the TLS flags' files hold, parsed: the client
+// listener's config (nil without --tls-listen), the CAs the nodes'
+// certificates are checked against (nil: the system's), the certificate
+// presented to the nodes (nil: none), and a digest of every file's bytes,
+// which tells a reload whether any changed.
+type tlsFiles struct {
+	server      *tls.Config
+	backendCAs  *x509.CertPool
+	backendCert *tls.Certificate
+	digest      [sha256.Size]byte
+}
+
+// read reads and parses every file the flags name.
+func (t tlsOptions) read() (*tlsFiles, error) {
+	files := &tlsFiles{}
+	d := fileDigest{h: sha256.New()}
 	if t.listen != "" {
-		server = &tls.Config{MinVersion: tls.VersionTLS12}
-		pair, err := keyPair("tls-cert", t.cert, "tls-key", t.key)
+		pair, err := d.keyPair("tls-cert", t.cert, "tls-key", t.key)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		server.Certificates = []tls.Certificate{pair}
+		files.server = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
 		if t.clientCA != "" {
-			if server.ClientCAs, err = certPool("tls-client-ca", t.clientCA); err != nil {
-				return nil, nil, err
+			if files.server.ClientCAs, err = d.certPool("tls-client-ca", t.clientCA); err != nil {
+				return nil, err
 			}
-			server.ClientAuth = tls.RequireAndVerifyClientCert
+			files.server.ClientAuth = tls.RequireAndVerifyClientCert
 		}
 	}
 	if t.backend {
-		backend = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.backendServerName}
+		var err error
 		if t.backendCA != "" {
-			if backend.RootCAs, err = certPool("backend-tls-ca", t.backendCA); err != nil {
-				return nil, nil, err
+			if files.backendCAs, err = d.certPool("backend-tls-ca", t.backendCA); err != nil {
+				return nil, err
 			}
 		}
 		if t.backendCert != "" {
-			pair, err := keyPair("backend-tls-cert", t.backendCert, "backend-tls-key", t.backendKey)
+			pair, err := d.keyPair("backend-tls-cert", t.backendCert, "backend-tls-key", t.backendKey)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			backend.Certificates = []tls.Certificate{pair}
+			files.backendCert = &pair
 		}
 	}
-	return server, backend, nil
+	d.h.Sum(files.digest[:0])
+	return files, nil
+}
+
+// liveTLS hands each new connection the TLS files in force, so that a
+// reload (SIGHUP) renews certificates without a restart: a client's
+// handshake and a node's dial look them up. Connections already made keep
+// theirs.
+type liveTLS struct {
+	files atomic.Pointer[tlsFiles]
+}
+
+func newLiveTLS(files *tlsFiles) *liveTLS {
+	l := &liveTLS{}
+	l.files.Store(files)
+	return l
+}
+
+// serverConfig is the client listener's config, nil without --tls-listen.
+func (l *liveTLS) serverConfig() *tls.Config {
+	if l.files.Load().server == nil {
+		return nil
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		return l.files.Load().server, nil
+	}}
+}
+
+// backendConfig is the config of the connections to the nodes, nil without
+// --backend-tls. The CAs and the server name are those at start: a change
+// to them needs a restart.
+func (l *liveTLS) backendConfig(t tlsOptions) *tls.Config {
+	if !t.backend {
+		return nil
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.backendServerName, RootCAs: l.files.Load().backendCAs,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			if pair := l.files.Load().backendCert; pair != nil {
+				return pair, nil
+			}
+			return &tls.Certificate{}, nil // none to present
+		}}
+}
+
+// fileDigest reads the TLS files, hashing what it read.
+type fileDigest struct{ h hash.Hash }
+
+func (d fileDigest) read(flagName, file string) ([]byte, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %v", flagName, err)
+	}
+	fmt.Fprintf(d.h, "%s %d\n", flagName, len(b))
+	d.h.Write(b)
+	return b, nil
 }
 
 // keyPair reads and parses a certificate and its key, naming the flag of
 // whichever is wrong.
-func keyPair(certFlag, certFile, keyFlag, keyFile string) (tls.Certificate, error) {
-	certPEM, err := os.ReadFile(certFile)
+func (d fileDigest) keyPair(certFlag, certFile, keyFlag, keyFile string) (tls.Certificate, error) {
+	certPEM, err := d.read(certFlag, certFile)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("--%s: %v", certFlag, err)
+		return tls.Certificate{}, err
 	}
-	keyPEM, err := os.ReadFile(keyFile)
+	keyPEM, err := d.read(keyFlag, keyFile)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("--%s: %v", keyFlag, err)
+		return tls.Certificate{}, err
 	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
@@ -133,10 +201,10 @@ func keyPair(certFlag, certFile, keyFlag, keyFile string) (tls.Certificate, erro
 }
 
 // certPool reads a PEM file of CA certificates.
-func certPool(flagName, file string) (*x509.CertPool, error) {
-	pemBytes, err := os.ReadFile(file)
+func (d fileDigest) certPool(flagName, file string) (*x509.CertPool, error) {
+	pemBytes, err := d.read(flagName, file)
 	if err != nil {
-		return nil, fmt.Errorf("--%s: %v", flagName, err)
+		return nil, err
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pemBytes) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"os"
@@ -146,4 +147,86 @@ func TestTLSAnnounceAddr(t *testing.T) {
 	assert.Equal(t, "proxy.example:6390", tlsAnnounceAddr(o, tlsAddr, discard))
 	o.tls.announce = "tls.example:443"
 	assert.Equal(t, "tls.example:443", tlsAnnounceAddr(o, tlsAddr, discard))
+}
+
+// issuerOfHandshake runs a TLS handshake between serverCfg and clientCfg
+// over loopback and returns the server certificate's issuer, or the error
+// either side saw.
+func issuerOfHandshake(t *testing.T, serverCfg, clientCfg *tls.Config) (string, error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	served := make(chan error, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			served <- err
+			return
+		}
+		defer nc.Close()
+		_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+		served <- tls.Server(nc, serverCfg).Handshake()
+	}()
+	client, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", ln.Addr().String(), clientCfg)
+	if err == nil {
+		defer client.Close()
+		err = <-served
+	}
+	if err != nil {
+		return "", err
+	}
+	return client.ConnectionState().PeerCertificates[0].Issuer.CommonName, nil
+}
+
+// The configs handed to the listener and the dialler look the files in
+// force up per connection: storing newly read ones changes the server
+// certificate, the client CAs and the certificate presented to the nodes
+// for the next handshake. The digest tells re-read files apart from
+// changed ones.
+func TestLiveTLSServesTheFilesInForce(t *testing.T) {
+	one, two := tlstest.New(t, "one"), tlstest.New(t, "two")
+	options := func(p *tlstest.PKI) tlsOptions {
+		return tlsOptions{listen: "127.0.0.1:0", cert: p.ServerCert, key: p.ServerKey, clientCA: p.CAFile,
+			backend: true, backendCA: one.CAFile, backendCert: p.ClientCert, backendKey: p.ClientKey}
+	}
+	first, err := options(one).read()
+	require.NoError(t, err)
+	again, err := options(one).read()
+	require.NoError(t, err)
+	assert.Equal(t, first.digest, again.digest, "the same files")
+	live := newLiveTLS(first)
+	server, backend := live.serverConfig(), live.backendConfig(options(one))
+	require.NotNil(t, server)
+	require.NotNil(t, backend)
+
+	issuer, err := issuerOfHandshake(t, server, one.ClientConfig(true))
+	require.NoError(t, err)
+	assert.Equal(t, "one CA", issuer)
+	presented, err := backend.GetClientCertificate(nil)
+	require.NoError(t, err)
+	assert.Equal(t, first.backendCert, presented)
+
+	second, err := options(two).read()
+	require.NoError(t, err)
+	assert.NotEqual(t, first.digest, second.digest)
+	live.files.Store(second)
+	issuer, err = issuerOfHandshake(t, server, two.ClientConfig(true))
+	require.NoError(t, err)
+	assert.Equal(t, "two CA", issuer)
+	_, err = issuerOfHandshake(t, server, one.ClientConfig(true))
+	assert.Error(t, err, "a client certificate of the former CA")
+	presented, err = backend.GetClientCertificate(nil)
+	require.NoError(t, err)
+	assert.Equal(t, second.backendCert, presented)
+	assert.Same(t, first.backendCAs, backend.RootCAs, "the nodes' CAs are those at start")
+
+	without := options(two)
+	without.backendCert, without.backendKey = "", ""
+	none, err := without.read()
+	require.NoError(t, err)
+	live.files.Store(none)
+	presented, err = backend.GetClientCertificate(nil)
+	require.NoError(t, err)
+	assert.Empty(t, presented.Certificate, "no certificate to present")
 }
