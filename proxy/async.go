@@ -16,7 +16,7 @@ type AsyncBackend interface {
 	Start(ctx context.Context, reqs []*router.Request, done func(), writes *router.Writes)
 }
 
-// Limits of the asynchronous path; larger batches are served synchronously.
+// Limits of the event loops' asynchronous path.
 const (
 	// maxAsyncCommandBytes bounds the commands of a batch an event loop
 	// serves (loopSafe); larger batches move the client to a goroutine.

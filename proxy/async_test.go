@@ -127,7 +127,7 @@ func TestHeldRequestOfAClientThatHungUpIsDropped(t *testing.T) {
 }
 
 // A batch small enough for the event loop whose parts, once split by slot,
-// outgrow the session's kept buffer is still answered asynchronously: held
+// outgrow 64 KB is still answered asynchronously: held
 // by its backend, it must not stop the loop serving the loop's other
 // clients.
 func TestSplitBatchLargerThanItsInputDoesNotBlockTheLoop(t *testing.T) {
@@ -143,8 +143,8 @@ func TestSplitBatchLargerThanItsInputDoesNotBlockTheLoop(t *testing.T) {
 			close(backend.hold)
 		}
 	}
-	t.Cleanup(release)
 	_, addr := startProxy(t, backend, func(cfg *Config) { cfg.EventLoops = 1 })
+	t.Cleanup(release) // before the proxy closes: cleanups run last first
 	bystander, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = bystander.Close() })
