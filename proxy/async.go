@@ -65,18 +65,22 @@ func (s *session) startAsync() bool {
 		s.completeAsync()
 		return true
 	}
-	size := 0
-	for _, q := range s.reqs {
-		size += len(q.Raw)
-	}
 	// The commands point into redcon's read buffer, which the next read
 	// may overwrite while the requests are still being answered (or
-	// resent after a redirect). Split by slot, a batch loopSafe let
-	// through may take a few times its input: still copied, never served
-	// synchronously, which on an event loop would stop its other clients
-	// for the round trip. endChunk lets such an arena go.
+	// resent after a redirect): they are copied, at most the batch that
+	// loopSafe let through. The commands the session wrote itself (the
+	// parts of one split by slot) are in buffers of its own already.
+	size := 0
+	for i, q := range s.reqs {
+		if !s.ownsRaw(i) {
+			size += len(q.Raw)
+		}
+	}
 	s.arena = slices.Grow(s.arena[:0], size)
-	for _, q := range s.reqs {
+	for i, q := range s.reqs {
+		if s.ownsRaw(i) {
+			continue
+		}
 		from := len(s.arena)
 		s.arena = append(s.arena, q.Raw...)
 		q.Raw = s.arena[from:len(s.arena):len(s.arena)]
@@ -84,6 +88,13 @@ func (s *session) startAsync() bool {
 	s.srv.stats.commandsProcessed.Add(int64(len(s.entries)))
 	s.starter.Start(s.ctx, s.reqs, s.asyncDone, s.writes)
 	return true
+}
+
+// ownsRaw reports whether request i's command is in the session's own
+// buffer for it rather than in the client's read buffer.
+func (s *session) ownsRaw(i int) bool {
+	raw, owned := s.reqs[i].Raw, s.owned[i]
+	return len(raw) > 0 && len(owned) > 0 && &raw[0] == &owned[0]
 }
 
 // completeAsync runs when every request of an asynchronous chunk has its
