@@ -33,6 +33,12 @@ func progressing(rounds int, report func(RunDone), fn func(context.Context, int,
 	}
 }
 
+// comparisonRuns is how many runs a comparison of rounds over the fixed
+// targets and peers measures, one per target a round.
+func comparisonRuns(rounds int, peers []PeerProxy) int {
+	return rounds * (len(proxyTargets) + len(peers))
+}
+
 // arms are the ways to one cluster-enabled redis-server owning every slot
 // that a comparison measures: directly, through kvproxy, through twemproxy
 // and through each peer proxy, in that order.

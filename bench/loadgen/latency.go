@@ -60,6 +60,9 @@ func (c LatencyConfig) openLoop(addr string, duration time.Duration) OpenLoopOpt
 		DataSize: c.DataSize, MaxOutstanding: latencyMaxOutstanding, Drain: latencyDrain}
 }
 
+// Runs is how many measured runs the comparison makes (the warm-up apart).
+func (c LatencyConfig) Runs() int { return comparisonRuns(c.Rounds, c.Peers) }
+
 // Validate reports the first setting that cannot make a comparison.
 func (c LatencyConfig) Validate() error {
 	if c.Rounds < 1 {

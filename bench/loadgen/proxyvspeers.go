@@ -136,6 +136,9 @@ func (c ProxyConfig) Validate() error {
 	return nil
 }
 
+// Runs is how many measured runs the comparison makes (the warm-up apart).
+func (c ProxyConfig) Runs() int { return comparisonRuns(c.Rounds, c.Peers) }
+
 // ProxyCPUMetric names the proxy process's CPU microseconds per request at
 // a pipeline depth (over all tests of that run); 0 for the direct target,
 // which has no proxy.

@@ -29,8 +29,8 @@ latency counts from that due time, so a target that stalls is charged for every 
 due meanwhile (no coordinated omission). Prints, per target, the medians over the rounds
 of p50, p99, p999 and max latency, the achieved rate (answered requests/s: below -rate,
 the target did not keep up, and its percentiles are queueing), error replies and
-requests left unanswered. A line per run on stderr shows the progress; Ctrl-C stops the
-run with a report of the rounds completed. Needs redis-server, nutcracker, and go to
+requests left unanswered. A line per run on stderr shows the progress, with a bar below
+on a terminal; Ctrl-C stops the run with a report of the rounds completed. Needs redis-server, nutcracker, and go to
 build kvproxy (run it from inside the kvproxy module) unless -kvproxy is given.
 
 -peer NAME=PATH:ARGS measures another proxy too, as in 'kvbench proxy' (see its -h).`)
@@ -77,9 +77,11 @@ build kvproxy (run it from inside the kvproxy module) unless -kvproxy is given.
 		cfg.Rounds, cfg.Rate, cfg.Duration, cfg.Conns, peerNames(cfg.Peers))
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	cfg.Progress = progressLine(stderr, []string{loadgen.LatencyP50, loadgen.LatencyP99, loadgen.LatencyP999,
-		loadgen.LatencyAchieved}, formatLatencyMetric)
+	progress := newRunProgress(stderr, cfg.Runs(),
+		[]string{loadgen.LatencyP50, loadgen.LatencyP99, loadgen.LatencyP999, loadgen.LatencyAchieved}, formatLatencyMetric)
+	cfg.Progress = progress.report
 	report, runErr := loadgen.RunLatencyComparison(ctx, cfg)
+	progress.done()
 	failed := func(err error) int {
 		fmt.Fprintf(stderr, "kvbench %s: %v\n", name, err)
 		return exitError

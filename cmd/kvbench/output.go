@@ -9,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -205,20 +204,4 @@ func drawBarChart(path string, report jsonReport, metrics []string, title, unit 
 	p.Y.Max *= 1.25 // room for the legend above the bars
 	width := max(4*vg.Inch, vg.Length(len(metrics)*len(targets))*barWidth*1.4)
 	return p.Save(width, 4*vg.Inch, path)
-}
-
-// progressLine prints one run's figures on a line of its own, so a long
-// comparison shows it is alive, and a log of it reads well. names picks
-// the metrics shown.
-func progressLine(w io.Writer, names []string, format func(name string, v float64) string) func(loadgen.RunDone) {
-	return func(run loadgen.RunDone) {
-		parts := make([]string, 0, len(names))
-		for _, name := range names {
-			if v, ok := run.Metrics[name]; ok {
-				parts = append(parts, name+" "+format(name, v))
-			}
-		}
-		fmt.Fprintf(w, "kvbench: round %d/%d %s: %s (%.1fs)\n", run.Round, run.Rounds, run.Target,
-			strings.Join(parts, ", "), run.Elapsed.Seconds())
-	}
 }

@@ -22,7 +22,8 @@ func runProxy(ctx context.Context, name string, args []string, stdout, stderr io
 front of it, runs redis-benchmark against the server directly and through each proxy
 in interleaved rounds, and prints the medians, the ratios, redis-benchmark's p50/p99
 latency, the proxies' CPU per request and a verdict per goal. A line per run on stderr
-shows the progress; Ctrl-C stops the run with a report of the rounds completed. Needs
+shows the progress, with a bar below on a terminal; Ctrl-C stops the run with a report
+of the rounds completed. Needs
 redis-server, redis-benchmark, nutcracker, and go to build kvproxy (run it from inside
 the kvproxy module) unless -kvproxy is given.
 
@@ -78,9 +79,12 @@ directory, its working directory). E.g.
 
 	ctx, cancel := f.start(ctx, "redis-server directly, through kvproxy, twemproxy"+peerNames(cfg.Peers))
 	defer cancel()
-	cfg.Progress = progressLine(stderr, proxyThroughput(cfg), func(_ string, v float64) string { return fmt.Sprintf("%.0f", v) })
+	progress := newRunProgress(stderr, cfg.Runs(), proxyThroughput(cfg),
+		func(_ string, v float64) string { return fmt.Sprintf("%.0f", v) })
+	cfg.Progress = progress.report
 	loadBefore := loadAverage()
 	report, runErr := loadgen.RunProxyComparison(ctx, cfg)
+	progress.done()
 	if report == nil {
 		return f.failed(runErr)
 	}
