@@ -21,11 +21,11 @@ import (
 // share one build.
 func TestSoakThroughPlannedFailovers(t *testing.T) {
 	if testing.Short() {
-		t.Skip("end-to-end: builds kvproxy and runs for 20 s; runs without -short")
+		t.Skip("end-to-end: builds kvproxy and runs for 12 s; runs without -short")
 	}
 	cfg := DefaultConfig()
-	cfg.Duration = 20 * time.Second
-	cfg.FailoverInterval = 2 * time.Second
+	cfg.Duration = 12 * time.Second
+	cfg.FailoverInterval = time.Second
 	cfg.FailoverTimeout = 2 * time.Second
 	cfg.SampleInterval = 2 * time.Second
 	cfg.Keys = 500
